@@ -1,0 +1,149 @@
+package mcpauth
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// App holds what every mcp_auth site of a configuration shares: the state
+// store and the signing key ring. It is configured by the `mcp_auth` global
+// option; without it, the defaults apply.
+type App struct {
+	// StoragePath is the directory of the embedded Badger database.
+	// Default: `{caddy.AppDataDir}/mcp_auth`.
+	StoragePath string `json:"storage_path,omitempty"`
+
+	// SigningAlgorithm is the JWS algorithm of new signing keys: ES256,
+	// RS256 or EdDSA. Default: ES256.
+	SigningAlgorithm string `json:"signing_algorithm,omitempty"`
+
+	// KeyRotation is how long a signing key signs before its successor,
+	// published one period earlier, takes over. A retired key stays
+	// published for one more period, so it must exceed the longest token
+	// lifetime. Default: 30 days.
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	store    storage.Store
+	storeKey string
+	ring     *tokens.KeyRing
+	logger   *zap.Logger
+}
+
+// stores keeps each Badger database open across config reloads: a reload
+// provisions the new config before cleaning up the old one, and Badger
+// locks its directory.
+var stores = caddy.NewUsagePool()
+
+// pooledStore lets the pool close the database when its last user is gone.
+type pooledStore struct{ *storage.Badger }
+
+func (p pooledStore) Destruct() error { return p.Close() }
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "mcp_auth",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision opens (or joins) the store and loads the key ring.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.StoragePath == "" {
+		a.StoragePath = filepath.Join(caddy.AppDataDir(), "mcp_auth")
+	}
+	if a.KeyRotation == 0 {
+		a.KeyRotation = caddy.Duration(30 * 24 * time.Hour)
+	}
+	if a.KeyRotation < caddy.Duration(time.Hour) {
+		return fmt.Errorf("key_rotation (%s) must be at least 1h", time.Duration(a.KeyRotation))
+	}
+	abs, err := filepath.Abs(a.StoragePath)
+	if err != nil {
+		return fmt.Errorf("storage_path %q: %w", a.StoragePath, err)
+	}
+	val, _, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		db, err := storage.OpenBadger(abs, a.logger.Named("badger"))
+		if err != nil {
+			return nil, err
+		}
+		return pooledStore{db}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.storeKey, a.store = abs, val.(pooledStore).Badger
+
+	a.ring, err = tokens.NewKeyRing(ctx, a.store, tokens.KeyRingConfig{
+		Algorithm:      a.SigningAlgorithm,
+		RotationPeriod: time.Duration(a.KeyRotation),
+		RetainPeriod:   time.Duration(a.KeyRotation),
+	})
+	if err != nil {
+		return fmt.Errorf("signing keys in %s: %w", abs, err)
+	}
+	go a.ring.Run(ctx, maintenanceInterval(time.Duration(a.KeyRotation)), func(err error) {
+		a.logger.Error("maintaining signing keys", zap.Error(err))
+	})
+	return nil
+}
+
+// maintenanceInterval checks often enough to publish each successor key
+// well ahead of its use, and to notice keys other instances created.
+func maintenanceInterval(rotation time.Duration) time.Duration {
+	return min(rotation/24, time.Hour)
+}
+
+// Start implements caddy.App. Everything is ready after Provision, because
+// the HTTP app may start first.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases the store; it is safe after a failed Provision.
+func (a *App) Cleanup() error {
+	if a.storeKey == "" {
+		return nil
+	}
+	_, err := stores.Delete(a.storeKey)
+	a.storeKey = ""
+	return err
+}
+
+// errNoApp is returned when a handler cannot reach the app.
+var errNoApp = errors.New("mcp_auth app is not available")
+
+// appFrom returns the configuration's App, provisioning it with defaults if
+// the global option was not used.
+func appFrom(ctx caddy.Context) (*App, error) {
+	mod, err := ctx.App("mcp_auth")
+	if err != nil {
+		return nil, err
+	}
+	app, ok := mod.(*App)
+	if !ok {
+		return nil, errNoApp
+	}
+	return app, nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

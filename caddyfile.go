@@ -1,0 +1,264 @@
+package mcpauth
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mcp_auth", parseCaddyfile)
+	// After forward_auth, with the other authentication handlers: before
+	// handle, route and reverse_proxy, so `handle /mcp* { reverse_proxy … }`
+	// is guarded without an `order` line.
+	httpcaddyfile.RegisterDirectiveOrder("mcp_auth", httpcaddyfile.After, "forward_auth")
+	httpcaddyfile.RegisterGlobalOption("mcp_auth", parseGlobalOption)
+}
+
+// parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mcp_auth [<matcher>] {
+//		issuer          <url>
+//		resource        <path> [{
+//			scopes <scope...>
+//		}]
+//		scopes          <scope...>
+//		require_scope   <path> <scope...>
+//		realm           <name>
+//		allowed_origins <origin...>
+//		strip_header    <name...>
+//		pass_authorization
+//	}
+//
+// Without issuer, the issuer is the site's address: `mcp.example.com` gives
+// https://mcp.example.com. A site with several addresses, or one without a
+// host, must set issuer.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if handler.Issuer == "" {
+		issuer, err := issuerFromSiteAddress(h)
+		if err != nil {
+			// Point the error at the directive's line, not the end of its block.
+			h.Reset()
+			h.Next()
+			return nil, h.Errf("%v", err)
+		}
+		handler.Issuer = issuer
+	}
+	return handler, nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope"}, opt) {
+			return d.Errf("%s already specified", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "issuer":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			iss := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := handlers.CanonicalIssuer(iss); err != nil {
+				return d.Errf("%v", err)
+			}
+			h.Issuer = iss
+		case "resource":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			res := Resource{Path: d.Val()}
+			if !strings.HasPrefix(res.Path, "/") {
+				return d.Errf("resource %q must be a path such as /mcp", res.Path)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "scopes":
+					if res.Scopes != nil {
+						return d.Err("scopes already specified")
+					}
+					if res.Scopes = d.RemainingArgs(); len(res.Scopes) == 0 {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unrecognized resource option '%s'", d.Val())
+				}
+			}
+			h.Resources = append(h.Resources, res)
+		case "scopes":
+			if h.Scopes = d.RemainingArgs(); len(h.Scopes) == 0 {
+				return d.ArgErr()
+			}
+		case "require_scope":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if !strings.HasPrefix(args[0], "/") {
+				return d.Errf("require_scope path %q must start with /", args[0])
+			}
+			h.RequireScopes = append(h.RequireScopes, ScopeRequirement{Path: args[0], Scopes: args[1:]})
+		case "realm":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Realm = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "allowed_origins":
+			if h.AllowedOrigins = d.RemainingArgs(); len(h.AllowedOrigins) == 0 {
+				return d.ArgErr()
+			}
+		case "strip_header":
+			if h.StripHeaders = d.RemainingArgs(); len(h.StripHeaders) == 0 {
+				return d.ArgErr()
+			}
+		case "pass_authorization":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.PassAuthorization = true
+		default:
+			return d.Errf("unrecognized mcp_auth option '%s'", opt)
+		}
+	}
+	if len(h.Resources) > 0 && len(h.Scopes) > 0 {
+		return d.Err("with resources declared, set scopes inside each resource block")
+	}
+	return nil
+}
+
+// issuerFromSiteAddress derives the issuer from the address of the site
+// block the directive is in. httpcaddyfile does not expose the block to
+// directives, so its keys are read through reflection (read-only); a Caddy
+// that changes this shows as a clear adapt error asking for `issuer`.
+func issuerFromSiteAddress(h httpcaddyfile.Helper) (string, error) {
+	if h.IsNamedRoute() {
+		// Its key is the route's name, &(name), not an address.
+		return "", fmt.Errorf("in a named route the issuer cannot come from a site address; set issuer")
+	}
+	keys := reflect.ValueOf(h).FieldByName("parentBlock")
+	if keys.IsValid() {
+		keys = keys.FieldByName("Keys")
+	}
+	if !keys.IsValid() || keys.Kind() != reflect.Slice {
+		return "", fmt.Errorf("cannot read the site address; set issuer")
+	}
+	if keys.Len() != 1 {
+		return "", fmt.Errorf("the site has %d addresses; set issuer to the one MCP clients use", keys.Len())
+	}
+	text := keys.Index(0).FieldByName("Text")
+	if !text.IsValid() || text.Kind() != reflect.String {
+		return "", fmt.Errorf("cannot read the site address; set issuer")
+	}
+	addr, err := httpcaddyfile.ParseAddress(text.String())
+	if err != nil {
+		return "", fmt.Errorf("site address %q: %v", text.String(), err)
+	}
+	if addr.Host == "" || strings.ContainsAny(addr.Host, "*{}") {
+		return "", fmt.Errorf("site address %q has no single host name; set issuer", addr.Original)
+	}
+	scheme := "https"
+	if addr.Scheme == "http" || (addr.Scheme == "" && addr.Port == "80") {
+		scheme = "http"
+	}
+	host := addr.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6 literal: ParseAddress drops the brackets
+	}
+	issuer := scheme + "://" + host
+	if addr.Port != "" {
+		issuer += ":" + addr.Port
+	}
+	canonical, err := handlers.CanonicalIssuer(issuer)
+	if err != nil {
+		return "", fmt.Errorf("from site address %q: %v; set issuer", addr.Original, err)
+	}
+	return canonical, nil
+}
+
+// parseGlobalOption sets up the mcp_auth app. Syntax:
+//
+//	mcp_auth {
+//		storage_path      <dir>
+//		signing_algorithm ES256|RS256|EdDSA
+//		key_rotation      <duration>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // option name; before any error, so errors carry its line
+	if existing != nil {
+		return nil, d.Err("mcp_auth global option specified more than once")
+	}
+	app := new(App)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("%s already specified", opt)
+		}
+		seen[opt] = true
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		val := d.Val()
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		switch opt {
+		case "storage_path":
+			app.StoragePath = val
+		case "signing_algorithm":
+			if !slices.Contains(tokens.Algorithms, val) {
+				return nil, d.Errf("signing_algorithm %q is not one of %v", val, tokens.Algorithms)
+			}
+			app.SigningAlgorithm = val
+		case "key_rotation":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil {
+				return nil, d.Errf("key_rotation %q: %v", val, err)
+			}
+			if dur < time.Hour {
+				return nil, d.Errf("key_rotation %q must be at least 1h", val)
+			}
+			app.KeyRotation = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized mcp_auth global option '%s'", opt)
+		}
+	}
+	return httpcaddyfile.App{Name: "mcp_auth", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,50 @@
+package handlers
+
+import "net/http"
+
+// Headers a browser MCP client sends and must be allowed to send, and the
+// response headers it must be able to read (the MCP transports' and RFC
+// 9728's), listed once for every endpoint.
+const (
+	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+	corsExposeHeaders = "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version"
+	corsAllowMethods  = "GET, POST, DELETE, OPTIONS"
+)
+
+// IsPreflight reports whether r is a CORS preflight request.
+func IsPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// CORS adds the CORS response headers for r's origin. It reports false if
+// the origin is not allowed, in which case the caller answers 403: the MCP
+// transports require refusing unknown origins (DNS rebinding).
+func (s *Site) CORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser request
+	}
+	if !s.originAllowed(origin) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	return true
+}
+
+// ServePreflight answers a CORS preflight without asking for a token:
+// browsers never send credentials on a preflight.
+func (s *Site) ServePreflight(w http.ResponseWriter, r *http.Request) {
+	if !s.CORS(w, r) {
+		writeJSONError(w, http.StatusForbidden, "invalid_request", "origin not allowed")
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", corsAllowMethods)
+	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,141 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// Decision is the gate's verdict on one request.
+type Decision struct {
+	// Claims are the verified token's claims; nil when the request is refused.
+	Claims *tokens.AccessClaims
+	// Resource is the protected resource the request was matched to.
+	Resource *Resource
+	// Status is the HTTP status of a refusal (400, 401 or 403); 0 when allowed.
+	Status int
+	// Challenge is the WWW-Authenticate value of a refusal.
+	Challenge string
+	// Reason says why the request was refused, for logs; never a secret.
+	Reason string
+}
+
+// Authorize decides whether r may reach the protected backend. Only the
+// Authorization header is considered: a token in the query string is never
+// accepted (OAuth 2.1 section 5.1), so such a request counts as anonymous.
+func (s *Site) Authorize(r *http.Request) Decision {
+	reqPath := path.Clean("/" + r.URL.Path)
+	res := s.ResourceFor(reqPath)
+	need := s.requiredScopes(reqPath)
+	d := Decision{Resource: res}
+
+	refuse := func(status int, code, description string, scopes []string) Decision {
+		d.Status, d.Reason = status, description
+		d.Challenge = s.challenge(res, code, description, scopes)
+		return d
+	}
+	challengeScopes := need
+	if len(challengeScopes) == 0 {
+		challengeScopes = res.Scopes
+	}
+
+	values := r.Header.Values("Authorization")
+	if len(values) > 1 {
+		return refuse(http.StatusBadRequest, "invalid_request", "more than one Authorization header", nil)
+	}
+	token, ok := "", false
+	if len(values) == 1 {
+		token, ok = bearerToken(values[0])
+	}
+	if !ok {
+		return refuse(http.StatusUnauthorized, "", "no bearer token", challengeScopes)
+	}
+	if r.URL.Query().Has("access_token") {
+		return refuse(http.StatusBadRequest, "invalid_request", "token sent in more than one way", nil)
+	}
+	if !isToken68(token) {
+		return refuse(http.StatusUnauthorized, "invalid_token", "token is malformed", challengeScopes)
+	}
+	claims, err := s.Verifier.Verify(r.Context(), token, res.URL)
+	if err != nil {
+		var invalid *tokens.InvalidTokenError
+		if !errors.As(err, &invalid) {
+			return refuse(http.StatusUnauthorized, "invalid_token", "token could not be verified", challengeScopes)
+		}
+		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
+	}
+	if missing := missingScopes(claims.Scopes(), need); len(missing) > 0 {
+		return refuse(http.StatusForbidden, "insufficient_scope", "token lacks a required scope", need)
+	}
+	d.Claims = claims
+	return d
+}
+
+// bearerToken extracts the token of a "Bearer" Authorization header; the
+// scheme is case-insensitive (RFC 9110 section 11.1).
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}
+
+// isToken68 reports whether s has the b64token syntax of RFC 6750 section 2.1.
+func isToken68(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" || len(s) > tokens.MaxTokenLength {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func missingScopes(have, need []string) []string {
+	var missing []string
+	for _, sc := range need {
+		if !slices.Contains(have, sc) {
+			missing = append(missing, sc)
+		}
+	}
+	return missing
+}
+
+// challenge builds a Bearer WWW-Authenticate value (RFC 6750 section 3 with
+// RFC 9728 section 5.1's resource_metadata). A request without credentials
+// gets no error code, as RFC 6750 asks.
+func (s *Site) challenge(res *Resource, code, description string, scopes []string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm="`)
+	b.WriteString(quoteSafe(s.Realm))
+	b.WriteByte('"')
+	if code != "" {
+		b.WriteString(`, error="` + code + `", error_description="` + quoteSafe(description) + `"`)
+	}
+	b.WriteString(`, resource_metadata="` + res.MetadataURL + `"`)
+	if len(scopes) > 0 {
+		b.WriteString(`, scope="` + strings.Join(scopes, " ") + `"`)
+	}
+	return b.String()
+}
+
+// quoteSafe drops the characters that cannot appear in a quoted-string
+// parameter of an error value (RFC 6750 section 3: %x20-21 / %x23-5B / %x5D-7E).
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,216 @@
+package mcpauth
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// The tests run one real Caddy in this process, configured from Caddyfiles
+// and reloaded through its admin API as `caddy reload` does.
+var (
+	dataHome  string // XDG_DATA_HOME: Caddy's local CA lives below it
+	adminAddr string
+	httpsPort int
+	httpPort  int
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "mcpauth-test")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(tmp)
+	dataHome = filepath.Join(tmp, "data")
+	_ = os.Setenv("XDG_DATA_HOME", dataHome)
+	_ = os.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
+	adminAddr = fmt.Sprintf("localhost:%d", freePort())
+	httpsPort, httpPort = freePort(), freePort()
+	return m.Run()
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// siteAddr is the address of the HTTPS site the tests configure.
+func siteAddr() string { return fmt.Sprintf("https://localhost:%d", httpsPort) }
+
+// globalOptions are prepended to every test Caddyfile.
+func globalOptions(storagePath, logFile string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	http_port %d
+	https_port %d
+	skip_install_trust
+	local_certs
+	grace_period 1s
+	storage file_system %s
+	log {
+		output file %s
+		level DEBUG
+	}
+	mcp_auth {
+		storage_path %s
+	}
+}
+`, adminAddr, httpPort, httpsPort, filepath.Join(dataHome, "caddy"), logFile, storagePath)
+}
+
+// startCaddy loads a Caddyfile into the in-process Caddy and stops Caddy
+// when the test ends, before the test's temporary directories go away.
+func startCaddy(t testing.TB, caddyfile string) {
+	t.Helper()
+	caddyfile = blankLines.ReplaceAllString(caddyfile, "\n")
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		t.Logf("Caddyfile warning: %s", w.String())
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	waitForTLS(t)
+}
+
+var blankLines = regexp.MustCompile(`\n[ \t]*\n`)
+
+// reloadCaddy posts a Caddyfile to the admin API, exactly like `caddy reload`.
+func reloadCaddy(t testing.TB, caddyfile string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", strings.NewReader(caddyfile))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reload: %s: %s", resp.Status, body)
+	}
+}
+
+// waitForTLS waits until the site answers over HTTPS with a certificate
+// from Caddy's local CA.
+func waitForTLS(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := tlsClient()
+		if err == nil {
+			var resp *http.Response
+			resp, err = c.Get(siteAddr() + "/.well-known/oauth-protected-resource")
+			if err == nil {
+				resp.Body.Close()
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("site did not come up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// tlsClient returns an HTTP client that trusts Caddy's local CA.
+func tlsClient() (*http.Client, error) {
+	pem, err := os.ReadFile(filepath.Join(dataHome, "caddy", "pki", "authorities", "local", "root.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in root.crt")
+	}
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		Timeout:   10 * time.Second,
+	}, nil
+}
+
+func mustTLSClient(t testing.TB) *http.Client {
+	t.Helper()
+	c, err := tlsClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testRing opens a second key ring on the store the running Caddy uses, as
+// another instance sharing the store would, so tests can mint tokens signed
+// with the keys Caddy trusts.
+func testRing(t testing.TB, storagePath string) *tokens.KeyRing {
+	t.Helper()
+	abs, _ := filepath.Abs(storagePath)
+	db, loaded, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		return nil, fmt.Errorf("store %s is not open", abs)
+	})
+	if err != nil || !loaded {
+		t.Fatalf("store %s is not open in this process: %v", abs, err)
+	}
+	t.Cleanup(func() { _, _ = stores.Delete(abs) })
+	ring, err := tokens.NewKeyRing(t.Context(), db.(pooledStore).Badger, tokens.KeyRingConfig{
+		RotationPeriod: 30 * 24 * time.Hour, RetainPeriod: 30 * 24 * time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
+}
+
+// get fetches a URL with the test client and returns status, header and body.
+func get(t testing.TB, c *http.Client, url string, header http.Header) (int, http.Header, []byte) {
+	t.Helper()
+	return do(t, c, http.MethodGet, url, header, nil)
+}
+
+func do(t testing.TB, c *http.Client, method, url string, header http.Header, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}

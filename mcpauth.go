@@ -1,0 +1,206 @@
+// Package mcpauth is a Caddy module that makes a site an OAuth 2.1
+// authorization server for MCP clients and a bearer-token gate in front of
+// the MCP servers it proxies to.
+package mcpauth
+
+import (
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves the discovery and authorization-server endpoints of a site
+// and lets every other request through only with a valid access token
+// issued for the protected resource it addresses.
+//
+// On success it removes the client's Authorization header (tokens are never
+// passed through to the backend), removes inbound headers that mimic
+// identity headers, and sets these placeholders for `header_up`:
+//
+//	{http.auth.user.id}     the token's subject
+//	{http.auth.user.email}  the user's email, when known
+//	{http.auth.client_id}   the OAuth client the token was issued to
+//	{http.auth.scopes}      the granted scopes, space-separated
+type Handler struct {
+	// Issuer is the authorization server's issuer identifier: an https URL
+	// (http only for loopback hosts), normally the site's origin. Every
+	// published URL is built from it; it is never taken from request
+	// headers. The Caddyfile sets it from the site address.
+	Issuer string `json:"issuer"`
+
+	// Resources are the protected resources on this site. Without any, the
+	// site's origin is the one protected resource.
+	Resources []Resource `json:"resources,omitempty"`
+
+	// Scopes are advertised for the site's origin when it is the protected
+	// resource, and asked for in its challenges.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// RequireScopes lists scopes that requests to matching paths need;
+	// a token without them gets 403 insufficient_scope.
+	RequireScopes []ScopeRequirement `json:"require_scopes,omitempty"`
+
+	// Realm is the realm of bearer challenges. Default: mcp.
+	Realm string `json:"realm,omitempty"`
+
+	// AllowedOrigins restricts the browser origins (the Origin request
+	// header) allowed to call the site; requests from others get 403.
+	// Requests without an Origin header, from non-browser clients, are
+	// not affected. Default: any origin.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	// StripHeaders are request headers removed from every request that
+	// passes the gate, in addition to the defaults (X-MCP-User,
+	// X-MCP-Email, X-MCP-Client, X-MCP-Scopes, X-MCP-Identity,
+	// X-Forwarded-User, X-Forwarded-Email, X-Auth-Request-User,
+	// X-Auth-Request-Email, X-Remote-User, Remote-User), so a client cannot
+	// pass off identity headers of its own. Name here any header your
+	// `header_up` sets from the identity placeholders.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
+	// PassAuthorization forwards the client's Authorization header to the
+	// backend. The MCP specification forbids token passthrough; enable this
+	// only for a backend that verifies the token itself and never forwards it.
+	PassAuthorization bool `json:"pass_authorization,omitempty"`
+
+	site         *handlers.Site
+	stripHeaders []string
+	logger       *zap.Logger
+}
+
+// Resource declares a protected resource: an MCP endpoint path on the site.
+type Resource struct {
+	// Path is the URL path of the MCP endpoint, such as /mcp. Its canonical
+	// resource URL is the issuer's origin followed by the path.
+	Path string `json:"path"`
+	// Scopes are advertised in the resource's metadata and asked for in its
+	// challenges.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// ScopeRequirement requires scopes for the request paths it matches.
+type ScopeRequirement struct {
+	// Path is a request path, or a prefix followed by `*`.
+	Path string `json:"path"`
+	// Scopes are all needed.
+	Scopes []string `json:"scopes"`
+}
+
+// defaultStripHeaders are identity headers commonly trusted by backends.
+var defaultStripHeaders = []string{
+	"X-MCP-User", "X-MCP-Email", "X-MCP-Client", "X-MCP-Scopes", "X-MCP-Identity",
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Auth-Request-User", "X-Auth-Request-Email",
+	"X-Remote-User", "Remote-User",
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mcp_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision checks the configuration and joins the shared store and keys.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Issuer == "" {
+		return fmt.Errorf("issuer is required")
+	}
+	cfg := handlers.SiteConfig{
+		Issuer:         h.Issuer,
+		Realm:          h.Realm,
+		Scopes:         map[string][]string{},
+		AllowedOrigins: h.AllowedOrigins,
+	}
+	if len(h.Resources) == 0 {
+		cfg.Scopes[""] = h.Scopes
+	} else if len(h.Scopes) > 0 {
+		return fmt.Errorf("scopes: set them per resource when resources are declared")
+	}
+	for _, r := range h.Resources {
+		cfg.ResourcePaths = append(cfg.ResourcePaths, r.Path)
+		if len(r.Scopes) > 0 {
+			cfg.Scopes[strings.TrimRight(r.Path, "/")] = r.Scopes
+		}
+	}
+	for _, rs := range h.RequireScopes {
+		if !strings.HasPrefix(rs.Path, "/") || len(rs.Scopes) == 0 {
+			return fmt.Errorf("require_scopes: path %q must start with / and name at least one scope", rs.Path)
+		}
+		cfg.ScopeRules = append(cfg.ScopeRules, handlers.ScopeRule{Pattern: rs.Path, Scopes: rs.Scopes})
+	}
+	for _, o := range h.AllowedOrigins {
+		if o != strings.TrimRight(o, "/") || !strings.Contains(o, "://") {
+			return fmt.Errorf("allowed_origins: %q is not an origin such as https://app.example.com", o)
+		}
+	}
+	h.stripHeaders = append(append([]string{}, defaultStripHeaders...), h.StripHeaders...)
+
+	app, err := appFrom(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.Ring = app.ring
+	site, err := handlers.NewSite(cfg)
+	if err != nil {
+		return err
+	}
+	h.site = site
+	return nil
+}
+
+// ServeHTTP serves the site's own endpoints and gates everything else.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if handlers.IsPreflight(r) {
+		h.site.ServePreflight(w, r)
+		return nil
+	}
+	if !h.site.CORS(w, r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
+	}
+	if serve := h.site.Route(path.Clean("/" + r.URL.Path)); serve != nil {
+		serve(w, r)
+		return nil
+	}
+
+	d := h.site.Authorize(r)
+	if d.Claims == nil {
+		w.Header().Set("WWW-Authenticate", d.Challenge)
+		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
+			c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", d.Resource.URL))
+		}
+		return caddyhttp.Error(d.Status, fmt.Errorf("mcp_auth: %s", d.Reason))
+	}
+
+	if !h.PassAuthorization {
+		r.Header.Del("Authorization")
+	}
+	for _, name := range h.stripHeaders {
+		r.Header.Del(name)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", d.Claims.Subject)
+	repl.Set("http.auth.user.email", d.Claims.Email)
+	repl.Set("http.auth.client_id", d.Claims.ClientID)
+	repl.Set("http.auth.scopes", d.Claims.Scope)
+	return next.ServeHTTP(w, r)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,59 @@
+// Package storage defines the state store the authorization server keeps its
+// clients, codes, grants, revocations and signing keys in, and its backends.
+//
+// Every backend passes the contract suite in package storagetest, so the rest
+// of the plugin relies only on what Store documents here.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a key does not exist or has expired.
+var ErrNotFound = errors.New("storage: not found")
+
+// ErrConflict is returned when a conditional write loses: Create finds the
+// key already present, or Swap finds a value other than the expected one.
+var ErrConflict = errors.New("storage: conflict")
+
+// Store is a key-value store with expiry and the atomic operations an OAuth
+// authorization server needs. Keys are printable strings; callers namespace
+// them with a prefix such as "client/" or "code/". Values are opaque bytes.
+//
+// A ttl of zero or less means the entry never expires. An expired entry is
+// never returned, whatever the backend's own expiry granularity.
+//
+// All methods are safe for concurrent use, also across processes that share
+// the same backend.
+type Store interface {
+	// Get returns the value stored under key, or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+
+	// Put stores value under key, replacing any previous value.
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Create stores value under key only if the key does not exist yet;
+	// otherwise it returns ErrConflict and changes nothing.
+	Create(ctx context.Context, key string, value []byte, ttl time.Duration) error
+
+	// Take atomically returns the value stored under key and deletes it.
+	// Among concurrent callers for the same key exactly one gets the value;
+	// the others get ErrNotFound. This is how single-use values (authorization
+	// codes, login states) are redeemed.
+	Take(ctx context.Context, key string) ([]byte, error)
+
+	// Swap atomically replaces the value under key with value if the stored
+	// value equals old byte for byte. It returns ErrNotFound if the key does
+	// not exist and ErrConflict if it holds something else. This is how a
+	// refresh-token family rotates without lost updates.
+	Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error
+
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// List calls fn for every live entry whose key starts with prefix, in
+	// ascending key order, until fn returns an error, which List returns.
+	List(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+}

@@ -1,0 +1,235 @@
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// AccessTokenType is the JOSE "typ" of access tokens (RFC 9068 section 2.1).
+const AccessTokenType = "at+jwt"
+
+// MaxTokenLength bounds the size of a token the verifier will parse; ours
+// are well under 2 KB, and anything much larger is garbage or an attack.
+const MaxTokenLength = 8 << 10
+
+// AccessClaims are the claims of an RFC 9068 access token.
+type AccessClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  Audience `json:"aud"`
+	Expiry    int64    `json:"exp"`
+	NotBefore int64    `json:"nbf,omitempty"`
+	IssuedAt  int64    `json:"iat"`
+	JWTID     string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	// Scope is the space-delimited list of granted scopes.
+	Scope string `json:"scope,omitempty"`
+	// Email is the user's verified email address, when known.
+	Email string `json:"email,omitempty"`
+}
+
+// Scopes returns the granted scopes.
+func (c *AccessClaims) Scopes() []string { return strings.Fields(c.Scope) }
+
+// Audience is the "aud" claim: one string, or an array of strings.
+type Audience []string
+
+// MarshalJSON writes a single audience as a plain string, as RFC 9068 shows.
+func (a Audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+// UnmarshalJSON accepts a string or an array of strings.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = Audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("aud is neither a string nor an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+// Sign signs claims with the ring's current key, with the given JOSE typ.
+func (kr *KeyRing) Sign(typ string, claims any) (string, error) {
+	key, err := kr.signingKey()
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	hdrs := jws.NewHeaders()
+	if err := hdrs.Set(jws.TypeKey, typ); err != nil {
+		return "", err
+	}
+	if err := hdrs.Set(jws.KeyIDKey, key.kid); err != nil {
+		return "", err
+	}
+	signed, err := jws.Sign(payload, jws.WithKey(key.alg, key.private, jws.WithProtectedHeaders(hdrs)))
+	if err != nil {
+		return "", fmt.Errorf("signing token: %w", err)
+	}
+	return string(signed), nil
+}
+
+// MintAccessToken fills in iat, exp and a fresh jti and signs an access token.
+func (kr *KeyRing) MintAccessToken(claims AccessClaims, lifetime time.Duration) (string, error) {
+	now := kr.now()
+	claims.IssuedAt = now.Unix()
+	claims.Expiry = now.Add(lifetime).Unix()
+	claims.JWTID = NewID()
+	return kr.Sign(AccessTokenType, claims)
+}
+
+// NewID returns a random 128-bit identifier, base64url-encoded.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// InvalidTokenError says why a token was rejected. Its text is safe to
+// show to the client: it never contains any part of the token.
+type InvalidTokenError struct{ Reason string }
+
+func (e *InvalidTokenError) Error() string { return e.Reason }
+
+func invalid(reason string) error { return &InvalidTokenError{Reason: reason} }
+
+// verifySignature checks the JWS signature against the ring, requiring the
+// given typ and a known kid, and returns the payload. The algorithm is the
+// one of our key, never the one the header claims, so "none" and algorithm
+// confusion cannot get through.
+func (kr *KeyRing) verifySignature(ctx context.Context, token, typ string) ([]byte, error) {
+	if len(token) > MaxTokenLength {
+		return nil, invalid("token is too large")
+	}
+	if strings.Count(token, ".") != 2 || !isBase64URLAndDots(token) {
+		return nil, invalid("token is not a JWT")
+	}
+	var reason string
+	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
+		func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+			h := sig.ProtectedHeaders()
+			if got, _ := h.Type(); !typeMatches(got, typ) {
+				reason = "token type is not " + typ
+				return errors.New(reason)
+			}
+			kid, _ := h.KeyID()
+			key, ok := kr.verificationKey(ctx, kid)
+			if !ok {
+				reason = "token is signed by an unknown key"
+				return errors.New(reason)
+			}
+			if alg, _ := h.Algorithm(); alg != key.alg {
+				reason = "token algorithm does not match its key"
+				return errors.New(reason)
+			}
+			sink.Key(key.alg, key.publicRaw)
+			return nil
+		})))
+	if err != nil {
+		if reason == "" {
+			reason = "token signature is invalid"
+		}
+		return nil, invalid(reason)
+	}
+	return payload, nil
+}
+
+// isBase64URLAndDots reports whether s holds only the characters of a
+// compact JWS. The base64 decoders also take newlines, padding and the
+// standard alphabet, which would give one token many accepted spellings.
+func isBase64URLAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// typeMatches compares a JOSE typ, which RFC 7515 section 4.1.9 lets omit
+// the "application/" prefix, case-insensitively.
+func typeMatches(got, want string) bool {
+	got = strings.ToLower(got)
+	return got == want || got == "application/"+want
+}
+
+// Verifier checks access tokens issued by one issuer.
+type Verifier struct {
+	ring   *KeyRing
+	issuer string
+	// Skew is the clock skew tolerated on exp, nbf and iat.
+	skew  time.Duration
+	cache *verifiedCache
+}
+
+// NewVerifier returns a verifier for access tokens from issuer, signed by ring.
+func NewVerifier(ring *KeyRing, issuer string) *Verifier {
+	return &Verifier{ring: ring, issuer: issuer, skew: 30 * time.Second, cache: newVerifiedCache(8192)}
+}
+
+// Verify checks token and returns its claims if it is a valid access token of
+// this issuer for audience at the current time. Errors are
+// *InvalidTokenError. A token seen before skips the signature check: its
+// claims are cached until it expires.
+func (v *Verifier) Verify(ctx context.Context, token, audience string) (*AccessClaims, error) {
+	now := v.ring.now()
+	claims, ok := v.cache.get(token)
+	if !ok {
+		payload, err := v.ring.verifySignature(ctx, token, AccessTokenType)
+		if err != nil {
+			return nil, err
+		}
+		claims = new(AccessClaims)
+		if err := json.Unmarshal(payload, claims); err != nil {
+			return nil, invalid("token claims are malformed")
+		}
+		if err := v.checkStatic(claims, now); err != nil {
+			return nil, err
+		}
+		v.cache.put(token, claims, now)
+	}
+	if now.After(time.Unix(claims.Expiry, 0).Add(v.skew)) {
+		return nil, invalid("token has expired")
+	}
+	if !slices.Contains(claims.Audience, audience) {
+		return nil, invalid("token is not meant for this resource")
+	}
+	return claims, nil
+}
+
+// checkStatic checks what does not change while a token is cached.
+func (v *Verifier) checkStatic(c *AccessClaims, now time.Time) error {
+	switch {
+	case c.Issuer != v.issuer:
+		return invalid("token issuer is not this authorization server")
+	case c.Subject == "" || c.ClientID == "" || c.JWTID == "" || c.Expiry == 0 || c.IssuedAt == 0 || len(c.Audience) == 0:
+		return invalid("token lacks required claims")
+	case time.Unix(c.NotBefore, 0).After(now.Add(v.skew)):
+		return invalid("token is not valid yet")
+	case time.Unix(c.IssuedAt, 0).After(now.Add(v.skew)):
+		return invalid("token was issued in the future")
+	}
+	return nil
+}
