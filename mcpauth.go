@@ -122,19 +122,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	cfg := handlers.SiteConfig{
 		Issuer:         h.Issuer,
 		Realm:          h.Realm,
-		Scopes:         map[string][]string{},
 		AllowedOrigins: h.AllowedOrigins,
 	}
 	if len(h.Resources) == 0 {
-		cfg.Scopes[""] = h.Scopes
+		cfg.Resources = []handlers.ResourceConfig{{Scopes: h.Scopes}}
 	} else if len(h.Scopes) > 0 {
 		return fmt.Errorf("scopes: set them per resource when resources are declared")
 	}
 	for _, r := range h.Resources {
-		cfg.ResourcePaths = append(cfg.ResourcePaths, r.Path)
-		if len(r.Scopes) > 0 {
-			cfg.Scopes[strings.TrimRight(r.Path, "/")] = r.Scopes
-		}
+		cfg.Resources = append(cfg.Resources, handlers.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
 	}
 	for _, rs := range h.RequireScopes {
 		if !strings.HasPrefix(rs.Path, "/") || len(rs.Scopes) == 0 {

@@ -54,7 +54,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	if !ok {
 		return refuse(http.StatusUnauthorized, "", "no bearer token", challengeScopes)
 	}
-	if r.URL.Query().Has("access_token") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 		return refuse(http.StatusBadRequest, "invalid_request", "token sent in more than one way", nil)
 	}
 	if !isToken68(token) {

@@ -67,14 +67,19 @@ type Site struct {
 type SiteConfig struct {
 	Issuer string
 	Realm  string
-	// ResourcePaths are the paths of the protected resources; none means the
-	// whole origin is one resource.
-	ResourcePaths []string
-	// Scopes are the scopes of each resource path, or of the origin.
-	Scopes         map[string][]string
+	// Resources are the protected resources; none means the whole origin
+	// is one resource, without scopes.
+	Resources      []ResourceConfig
 	ScopeRules     []ScopeRule
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
+}
+
+// ResourceConfig declares a protected resource.
+type ResourceConfig struct {
+	// Path is the resource's URL path; "" or "/" is the whole origin.
+	Path   string
+	Scopes []string
 }
 
 // NewSite validates cfg and derives every URL the site publishes from the
@@ -97,13 +102,13 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if s.Realm == "" {
 		s.Realm = "mcp"
 	}
-	paths := cfg.ResourcePaths
-	if len(paths) == 0 {
-		paths = []string{""}
+	resources := cfg.Resources
+	if len(resources) == 0 {
+		resources = []ResourceConfig{{}}
 	}
 	seen := map[string]bool{}
-	for _, p := range paths {
-		p, err := cleanResourcePath(p)
+	for _, rc := range resources {
+		p, err := cleanResourcePath(rc.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -115,15 +120,10 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		s.Resources = append(s.Resources, &Resource{
 			URL:          s.origin + p,
 			Path:         p,
-			Scopes:       cfg.Scopes[p],
+			Scopes:       rc.Scopes,
 			MetadataURL:  s.origin + wellKnown,
 			metadataPath: wellKnown,
 		})
-	}
-	for p := range cfg.Scopes {
-		if q, err := cleanResourcePath(p); err != nil || !seen[q] {
-			return nil, fmt.Errorf("scopes given for %q, which is not a declared resource", p)
-		}
 	}
 	if s.Ring != nil {
 		s.Verifier = tokens.NewVerifier(s.Ring, issuer)

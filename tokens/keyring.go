@@ -3,6 +3,7 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -347,6 +348,12 @@ func checkPrivateKey(key jwk.Key, alg jwa.SignatureAlgorithm) error {
 
 // install makes the parsed ring the one in use.
 func (kr *KeyRing) install(raw []byte, stored []storedKey) error {
+	kr.mu.RLock()
+	unchanged := raw != nil && bytes.Equal(raw, kr.raw)
+	kr.mu.RUnlock()
+	if unchanged {
+		return nil
+	}
 	keys := make([]ringKeyState, 0, len(stored))
 	for _, k := range stored {
 		st, err := parseStoredKey(k)
@@ -403,18 +410,13 @@ func (kr *KeyRing) verificationKey(ctx context.Context, kid string) (*ringKeySta
 		kr.lastReload = kr.now()
 	}
 	kr.reloadMu.Unlock()
-	if !due || kr.reload(ctx) != nil {
+	if !due || kr.Maintain(ctx) != nil {
 		return nil, false
 	}
 	kr.mu.RLock()
 	k, ok = kr.byKid[kid]
 	kr.mu.RUnlock()
 	return k, ok
-}
-
-// reload re-reads the ring from the store without changing it.
-func (kr *KeyRing) reload(ctx context.Context) error {
-	return kr.update(ctx, func([]storedKey, time.Time) ([]storedKey, error) { return nil, nil })
 }
 
 // JWKS returns the JSON Web Key Set of the published public keys.

@@ -95,7 +95,7 @@ func whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallT
 }
 
 func echo(_ context.Context, _ *mcp.CallToolRequest, args echoArgs) (*mcp.CallToolResult, echoResult, error) {
-	return textResult(args.Text), echoResult{Text: args.Text}, nil
+	return textResult(args.Text), echoResult(args), nil
 }
 
 func add(_ context.Context, _ *mcp.CallToolRequest, args addArgs) (*mcp.CallToolResult, addResult, error) {

@@ -243,7 +243,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 				case errors.Is(err, storage.ErrNotFound):
 					losses.Add(1)
 				default:
-					return fmt.Errorf("Take: %w", err)
+					return fmt.Errorf("take: %w", err)
 				}
 				return nil
 			})
@@ -279,7 +279,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 				case errors.Is(err, storage.ErrConflict):
 					losses.Add(1)
 				default:
-					return fmt.Errorf("Create: %w", err)
+					return fmt.Errorf("create: %w", err)
 				}
 				return nil
 			})
@@ -335,7 +335,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 			for range 100 * contenders {
 				old, err := s.Get(ctx, key)
 				if err != nil {
-					return fmt.Errorf("Get: %w", err)
+					return fmt.Errorf("get: %w", err)
 				}
 				next := counter(binary.BigEndian.Uint64(old) + 1)
 				err = s.Swap(ctx, key, old, next, time.Hour)
@@ -346,10 +346,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 				case errors.Is(err, storage.ErrConflict):
 					continue
 				default:
-					return fmt.Errorf("Swap: %w", err)
+					return fmt.Errorf("swap: %w", err)
 				}
 			}
-			return errors.New("Swap never succeeded")
+			return errors.New("swap never succeeded")
 		})
 		final := binary.BigEndian.Uint64(mustGet(t, s, key))
 		if final != uint64(successes.Load()) || final != contenders {
