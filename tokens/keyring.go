@@ -346,10 +346,11 @@ func checkPrivateKey(key jwk.Key, alg jwa.SignatureAlgorithm) error {
 	return nil
 }
 
-// install makes the parsed ring the one in use.
+// install makes the parsed ring the one in use. Unchanged data, or none
+// (the store lost the ring), keeps the keys in memory.
 func (kr *KeyRing) install(raw []byte, stored []storedKey) error {
 	kr.mu.RLock()
-	unchanged := raw != nil && bytes.Equal(raw, kr.raw)
+	unchanged := raw == nil || bytes.Equal(raw, kr.raw)
 	kr.mu.RUnlock()
 	if unchanged {
 		return nil
@@ -410,13 +411,20 @@ func (kr *KeyRing) verificationKey(ctx context.Context, kid string) (*ringKeySta
 		kr.lastReload = kr.now()
 	}
 	kr.reloadMu.Unlock()
-	if !due || kr.Maintain(ctx) != nil {
+	if !due || kr.reload(ctx) != nil {
 		return nil, false
 	}
 	kr.mu.RLock()
 	k, ok = kr.byKid[kid]
 	kr.mu.RUnlock()
 	return k, ok
+}
+
+// reload re-reads the ring from the store without changing the store: an
+// instance whose configuration differs must not undo another's rotation.
+// If the store lost the ring, the keys in memory stay in use.
+func (kr *KeyRing) reload(ctx context.Context) error {
+	return kr.update(ctx, func([]storedKey, time.Time) ([]storedKey, error) { return nil, nil })
 }
 
 // JWKS returns the JSON Web Key Set of the published public keys.

@@ -1,0 +1,86 @@
+package handlers
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCanonicalIssuer(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://mcp.example.com":       "https://mcp.example.com",
+		"https://MCP.Example.com/":      "https://mcp.example.com",
+		"HTTPS://mcp.example.com:443":   "https://mcp.example.com",
+		"https://mcp.example.com:8443":  "https://mcp.example.com:8443",
+		"https://mcp.example.com/t1/":   "https://mcp.example.com/t1",
+		"http://localhost:9080":         "http://localhost:9080",
+		"http://127.0.0.1:80":           "http://127.0.0.1",
+		"http://[::1]:8080":             "http://[::1]:8080",
+		"http://app.localhost":          "http://app.localhost",
+		"https://[2001:db8::1]:443/x/y": "https://[2001:db8::1]/x/y",
+	} {
+		if got, err := CanonicalIssuer(in); err != nil || got != want {
+			t.Errorf("CanonicalIssuer(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{
+		"", "mcp.example.com", "/path", "http://mcp.example.com", "ftp://mcp.example.com",
+		"https://mcp.example.com?x=1", "https://mcp.example.com#f", "https://user@mcp.example.com",
+		"http://10.0.0.1", "https://", "mailto:a@b.c",
+	} {
+		if got, err := CanonicalIssuer(bad); err == nil {
+			t.Errorf("CanonicalIssuer(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestResourceFor(t *testing.T) {
+	s, err := NewSite(SiteConfig{
+		Issuer:    "https://h.example",
+		Resources: []ResourceConfig{{Path: "/a/mcp"}, {Path: "/b/mcp/"}, {Path: "/b/mcp/admin"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/a/mcp":             "https://h.example/a/mcp",
+		"/a/mcp/x":           "https://h.example/a/mcp",
+		"/b/mcp":             "https://h.example/b/mcp",
+		"/b/mcp/admin":       "https://h.example/b/mcp/admin",
+		"/b/mcp/admin/tools": "https://h.example/b/mcp/admin",
+		"/b/mcpx":            "https://h.example/a/mcp", // not a segment prefix: the default
+		"/":                  "https://h.example/a/mcp",
+		"/other":             "https://h.example/a/mcp",
+	} {
+		if got := s.ResourceFor(path).URL; got != want {
+			t.Errorf("ResourceFor(%q) = %q, want %q", path, got, want)
+		}
+	}
+	if got := s.Resources[1].MetadataURL; got != "https://h.example/.well-known/oauth-protected-resource/b/mcp" {
+		t.Errorf("metadata URL %q", got)
+	}
+}
+
+func TestNewSiteRejects(t *testing.T) {
+	for name, cfg := range map[string]SiteConfig{
+		"duplicate resource": {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/mcp"}, {Path: "/mcp/"}}},
+		"relative path":      {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "mcp"}}},
+		"wildcard path":      {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/mcp*"}}},
+		"well-known path":    {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/.well-known/x"}}},
+		"bad issuer":         {Issuer: "http://h.example"},
+	} {
+		if _, err := NewSite(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestIsToken68(t *testing.T) {
+	for s, want := range map[string]bool{
+		"abc.DEF-_~+/": true, "abc==": true, "abc=d": false, "a b": false, "": false, "===": false,
+		"a\"b": false, strings.Repeat("a", 9000): false,
+	} {
+		if got := isToken68(s); got != want {
+			t.Errorf("isToken68(%.20q) = %v, want %v", s, got, want)
+		}
+	}
+}
