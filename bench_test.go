@@ -33,10 +33,11 @@ http://localhost:%d {
 %s {
 	mcp_auth {
 		resource /mcp
+		%s
 	}
 	reverse_proxy %s
 }
-`, plain, backend.Listener.Addr(), gatedAddr, backend.Listener.Addr()))
+`, plain, backend.Listener.Addr(), gatedAddr, usersUpstream(), backend.Listener.Addr()))
 
 	ring := testRing(b, storagePath)
 	token, err := ring.MintAccessToken(tokens.AccessClaims{

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,13 @@ func init() {
 //		allowed_origins <origin...>
 //		strip_header    <name...>
 //		pass_authorization
+//		upstream        oidc|google|github|users { ... }
+//		allow           users|emails|orgs <value...> | everyone
+//		access_token_lifetime  <duration>
+//		refresh_token_lifetime <duration>
+//		remember_consent       <duration>
+//		registration { ... }
+//		client_metadata_documents on|off
 //	}
 //
 // Without issuer, the issuer is the site's address: `mcp.example.com` gives
@@ -71,7 +79,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -142,6 +150,49 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.StripHeaders = d.RemainingArgs(); len(h.StripHeaders) == 0 {
 				return d.ArgErr()
 			}
+		case "upstream":
+			u, err := parseUpstream(d)
+			if err != nil {
+				return err
+			}
+			h.Upstream = u
+		case "allow":
+			if err := parseAllow(d, h); err != nil {
+				return err
+			}
+		case "access_token_lifetime", "refresh_token_lifetime", "remember_consent":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return err
+			}
+			switch opt {
+			case "access_token_lifetime":
+				h.AccessTokenLifetime = dur
+			case "refresh_token_lifetime":
+				h.RefreshTokenLifetime = dur
+			default:
+				h.RememberConsent = dur
+			}
+		case "registration":
+			reg, err := parseRegistration(d)
+			if err != nil {
+				return err
+			}
+			h.Registration = reg
+		case "client_metadata_documents":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "on":
+			case "off":
+				h.DisableClientMetadataDocuments = true
+			default:
+				return d.Errf("client_metadata_documents must be on or off, not %q", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "pass_authorization":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -155,6 +206,184 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("with resources declared, set scopes inside each resource block")
 	}
 	return nil
+}
+
+// parseUpstream parses an upstream block:
+//
+//	upstream oidc|google|github {
+//		issuer        <url>
+//		client_id     <id>
+//		client_secret <secret>
+//		scopes        <scope...>
+//		base_url      <url>
+//		api_url       <url>
+//	}
+//	upstream users {
+//		<username> <bcrypt hash>
+//	}
+func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	u := &Upstream{Provider: d.Val()}
+	if !slices.Contains([]string{"oidc", "google", "github", "users"}, u.Provider) {
+		return nil, d.Errf("unknown upstream provider %q (use oidc, google, github or users)", u.Provider)
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		args := d.RemainingArgs()
+		if u.Provider == "users" {
+			if len(args) != 1 {
+				return nil, d.Errf("user %q: give one bcrypt hash (from caddy hash-password)", key)
+			}
+			if _, dup := u.Users[key]; dup {
+				return nil, d.Errf("user %q listed twice", key)
+			}
+			if u.Users == nil {
+				u.Users = map[string]string{}
+			}
+			u.Users[key] = args[0]
+			continue
+		}
+		if seen[key] {
+			return nil, d.Errf("%s already specified", key)
+		}
+		seen[key] = true
+		if len(args) == 0 || (key != "scopes" && len(args) != 1) {
+			return nil, d.ArgErr()
+		}
+		allowed := map[string][]string{
+			"issuer": {"oidc", "google"}, "client_id": {"oidc", "google", "github"}, "client_secret": {"oidc", "google", "github"},
+			"scopes": {"oidc"}, "base_url": {"github"}, "api_url": {"github"},
+		}
+		if !slices.Contains(allowed[key], u.Provider) {
+			return nil, d.Errf("unrecognized option '%s' for upstream %s", key, u.Provider)
+		}
+		switch key {
+		case "issuer":
+			u.Issuer = args[0]
+		case "client_id":
+			u.ClientID = args[0]
+		case "client_secret":
+			u.ClientSecret = args[0]
+		case "scopes":
+			u.Scopes = args
+		case "base_url":
+			u.BaseURL = args[0]
+		case "api_url":
+			u.APIURL = args[0]
+		}
+	}
+	return u, nil
+}
+
+// parseAllow parses `allow users|emails|orgs <value...>` and `allow everyone`.
+func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	kind := d.Val()
+	values := d.RemainingArgs()
+	if h.Allow == nil {
+		h.Allow = new(Allow)
+	}
+	switch kind {
+	case "everyone":
+		if len(values) > 0 {
+			return d.ArgErr()
+		}
+		h.Allow.Everyone = true
+		return nil
+	case "users":
+		h.Allow.Users = append(h.Allow.Users, values...)
+	case "emails":
+		for _, e := range values {
+			if !strings.Contains(e, "@") {
+				return d.Errf("allow emails: %q is not an address or *@domain pattern", e)
+			}
+		}
+		h.Allow.Emails = append(h.Allow.Emails, values...)
+	case "orgs":
+		h.Allow.Orgs = append(h.Allow.Orgs, values...)
+	default:
+		return d.Errf("allow %q: use users, emails, orgs or everyone", kind)
+	}
+	if len(values) == 0 {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// parseRegistration parses a registration block:
+//
+//	registration {
+//		initial_access_token   <token>
+//		unused_client_lifetime <duration>
+//		rate_limit             <registrations per hour per IP>
+//	}
+func parseRegistration(d *caddyfile.Dispenser) (*Registration, error) {
+	reg := new(Registration)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if seen[key] {
+			return nil, d.Errf("%s already specified", key)
+		}
+		seen[key] = true
+		switch key {
+		case "initial_access_token":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			reg.InitialAccessToken = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "unused_client_lifetime":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return nil, err
+			}
+			reg.UnusedClientLifetime = dur
+		case "rate_limit":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return nil, d.Errf("rate_limit %q must be a positive number of registrations per hour", d.Val())
+			}
+			reg.RateLimit = n
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, d.Errf("unrecognized registration option '%s'", key)
+		}
+	}
+	return reg, nil
+}
+
+// parseDuration reads the one duration argument of the current option.
+func parseDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%q is not a positive duration", d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return caddy.Duration(dur), nil
 }
 
 // issuerFromSiteAddress derives the issuer from the address of the site

@@ -50,6 +50,7 @@ func gatedSite(t *testing.T, storagePath, logDir, extra string) string {
 		}
 		require_scope /admin/* admin
 		%s
+		%s
 	}
 	handle /mcp* {
 		reverse_proxy %s {
@@ -65,7 +66,7 @@ func gatedSite(t *testing.T, storagePath, logDir, extra string) string {
 		}
 	}
 }
-`, siteAddr(), filepath.Join(logDir, "access.log"), extra, mcpBackend.Listener.Addr(), echo.Listener.Addr())
+`, siteAddr(), filepath.Join(logDir, "access.log"), usersUpstream(), extra, mcpBackend.Listener.Addr(), echo.Listener.Addr())
 }
 
 // mint signs an access token with the running Caddy's keys.

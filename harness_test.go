@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/crypto/bcrypt"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -57,6 +58,20 @@ func freePort() int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// usersUpstream is an upstream block with the test user alice.
+func usersUpstream() string {
+	return "upstream users {\n\t\t\talice " + aliceHash + "\n\t\t}"
+}
+
+// aliceHash is the bcrypt hash of alice's password "correct horse".
+var aliceHash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
 
 // siteAddr is the address of the HTTPS site the tests configure.
 func siteAddr() string { return fmt.Sprintf("https://localhost:%d", httpsPort) }

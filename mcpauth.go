@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
 )
 
@@ -70,6 +72,34 @@ type Handler struct {
 	// `header_up` sets from the identity placeholders.
 	StripHeaders []string `json:"strip_headers,omitempty"`
 
+	// Upstream is the identity provider users log in with.
+	Upstream *Upstream `json:"upstream,omitempty"`
+
+	// Allow decides who may finish a login. Required for github and
+	// google, which anyone can have an account at.
+	Allow *Allow `json:"allow,omitempty"`
+
+	// AccessTokenLifetime is how long access tokens are valid. It must be
+	// shorter than the key rotation period. Default: 1h.
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+
+	// RefreshTokenLifetime is the absolute lifetime of a grant: refresh
+	// tokens rotate on every use but stop working this long after the
+	// login. Default: 30 days.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+
+	// Registration configures dynamic client registration.
+	Registration *Registration `json:"registration,omitempty"`
+
+	// DisableClientMetadataDocuments refuses client_ids that are URLs of
+	// Client ID Metadata Documents, leaving dynamic registration.
+	DisableClientMetadataDocuments bool `json:"disable_client_metadata_documents,omitempty"`
+
+	// RememberConsent is how long a browser's approval of a client, for
+	// one redirect URI, resource and set of scopes, is remembered. Default:
+	// 0, ask every time.
+	RememberConsent caddy.Duration `json:"remember_consent,omitempty"`
+
 	// PassAuthorization forwards the client's Authorization header to the
 	// backend. The MCP specification forbids token passthrough; enable this
 	// only for a backend that verifies the token itself and never forwards it.
@@ -88,6 +118,33 @@ type Resource struct {
 	// Scopes are advertised in the resource's metadata and asked for in its
 	// challenges.
 	Scopes []string `json:"scopes,omitempty"`
+}
+
+// Allow lists who may finish a login; a user matching any entry may.
+type Allow struct {
+	// Everyone lets in every user the upstream authenticates.
+	Everyone bool `json:"everyone,omitempty"`
+	// Users are usernames: GitHub logins, OIDC preferred_username, or
+	// built-in users.
+	Users []string `json:"users,omitempty"`
+	// Emails are verified email addresses, or `*@example.com` for a domain.
+	Emails []string `json:"emails,omitempty"`
+	// Orgs are GitHub organizations.
+	Orgs []string `json:"orgs,omitempty"`
+}
+
+// Registration configures dynamic client registration (RFC 7591).
+type Registration struct {
+	// InitialAccessToken, when set, must be presented as a bearer token to
+	// register, closing registration to the public. Placeholders are
+	// expanded when the config loads.
+	InitialAccessToken string `json:"initial_access_token,omitempty"`
+	// UnusedClientLifetime is how long a registered client that never
+	// obtained a token is kept. Default: 24h.
+	UnusedClientLifetime caddy.Duration `json:"unused_client_lifetime,omitempty"`
+	// RateLimit is how many registrations one client IP may make per
+	// hour. Default: 20.
+	RateLimit int `json:"rate_limit,omitempty"`
 }
 
 // ScopeRequirement requires scopes for the request paths it matches.
@@ -150,12 +207,91 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	cfg.Ring = app.ring
+	if cfg.AS, err = h.provisionAuthServer(ctx, app); err != nil {
+		return err
+	}
 	site, err := handlers.NewSite(cfg)
 	if err != nil {
 		return err
 	}
 	h.site = site
 	return nil
+}
+
+// provisionAuthServer sets up the authorization server of the site.
+func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.AuthServer, error) {
+	if h.Upstream == nil {
+		return nil, fmt.Errorf("upstream is required: the identity provider users log in with (oidc, google, github or users)")
+	}
+	if h.AccessTokenLifetime == 0 {
+		h.AccessTokenLifetime = caddy.Duration(time.Hour)
+	}
+	if h.RefreshTokenLifetime == 0 {
+		h.RefreshTokenLifetime = caddy.Duration(30 * 24 * time.Hour)
+	}
+	if h.AccessTokenLifetime < caddy.Duration(time.Minute) || h.AccessTokenLifetime >= app.KeyRotation {
+		return nil, fmt.Errorf("access_token_lifetime (%s) must be at least 1m and shorter than key_rotation (%s)",
+			time.Duration(h.AccessTokenLifetime), time.Duration(app.KeyRotation))
+	}
+	if h.RefreshTokenLifetime < h.AccessTokenLifetime {
+		return nil, fmt.Errorf("refresh_token_lifetime (%s) must not be shorter than access_token_lifetime (%s)",
+			time.Duration(h.RefreshTokenLifetime), time.Duration(h.AccessTokenLifetime))
+	}
+	allow := handlers.AllowList{}
+	if h.Allow != nil {
+		allow = handlers.AllowList{Everyone: h.Allow.Everyone, Users: h.Allow.Users, Emails: h.Allow.Emails, Orgs: h.Allow.Orgs}
+	}
+	redirector, passwords, err := h.Upstream.build(len(allow.Orgs) > 0)
+	if err != nil {
+		return nil, err
+	}
+	restricted := allow.Everyone || len(allow.Users)+len(allow.Emails)+len(allow.Orgs) > 0
+	if passwords == nil && !restricted && h.Upstream.Provider != "oidc" {
+		return nil, fmt.Errorf("upstream %s lets anyone with an account log in: add allow rules (users, emails, orgs), or `allow everyone`", h.Upstream.Provider)
+	}
+	if !restricted {
+		allow.Everyone = true // the oidc provider or the user list decides who can log in
+	}
+	reg := h.Registration
+	if reg == nil {
+		reg = new(Registration)
+	}
+	if reg.UnusedClientLifetime == 0 {
+		reg.UnusedClientLifetime = caddy.Duration(24 * time.Hour)
+	}
+	if reg.RateLimit == 0 {
+		reg.RateLimit = 20
+	}
+	as := &handlers.AuthServer{
+		Store:                app.store,
+		Upstream:             redirector,
+		Passwords:            passwords,
+		Allow:                allow,
+		AccessTokenLifetime:  time.Duration(h.AccessTokenLifetime),
+		RefreshTokenLifetime: time.Duration(h.RefreshTokenLifetime),
+		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),
+		RegistrationToken:    caddy.NewReplacer().ReplaceAll(reg.InitialAccessToken, ""),
+		RegistrationLimit:    handlers.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),
+		RememberConsent:      time.Duration(h.RememberConsent),
+		ClientIP:             clientIP,
+		Logger:               h.logger,
+	}
+	if !h.DisableClientMetadataDocuments {
+		as.Metadata = clients.NewFetcher(clientMetadataOptions)
+	}
+	return as, nil
+}
+
+// clientMetadataOptions configures the fetching of Client ID Metadata
+// Documents: SSRF-safe defaults.
+var clientMetadataOptions = clients.FetcherOptions{}
+
+// clientIP is the client address Caddy determined, honouring trusted_proxies.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	return r.RemoteAddr
 }
 
 // ServeHTTP serves the site's own endpoints and gates everything else.

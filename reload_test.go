@@ -94,7 +94,7 @@ func TestUnusableStoreGivesClearError(t *testing.T) {
 		{locked, "reload"},
 		{filepath.Join(file, "db"), "not a directory"},
 	} {
-		cf := globalOptions(tc.path, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth\n\trespond ok\n}\n"
+		cf := globalOptions(tc.path, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth {\n\t\t" + usersUpstream() + "\n\t}\n\trespond ok\n}\n"
 		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
 		if err != nil {
 			t.Fatal(err)

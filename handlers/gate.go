@@ -68,6 +68,11 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		}
 		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
 	}
+	if s.AS != nil {
+		if _, err := s.AS.Store.Get(r.Context(), keyDenied+claims.JWTID); err == nil {
+			return refuse(http.StatusUnauthorized, "invalid_token", "token has been revoked", challengeScopes)
+		}
+	}
 	if missing := missingScopes(claims.Scopes(), need); len(missing) > 0 {
 		return refuse(http.StatusForbidden, "insufficient_scope", "token lacks a required scope", need)
 	}

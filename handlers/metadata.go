@@ -3,16 +3,33 @@ package handlers
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 )
 
 // ServerMetadata is the RFC 8414 authorization server metadata document,
 // also served as OpenID Connect Discovery. Only what the server really
 // does is advertised; empty members are omitted (RFC 8414 section 3.2).
 type ServerMetadata struct {
-	Issuer  string `json:"issuer"`
-	JWKSURI string `json:"jwks_uri"`
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint                     string   `json:"token_endpoint,omitempty"`
+	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported            []string `json:"response_types_supported,omitempty"`
+	ResponseModesSupported            []string `json:"response_modes_supported,omitempty"`
+	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+	// AuthorizationResponseIss: every authorization response carries iss (RFC 9207).
+	AuthorizationResponseIss bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// ClientIDMetadataDocument: client_ids may be metadata document URLs.
+	ClientIDMetadataDocument bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
 // ResourceMetadata is the RFC 9728 protected resource metadata document.
@@ -23,17 +40,34 @@ type ResourceMetadata struct {
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 }
 
-// Endpoint paths, relative to the issuer.
-const (
-	pathJWKS = "/jwks"
-)
-
 // Metadata returns the authorization server metadata.
 func (s *Site) Metadata() ServerMetadata {
-	return ServerMetadata{
-		Issuer:  s.Issuer,
-		JWKSURI: s.Issuer + pathJWKS,
+	m := ServerMetadata{Issuer: s.Issuer, JWKSURI: s.Issuer + pathJWKS}
+	if s.AS == nil {
+		return m
 	}
+	m.AuthorizationEndpoint = s.Issuer + pathAuthorize
+	m.TokenEndpoint = s.Issuer + pathToken
+	m.RegistrationEndpoint = s.Issuer + pathRegister
+	for _, r := range s.Resources {
+		for _, sc := range r.Scopes {
+			if !slices.Contains(m.ScopesSupported, sc) {
+				m.ScopesSupported = append(m.ScopesSupported, sc)
+			}
+		}
+	}
+	m.ResponseTypesSupported = []string{"code"}
+	m.ResponseModesSupported = []string{"query"}
+	m.GrantTypesSupported = []string{"authorization_code", "refresh_token"}
+	m.TokenEndpointAuthMethodsSupported = []string{"none", "client_secret_basic", "client_secret_post"}
+	m.CodeChallengeMethodsSupported = []string{"S256"}
+	m.AuthorizationResponseIss = true
+	if s.AS.Metadata != nil {
+		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, "private_key_jwt")
+		m.TokenEndpointAuthSigningAlgs = clients.AssertionAlgorithms
+		m.ClientIDMetadataDocument = true
+	}
+	return m
 }
 
 // resourceMetadata returns the protected resource metadata of res.
@@ -64,8 +98,29 @@ func (s *Site) Route(path string) http.HandlerFunc {
 	if path == "/.well-known/oauth-protected-resource" {
 		return func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, s.Resources[0]) }
 	}
-	if rest, ok := strings.CutPrefix(path, s.issuerPath); ok && rest == pathJWKS {
+	rest, ok := strings.CutPrefix(path, s.issuerPath)
+	if !ok {
+		return nil
+	}
+	if rest == pathJWKS {
 		return s.serveJWKS
+	}
+	if s.AS == nil {
+		return nil
+	}
+	switch rest {
+	case pathRegister:
+		return s.serveRegister
+	case pathAuthorize:
+		return s.serveAuthorize
+	case pathConsent:
+		return s.serveConsent
+	case pathCallback:
+		return s.serveCallback
+	case pathLogin:
+		return s.serveLogin
+	case pathToken:
+		return s.serveToken
 	}
 	return nil
 }
@@ -117,18 +172,4 @@ func writeBody(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
-}
-
-// writeJSONError writes an RFC 6749 section 5.2 error response.
-func writeJSONError(w http.ResponseWriter, status int, code, description string) {
-	body, _ := json.Marshal(struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description,omitempty"`
-	}{code, description})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }

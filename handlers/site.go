@@ -58,6 +58,8 @@ type Site struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	Verifier       *tokens.Verifier
+	// AS is the authorization server; nil when tokens come from elsewhere.
+	AS *AuthServer
 
 	issuerPath string
 	origin     string
@@ -73,6 +75,7 @@ type SiteConfig struct {
 	ScopeRules     []ScopeRule
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
+	AS             *AuthServer
 }
 
 // ResourceConfig declares a protected resource.
@@ -96,6 +99,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		ScopeRules:     cfg.ScopeRules,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Ring:           cfg.Ring,
+		AS:             cfg.AS,
 		issuerPath:     u.Path,
 		origin:         u.Scheme + "://" + u.Host,
 	}

@@ -1,0 +1,371 @@
+package clients
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// ClientAssertionType is the client_assertion_type value of a JWT client
+// assertion (RFC 7523 section 2.2). The token endpoint checks it before
+// calling VerifyAssertion.
+const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+const (
+	// assertionSkew is the clock skew tolerated on exp, nbf and iat.
+	assertionSkew = 30 * time.Second
+	// maxAssertionLifetime bounds how far in the future exp may be. An
+	// assertion is made for one request; a long-lived one is a bearer
+	// credential someone could collect and replay elsewhere.
+	maxAssertionLifetime = 10 * time.Minute
+	// maxAssertionLength bounds what is parsed at all.
+	maxAssertionLength = 8 << 10
+	// minRSABits is the smallest RSA modulus accepted (RFC 7518 section 3.3).
+	minRSABits = 2048
+)
+
+// assertionAlgs are the signature algorithms a client assertion may use:
+// asymmetric only. "none" and the HMAC algorithms are out: the client's
+// keys are public, so an HMAC "signed" with them proves nothing.
+var assertionAlgs = []jwa.SignatureAlgorithm{
+	jwa.RS256(), jwa.RS384(), jwa.RS512(), jwa.PS256(), jwa.ES256(), jwa.ES384(), jwa.EdDSA(),
+}
+
+// AssertionAlgorithms names the algorithms VerifyAssertion accepts, for
+// token_endpoint_auth_signing_alg_values_supported in the authorization
+// server metadata. Changing it does not change what is accepted.
+var AssertionAlgorithms = func() []string {
+	names := make([]string, len(assertionAlgs))
+	for i, a := range assertionAlgs {
+		names[i] = a.String()
+	}
+	return names
+}()
+
+// AssertionError says why a client assertion was rejected; answer with
+// 401 invalid_client. Reason is safe to send as error_description: it never
+// contains the assertion or its claims. Unwrap gives the cause, for logs.
+type AssertionError struct {
+	Reason string
+	cause  error
+}
+
+func (e *AssertionError) Error() string { return e.Reason }
+
+// Unwrap returns the underlying cause, if any.
+func (e *AssertionError) Unwrap() error { return e.cause }
+
+func badAssertion(reason string) error { return &AssertionError{Reason: reason} }
+
+// errUnknownKID marks a signature check that failed only because the key
+// was not in the set, which a key-set refetch may cure.
+var errUnknownKID = errors.New("client assertion is signed by an unknown key")
+
+type keyRefreshKey struct{}
+
+// KeyRefreshRequested reports whether ctx asks a key source to bypass its
+// cache. VerifyAssertion asks once when an assertion names a kid the set
+// does not contain, which is what a client rotating its keys looks like.
+// Fetcher.JWKS honours it at most once a minute per URL.
+func KeyRefreshRequested(ctx context.Context) bool {
+	v, _ := ctx.Value(keyRefreshKey{}).(bool)
+	return v
+}
+
+// AssertionSubject returns the sub claim of a client assertion without
+// verifying anything, or "" if it cannot be read. RFC 7521 section 4.2 lets
+// a client omit client_id when it authenticates with an assertion; this
+// tells the token endpoint which client to load, and VerifyAssertion then
+// checks that the assertion really is that client's (iss == sub == its
+// client_id, signed with its key).
+func AssertionSubject(assertion string) string {
+	if len(assertion) > maxAssertionLength || strings.Count(assertion, ".") != 2 || !isBase64URLAndDots(assertion) {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(assertion, ".")[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Subject string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.Subject
+}
+
+// VerifyAssertion authenticates a private_key_jwt client (RFC 7523 section
+// 3, as profiled by OAuth 2.1 section 2.4.2) by its client_assertion.
+//
+// The JWT must be signed with one of the client's keys (chosen by kid, or
+// the only key when there is no kid) using an allowed asymmetric algorithm
+// that fits the key; iss and sub must both be the client_id; aud must be,
+// or contain, audience exactly (pass the token_endpoint URL exactly as the
+// authorization server metadata advertises it); exp must be present, not
+// past and at most 10 minutes ahead; nbf and iat must not be in the
+// future; and jti must be present and never seen before for this client.
+// The jti is recorded in store until the assertion expires.
+//
+// keys returns the client's key set (Fetcher.Keys). It is called a second
+// time with a context for which KeyRefreshRequested is true if the kid is
+// unknown.
+//
+// Rejections are *AssertionError. Any other error (the store failing, ctx
+// ending) is the server's problem, not the client's.
+func VerifyAssertion(ctx context.Context, assertion string, client *Client, audience string,
+	keys func(ctx context.Context) (jwk.Set, error), store storage.Store, now time.Time) error {
+	if audience == "" {
+		return errors.New("clients: VerifyAssertion needs the token endpoint URL as audience")
+	}
+	if client.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
+		return badAssertion("client is not registered for private_key_jwt authentication")
+	}
+	if len(assertion) > maxAssertionLength {
+		return badAssertion("client assertion is too large")
+	}
+	if strings.Count(assertion, ".") != 2 || !isBase64URLAndDots(assertion) {
+		return badAssertion("client assertion is not a signed JWT")
+	}
+
+	payload, err := verifyWithKeys(ctx, assertion, keys)
+	if errors.Is(err, errUnknownKID) {
+		payload, err = verifyWithKeys(context.WithValue(ctx, keyRefreshKey{}, true), assertion, keys)
+	}
+	if err != nil {
+		return err
+	}
+
+	var claims assertionClaims
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return &AssertionError{Reason: "client assertion claims are malformed", cause: err}
+	}
+	if err := claims.check(client.ClientID, audience, now); err != nil {
+		return err
+	}
+
+	// RFC 7523 section 3: the server "MAY ensure that JWTs are not replayed
+	// by maintaining the set of used jti values for the length of time for
+	// which the JWT would be considered valid". Create is atomic, so of two
+	// concurrent requests with one assertion exactly one gets through. The
+	// jti is hashed: it is client-chosen and may be long or unprintable.
+	sum := sha256.Sum256([]byte(claims.JWTID))
+	key := "assertion-jti/" + client.ClientID + "/" + hex.EncodeToString(sum[:])
+	ttl := max(time.Unix(claims.Expiry.unix(), 0).Add(assertionSkew).Sub(now), time.Second)
+	switch err := store.Create(ctx, key, []byte{1}, ttl); {
+	case errors.Is(err, storage.ErrConflict):
+		return badAssertion("client assertion has already been used")
+	case err != nil:
+		return fmt.Errorf("recording client assertion jti: %w", err)
+	}
+	return nil
+}
+
+// verifyWithKeys checks the assertion's signature against the key set keys
+// returns and gives back its payload.
+func verifyWithKeys(ctx context.Context, assertion string, keys func(context.Context) (jwk.Set, error)) ([]byte, error) {
+	set, err := keys(ctx)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		reason := "client keys could not be loaded"
+		var me *MetadataError
+		if errors.As(err, &me) {
+			reason += ": " + me.Description
+		}
+		return nil, &AssertionError{Reason: reason, cause: err}
+	}
+	return verifySignature(assertion, set)
+}
+
+// verifySignature checks the compact JWS assertion against set. The
+// algorithm must be allowed and fit the selected key, so "none", HMAC with
+// a public key as secret and algorithm confusion cannot get through.
+func verifySignature(assertion string, set jwk.Set) ([]byte, error) {
+	var failure error
+	payload, err := jws.Verify([]byte(assertion), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
+		func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+			h := sig.ProtectedHeaders()
+			alg, ok := h.Algorithm()
+			if !ok || !slices.Contains(assertionAlgs, alg) {
+				failure = badAssertion("client assertion algorithm is not allowed")
+				return failure
+			}
+			kid, _ := h.KeyID()
+			key, err := selectKey(set, kid)
+			if err != nil {
+				failure = err
+				return err
+			}
+			raw, err := publicKeyFor(alg, key)
+			if err != nil {
+				failure = err
+				return err
+			}
+			sink.Key(alg, raw)
+			return nil
+		})))
+	if err != nil {
+		if failure != nil {
+			return nil, failure
+		}
+		return nil, &AssertionError{Reason: "client assertion signature is invalid", cause: err}
+	}
+	return payload, nil
+}
+
+// selectKey picks the key named kid, or the only key if there is no kid.
+func selectKey(set jwk.Set, kid string) (jwk.Key, error) {
+	if kid == "" {
+		if set.Len() != 1 {
+			return nil, badAssertion("client assertion has no kid and the client has several keys")
+		}
+		key, _ := set.Key(0)
+		return key, nil
+	}
+	key, ok := set.LookupKeyID(kid)
+	if !ok {
+		return nil, &AssertionError{Reason: errUnknownKID.Error(), cause: errUnknownKID}
+	}
+	return key, nil
+}
+
+// publicKeyFor returns the raw public key of key for verifying alg, after
+// checking that the key is meant for signatures, does not pin another
+// algorithm and is of the type and strength alg needs.
+func publicKeyFor(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
+	if use, ok := key.KeyUsage(); ok && use != string(jwk.ForSignature) {
+		return nil, badAssertion("client key is not a signing key")
+	}
+	if kalg, ok := key.Algorithm(); ok && kalg.String() != alg.String() {
+		return nil, badAssertion("client assertion algorithm does not match its key")
+	}
+	var raw any
+	if err := jwk.Export(key, &raw); err != nil {
+		return nil, &AssertionError{Reason: "client key is unusable", cause: err}
+	}
+	fits := false
+	switch alg {
+	case jwa.RS256(), jwa.RS384(), jwa.RS512(), jwa.PS256():
+		k, ok := raw.(*rsa.PublicKey)
+		if ok && k.N.BitLen() < minRSABits {
+			return nil, badAssertion("client RSA key is too short")
+		}
+		fits = ok
+	case jwa.ES256():
+		k, ok := raw.(*ecdsa.PublicKey)
+		fits = ok && k.Curve == elliptic.P256()
+	case jwa.ES384():
+		k, ok := raw.(*ecdsa.PublicKey)
+		fits = ok && k.Curve == elliptic.P384()
+	case jwa.EdDSA():
+		_, fits = raw.(ed25519.PublicKey)
+	}
+	if !fits {
+		return nil, badAssertion("client assertion algorithm does not match its key")
+	}
+	return raw, nil
+}
+
+// assertionClaims are the claims RFC 7523 section 3 constrains.
+type assertionClaims struct {
+	Issuer    string       `json:"iss"`
+	Subject   string       `json:"sub"`
+	Audience  audience     `json:"aud"`
+	Expiry    *numericDate `json:"exp"`
+	NotBefore *numericDate `json:"nbf"`
+	IssuedAt  *numericDate `json:"iat"`
+	JWTID     string       `json:"jti"`
+}
+
+// check applies the RFC 7523 section 3 claim rules for clientID at now.
+func (c *assertionClaims) check(clientID, aud string, now time.Time) error {
+	switch {
+	case c.Issuer != clientID || c.Subject != clientID:
+		return badAssertion("client assertion iss and sub must both be the client_id")
+	case !slices.Contains(c.Audience, aud):
+		// Exact string: "https://as//token" or "https://as/token/" is
+		// another endpoint, and accepting look-alikes would let an
+		// assertion made for one server work at another.
+		return badAssertion("client assertion audience is not this token endpoint")
+	case c.Expiry == nil:
+		return badAssertion("client assertion has no exp")
+	case now.After(c.Expiry.time().Add(assertionSkew)):
+		return badAssertion("client assertion has expired")
+	case c.Expiry.time().After(now.Add(maxAssertionLifetime + assertionSkew)):
+		return badAssertion("client assertion expires too far in the future")
+	case c.NotBefore != nil && c.NotBefore.time().After(now.Add(assertionSkew)):
+		return badAssertion("client assertion is not valid yet")
+	case c.IssuedAt != nil && c.IssuedAt.time().After(now.Add(assertionSkew)):
+		return badAssertion("client assertion was issued in the future")
+	case c.JWTID == "":
+		return badAssertion("client assertion has no jti")
+	}
+	return nil
+}
+
+// audience is the "aud" claim: one string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("aud is neither a string nor an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+// numericDate is a JWT NumericDate: seconds since the epoch, possibly
+// fractional (RFC 7519 section 2).
+type numericDate float64
+
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return errors.New("date claim is not a number")
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
+		return errors.New("date claim is out of range")
+	}
+	*d = numericDate(f)
+	return nil
+}
+
+func (d *numericDate) unix() int64     { return int64(*d) }
+func (d *numericDate) time() time.Time { return time.Unix(d.unix(), 0) }
+
+// isBase64URLAndDots reports whether s holds only the characters of a
+// compact JWS, so that one assertion has one spelling.
+func isBase64URLAndDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}

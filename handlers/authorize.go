@@ -1,0 +1,493 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
+)
+
+// serveAuthorize handles GET /authorize (OAuth 2.1 section 4.1.1). The
+// client and its redirect URI are checked first; until both are trusted,
+// errors are shown on a page and never redirected.
+func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		s.errorPage(w, http.StatusMethodNotAllowed, "The authorization endpoint only accepts GET.")
+		return
+	}
+	params, resources, perr := singleValues(r.URL.Query(), "resource")
+	if perr != nil && (len(r.URL.Query()["client_id"]) > 1 || len(r.URL.Query()["redirect_uri"]) > 1) {
+		s.errorPage(w, http.StatusBadRequest, "The request names more than one client or redirect URI.")
+		return
+	}
+	clientID := r.URL.Query().Get("client_id")
+	client, err := s.AS.client(r.Context(), clientID)
+	if err != nil {
+		s.logDebug("authorization request for an unknown client", zap.Error(err))
+		s.errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
+		return
+	}
+	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, r.URL.Query().Get("redirect_uri"))
+	if !ok {
+		s.errorPage(w, http.StatusBadRequest, "The app asked to return you to an address it did not register.")
+		return
+	}
+
+	// From here on, errors go back to the client.
+	state := r.URL.Query().Get("state")
+	fail := func(code, description string) { s.redirectError(w, r, redirectURI, state, code, description) }
+	if perr != nil {
+		fail(perr.Code, perr.Description)
+		return
+	}
+	switch params["response_type"] {
+	case "code":
+	case "":
+		fail("invalid_request", "response_type is required")
+		return
+	default:
+		fail("unsupported_response_type", "only response_type=code is supported")
+		return
+	}
+	if !slices.Contains(client.ResponseTypes, "code") {
+		fail("unauthorized_client", "the client did not register response_type code")
+		return
+	}
+	challenge := params["code_challenge"]
+	switch {
+	case challenge == "":
+		fail("invalid_request", "code_challenge is required (PKCE)")
+		return
+	case params["code_challenge_method"] != "S256":
+		fail("invalid_request", "code_challenge_method must be S256")
+		return
+	case !tokens.ValidS256Challenge(challenge):
+		fail("invalid_request", "code_challenge is not a valid S256 challenge")
+		return
+	}
+	res, oerr := s.resolveResource(resources, nil)
+	if oerr != nil {
+		fail(oerr.Code, oerr.Description)
+		return
+	}
+
+	req := pendingRequest{
+		ClientID:      client.ClientID,
+		RedirectURI:   redirectURI,
+		State:         state,
+		CodeChallenge: challenge,
+		Resource:      res.URL,
+		Scopes:        s.grantableScopes(res, params["scope"], r.URL.Query().Has("scope")),
+		Browser:       hashKey(s.browserID(w, r)),
+		CSRF:          randomToken(),
+	}
+	if s.consentRemembered(r, &req) {
+		s.startLogin(w, r, req)
+		return
+	}
+	id := randomToken()
+	if err := s.AS.putJSON(r.Context(), keyRequest+id, req, requestLifetime); err != nil {
+		s.serverError(w, r, "saving authorization request", err)
+		return
+	}
+	name, verified, clientHost := client.ClientName, client.Metadata, ""
+	if verified {
+		if u, err := url.Parse(client.ClientID); err == nil {
+			clientHost = u.Host
+		}
+	}
+	if name == "" {
+		name = "An app"
+	}
+	renderPage(w, http.StatusOK, "consent", map[string]any{
+		"Title":        "Authorize " + name,
+		"ClientName":   name,
+		"ClientID":     client.ClientID,
+		"Verified":     verified,
+		"ClientHost":   clientHost,
+		"RedirectHost": redirectHost(redirectURI),
+		"Resource":     res.URL,
+		"ResourceHost": hostOf(res.URL),
+		"Scopes":       req.Scopes,
+		"Action":       s.Issuer + pathConsent,
+		"Request":      id,
+		"CSRF":         req.CSRF,
+	})
+}
+
+// resolveResource maps RFC 8707 resource indicators to the protected
+// resource they name. The canonical URL and harmless variants (trailing
+// slash, letter case of scheme and host, default port, a URL on the same
+// origin below the resource's path) all name it; anything else is
+// invalid_target. Without an indicator, the grant's resource applies, or
+// the site's default resource.
+func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, *OAuthError) {
+	if len(values) == 0 {
+		if fallback != nil {
+			return fallback, nil
+		}
+		return s.Resources[0], nil
+	}
+	var found *Resource
+	for _, v := range values {
+		res := s.resourceNamed(v)
+		if res == nil || (found != nil && res != found) {
+			return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource is not served by this authorization server")
+		}
+		found = res
+	}
+	return found, nil
+}
+
+func (s *Site) resourceNamed(indicator string) *Resource {
+	if len(indicator) > 2048 {
+		return nil
+	}
+	u, err := url.Parse(indicator)
+	if err != nil || u.Fragment != "" || u.User != nil || !u.IsAbs() {
+		return nil
+	}
+	origin, err := CanonicalIssuer(u.Scheme + "://" + u.Host)
+	if err != nil || origin != s.origin {
+		return nil
+	}
+	p := path.Clean("/" + u.Path)
+	var best *Resource
+	for _, r := range s.Resources {
+		if covers(r.Path, p) && (best == nil || len(r.Path) > len(best.Path)) {
+			best = r
+		}
+	}
+	return best
+}
+
+// grantableScopes returns the scopes to grant for a request: the requested
+// ones the resource offers (unknown scopes are dropped, not an error, as
+// clients often ask for everything they saw advertised), or the resource's
+// scopes when the client asked for none.
+func (s *Site) grantableScopes(res *Resource, requested string, present bool) []string {
+	if !present {
+		return res.Scopes
+	}
+	var out []string
+	for _, sc := range strings.Fields(requested) {
+		if slices.Contains(res.Scopes, sc) && !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
+// serveConsent handles the consent form: Deny ends the flow with
+// access_denied, Approve sends the browser to the upstream login.
+func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Consent is given with the form.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("request")
+	var req pendingRequest
+	if id == "" || len(id) > 100 || s.AS.getJSON(r.Context(), keyRequest+id, &req) != nil {
+		s.errorPage(w, http.StatusBadRequest, "This authorization request has expired. Start again from the app.")
+		return
+	}
+	if !s.sameBrowser(r, req.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(req.CSRF)) != 1 {
+		s.errorPage(w, http.StatusForbidden, "This form was not sent from the page this server showed you.")
+		return
+	}
+	// The request is used up whatever the decision.
+	if _, err := s.AS.Store.Take(r.Context(), keyRequest+id); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "This authorization request was already answered.")
+		return
+	}
+	switch r.PostForm.Get("decision") {
+	case "approve":
+		s.rememberConsent(w, r, &req)
+		s.startLogin(w, r, req)
+	default:
+		s.logInfo("consent denied", zap.String("client_id", req.ClientID))
+		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the user denied the request")
+	}
+}
+
+// startLogin sends the browser to the upstream login with a fresh state,
+// PKCE verifier and nonce, stored only now, after consent.
+func (s *Site) startLogin(w http.ResponseWriter, r *http.Request, req pendingRequest) {
+	if p, ok := s.AS.Upstream.(interface{ Prepare(context.Context) error }); ok {
+		if err := p.Prepare(r.Context()); err != nil {
+			s.AS.Logger.Error("identity provider unavailable", zap.String("upstream", s.AS.Upstream.Name()), zap.Error(err))
+			s.errorPage(w, http.StatusBadGateway, "The identity provider cannot be reached. Try again in a minute.")
+			return
+		}
+	}
+	state := randomToken()
+	login := upstreamLogin{Request: req, Verifier: randomToken(), Nonce: randomToken()}
+	if err := s.AS.putJSON(r.Context(), keyLogin+hashKey(state), login, requestLifetime); err != nil {
+		s.serverError(w, r, "saving login state", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if s.AS.Passwords != nil {
+		http.Redirect(w, r, s.Issuer+pathLogin+"?state="+url.QueryEscape(state), http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, s.AS.Upstream.AuthCodeURL(state, login.Verifier, login.Nonce, s.Issuer+pathCallback), http.StatusSeeOther)
+}
+
+// serveCallback handles the upstream provider's redirect back.
+func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || s.AS.Upstream == nil {
+		s.errorPage(w, http.StatusMethodNotAllowed, "Unexpected request.")
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	var login upstreamLogin
+	if state == "" || len(state) > 200 {
+		s.errorPage(w, http.StatusBadRequest, "The login response is missing its state.")
+		return
+	}
+	// Single use: taken before anything else, so a replayed callback fails.
+	if err := s.AS.takeJSON(r.Context(), keyLogin+hashKey(state), &login); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "This login has expired or was already used. Start again from the app.")
+		return
+	}
+	if !s.sameBrowser(r, login.Request.Browser) {
+		s.errorPage(w, http.StatusBadRequest, "This login was started in another browser.")
+		return
+	}
+	req := login.Request
+	if q.Get("error") != "" || q.Get("code") == "" {
+		s.logInfo("upstream login failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q.Get("error"))))
+		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider did not complete")
+		return
+	}
+	id, err := s.AS.Upstream.Exchange(r.Context(), q.Get("code"), login.Verifier, login.Nonce, s.Issuer+pathCallback)
+	if err != nil {
+		s.logInfo("upstream login failed", zap.String("client_id", req.ClientID), zap.String("upstream", s.AS.Upstream.Name()), zap.Error(err))
+		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider failed")
+		return
+	}
+	s.finishLogin(w, r, req, s.AS.Upstream.Name(), id)
+}
+
+// serveLogin shows and checks the built-in login form.
+func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if s.AS.Passwords == nil || (r.Method != http.MethodGet && r.Method != http.MethodPost) {
+		s.errorPage(w, http.StatusMethodNotAllowed, "Unexpected request.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	state := r.Form.Get("state")
+	key := keyLogin + hashKey(state)
+	var login upstreamLogin
+	if state == "" || len(state) > 200 || s.AS.getJSON(r.Context(), key, &login) != nil {
+		s.errorPage(w, http.StatusBadRequest, "This login has expired. Start again from the app.")
+		return
+	}
+	if !s.sameBrowser(r, login.Request.Browser) {
+		s.errorPage(w, http.StatusBadRequest, "This login was started in another browser.")
+		return
+	}
+	page := map[string]any{
+		"Title": "Log in", "ResourceHost": hostOf(login.Request.Resource),
+		"Action": s.Issuer + pathLogin, "State": state, "CSRF": login.Request.CSRF,
+	}
+	if r.Method == http.MethodGet {
+		renderPage(w, http.StatusOK, "login", page)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(login.Request.CSRF)) != 1 {
+		s.errorPage(w, http.StatusForbidden, "This form was not sent from the page this server showed you.")
+		return
+	}
+	username := r.PostForm.Get("username")
+	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
+	if err != nil {
+		login.Attempts++
+		s.logInfo("login failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
+		if login.Attempts >= maxLoginAttempts {
+			_, _ = s.AS.Store.Take(r.Context(), key)
+			s.redirectError(w, r, login.Request.RedirectURI, login.Request.State, "access_denied", "too many failed logins")
+			return
+		}
+		if err := s.AS.putJSON(r.Context(), key, login, requestLifetime); err != nil {
+			s.serverError(w, r, "saving login state", err)
+			return
+		}
+		page["Failed"], page["Username"] = true, username
+		renderPage(w, http.StatusUnauthorized, "login", page)
+		return
+	}
+	if _, err := s.AS.Store.Take(r.Context(), key); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "This login was already used. Start again from the app.")
+		return
+	}
+	s.finishLogin(w, r, login.Request, s.AS.Passwords.Name(), id)
+}
+
+// maxLoginAttempts bounds password guesses per login.
+const maxLoginAttempts = 5
+
+// finishLogin applies the allow-list and sends the client its code.
+func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRequest, provider string, id *upstream.Identity) {
+	if !s.AS.Allow.Allows(id) {
+		s.logInfo("user not allowed", zap.String("client_id", req.ClientID), zap.String("upstream", provider), zap.String("user", id.Username), zap.String("email", id.Email))
+		renderPage(w, http.StatusForbidden, "denied", map[string]any{
+			"Title":  "Access denied",
+			"Return": s.responseURL(req.RedirectURI, errorParams(req.State, "access_denied", "this account is not allowed to use this server")),
+		})
+		return
+	}
+	user := userInfo{
+		Subject:  provider + ":" + id.Subject,
+		Username: id.Username,
+		Email:    id.Email,
+		Name:     id.Name,
+		Picture:  id.Picture,
+	}
+	code := randomToken()
+	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user}, codeLifetime); err != nil {
+		s.serverError(w, r, "saving authorization code", err)
+		return
+	}
+	s.logInfo("user logged in", zap.String("client_id", req.ClientID), zap.String("upstream", provider), zap.String("sub", user.Subject))
+	params := url.Values{"code": {code}}
+	if req.State != "" {
+		params.Set("state", req.State)
+	}
+	s.redirectWithParams(w, r, req.RedirectURI, params)
+}
+
+// redirectHost returns the host a redirect URI sends the browser to, or the
+// scheme for a private-use URI scheme (an app on this device).
+func redirectHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "an unknown address"
+	}
+	if u.Host == "" {
+		return u.Scheme + ": (an app on this device)"
+	}
+	return u.Host
+}
+
+func hostOf(uri string) string {
+	if u, err := url.Parse(uri); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return uri
+}
+
+// browser cookie: binds a flow to the browser that started it.
+
+func (s *Site) cookieName() string {
+	if strings.HasPrefix(s.Issuer, "https://") {
+		return "__Host-mcp_auth"
+	}
+	return "mcp_auth"
+}
+
+// browserID returns the browser's id cookie, setting a new one if needed.
+func (s *Site) browserID(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(s.cookieName()); err == nil && len(c.Value) == 43 {
+		return c.Value
+	}
+	id := randomToken()
+	http.SetCookie(w, &http.Cookie{
+		Name: s.cookieName(), Value: id, Path: "/",
+		Secure: strings.HasPrefix(s.Issuer, "https://"), HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+	return id
+}
+
+// sameBrowser reports whether r comes from the browser whose id hashes to want.
+func (s *Site) sameBrowser(r *http.Request, want string) bool {
+	c, err := r.Cookie(s.cookieName())
+	return err == nil && subtle.ConstantTimeCompare([]byte(hashKey(c.Value)), []byte(want)) == 1
+}
+
+// consentKey names a remembered approval: per browser, client and redirect URI.
+func consentKey(req *pendingRequest) string {
+	return keyConsent + req.Browser + "/" + hashKey(req.ClientID+"\n"+req.RedirectURI)
+}
+
+type rememberedConsent struct {
+	Resource string   `json:"resource"`
+	Scopes   []string `json:"scopes,omitempty"`
+}
+
+func (s *Site) rememberConsent(w http.ResponseWriter, r *http.Request, req *pendingRequest) {
+	if s.AS.RememberConsent <= 0 {
+		return
+	}
+	if err := s.AS.putJSON(r.Context(), consentKey(req), rememberedConsent{Resource: req.Resource, Scopes: req.Scopes}, s.AS.RememberConsent); err != nil {
+		s.logInfo("remembering consent failed", zap.Error(err))
+	}
+}
+
+// consentRemembered reports whether this browser already approved this
+// client, redirect URI and resource for at least these scopes.
+func (s *Site) consentRemembered(r *http.Request, req *pendingRequest) bool {
+	if s.AS.RememberConsent <= 0 {
+		return false
+	}
+	var c rememberedConsent
+	if err := s.AS.getJSON(r.Context(), consentKey(req), &c); err != nil {
+		return false
+	}
+	if c.Resource != req.Resource {
+		return false
+	}
+	for _, sc := range req.Scopes {
+		if !slices.Contains(c.Scopes, sc) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Site) serverError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if s.AS.Logger != nil {
+		s.AS.Logger.Error(what, zap.Error(err))
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		s.errorPage(w, http.StatusBadRequest, "This request has expired. Start again from the app.")
+		return
+	}
+	s.errorPage(w, http.StatusServiceUnavailable, "The server could not complete this step. Try again.")
+}
+
+func (s *Site) logInfo(msg string, fields ...zap.Field) {
+	if s.AS.Logger != nil {
+		s.AS.Logger.Info(msg, fields...)
+	}
+}
+
+func (s *Site) logDebug(msg string, fields ...zap.Field) {
+	if s.AS.Logger != nil {
+		s.AS.Logger.Debug(msg, fields...)
+	}
+}

@@ -1,0 +1,266 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
+)
+
+// Endpoint paths, relative to the issuer.
+const (
+	pathJWKS      = "/jwks"
+	pathRegister  = "/register"
+	pathAuthorize = "/authorize"
+	pathConsent   = "/authorize/consent"
+	pathLogin     = "/authorize/login"
+	pathCallback  = "/authorize/callback"
+	pathToken     = "/token"
+)
+
+// Lifetimes of the short-lived records of a login.
+const (
+	codeLifetime    = 60 * time.Second
+	requestLifetime = 10 * time.Minute
+	// usedCodeMemory is how long a redeemed code is remembered, to detect
+	// and punish its replay (OAuth 2.1 section 4.1.3).
+	usedCodeMemory = 10 * time.Minute
+)
+
+// AuthServer is the authorization server of a Site: registration, the
+// authorization flow with consent and upstream login, and the token
+// endpoint.
+type AuthServer struct {
+	Store storage.Store
+	// Upstream logs users in by redirection; Passwords by the built-in
+	// login page. Exactly one is set.
+	Upstream  upstream.Redirector
+	Passwords upstream.PasswordChecker
+	// Allow decides who may finish a login.
+	Allow AllowList
+	// Metadata fetches Client ID Metadata Documents; nil disables them.
+	Metadata *clients.Fetcher
+
+	AccessTokenLifetime  time.Duration
+	RefreshTokenLifetime time.Duration
+	// UnusedClientLifetime is how long a registered client that never
+	// obtained a token is kept.
+	UnusedClientLifetime time.Duration
+	// RegistrationToken, when set, is the initial access token that
+	// POST /register requires (RFC 7591 section 3).
+	RegistrationToken string
+	// RegistrationLimit limits registrations per client IP.
+	RegistrationLimit *RateLimiter
+	// ClientIP returns a request's client address (Caddy knows trusted
+	// proxies); nil uses the connection's remote address.
+	ClientIP func(*http.Request) string
+	// RememberConsent is how long a browser's approval of a client (for
+	// one redirect URI) is remembered; zero asks every time.
+	RememberConsent time.Duration
+
+	Logger *zap.Logger
+}
+
+// AllowList decides which users may finish a login. A user matching any
+// entry is allowed.
+type AllowList struct {
+	// Everyone lets in every user the upstream authenticates.
+	Everyone bool
+	// Users are usernames (GitHub logins, preferred_username, built-in users).
+	Users []string
+	// Emails are verified addresses, or "*@domain" patterns.
+	Emails []string
+	// Orgs are GitHub organizations, compared case-insensitively.
+	Orgs []string
+}
+
+// Allows reports whether the user may finish a login.
+func (a AllowList) Allows(id *upstream.Identity) bool {
+	if a.Everyone {
+		return true
+	}
+	if id.Username != "" && slices.Contains(a.Users, id.Username) {
+		return true
+	}
+	if id.Email != "" {
+		email := strings.ToLower(id.Email)
+		for _, pattern := range a.Emails {
+			pattern = strings.ToLower(pattern)
+			if domain, ok := strings.CutPrefix(pattern, "*@"); ok {
+				if strings.HasSuffix(email, "@"+domain) {
+					return true
+				}
+			} else if email == pattern {
+				return true
+			}
+		}
+	}
+	for _, org := range a.Orgs {
+		for _, have := range id.Orgs {
+			if strings.EqualFold(org, have) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pendingRequest is a validated authorization request waiting for consent
+// and login.
+type pendingRequest struct {
+	ClientID      string   `json:"client_id"`
+	RedirectURI   string   `json:"redirect_uri"`
+	State         string   `json:"state,omitempty"`
+	CodeChallenge string   `json:"code_challenge"`
+	Resource      string   `json:"resource"`
+	Scopes        []string `json:"scopes,omitempty"`
+	// Browser is the hash of the browser cookie the request is bound to.
+	Browser string `json:"browser"`
+	CSRF    string `json:"csrf"`
+}
+
+// upstreamLogin is one login at the upstream provider, keyed by its state.
+type upstreamLogin struct {
+	Request  pendingRequest `json:"request"`
+	Verifier string         `json:"verifier,omitempty"`
+	Nonce    string         `json:"nonce,omitempty"`
+	// Attempts counts failed passwords on the built-in login page.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// authorizationCode is what an authorization code stands for.
+type authorizationCode struct {
+	Request pendingRequest `json:"request"`
+	User    userInfo       `json:"user"`
+}
+
+// userInfo is the identity a grant carries, namespaced by upstream.
+type userInfo struct {
+	Subject  string `json:"sub"`
+	Username string `json:"username,omitempty"`
+	Email    string `json:"email,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Picture  string `json:"picture,omitempty"`
+}
+
+// usedCode remembers what a redeemed code issued, to revoke it on replay.
+type usedCode struct {
+	ClientID      string  `json:"client_id"`
+	CodeChallenge string  `json:"code_challenge"`
+	GrantID       string  `json:"grant_id,omitempty"`
+	AccessToken   tokenID `json:"access_token"`
+}
+
+// tokenID identifies an issued access token, to deny it before it expires.
+type tokenID struct {
+	ID        string `json:"jti"`
+	ExpiresAt int64  `json:"exp"`
+}
+
+// grant is a refresh-token family: one user's authorization of one client
+// for one resource.
+type grant struct {
+	ID       string   `json:"id"`
+	ClientID string   `json:"client_id"`
+	User     userInfo `json:"user"`
+	Resource string   `json:"resource"`
+	Scopes   []string `json:"scopes,omitempty"`
+	// RefreshHash is the SHA-256 of the current refresh token.
+	RefreshHash string `json:"refresh_hash"`
+	// PreviousHash is the refresh token rotated away last; until
+	// PreviousUntil (Unix nanoseconds) it yields Successor, the response
+	// that rotated it, sealed with a key derived from it.
+	PreviousHash  string `json:"previous_hash,omitempty"`
+	PreviousUntil int64  `json:"previous_until,omitempty"`
+	Successor     []byte `json:"successor,omitempty"`
+	// AccessTokenIDs are the grant's access tokens that have not expired.
+	AccessTokenIDs []tokenID `json:"access_tokens,omitempty"`
+	CreatedAt      int64     `json:"created_at"`
+	ExpiresAt      int64     `json:"expires_at"`
+}
+
+// Storage key prefixes.
+const (
+	keyClient   = "client/"
+	keyRequest  = "request/"
+	keyLogin    = "login/"
+	keyCode     = "code/"
+	keyUsedCode = "used-code/"
+	keyGrant    = "grant/"
+	keyRefresh  = "refresh/"
+	keyDenied   = "denied-jti/"
+	keyConsent  = "consent/"
+)
+
+func (a *AuthServer) getJSON(ctx context.Context, key string, v any) error {
+	buf, err := a.Store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(buf, v)
+}
+
+func (a *AuthServer) putJSON(ctx context.Context, key string, v any, ttl time.Duration) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return a.Store.Put(ctx, key, buf, ttl)
+}
+
+func (a *AuthServer) takeJSON(ctx context.Context, key string, v any) error {
+	buf, err := a.Store.Take(ctx, key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(buf, v)
+}
+
+// errUnknownClient is returned for a client_id that names no client.
+var errUnknownClient = errors.New("unknown client")
+
+// client returns a registered client, or the client described by the
+// metadata document its client_id points to.
+func (a *AuthServer) client(ctx context.Context, clientID string) (*clients.Client, error) {
+	if clientID == "" || len(clientID) > 2048 {
+		return nil, errUnknownClient
+	}
+	if clients.IsMetadataURL(clientID) {
+		if a.Metadata == nil {
+			return nil, errUnknownClient
+		}
+		c, err := a.Metadata.Client(ctx, clientID)
+		if err != nil {
+			return nil, fmt.Errorf("client metadata document: %w", err)
+		}
+		return c, nil
+	}
+	var c clients.Client
+	if err := a.getJSON(ctx, keyClient+clientID, &c); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, errUnknownClient
+		}
+		return nil, err
+	}
+	return &c, nil
+}
+
+// markClientUsed keeps a registered client for good once it obtained a
+// token: clients that never finish a login expire, used ones never do.
+func (a *AuthServer) markClientUsed(ctx context.Context, c *clients.Client) error {
+	if c.Used || c.Metadata {
+		return nil
+	}
+	c.Used = true
+	return a.putJSON(ctx, keyClient+c.ClientID, c, 0)
+}

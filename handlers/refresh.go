@@ -1,0 +1,186 @@
+package handlers
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+// refreshGrace is how long the refresh token just rotated away still
+// yields the same successor: clients that refresh twice at once (several
+// tabs, retries) must not be logged out for it.
+const refreshGrace = 30 * time.Second
+
+// refresh handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
+// token rotates on every use. Everything is checked before rotation, so a
+// failed request never burns the token. A token presented again within the
+// grace window returns the same successor; later, it means the token was
+// stolen, and the whole grant is revoked.
+func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
+	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
+	rt := params["refresh_token"]
+	if rt == "" {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
+	}
+	presented := hashKey(rt)
+	for attempt := 0; attempt < 5; attempt++ {
+		gid, err := s.AS.Store.Get(ctx, keyRefresh+presented)
+		if err != nil {
+			return nil, invalidGrant
+		}
+		raw, err := s.AS.Store.Get(ctx, keyGrant+string(gid))
+		if err != nil {
+			return nil, invalidGrant
+		}
+		var g grant
+		if json.Unmarshal(raw, &g) != nil || g.ClientID != client.ClientID {
+			return nil, invalidGrant
+		}
+		now := time.Now()
+		if now.Unix() >= g.ExpiresAt {
+			return nil, invalidGrant
+		}
+		scopes := g.Scopes
+		if requested, ok := params["scope"]; ok {
+			scopes = nil
+			for _, sc := range strings.Fields(requested) {
+				if !slices.Contains(g.Scopes, sc) {
+					return nil, oauthError(http.StatusBadRequest, "invalid_scope", "a requested scope exceeds the grant")
+				}
+				if !slices.Contains(scopes, sc) {
+					scopes = append(scopes, sc)
+				}
+			}
+		}
+		res, oerr := s.resolveResource(resources, s.resourceByURL(g.Resource))
+		if oerr != nil {
+			return nil, oerr
+		}
+		if res.URL != g.Resource {
+			return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource differs from the one authorized")
+		}
+
+		switch {
+		case presented == g.RefreshHash:
+		case presented == g.PreviousHash && now.Before(time.Unix(0, g.PreviousUntil)):
+			var resp tokenResponse
+			if err := openSuccessor(rt, g.Successor, &resp); err != nil {
+				return nil, invalidGrant
+			}
+			return &resp, nil
+		default:
+			s.revokeFamily(ctx, &g)
+			s.logInfo("refresh token reused; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+			return nil, invalidGrant
+		}
+
+		unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+		resp, at, err := s.mintAccessToken(client, g.User, res, scopes)
+		if err != nil {
+			s.AS.Logger.Error("issuing tokens", zap.Error(err))
+			return nil, unavailable
+		}
+		resp.RefreshToken = randomToken()
+		next := g
+		next.RefreshHash = hashKey(resp.RefreshToken)
+		next.PreviousHash = presented
+		next.PreviousUntil = now.Add(refreshGrace).UnixNano()
+		next.AccessTokenIDs = append(liveTokenIDs(g.AccessTokenIDs, now), at)
+		if next.Successor, err = sealSuccessor(rt, resp); err != nil {
+			return nil, unavailable
+		}
+		nextRaw, _ := json.Marshal(next)
+		remaining := time.Until(time.Unix(g.ExpiresAt, 0))
+		// The new token's lookup entry exists before the grant names it.
+		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), remaining); err != nil {
+			return nil, unavailable
+		}
+		switch err := s.AS.Store.Swap(ctx, keyGrant+g.ID, raw, nextRaw, remaining); {
+		case errors.Is(err, storage.ErrConflict):
+			// A concurrent request rotated first: look again, now as a
+			// replay within the grace window.
+			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
+			continue
+		case err != nil:
+			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
+			return nil, invalidGrant
+		}
+		s.logInfo("tokens issued", zap.String("grant_type", "refresh_token"), zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+		return resp, nil
+	}
+	return nil, invalidGrant
+}
+
+// revokeFamily revokes a grant with its refresh tokens and the access
+// tokens issued from it.
+func (s *Site) revokeFamily(ctx context.Context, g *grant) {
+	_ = s.AS.Store.Delete(ctx, keyGrant+g.ID)
+	for _, t := range g.AccessTokenIDs {
+		_ = s.AS.denyAccessToken(ctx, t.ID, t.ExpiresAt)
+	}
+}
+
+func liveTokenIDs(ids []tokenID, now time.Time) []tokenID {
+	var out []tokenID
+	for _, t := range ids {
+		if t.ExpiresAt > now.Unix() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// sealSuccessor encrypts the response to a refresh with a key derived from
+// the refresh token it rotated, so only a holder of that token can get the
+// successor again during the grace window, and the store never holds a
+// usable token.
+func sealSuccessor(rt string, resp *tokenResponse) ([]byte, error) {
+	gcm, err := successorCipher(rt)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	_, _ = rand.Read(nonce)
+	return gcm.Seal(nonce, nonce, plain, nil), nil
+}
+
+func openSuccessor(rt string, sealed []byte, resp *tokenResponse) error {
+	gcm, err := successorCipher(rt)
+	if err != nil {
+		return err
+	}
+	if len(sealed) < gcm.NonceSize() {
+		return errors.New("sealed successor is truncated")
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], nil)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(plain, resp)
+}
+
+func successorCipher(rt string) (cipher.AEAD, error) {
+	key := sha256.Sum256([]byte("mcp_auth refresh successor\x00" + rt))
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}

@@ -1,0 +1,157 @@
+package handlers
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// maxBodyBytes caps every request body the authorization server reads.
+const maxBodyBytes = 64 << 10
+
+// OAuthError is an error response of an OAuth endpoint (RFC 6749 section
+// 5.2). Its description never repeats client input.
+type OAuthError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
+
+func oauthError(status int, code, description string) *OAuthError {
+	return &OAuthError{Status: status, Code: code, Description: description}
+}
+
+// writeJSON writes a JSON response that must not be cached (OAuth 2.1
+// section 3.2.3: tokens, credentials and other sensitive data).
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	buf, err := json.Marshal(body)
+	if err != nil {
+		status, buf = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Length", strconv.Itoa(len(buf)))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf)
+}
+
+// writeJSONError writes an RFC 6749 section 5.2 error response.
+func writeJSONError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{code, description})
+}
+
+func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
+	writeJSONError(w, e.Status, e.Code, e.Description)
+}
+
+// redirectWithParams sends the browser to uri with params added to its
+// query, keeping any query the registered URI already has (OAuth 2.1
+// section 2.3.1). Every authorization response carries iss (RFC 9207).
+func (s *Site) redirectWithParams(w http.ResponseWriter, r *http.Request, uri string, params url.Values) {
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, s.responseURL(uri, params), http.StatusFound)
+}
+
+// responseURL is uri with the authorization response params added.
+func (s *Site) responseURL(uri string, params url.Values) string {
+	u, err := url.Parse(uri)
+	if err != nil { // registered URIs were validated; this is defensive
+		return "about:blank"
+	}
+	params.Set("iss", s.Issuer)
+	q := u.Query()
+	for k, vs := range params {
+		q[k] = vs
+	}
+	u.RawQuery = q.Encode()
+	u.Fragment = ""
+	return u.String()
+}
+
+// errorParams are the parameters of an error authorization response.
+func errorParams(state, code, description string) url.Values {
+	params := url.Values{"error": {code}}
+	if description != "" {
+		params.Set("error_description", description)
+	}
+	if state != "" {
+		params.Set("state", state)
+	}
+	return params
+}
+
+// redirectError ends an authorization request with an error at the
+// client's validated redirect URI.
+func (s *Site) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, description string) {
+	s.redirectWithParams(w, r, redirectURI, errorParams(state, code, description))
+}
+
+// randomToken returns 256 random bits, base64url-encoded: codes, refresh
+// tokens, states and CSRF tokens.
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// hashKey is the storage key form of a secret value: only its SHA-256 is
+// ever stored, so a copy of the database yields no usable code or token.
+func hashKey(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// singleValues parses a form or query, refusing repeated parameters
+// (OAuth 2.1 section 3.1, 3.2) other than those in repeatable. Empty values
+// count as absent.
+func singleValues(values url.Values, repeatable ...string) (map[string]string, []string, *OAuthError) {
+	out := make(map[string]string, len(values))
+	var repeated []string
+	for k, vs := range values {
+		var nonEmpty []string
+		for _, v := range vs {
+			if v != "" {
+				nonEmpty = append(nonEmpty, v)
+			}
+		}
+		if len(nonEmpty) == 0 {
+			continue
+		}
+		if slices.Contains(repeatable, k) {
+			repeated = append(repeated, nonEmpty...)
+			continue
+		}
+		if len(nonEmpty) > 1 {
+			return nil, nil, oauthError(http.StatusBadRequest, "invalid_request", "parameter "+safeName(k)+" is repeated")
+		}
+		out[k] = nonEmpty[0]
+	}
+	return out, repeated, nil
+}
+
+// safeName keeps a parameter name printable for an error description.
+func safeName(s string) string {
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+			return '?'
+		}
+		return r
+	}, s)
+}

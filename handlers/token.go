@@ -1,0 +1,317 @@
+package handlers
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// jwtBearerAssertion is the client_assertion_type of private_key_jwt (RFC 7523).
+const jwtBearerAssertion = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// tokenResponse is a successful token response (OAuth 2.1 section 3.2.3).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// serveToken handles POST /token.
+func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint only accepts POST")
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body could not be read")
+		return
+	}
+	params, resources, oerr := singleValues(r.PostForm, "resource")
+	if oerr != nil {
+		writeOAuthError(w, oerr)
+		return
+	}
+	client, oerr := s.authenticateClient(r, params)
+	if oerr != nil {
+		if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
+		}
+		writeOAuthError(w, oerr)
+		return
+	}
+	if grantType := params["grant_type"]; grantType != "" && !slices.Contains(client.GrantTypes, grantType) &&
+		slices.Contains([]string{"authorization_code", "refresh_token"}, grantType) {
+		writeJSONError(w, http.StatusBadRequest, "unauthorized_client", "the client did not register this grant type")
+		return
+	}
+	var resp *tokenResponse
+	switch params["grant_type"] {
+	case "authorization_code":
+		resp, oerr = s.exchangeCode(r.Context(), client, params, resources)
+	case "refresh_token":
+		resp, oerr = s.refresh(r.Context(), client, params, resources)
+	case "":
+		oerr = oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		oerr = oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types are authorization_code and refresh_token")
+	}
+	if oerr != nil {
+		s.logDebug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
+		writeOAuthError(w, oerr)
+		return
+	}
+	if err := s.AS.markClientUsed(r.Context(), client); err != nil {
+		s.logInfo("marking client used failed", zap.Error(err))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticateClient identifies the client by the method it used: HTTP
+// Basic (client_secret_basic), a secret in the body (client_secret_post), a
+// signed assertion (private_key_jwt), or only its client_id (a public
+// client, protected by PKCE). Using two methods at once is an error.
+func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*clients.Client, *OAuthError) {
+	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	clientID, secret, methods := params["client_id"], params["client_secret"], 0
+	if secret != "" {
+		methods++
+	}
+	if params["client_assertion"] != "" || params["client_assertion_type"] != "" {
+		methods++
+	}
+	if header := r.Header.Get("Authorization"); header != "" {
+		methods++
+		id, sec, ok := basicCredentials(header)
+		if !ok {
+			return nil, invalidClient
+		}
+		if clientID != "" && clientID != id {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id differs from the authenticated client")
+		}
+		clientID, secret = id, sec
+	}
+	if methods > 1 {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "use exactly one client authentication method")
+	}
+
+	if params["client_assertion"] != "" || params["client_assertion_type"] != "" {
+		if params["client_assertion_type"] != jwtBearerAssertion || params["client_assertion"] == "" {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+jwtBearerAssertion)
+		}
+		if clientID == "" {
+			clientID = clients.AssertionSubject(params["client_assertion"])
+		}
+		client, err := s.AS.client(r.Context(), clientID)
+		if err != nil || s.AS.Metadata == nil || client.TokenEndpointAuthMethod != clients.AuthMethodPrivateKeyJWT {
+			return nil, invalidClient
+		}
+		err = clients.VerifyAssertion(r.Context(), params["client_assertion"], client, s.Issuer+pathToken, s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
+		var aerr *clients.AssertionError
+		switch {
+		case errors.As(err, &aerr):
+			s.logDebug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
+			return nil, invalidClient
+		case err != nil:
+			s.AS.Logger.Error("verifying client assertion", zap.Error(err))
+			return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the client assertion could not be checked")
+		}
+		return client, nil
+	}
+
+	if clientID == "" {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id is required")
+	}
+	client, err := s.AS.client(r.Context(), clientID)
+	if err != nil {
+		return nil, invalidClient
+	}
+	switch {
+	case secret != "":
+		if client.SecretHash == "" || !client.CheckSecret(secret) {
+			return nil, invalidClient
+		}
+		if client.SecretExpired(time.Now()) {
+			return nil, invalidClient
+		}
+	case client.SecretHash != "":
+		// A confidential client must prove itself.
+		return nil, invalidClient
+	}
+	return client, nil
+}
+
+// basicCredentials decodes HTTP Basic client credentials, which OAuth
+// form-urlencodes before base64 (RFC 6749 section 2.3.1).
+func basicCredentials(header string) (id, secret string, ok bool) {
+	scheme, encoded, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
+	if err != nil {
+		return "", "", false
+	}
+	rawID, rawSecret, found := strings.Cut(string(raw), ":")
+	if !found {
+		return "", "", false
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil || id == "" {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+// exchangeCode redeems an authorization code (OAuth 2.1 section 4.1.3).
+// Everything that a retry could fix is checked before the code is used up;
+// the code is then taken atomically, so it is redeemed at most once.
+func (s *Site) exchangeCode(ctx context.Context, client *clients.Client, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
+	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
+	code, verifier := params["code"], params["code_verifier"]
+	if code == "" {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code is required")
+	}
+	key := hashKey(code)
+	var ac authorizationCode
+	if err := s.AS.getJSON(ctx, keyCode+key, &ac); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			s.punishReplay(ctx, client, key, verifier)
+		}
+		return nil, invalidGrant
+	}
+	req := ac.Request
+	if req.ClientID != client.ClientID {
+		return nil, invalidGrant
+	}
+	if uri := params["redirect_uri"]; uri != "" && uri != req.RedirectURI {
+		return nil, invalidGrant
+	}
+	res, oerr := s.resolveResource(resources, s.resourceByURL(req.Resource))
+	if oerr != nil {
+		return nil, oerr
+	}
+	if res.URL != req.Resource {
+		return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource differs from the one authorized")
+	}
+	if verifier == "" {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code_verifier is required")
+	}
+	if !tokens.ValidVerifier(verifier) {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code_verifier is malformed")
+	}
+	if _, err := s.AS.Store.Take(ctx, keyCode+key); err != nil {
+		return nil, invalidGrant // redeemed concurrently
+	}
+	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
+		return nil, invalidGrant
+	}
+	resp, at, err := s.mintAccessToken(client, ac.User, res, req.Scopes)
+	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
+	if err == nil && slices.Contains(client.GrantTypes, "refresh_token") {
+		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
+	}
+	if err != nil {
+		s.AS.Logger.Error("issuing tokens", zap.Error(err))
+		return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+	}
+	if err := s.AS.putJSON(ctx, keyUsedCode+key, used, usedCodeMemory); err != nil {
+		s.logInfo("remembering a used code failed", zap.Error(err))
+	}
+	s.logInfo("tokens issued", zap.String("grant_type", "authorization_code"), zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+	return resp, nil
+}
+
+// punishReplay revokes what a code issued when the code is presented again
+// by its client with the right verifier: the code was stolen, or the
+// client is broken (OAuth 2.1 section 4.1.3). A replay with a wrong
+// verifier changes nothing, so nobody can revoke another's tokens.
+func (s *Site) punishReplay(ctx context.Context, client *clients.Client, key, verifier string) {
+	var used usedCode
+	if s.AS.getJSON(ctx, keyUsedCode+key, &used) != nil || used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
+		return
+	}
+	var g grant
+	if used.GrantID != "" && s.AS.getJSON(ctx, keyGrant+used.GrantID, &g) == nil {
+		s.revokeFamily(ctx, &g)
+	}
+	_ = s.AS.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
+	s.logInfo("authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
+}
+
+// mintAccessToken mints an access token for res.
+func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resource, scopes []string) (*tokenResponse, tokenID, error) {
+	scope := strings.Join(scopes, " ")
+	lifetime := s.AS.AccessTokenLifetime
+	id := tokenID{ID: tokens.NewID(), ExpiresAt: time.Now().Add(lifetime).Unix()}
+	at, err := s.Ring.MintAccessToken(tokens.AccessClaims{
+		Issuer:   s.Issuer,
+		Subject:  user.Subject,
+		Audience: tokens.Audience{res.URL},
+		JWTID:    id.ID,
+		ClientID: client.ClientID,
+		Scope:    scope,
+		Email:    user.Email,
+	}, lifetime)
+	if err != nil {
+		return nil, tokenID{}, err
+	}
+	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(lifetime / time.Second), Scope: scope}, id, nil
+}
+
+// newGrant starts a refresh-token family and returns its id and first
+// refresh token.
+func (s *Site) newGrant(ctx context.Context, client *clients.Client, user userInfo, res *Resource, scopes []string, at tokenID) (string, string, error) {
+	rt, now := randomToken(), time.Now()
+	g := grant{
+		ID: tokens.NewID(), ClientID: client.ClientID, User: user, Resource: res.URL, Scopes: scopes,
+		RefreshHash: hashKey(rt), AccessTokenIDs: []tokenID{at},
+		CreatedAt: now.Unix(), ExpiresAt: now.Add(s.AS.RefreshTokenLifetime).Unix(),
+	}
+	if err := s.AS.putJSON(ctx, keyGrant+g.ID, g, s.AS.RefreshTokenLifetime); err != nil {
+		return "", "", err
+	}
+	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), s.AS.RefreshTokenLifetime); err != nil {
+		return "", "", err
+	}
+	return g.ID, rt, nil
+}
+
+// denyAccessToken makes the gate refuse an access token until it expires.
+func (a *AuthServer) denyAccessToken(ctx context.Context, jti string, expiresAt int64) error {
+	ttl := time.Until(time.Unix(expiresAt, 0)) + time.Minute // covers the verifier's clock skew
+	if ttl <= time.Minute {
+		return nil
+	}
+	return a.Store.Put(ctx, keyDenied+jti, nil, ttl)
+}
+
+// resourceByURL returns the resource with the canonical URL u.
+func (s *Site) resourceByURL(u string) *Resource {
+	for _, r := range s.Resources {
+		if r.URL == u {
+			return r
+		}
+	}
+	return nil
+}

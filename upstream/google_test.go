@@ -1,0 +1,82 @@
+package upstream
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+)
+
+var googleUser = fakeidp.User{
+	Subject:       "110169484474386276334",
+	Email:         "bob@corp.example",
+	EmailVerified: true,
+	Name:          "Bob Example",
+	Picture:       "https://lh3.googleusercontent.com/a/bob=s96-c",
+	HostedDomain:  "corp.example",
+}
+
+func newGooglePair(t *testing.T, user fakeidp.User) (*fakeidp.OIDC, *Google) {
+	t.Helper()
+	idp := fakeidp.NewGoogle(t, user)
+	g, err := NewGoogle(t.Context(), GoogleConfig{ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, Issuer: idp.URL}, nil)
+	if err != nil {
+		t.Fatalf("NewGoogle: %v", err)
+	}
+	return idp, g
+}
+
+func TestGoogleLogin(t *testing.T) {
+	idp, g := newGooglePair(t, googleUser)
+	if g.Name() != "google" {
+		t.Errorf("Name() = %q", g.Name())
+	}
+	u, _ := url.Parse(g.AuthCodeURL("state", "verifier", "nonce", callbackURL))
+	if u.Path != "/o/oauth2/v2/auth" || u.Query().Get("scope") != "openid email profile" {
+		t.Errorf("auth URL = %s", u)
+	}
+
+	id := mustLogin(t, g)
+	want := Identity{Subject: googleUser.Subject, Email: googleUser.Email, Name: googleUser.Name, Picture: googleUser.Picture}
+	if !identityEqual(*id, want) {
+		t.Errorf("identity = %+v, want %+v", *id, want)
+	}
+	if n := idp.UserinfoRequests(); n != 0 {
+		t.Errorf("userinfo fetched %d times; Google's ID token has everything", n)
+	}
+}
+
+func TestGoogleUnverifiedEmail(t *testing.T) {
+	u := googleUser
+	u.EmailVerified = false
+	_, g := newGooglePair(t, u)
+	if id := mustLogin(t, g); id.Email != "" {
+		t.Errorf("Email = %q, want none for an unverified address", id.Email)
+	}
+}
+
+func TestGoogleIssuerAlias(t *testing.T) {
+	// Google may write iss without the scheme ("accounts.google.com").
+	alias := func(c map[string]any) { c["iss"] = strings.TrimPrefix(c["iss"].(string), "http://") }
+
+	idp, g := newGooglePair(t, googleUser)
+	idp.EditIDToken(alias)
+	mustLogin(t, g)
+
+	// A generic OIDC provider gets no such leniency.
+	oidp, o := newOIDCPair(t, alice)
+	oidp.EditIDToken(alias)
+	_, err := login(t, o)
+	wantErr(t, err, "issuer")
+}
+
+func TestGoogleDefaultIssuer(t *testing.T) {
+	// Without an issuer, the real Google is used; with a dead context no
+	// request leaves the machine, but the error names Google's URL.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := NewGoogle(ctx, GoogleConfig{ClientID: "c", ClientSecret: "s"}, nil)
+	wantErr(t, err, "https://accounts.google.com/.well-known/openid-configuration")
+}

@@ -1,0 +1,153 @@
+package mcpauth
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
+)
+
+// Upstream configures the identity provider users log in with.
+type Upstream struct {
+	// Provider is one of: oidc, google, github, users.
+	Provider string `json:"provider"`
+
+	// Issuer is the OpenID Connect issuer URL (oidc; for google it
+	// defaults to https://accounts.google.com). https is required, except
+	// for loopback hosts.
+	Issuer string `json:"issuer,omitempty"`
+
+	// ClientID and ClientSecret are the credentials of the OAuth app
+	// registered at the provider, whose redirect URI is
+	// `<issuer>/authorize/callback`. Placeholders such as {env.SECRET} are
+	// expanded when the config loads, so the secret stays out of the
+	// saved config.
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// Scopes requested from an oidc provider. Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// BaseURL and APIURL point github at GitHub Enterprise Server.
+	// Default: https://github.com and https://api.github.com.
+	BaseURL string `json:"base_url,omitempty"`
+	APIURL  string `json:"api_url,omitempty"`
+
+	// Users maps usernames to bcrypt password hashes, as printed by
+	// `caddy hash-password` (users).
+	Users map[string]string `json:"users,omitempty"`
+}
+
+// upstreamHTTPClient talks to identity providers.
+var upstreamHTTPClient = &http.Client{Timeout: 10 * time.Second}
+
+// build returns the configured provider: a Redirector or a PasswordChecker.
+// OIDC discovery happens on first use, so Caddy starts even while the
+// provider is unreachable.
+func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordChecker, error) {
+	repl := caddy.NewReplacer()
+	clientID := repl.ReplaceAll(u.ClientID, "")
+	clientSecret := repl.ReplaceAll(u.ClientSecret, "")
+	needCredentials := func() error {
+		if clientID == "" || clientSecret == "" {
+			return fmt.Errorf("upstream %s: client_id and client_secret are required", u.Provider)
+		}
+		return nil
+	}
+	switch u.Provider {
+	case "users":
+		if len(u.Users) == 0 {
+			return nil, nil, fmt.Errorf("upstream users: list at least one user")
+		}
+		users, err := upstream.NewUsers(u.Users)
+		if err != nil {
+			return nil, nil, fmt.Errorf("upstream users: %v", err)
+		}
+		return nil, users, nil
+	case "github":
+		cfg := upstream.GitHubConfig{
+			ClientID: clientID, ClientSecret: clientSecret,
+			BaseURL: u.BaseURL, APIURL: u.APIURL, WantOrgs: wantOrgs,
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("upstream github: %v", err)
+		}
+		return upstream.NewGitHub(cfg, upstreamHTTPClient), nil, nil
+	case "google":
+		if err := needCredentials(); err != nil {
+			return nil, nil, err
+		}
+		cfg := upstream.GoogleConfig{ClientID: clientID, ClientSecret: clientSecret, Issuer: u.Issuer}
+		return &discovered{name: "google", discover: func(ctx context.Context) (upstream.Redirector, error) {
+			return upstream.NewGoogle(ctx, cfg, upstreamHTTPClient)
+		}}, nil, nil
+	case "oidc":
+		if u.Issuer == "" {
+			return nil, nil, fmt.Errorf("upstream oidc: issuer is required")
+		}
+		if err := needCredentials(); err != nil {
+			return nil, nil, err
+		}
+		cfg := upstream.OIDCConfig{Issuer: u.Issuer, ClientID: clientID, ClientSecret: clientSecret, Scopes: u.Scopes}
+		return &discovered{name: "oidc", discover: func(ctx context.Context) (upstream.Redirector, error) {
+			return upstream.NewOIDC(ctx, cfg, upstreamHTTPClient)
+		}}, nil, nil
+	}
+	return nil, nil, fmt.Errorf("unknown upstream provider %q (use oidc, google, github or users)", u.Provider)
+}
+
+// discovered is a provider configured by discovery, done on first use and
+// retried (at most every 10 s) until it succeeds.
+type discovered struct {
+	name     string
+	discover func(context.Context) (upstream.Redirector, error)
+
+	mu      sync.Mutex
+	ready   upstream.Redirector
+	lastTry time.Time
+	lastErr error
+}
+
+func (d *discovered) Name() string { return d.name }
+
+func (d *discovered) get(ctx context.Context) (upstream.Redirector, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ready != nil {
+		return d.ready, nil
+	}
+	if time.Since(d.lastTry) < 10*time.Second && d.lastErr != nil {
+		return nil, d.lastErr
+	}
+	d.lastTry = time.Now()
+	d.ready, d.lastErr = d.discover(ctx)
+	return d.ready, d.lastErr
+}
+
+// Prepare runs discovery; the authorization server calls it before
+// sending a browser to the provider, to show an error page instead.
+func (d *discovered) Prepare(ctx context.Context) error {
+	_, err := d.get(ctx)
+	return err
+}
+
+func (d *discovered) AuthCodeURL(state, verifier, nonce, redirectURL string) string {
+	p, err := d.get(context.Background())
+	if err != nil {
+		return ""
+	}
+	return p.AuthCodeURL(state, verifier, nonce, redirectURL)
+}
+
+func (d *discovered) Exchange(ctx context.Context, code, verifier, nonce, redirectURL string) (*upstream.Identity, error) {
+	p, err := d.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.Exchange(ctx, code, verifier, nonce, redirectURL)
+}
