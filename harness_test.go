@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"golang.org/x/crypto/bcrypt"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
