@@ -47,6 +47,7 @@ func init() {
 //		remember_consent       <duration>
 //		registration { ... }
 //		client_metadata_documents on|off
+//		introspection_client   <id> <secret>
 //	}
 //
 // Without issuer, the issuer is the site's address: `mcp.example.com` gives
@@ -79,7 +80,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -173,6 +174,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.RememberConsent = dur
 			}
+		case "introspection_client":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if _, dup := h.IntrospectionClients[args[0]]; dup {
+				return d.Errf("introspection_client %q listed twice", args[0])
+			}
+			if h.IntrospectionClients == nil {
+				h.IntrospectionClients = map[string]string{}
+			}
+			h.IntrospectionClients[args[0]] = args[1]
 		case "registration":
 			reg, err := parseRegistration(d)
 			if err != nil {

@@ -95,6 +95,11 @@ type Handler struct {
 	// Client ID Metadata Documents, leaving dynamic registration.
 	DisableClientMetadataDocuments bool `json:"disable_client_metadata_documents,omitempty"`
 
+	// IntrospectionClients are resource servers allowed to introspect any
+	// token at /introspect with HTTP Basic: client id → secret.
+	// Placeholders are expanded when the config loads.
+	IntrospectionClients map[string]string `json:"introspection_clients,omitempty"`
+
 	// RememberConsent is how long a browser's approval of a client, for
 	// one redirect URI, resource and set of scopes, is remembered. Default:
 	// 0, ask every time.
@@ -278,6 +283,17 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	}
 	if !h.DisableClientMetadataDocuments {
 		as.Metadata = clients.NewFetcher(clientMetadataOptions)
+	}
+	if len(h.IntrospectionClients) > 0 {
+		as.IntrospectionCredentials = make(map[string]string, len(h.IntrospectionClients))
+		repl := caddy.NewReplacer()
+		for id, secret := range h.IntrospectionClients {
+			secret = repl.ReplaceAll(secret, "")
+			if id == "" || len(secret) < 16 {
+				return nil, fmt.Errorf("introspection client %q: the secret must have at least 16 characters", id)
+			}
+			as.IntrospectionCredentials[id] = clients.HashSecret(secret)
+		}
 	}
 	return as, nil
 }

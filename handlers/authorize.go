@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -88,6 +89,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		RedirectURI:   redirectURI,
 		State:         state,
 		CodeChallenge: challenge,
+		Nonce:         params["nonce"],
 		Resource:      res.URL,
 		Scopes:        s.grantableScopes(res, params["scope"], r.URL.Query().Has("scope")),
 		Browser:       hashKey(s.browserID(w, r)),
@@ -183,7 +185,7 @@ func (s *Site) grantableScopes(res *Resource, requested string, present bool) []
 	}
 	var out []string
 	for _, sc := range strings.Fields(requested) {
-		if slices.Contains(res.Scopes, sc) && !slices.Contains(out, sc) {
+		if (slices.Contains(res.Scopes, sc) || slices.Contains(oidcScopes, sc)) && !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}
@@ -367,6 +369,11 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		Email:    id.Email,
 		Name:     id.Name,
 		Picture:  id.Picture,
+		AuthTime: time.Now().Unix(),
+	}
+	if err := s.AS.saveProfile(r.Context(), user); err != nil {
+		s.serverError(w, r, "saving user profile", err)
+		return
 	}
 	code := randomToken()
 	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user}, codeLifetime); err != nil {

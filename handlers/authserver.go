@@ -19,13 +19,16 @@ import (
 
 // Endpoint paths, relative to the issuer.
 const (
-	pathJWKS      = "/jwks"
-	pathRegister  = "/register"
-	pathAuthorize = "/authorize"
-	pathConsent   = "/authorize/consent"
-	pathLogin     = "/authorize/login"
-	pathCallback  = "/authorize/callback"
-	pathToken     = "/token"
+	pathJWKS       = "/jwks"
+	pathRegister   = "/register"
+	pathAuthorize  = "/authorize"
+	pathConsent    = "/authorize/consent"
+	pathLogin      = "/authorize/login"
+	pathCallback   = "/authorize/callback"
+	pathToken      = "/token"
+	pathRevoke     = "/revoke"
+	pathIntrospect = "/introspect"
+	pathUserinfo   = "/userinfo"
 )
 
 // Lifetimes of the short-lived records of a login.
@@ -64,6 +67,9 @@ type AuthServer struct {
 	// ClientIP returns a request's client address (Caddy knows trusted
 	// proxies); nil uses the connection's remote address.
 	ClientIP func(*http.Request) string
+	// IntrospectionCredentials maps the client ids of resource servers
+	// allowed to introspect any token to the SHA-256 (hex) of their secrets.
+	IntrospectionCredentials map[string]string
 	// RememberConsent is how long a browser's approval of a client (for
 	// one redirect URI) is remembered; zero asks every time.
 	RememberConsent time.Duration
@@ -122,6 +128,7 @@ type pendingRequest struct {
 	RedirectURI   string   `json:"redirect_uri"`
 	State         string   `json:"state,omitempty"`
 	CodeChallenge string   `json:"code_challenge"`
+	Nonce         string   `json:"nonce,omitempty"`
 	Resource      string   `json:"resource"`
 	Scopes        []string `json:"scopes,omitempty"`
 	// Browser is the hash of the browser cookie the request is bound to.
@@ -151,6 +158,8 @@ type userInfo struct {
 	Email    string `json:"email,omitempty"`
 	Name     string `json:"name,omitempty"`
 	Picture  string `json:"picture,omitempty"`
+	// AuthTime is when the user logged in (Unix seconds).
+	AuthTime int64 `json:"auth_time,omitempty"`
 }
 
 // usedCode remembers what a redeemed code issued, to revoke it on replay.

@@ -18,6 +18,9 @@ type ServerMetadata struct {
 	AuthorizationEndpoint             string   `json:"authorization_endpoint,omitempty"`
 	TokenEndpoint                     string   `json:"token_endpoint,omitempty"`
 	RegistrationEndpoint              string   `json:"registration_endpoint,omitempty"`
+	RevocationEndpoint                string   `json:"revocation_endpoint,omitempty"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint,omitempty"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint,omitempty"`
 	JWKSURI                           string   `json:"jwks_uri"`
 	ScopesSupported                   []string `json:"scopes_supported,omitempty"`
 	ResponseTypesSupported            []string `json:"response_types_supported,omitempty"`
@@ -25,7 +28,12 @@ type ServerMetadata struct {
 	GrantTypesSupported               []string `json:"grant_types_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	IntrospectionAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+	SubjectTypesSupported             []string `json:"subject_types_supported,omitempty"`
+	IDTokenSigningAlgs                []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	ClaimsSupported                   []string `json:"claims_supported,omitempty"`
 	// AuthorizationResponseIss: every authorization response carries iss (RFC 9207).
 	AuthorizationResponseIss bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 	// ClientIDMetadataDocument: client_ids may be metadata document URLs.
@@ -49,6 +57,9 @@ func (s *Site) Metadata() ServerMetadata {
 	m.AuthorizationEndpoint = s.Issuer + pathAuthorize
 	m.TokenEndpoint = s.Issuer + pathToken
 	m.RegistrationEndpoint = s.Issuer + pathRegister
+	m.RevocationEndpoint = s.Issuer + pathRevoke
+	m.IntrospectionEndpoint = s.Issuer + pathIntrospect
+	m.UserinfoEndpoint = s.Issuer + pathUserinfo
 	for _, r := range s.Resources {
 		for _, sc := range r.Scopes {
 			if !slices.Contains(m.ScopesSupported, sc) {
@@ -56,14 +67,22 @@ func (s *Site) Metadata() ServerMetadata {
 			}
 		}
 	}
+	m.ScopesSupported = append(m.ScopesSupported, oidcScopes...)
 	m.ResponseTypesSupported = []string{"code"}
 	m.ResponseModesSupported = []string{"query"}
 	m.GrantTypesSupported = []string{"authorization_code", "refresh_token"}
 	m.TokenEndpointAuthMethodsSupported = []string{"none", "client_secret_basic", "client_secret_post"}
 	m.CodeChallengeMethodsSupported = []string{"S256"}
+	m.SubjectTypesSupported = []string{"public"}
+	m.IDTokenSigningAlgs = []string{s.Ring.Algorithm()}
+	m.ClaimsSupported = []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "preferred_username", "picture"}
 	m.AuthorizationResponseIss = true
+	m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
+	m.IntrospectionAuthMethodsSupported = []string{"client_secret_basic", "client_secret_post"}
 	if s.AS.Metadata != nil {
 		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, "private_key_jwt")
+		m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
+		m.IntrospectionAuthMethodsSupported = append(m.IntrospectionAuthMethodsSupported, "private_key_jwt")
 		m.TokenEndpointAuthSigningAlgs = clients.AssertionAlgorithms
 		m.ClientIDMetadataDocument = true
 	}
@@ -121,6 +140,12 @@ func (s *Site) Route(path string) http.HandlerFunc {
 		return s.serveLogin
 	case pathToken:
 		return s.serveToken
+	case pathRevoke:
+		return s.serveRevoke
+	case pathIntrospect:
+		return s.serveIntrospect
+	case pathUserinfo:
+		return s.serveUserinfo
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 			return nil, unavailable
 		}
 		resp.RefreshToken = randomToken()
+		if resp.IDToken, err = s.idToken(client.ClientID, g.User, scopes, ""); err != nil {
+			return nil, unavailable
+		}
 		next := g
 		next.RefreshHash = hashKey(resp.RefreshToken)
 		next.PreviousHash = presented

@@ -28,35 +28,53 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	Scope        string `json:"scope"`
 	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 }
 
-// serveToken handles POST /token.
-func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
+// readForm reads the POSTed form of the token, revocation and
+// introspection endpoints, answering malformed requests itself. Only
+// resource may repeat (RFC 8707).
+func (s *Site) readForm(w http.ResponseWriter, r *http.Request) (map[string]string, []string, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "the token endpoint only accepts POST")
-		return
+		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "this endpoint only accepts POST")
+		return nil, nil, false
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
 		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
-		return
+		return nil, nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
 		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body could not be read")
-		return
+		return nil, nil, false
 	}
 	params, resources, oerr := singleValues(r.PostForm, "resource")
 	if oerr != nil {
 		writeOAuthError(w, oerr)
+		return nil, nil, false
+	}
+	return params, resources, true
+}
+
+// writeClientError answers a failed client authentication; a client that
+// tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
+func (s *Site) writeClientError(w http.ResponseWriter, r *http.Request, oerr *OAuthError) {
+	if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
+	}
+	writeOAuthError(w, oerr)
+}
+
+// serveToken handles POST /token.
+func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
+	params, resources, ok := s.readForm(w, r)
+	if !ok {
 		return
 	}
 	client, oerr := s.authenticateClient(r, params)
 	if oerr != nil {
-		if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
-		}
-		writeOAuthError(w, oerr)
+		s.writeClientError(w, r, oerr)
 		return
 	}
 	if grantType := params["grant_type"]; grantType != "" && !slices.Contains(client.GrantTypes, grantType) &&
@@ -231,6 +249,9 @@ func (s *Site) exchangeCode(ctx context.Context, client *clients.Client, params 
 	if err == nil && slices.Contains(client.GrantTypes, "refresh_token") {
 		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
 	}
+	if err == nil {
+		resp.IDToken, err = s.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
+	}
 	if err != nil {
 		s.AS.Logger.Error("issuing tokens", zap.Error(err))
 		return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
@@ -272,6 +293,7 @@ func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resou
 		ClientID: client.ClientID,
 		Scope:    scope,
 		Email:    user.Email,
+		Username: user.Username,
 	}, lifetime)
 	if err != nil {
 		return nil, tokenID{}, err

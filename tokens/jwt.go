@@ -35,6 +35,8 @@ type AccessClaims struct {
 	Scope string `json:"scope,omitempty"`
 	// Email is the user's verified email address, when known.
 	Email string `json:"email,omitempty"`
+	// Username is the user's login name at the identity provider, if any.
+	Username string `json:"preferred_username,omitempty"`
 }
 
 // Scopes returns the granted scopes.

@@ -1,0 +1,77 @@
+package handlers
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// introspection is an RFC 7662 introspection response.
+type introspection struct {
+	Active    bool   `json:"active"`
+	Scope     string `json:"scope,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Username  string `json:"username,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	Exp       int64  `json:"exp,omitempty"`
+	Iat       int64  `json:"iat,omitempty"`
+	Sub       string `json:"sub,omitempty"`
+	Aud       string `json:"aud,omitempty"`
+	Iss       string `json:"iss,omitempty"`
+	JTI       string `json:"jti,omitempty"`
+}
+
+// serveIntrospect handles POST /introspect (RFC 7662). The caller must
+// authenticate: a resource server with a configured credential may inspect
+// any token of this server, a confidential client only its own. Anything
+// else, including tokens that are invalid, revoked, expired or another
+// client's, is {"active": false} and nothing more (section 2.2).
+func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	params, _, ok := s.readForm(w, r)
+	if !ok {
+		return
+	}
+	owner, anyToken := "", s.resourceServerCaller(r)
+	if !anyToken {
+		client, oerr := s.authenticateClient(r, params)
+		if oerr == nil && client.IsPublic() {
+			oerr = oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
+		}
+		if oerr != nil {
+			s.writeClientError(w, r, oerr)
+			return
+		}
+		owner = client.ClientID
+	}
+	token := params["token"]
+	if token == "" {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	resp := introspection{}
+	if claims, ok := s.accessTokenClaims(r.Context(), token); ok && (anyToken || claims.ClientID == owner) {
+		resp = introspection{
+			Active: true, Scope: claims.Scope, ClientID: claims.ClientID, Username: claims.Username,
+			TokenType: "Bearer", Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject,
+			Aud: strings.Join(claims.Audience, " "), Iss: claims.Issuer, JTI: claims.JWTID,
+		}
+	} else if g, ok := s.AS.grantOf(r.Context(), token); ok && (anyToken || g.ClientID == owner) {
+		resp = introspection{
+			Active: true, Scope: strings.Join(g.Scopes, " "), ClientID: g.ClientID, Username: g.User.Username,
+			TokenType: "refresh_token", Exp: g.ExpiresAt, Iat: g.CreatedAt, Sub: g.User.Subject,
+			Aud: g.Resource, Iss: s.Issuer,
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// resourceServerCaller reports whether the request carries a configured
+// resource-server credential (HTTP Basic).
+func (s *Site) resourceServerCaller(r *http.Request) bool {
+	id, secret, ok := basicCredentials(r.Header.Get("Authorization"))
+	if !ok {
+		return false
+	}
+	want, known := s.AS.IntrospectionCredentials[id]
+	return known && subtle.ConstantTimeCompare([]byte(hashKey(secret)), []byte(want)) == 1
+}

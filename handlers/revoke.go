@@ -1,0 +1,129 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// readTokenForm reads the form of the revocation and introspection
+// endpoints and authenticates the client; it answers errors itself.
+func (s *Site) readTokenForm(w http.ResponseWriter, r *http.Request) (*clients.Client, map[string]string, bool) {
+	params, _, ok := s.readForm(w, r)
+	if !ok {
+		return nil, nil, false
+	}
+	client, oerr := s.authenticateClient(r, params)
+	if oerr != nil {
+		s.writeClientError(w, r, oerr)
+		return nil, nil, false
+	}
+	if params["token"] == "" {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return nil, nil, false
+	}
+	return client, params, true
+}
+
+// serveRevoke handles POST /revoke (RFC 7009). Revoking a refresh token
+// ends its grant and the access tokens issued from it; revoking an access
+// token puts it on the deny list the gate checks. Tokens that are unknown,
+// already dead or another client's are answered 200 all the same, so the
+// endpoint reveals nothing (section 2.2).
+func (s *Site) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	client, params, ok := s.readTokenForm(w, r)
+	if !ok {
+		return
+	}
+	token := params["token"]
+	// token_type_hint only orders the lookups (section 2.1).
+	lookups := []func(context.Context, *clients.Client, string) bool{s.revokeRefreshToken, s.revokeAccessToken}
+	if params["token_type_hint"] == "access_token" {
+		slices.Reverse(lookups)
+	}
+	for _, revoke := range lookups {
+		if revoke(r.Context(), client, token) {
+			break
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// revokeRefreshToken reports whether token is a refresh token of client's,
+// revoking its grant if so.
+func (s *Site) revokeRefreshToken(ctx context.Context, client *clients.Client, token string) bool {
+	g, ok := s.AS.grantOf(ctx, token)
+	if !ok || g.ClientID != client.ClientID {
+		return false
+	}
+	s.revokeFamily(ctx, g)
+	s.logInfo("grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+	return true
+}
+
+// revokeAccessToken reports whether token is an access token issued to
+// client by this server, denying it if so.
+func (s *Site) revokeAccessToken(ctx context.Context, client *clients.Client, token string) bool {
+	claims, ok := s.accessTokenClaims(ctx, token)
+	if !ok || claims.ClientID != client.ClientID {
+		return false
+	}
+	if err := s.AS.denyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
+		s.AS.Logger.Error("denying access token", zap.Error(err))
+	}
+	s.logInfo("access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
+	return true
+}
+
+// grantOf returns the grant whose refresh token is token, if it is the
+// grant's current one (or the one rotated away within the grace window).
+func (a *AuthServer) grantOf(ctx context.Context, token string) (*grant, bool) {
+	if token == "" || len(token) > 200 {
+		return nil, false
+	}
+	h := hashKey(token)
+	gid, err := a.Store.Get(ctx, keyRefresh+h)
+	if err != nil {
+		return nil, false
+	}
+	raw, err := a.Store.Get(ctx, keyGrant+string(gid))
+	if err != nil {
+		return nil, false
+	}
+	var g grant
+	if json.Unmarshal(raw, &g) != nil || time.Now().Unix() >= g.ExpiresAt {
+		return nil, false
+	}
+	if h != g.RefreshHash && (h != g.PreviousHash || time.Now().After(time.Unix(0, g.PreviousUntil))) {
+		return nil, false
+	}
+	return &g, true
+}
+
+// accessTokenClaims returns the claims of a live access token issued by
+// this server for any of its resources.
+func (s *Site) accessTokenClaims(ctx context.Context, token string) (*tokens.AccessClaims, bool) {
+	if strings.Count(token, ".") != 2 {
+		return nil, false
+	}
+	for _, res := range s.Resources {
+		claims, err := s.Verifier.Verify(ctx, token, res.URL)
+		if err != nil {
+			continue
+		}
+		if _, err := s.AS.Store.Get(ctx, keyDenied+claims.JWTID); err == nil {
+			return nil, false
+		}
+		return claims, true
+	}
+	return nil, false
+}

@@ -1,0 +1,98 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// oidcScopes are the OpenID Connect scopes the server grants besides the
+// resources' own: openid (an ID token), profile and email (claims).
+var oidcScopes = []string{"openid", "profile", "email"}
+
+// keyUser holds the profile of each user who logged in, for /userinfo.
+const keyUser = "user/"
+
+// idTokenClaims are the claims of an OpenID Connect ID token.
+type idTokenClaims struct {
+	Issuer   string `json:"iss"`
+	Subject  string `json:"sub"`
+	Audience string `json:"aud"`
+	Expiry   int64  `json:"exp"`
+	IssuedAt int64  `json:"iat"`
+	AuthTime int64  `json:"auth_time,omitempty"`
+	Nonce    string `json:"nonce,omitempty"`
+	profileClaims
+}
+
+// profileClaims are the user claims that the profile and email scopes allow.
+type profileClaims struct {
+	Email             string `json:"email,omitempty"`
+	EmailVerified     bool   `json:"email_verified,omitempty"`
+	Name              string `json:"name,omitempty"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	Picture           string `json:"picture,omitempty"`
+}
+
+// profileFor returns the claims user's scopes allow.
+func profileFor(user userInfo, scopes []string) profileClaims {
+	var p profileClaims
+	if slices.Contains(scopes, "email") && user.Email != "" {
+		p.Email, p.EmailVerified = user.Email, true // only verified addresses are kept
+	}
+	if slices.Contains(scopes, "profile") {
+		p.Name, p.PreferredUsername, p.Picture = user.Name, user.Username, user.Picture
+	}
+	return p
+}
+
+// idToken signs an ID token for client when openid was granted; its typ
+// is JWT, so the gate never takes it for an access token.
+func (s *Site) idToken(clientID string, user userInfo, scopes []string, nonce string) (string, error) {
+	if !slices.Contains(scopes, "openid") {
+		return "", nil
+	}
+	now := time.Now()
+	return s.Ring.Sign("JWT", idTokenClaims{
+		Issuer: s.Issuer, Subject: user.Subject, Audience: clientID,
+		IssuedAt: now.Unix(), Expiry: now.Add(s.AS.AccessTokenLifetime).Unix(),
+		AuthTime: user.AuthTime, Nonce: nonce, profileClaims: profileFor(user, scopes),
+	})
+}
+
+// saveProfile keeps the user's latest profile for /userinfo.
+func (a *AuthServer) saveProfile(ctx context.Context, user userInfo) error {
+	return a.putJSON(ctx, keyUser+hashKey(user.Subject), user, a.RefreshTokenLifetime)
+}
+
+// serveUserinfo handles GET and POST /userinfo (OpenID Connect Core 5.3):
+// with a valid access token, the user's sub and the claims its scopes allow.
+func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "userinfo accepts GET and POST")
+		return
+	}
+	challenge := `Bearer realm="` + quoteSafe(s.Realm) + `"`
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok || len(r.Header.Values("Authorization")) != 1 {
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "a bearer access token is required")
+		return
+	}
+	claims, ok := s.accessTokenClaims(r.Context(), token)
+	var user userInfo
+	if ok && s.AS.getJSON(r.Context(), keyUser+hashKey(claims.Subject), &user) != nil {
+		user = userInfo{Subject: claims.Subject, Email: claims.Email, Username: claims.Username}
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", challenge+`, error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
+		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Subject string `json:"sub"`
+		profileClaims
+	}{claims.Subject, profileFor(user, claims.Scopes())})
+}

@@ -1,0 +1,366 @@
+package mcpauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests in this file run real clients in Node against the in-process
+// Caddy: Debian's Chromium driven by playwright-core plays the user, and the
+// TypeScript MCP SDK plays the MCP client. scripts/setup-e2e.sh installs
+// what they need; without it they are skipped, except in CI.
+
+// e2eChromium is the browser the Node scripts drive.
+const e2eChromium = "/usr/bin/chromium"
+
+// e2eNode returns the node binary, or skips the test (fails it in CI) when
+// something the Node end-to-end tests need is missing.
+func e2eNode(t *testing.T) string {
+	t.Helper()
+	var missing []string
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing = append(missing, "node")
+	}
+	for _, m := range []string{"playwright-core", "@modelcontextprotocol/sdk"} {
+		if _, err := os.Stat(filepath.Join("e2e", "node_modules", m, "package.json")); err != nil {
+			missing = append(missing, "e2e/node_modules/"+m)
+		}
+	}
+	if _, err := os.Stat(e2eChromium); err != nil {
+		missing = append(missing, e2eChromium)
+	}
+	if _, err := exec.LookPath("certutil"); err != nil {
+		missing = append(missing, "certutil (libnss3-tools)")
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("missing %s: run scripts/setup-e2e.sh", strings.Join(missing, ", "))
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + " (CI runs it before the tests, so this is a failure there)")
+		}
+		t.Skip(msg)
+	}
+	return node
+}
+
+// e2eCACert is Caddy's local root certificate, the one CA the clients trust.
+func e2eCACert() string {
+	return filepath.Join(dataHome, "caddy", "pki", "authorities", "local", "root.crt")
+}
+
+// e2eScreenshot is where a script saves the consent page: in
+// $E2E_SCREENSHOT_DIR when set, for a person to look at, or else in a
+// temporary directory.
+func e2eScreenshot(t *testing.T, name string) string {
+	dir := os.Getenv("E2E_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// runNode runs a script of e2e/ with the given environment added and
+// decodes the JSON line it prints.
+func runNode(t *testing.T, node, script string, env map[string]string, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join("e2e", script))
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("node %s: %v", script, time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Fatalf("node %s: %v\nstderr:\n%s\nstdout:\n%s", script, err, stderr.String(), stdout.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("node %s stderr:\n%s", script, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), out); err != nil {
+		t.Fatalf("node %s printed %q: %v", script, stdout.String(), err)
+	}
+}
+
+// e2eRandom returns n random bytes, base64url-encoded.
+func e2eRandom(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// browserResult is what e2e/browser.mjs prints.
+type browserResult struct {
+	Decision string            `json:"decision"`
+	URL      string            `json:"url"`
+	Query    map[string]string `json:"query"`
+	Headers  struct {
+		Consent map[string]string `json:"consent"`
+		Login   map[string]string `json:"login"`
+	} `json:"headers"`
+	Consent struct {
+		Text   string   `json:"text"`
+		Scopes []string `json:"scopes"`
+	} `json:"consent"`
+	Pages      []string `json:"pages"`
+	Screenshot string   `json:"screenshot"`
+}
+
+func checkSecurityHeaders(t *testing.T, page string, h map[string]string) {
+	t.Helper()
+	if h == nil {
+		t.Errorf("%s page: no headers reported", page)
+		return
+	}
+	if h["x-frame-options"] != "DENY" {
+		t.Errorf("%s page X-Frame-Options = %q", page, h["x-frame-options"])
+	}
+	if !strings.Contains(h["content-security-policy"], "frame-ancestors 'none'") {
+		t.Errorf("%s page Content-Security-Policy = %q", page, h["content-security-policy"])
+	}
+	if h["cache-control"] != "no-store" {
+		t.Errorf("%s page Cache-Control = %q", page, h["cache-control"])
+	}
+}
+
+// TestBrowserConsentAndLogin registers a client as MCP Inspector does and
+// has a real browser approve and log in, then deny; the code it brings back
+// is exchanged and the access token used at the gate.
+func TestBrowserConsentAndLogin(t *testing.T) {
+	node := e2eNode(t)
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, asSite(t, storagePath, logDir, usersUpstream()))
+	c := mustTLSClient(t)
+	resource := siteAddr() + "/mcp"
+	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort())
+
+	// Dynamic client registration with the body MCP Inspector sends.
+	reg, _ := json.Marshal(map[string]any{
+		"redirect_uris":              []string{redirectURI},
+		"token_endpoint_auth_method": "none",
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"client_name":                "MCP Inspector",
+		"client_uri":                 "https://github.com/modelcontextprotocol/inspector",
+		"scope":                      "mcp:tools mcp:admin",
+	})
+	status, _, body := do(t, c, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {"application/json"}}, reg)
+	if status != http.StatusCreated {
+		t.Fatalf("register: %d %s", status, body)
+	}
+	var client struct {
+		ClientID string `json:"client_id"`
+	}
+	if err := json.Unmarshal(body, &client); err != nil || client.ClientID == "" {
+		t.Fatalf("register: %s", body)
+	}
+
+	authorize := func(decision string) (browserResult, string, string) {
+		verifier, state := e2eRandom(32), e2eRandom(16)
+		sum := sha256.Sum256([]byte(verifier))
+		q := url.Values{
+			"response_type":         {"code"},
+			"client_id":             {client.ClientID},
+			"redirect_uri":          {redirectURI},
+			"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
+			"code_challenge_method": {"S256"},
+			"state":                 {state},
+			"resource":              {resource},
+			"scope":                 {"mcp:tools mcp:admin"},
+		}
+		var res browserResult
+		runNode(t, node, "browser.mjs", map[string]string{
+			"E2E_AUTH_URL":    siteAddr() + "/authorize?" + q.Encode(),
+			"E2E_CA_CERT":     e2eCACert(),
+			"E2E_USERNAME":    "alice",
+			"E2E_PASSWORD":    "correct horse",
+			"E2E_DECISION":    decision,
+			"E2E_CLIENT_NAME": "MCP Inspector",
+			"E2E_SCREENSHOT":  e2eScreenshot(t, "consent-"+decision+".png"),
+		}, &res)
+		return res, verifier, state
+	}
+
+	t.Run("approve", func(t *testing.T) {
+		res, verifier, state := authorize("approve")
+		checkSecurityHeaders(t, "consent", res.Headers.Consent)
+		checkSecurityHeaders(t, "login", res.Headers.Login)
+		if !strings.HasPrefix(res.URL, redirectURI+"?") {
+			t.Errorf("browser ended at %q, want the redirect URI %s", res.URL, redirectURI)
+		}
+		q := res.Query
+		if q["code"] == "" || q["error"] != "" {
+			t.Fatalf("authorization response %v", q)
+		}
+		if q["state"] != state {
+			t.Errorf("state = %q, want %q", q["state"], state)
+		}
+		if q["iss"] != siteAddr() {
+			t.Errorf("iss = %q, want %q", q["iss"], siteAddr())
+		}
+		if fi, err := os.Stat(res.Screenshot); err != nil || fi.Size() == 0 {
+			t.Errorf("no consent screenshot at %q: %v", res.Screenshot, err)
+		}
+
+		form := url.Values{
+			"grant_type":    {"authorization_code"},
+			"code":          {q["code"]},
+			"redirect_uri":  {redirectURI},
+			"client_id":     {client.ClientID},
+			"code_verifier": {verifier},
+			"resource":      {resource},
+		}
+		status, _, body := do(t, c, http.MethodPost, siteAddr()+"/token",
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+		if status != http.StatusOK {
+			t.Fatalf("token: %d %s", status, body)
+		}
+		var tok struct {
+			AccessToken  string `json:"access_token"`
+			TokenType    string `json:"token_type"`
+			RefreshToken string `json:"refresh_token"`
+			Scope        string `json:"scope"`
+		}
+		if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" || !strings.EqualFold(tok.TokenType, "Bearer") || tok.RefreshToken == "" {
+			t.Fatalf("token response %s", body)
+		}
+
+		// The access token opens the gate: an MCP initialize answered by the demo server.
+		init := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}`)
+		h := bearer(tok.AccessToken)
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+		status, _, body = do(t, c, http.MethodPost, resource, h, init)
+		if status != http.StatusOK || !bytes.Contains(body, []byte(`"serverInfo"`)) {
+			t.Errorf("initialize with the access token: %d %s", status, body)
+		}
+		h.Set("Authorization", "Bearer "+tok.RefreshToken)
+		if status, _, _ := do(t, c, http.MethodPost, resource, h, init); status != http.StatusUnauthorized {
+			t.Errorf("initialize with the refresh token as bearer: %d, want 401", status)
+		}
+		// The code is single use.
+		status, _, body = do(t, c, http.MethodPost, siteAddr()+"/token",
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+		if status != http.StatusBadRequest || !bytes.Contains(body, []byte("invalid_grant")) {
+			t.Errorf("second exchange of the code: %d %s", status, body)
+		}
+	})
+
+	t.Run("deny", func(t *testing.T) {
+		res, _, state := authorize("deny")
+		checkSecurityHeaders(t, "consent", res.Headers.Consent)
+		q := res.Query
+		if q["error"] != "access_denied" || q["code"] != "" {
+			t.Errorf("authorization response %v, want error=access_denied and no code", q)
+		}
+		if q["state"] != state {
+			t.Errorf("state = %q, want %q", q["state"], state)
+		}
+		if q["iss"] != siteAddr() {
+			t.Errorf("iss = %q, want %q", q["iss"], siteAddr())
+		}
+		for _, p := range res.Pages {
+			if strings.HasSuffix(p, "/authorize/login") {
+				t.Errorf("the login page was shown after Deny: %v", res.Pages)
+			}
+		}
+	})
+}
+
+// tsClientResult is what e2e/ts-client.mjs prints.
+type tsClientResult struct {
+	Tools  []string `json:"tools"`
+	Whoami struct {
+		User   string `json:"user"`
+		Email  string `json:"email"`
+		Client string `json:"client"`
+		Scopes string `json:"scopes"`
+		Auth   bool   `json:"authorization_header_present"`
+	} `json:"whoami"`
+	Add                   float64 `json:"add"`
+	Add2                  float64 `json:"add2"`
+	ClientID              string  `json:"clientId"`
+	AuthorizationResponse struct {
+		Iss string `json:"iss"`
+	} `json:"authorizationResponse"`
+	Refresh struct {
+		Refreshed bool `json:"refreshed"`
+		SDKOn401  struct {
+			Whoami struct {
+				User string `json:"user"`
+			} `json:"whoami"`
+		} `json:"sdkOn401"`
+		AuthFunction struct {
+			Whoami struct {
+				User string `json:"user"`
+			} `json:"whoami"`
+		} `json:"authFunction"`
+		BrowserRuns int `json:"browserRuns"`
+	} `json:"refresh"`
+}
+
+// TestTypeScriptSDKClient connects the TypeScript MCP SDK's client, which
+// discovers the authorization server, registers, sends Chromium through
+// consent and login, exchanges the code, calls tools and refreshes.
+func TestTypeScriptSDKClient(t *testing.T) {
+	node := e2eNode(t)
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, asSite(t, storagePath, logDir, usersUpstream()))
+
+	var res tsClientResult
+	runNode(t, node, "ts-client.mjs", map[string]string{
+		"E2E_SERVER_URL":      siteAddr() + "/mcp",
+		"E2E_CA_CERT":         e2eCACert(),
+		"NODE_EXTRA_CA_CERTS": e2eCACert(),
+		"E2E_REDIRECT_PORT":   fmt.Sprint(freePort()),
+		"E2E_USERNAME":        "alice",
+		"E2E_PASSWORD":        "correct horse",
+		"E2E_SCREENSHOT":      e2eScreenshot(t, "consent-ts-client.png"),
+	}, &res)
+
+	for _, want := range []string{"add", "echo", "whoami"} {
+		if !strings.Contains(" "+strings.Join(res.Tools, " ")+" ", " "+want+" ") {
+			t.Errorf("tools %v lack %s", res.Tools, want)
+		}
+	}
+	if res.Whoami.User != "users:alice" || res.Whoami.Client != res.ClientID || res.Whoami.Auth {
+		t.Errorf("whoami = %+v (client %s)", res.Whoami, res.ClientID)
+	}
+	if res.Whoami.Scopes != "mcp:tools mcp:admin" {
+		t.Errorf("scopes = %q", res.Whoami.Scopes)
+	}
+	if res.Add != 42 || res.Add2 != 42 {
+		t.Errorf("add 2 40 = %v, after refresh %v", res.Add, res.Add2)
+	}
+	if res.AuthorizationResponse.Iss != siteAddr() {
+		t.Errorf("iss = %q", res.AuthorizationResponse.Iss)
+	}
+	r := res.Refresh
+	if !r.Refreshed || r.SDKOn401.Whoami.User != "users:alice" || r.AuthFunction.Whoami.User != "users:alice" || r.BrowserRuns != 1 {
+		t.Errorf("refresh: %+v", r)
+	}
+}
