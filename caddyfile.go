@@ -36,6 +36,7 @@ func init() {
 //		}]
 //		scopes          <scope...>
 //		require_scope   <path> <scope...>
+//		tool_scope      <tool> <scope...>
 //		realm           <name>
 //		allowed_origins <origin...>
 //		strip_header    <name...>
@@ -80,7 +81,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -174,6 +175,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.RememberConsent = dur
 			}
+		case "tool_scope":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if _, dup := h.ToolScopes[args[0]]; dup {
+				return d.Errf("tool_scope for %q given twice", args[0])
+			}
+			if h.ToolScopes == nil {
+				h.ToolScopes = map[string][]string{}
+			}
+			h.ToolScopes[args[0]] = args[1:]
 		case "introspection_client":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

@@ -54,6 +54,13 @@ type Handler struct {
 	// a token without them gets 403 insufficient_scope.
 	RequireScopes []ScopeRequirement `json:"require_scopes,omitempty"`
 
+	// ToolScopes maps MCP tool names to the scopes a `tools/call` of the
+	// tool needs. The gate reads the JSON-RPC body of POST requests (up to
+	// 4 MiB, batches included) to find the calls; a token without the
+	// scopes gets 403 insufficient_scope naming them, so the client can ask
+	// for more. Other requests and all responses pass untouched.
+	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
+
 	// Realm is the realm of bearer challenges. Default: mcp.
 	Realm string `json:"realm,omitempty"`
 
@@ -200,6 +207,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		cfg.ScopeRules = append(cfg.ScopeRules, handlers.ScopeRule{Pattern: rs.Path, Scopes: rs.Scopes})
 	}
+	for tool, scopes := range h.ToolScopes {
+		if tool == "" || len(scopes) == 0 {
+			return fmt.Errorf("tool_scopes: tool %q must name at least one scope", tool)
+		}
+	}
+	cfg.ToolScopes = h.ToolScopes
 	for _, o := range h.AllowedOrigins {
 		if o != strings.TrimRight(o, "/") || !strings.Contains(o, "://") {
 			return fmt.Errorf("allowed_origins: %q is not an origin such as https://app.example.com", o)
@@ -326,7 +339,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	d := h.site.Authorize(r)
 	if d.Claims == nil {
-		w.Header().Set("WWW-Authenticate", d.Challenge)
+		if d.Challenge != "" {
+			w.Header().Set("WWW-Authenticate", d.Challenge)
+		}
 		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 			c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", d.Resource.URL))
 		}

@@ -76,6 +76,19 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	if missing := missingScopes(claims.Scopes(), need); len(missing) > 0 {
 		return refuse(http.StatusForbidden, "insufficient_scope", "token lacks a required scope", need)
 	}
+	toolNeed, err := s.toolScopesNeeded(r)
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		d.Status, d.Reason = http.StatusRequestEntityTooLarge, err.Error()
+		return d
+	case err != nil:
+		d.Status, d.Reason = http.StatusBadRequest, err.Error()
+		return d
+	}
+	if missing := missingScopes(claims.Scopes(), toolNeed); len(missing) > 0 {
+		// All scopes the call needs, in one challenge, so the client can step up.
+		return refuse(http.StatusForbidden, "insufficient_scope", "the tool needs a scope the token lacks", union(need, toolNeed))
+	}
 	d.Claims = claims
 	return d
 }
@@ -104,6 +117,16 @@ func isToken68(s string) bool {
 		}
 	}
 	return true
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func missingScopes(have, need []string) []string {

@@ -53,6 +53,8 @@ type Site struct {
 	Resources []*Resource
 	// ScopeRules are checked in order; every matching rule's scopes are needed.
 	ScopeRules []ScopeRule
+	// ToolScopes maps MCP tool names to the scopes a tools/call needs.
+	ToolScopes map[string][]string
 	// AllowedOrigins limits the browser origins that may call the site;
 	// empty allows any origin.
 	AllowedOrigins []string
@@ -73,6 +75,7 @@ type SiteConfig struct {
 	// is one resource, without scopes.
 	Resources      []ResourceConfig
 	ScopeRules     []ScopeRule
+	ToolScopes     map[string][]string
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	AS             *AuthServer
@@ -97,6 +100,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		Issuer:         issuer,
 		Realm:          cfg.Realm,
 		ScopeRules:     cfg.ScopeRules,
+		ToolScopes:     cfg.ToolScopes,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Ring:           cfg.Ring,
 		AS:             cfg.AS,
