@@ -49,6 +49,9 @@ func init() {
 //		registration { ... }
 //		client_metadata_documents on|off
 //		introspection_client   <id> <secret>
+//		authorization_server   <issuer url> [{
+//			introspection <client id> <client secret>
+//		}]
 //	}
 //
 // Without issuer, the issuer is the site's address: `mcp.example.com` gives
@@ -187,6 +190,27 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.ToolScopes = map[string][]string{}
 			}
 			h.ToolScopes[args[0]] = args[1:]
+		case "authorization_server":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AuthorizationServer = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := handlers.CanonicalIssuer(h.AuthorizationServer); err != nil {
+				return d.Errf("authorization_server: %v", err)
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if d.Val() != "introspection" {
+					return d.Errf("unrecognized authorization_server option '%s'", d.Val())
+				}
+				args := d.RemainingArgs()
+				if len(args) != 2 {
+					return d.Errf("introspection takes a client id and a client secret")
+				}
+				h.Introspection = &IntrospectionCredentials{ClientID: args[0], ClientSecret: args[1]}
+			}
 		case "introspection_client":
 			args := d.RemainingArgs()
 			if len(args) != 2 {

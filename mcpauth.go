@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 func init() {
@@ -82,6 +83,19 @@ type Handler struct {
 	// Upstream is the identity provider users log in with.
 	Upstream *Upstream `json:"upstream,omitempty"`
 
+	// AuthorizationServer switches the site to external mode: instead of
+	// being an authorization server itself, it accepts the access tokens of
+	// this external one (its issuer URL), found through RFC 8414 or OpenID
+	// Connect discovery. JWTs are checked against its published keys, with
+	// exact issuer and audience (the resource's canonical URL). No
+	// authorization endpoints are served.
+	AuthorizationServer string `json:"authorization_server,omitempty"`
+
+	// Introspection lets external mode accept opaque tokens by asking the
+	// external server's introspection endpoint (RFC 7662) with these
+	// client credentials.
+	Introspection *IntrospectionCredentials `json:"introspection,omitempty"`
+
 	// Allow decides who may finish a login. Required for github and
 	// google, which anyone can have an account at.
 	Allow *Allow `json:"allow,omitempty"`
@@ -143,6 +157,13 @@ type Allow struct {
 	Emails []string `json:"emails,omitempty"`
 	// Orgs are GitHub organizations.
 	Orgs []string `json:"orgs,omitempty"`
+}
+
+// IntrospectionCredentials authenticate at an external introspection endpoint.
+type IntrospectionCredentials struct {
+	ClientID string `json:"client_id"`
+	// ClientSecret; placeholders are expanded when the config loads.
+	ClientSecret string `json:"client_secret"`
 }
 
 // Registration configures dynamic client registration (RFC 7591).
@@ -220,13 +241,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.stripHeaders = append(append([]string{}, defaultStripHeaders...), h.StripHeaders...)
 
-	app, err := appFrom(ctx)
-	if err != nil {
-		return err
-	}
-	cfg.Ring = app.ring
-	if cfg.AS, err = h.provisionAuthServer(ctx, app); err != nil {
-		return err
+	if h.AuthorizationServer != "" {
+		if err := h.provisionExternal(&cfg); err != nil {
+			return err
+		}
+	} else {
+		app, err := appFrom(ctx)
+		if err != nil {
+			return err
+		}
+		cfg.Ring = app.ring
+		if cfg.AS, err = h.provisionAuthServer(ctx, app); err != nil {
+			return err
+		}
 	}
 	site, err := handlers.NewSite(cfg)
 	if err != nil {
@@ -235,6 +262,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.site = site
 	return nil
 }
+
+// provisionExternal sets up external mode.
+func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
+	if h.Upstream != nil || h.Allow != nil || h.Registration != nil {
+		return fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
+	}
+	// Issuers compare as exact strings (RFC 8414 section 3.3): the
+	// operator's spelling is used as is, once checked.
+	issuer := h.AuthorizationServer
+	if _, err := handlers.CanonicalIssuer(issuer); err != nil {
+		return fmt.Errorf("authorization_server: %v", err)
+	}
+	rc := tokens.RemoteConfig{Issuer: issuer, HTTPClient: externalHTTPClient}
+	if in := h.Introspection; in != nil {
+		rc.IntrospectionClientID = in.ClientID
+		rc.IntrospectionSecret = caddy.NewReplacer().ReplaceAll(in.ClientSecret, "")
+		if rc.IntrospectionClientID == "" || rc.IntrospectionSecret == "" {
+			return fmt.Errorf("introspection: client_id and client_secret are required")
+		}
+	}
+	cfg.External, cfg.ExternalIssuer = tokens.NewRemoteVerifier(rc), issuer
+	return nil
+}
+
+// externalHTTPClient talks to external authorization servers.
+var externalHTTPClient = &http.Client{Timeout: 10 * time.Second}
 
 // provisionAuthServer sets up the authorization server of the site.
 func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.AuthServer, error) {

@@ -64,7 +64,9 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	if err != nil {
 		var invalid *tokens.InvalidTokenError
 		if !errors.As(err, &invalid) {
-			return refuse(http.StatusUnauthorized, "invalid_token", "token could not be verified", challengeScopes)
+			// The authorization server could not be asked: not the client's fault.
+			d.Status, d.Reason = http.StatusServiceUnavailable, "token could not be verified: "+err.Error()
+			return d
 		}
 		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
 	}

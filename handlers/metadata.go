@@ -93,7 +93,7 @@ func (s *Site) Metadata() ServerMetadata {
 func (s *Site) resourceMetadata(res *Resource) ResourceMetadata {
 	return ResourceMetadata{
 		Resource:               res.URL,
-		AuthorizationServers:   []string{s.Issuer},
+		AuthorizationServers:   []string{s.AuthorizationServer},
 		ScopesSupported:        res.Scopes,
 		BearerMethodsSupported: []string{"header"},
 	}
@@ -102,9 +102,9 @@ func (s *Site) resourceMetadata(res *Resource) ResourceMetadata {
 // Route returns the handler of a discovery or authorization-server endpoint
 // at path, or nil if the path belongs to the protected backend.
 func (s *Site) Route(path string) http.HandlerFunc {
-	if path == "/.well-known/oauth-authorization-server"+s.issuerPath ||
+	if s.AS != nil && (path == "/.well-known/oauth-authorization-server"+s.issuerPath ||
 		path == "/.well-known/openid-configuration"+s.issuerPath ||
-		(s.issuerPath != "" && path == s.issuerPath+"/.well-known/openid-configuration") {
+		(s.issuerPath != "" && path == s.issuerPath+"/.well-known/openid-configuration")) {
 		return s.serveMetadata
 	}
 	for _, res := range s.Resources {
@@ -121,11 +121,11 @@ func (s *Site) Route(path string) http.HandlerFunc {
 	if !ok {
 		return nil
 	}
-	if rest == pathJWKS {
-		return s.serveJWKS
-	}
 	if s.AS == nil {
 		return nil
+	}
+	if rest == pathJWKS {
+		return s.serveJWKS
 	}
 	switch rest {
 	case pathRegister:

@@ -4,6 +4,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,12 @@ type Resource struct {
 	MetadataURL string
 	// metadataPath is MetadataURL's path, where the document is served.
 	metadataPath string
+}
+
+// TokenVerifier checks access tokens for a resource; errors for bad tokens
+// are *tokens.InvalidTokenError.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token, audience string) (*tokens.AccessClaims, error)
 }
 
 // ScopeRule requires scopes for requests whose path matches Pattern.
@@ -59,9 +66,13 @@ type Site struct {
 	// empty allows any origin.
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
-	Verifier       *tokens.Verifier
-	// AS is the authorization server; nil when tokens come from elsewhere.
+	Verifier       TokenVerifier
+	// AS is the authorization server; nil when tokens come from an
+	// external one.
 	AS *AuthServer
+	// AuthorizationServer is the issuer of tokens: Issuer, or the
+	// external authorization server.
+	AuthorizationServer string
 
 	issuerPath string
 	origin     string
@@ -79,6 +90,11 @@ type SiteConfig struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	AS             *AuthServer
+	// External, when set, is the external authorization server whose
+	// tokens the site accepts; it then serves no authorization endpoints.
+	External *tokens.RemoteVerifier
+	// ExternalIssuer is External's issuer identifier.
+	ExternalIssuer string
 }
 
 // ResourceConfig declares a protected resource.
@@ -133,7 +149,11 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 			metadataPath: wellKnown,
 		})
 	}
-	if s.Ring != nil {
+	s.AuthorizationServer = issuer
+	switch {
+	case cfg.External != nil:
+		s.Verifier, s.AuthorizationServer = cfg.External, cfg.ExternalIssuer
+	case s.Ring != nil:
 		s.Verifier = tokens.NewVerifier(s.Ring, issuer)
 	}
 	return s, nil

@@ -1,0 +1,136 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+)
+
+func TestExternalAuthorizationServer(t *testing.T) {
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "kc-1"})
+	var introspections atomic.Int32
+	idp.EditDiscovery(func(doc map[string]any) { doc["introspection_endpoint"] = idp.URL + "/introspect" })
+	resource := siteAddr() + "/mcp"
+	idp.Handle("/introspect", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		introspections.Add(1)
+		id, secret, _ := r.BasicAuth()
+		if id != "rs-client" || secret != "rs-secret-0123456789" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_ = r.ParseForm()
+		answer := map[string]any{"active": false}
+		if r.PostForm.Get("token") == "opaque-good" {
+			answer = map[string]any{"active": true, "sub": "kc-2", "aud": resource, "scope": "mcp:tools",
+				"client_id": "opaque-client", "exp": time.Now().Add(time.Hour).Unix(), "iss": idp.URL}
+		}
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
+
+	backend := httptest.NewServer(demomcp.Handler())
+	t.Cleanup(backend.Close)
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log"))+fmt.Sprintf(`
+%s {
+	mcp_auth {
+		resource /mcp {
+			scopes mcp:tools
+		}
+		require_scope /mcp/admin mcp:admin
+		authorization_server %s {
+			introspection rs-client rs-secret-0123456789
+		}
+	}
+	reverse_proxy %s {
+		header_up X-MCP-User {http.auth.user.id}
+	}
+}
+`, siteAddr(), idp.URL, backend.Listener.Addr()))
+	client := mustTLSClient(t)
+
+	status, _, body := get(t, client, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	if status != 200 || json.Unmarshal(body, &prm) != nil || prm.Resource != resource || len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != idp.URL {
+		t.Fatalf("resource metadata must point at the external server: %d %s", status, body)
+	}
+	if status, _, _ := get(t, client, siteAddr()+"/token", nil); status != http.StatusUnauthorized {
+		t.Errorf("external mode must serve no token endpoint: %d", status)
+	}
+
+	sign := func(edit func(map[string]any)) string {
+		now := time.Now()
+		claims := map[string]any{"iss": idp.URL, "sub": "kc-1", "aud": []string{resource, "account"}, "azp": "mcp-client",
+			"scope": "openid mcp:tools", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "j1"}
+		if edit != nil {
+			edit(claims)
+		}
+		tok, err := fakeidp.SignRS256(idp.SigningKey(), idp.KeyID(), claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for name, tc := range map[string]struct {
+		token  string
+		path   string
+		status int
+	}{
+		"keycloak-style JWT":       {sign(nil), "/mcp", 200},
+		"scp array (Entra, Okta)":  {sign(func(c map[string]any) { delete(c, "scope"); c["scp"] = []string{"mcp:tools"} }), "/mcp", 200},
+		"wrong audience":           {sign(func(c map[string]any) { c["aud"] = "account" }), "/mcp", 401},
+		"wrong issuer":             {sign(func(c map[string]any) { c["iss"] = "https://evil.test" }), "/mcp", 401},
+		"expired":                  {sign(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), "/mcp", 401},
+		"insufficient scope":       {sign(nil), "/mcp/admin", 403},
+		"signed by another key":    {forged(t, idp.KeyID(), idp.URL, resource), "/mcp", 401},
+		"opaque, active":           {"opaque-good", "/mcp", 200},
+		"opaque, inactive":         {"opaque-bad", "/mcp", 401},
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, hdr, body := do(t, client, http.MethodPost, siteAddr()+tc.path, http.Header{
+				"Authorization": {"Bearer " + tc.token}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
+			}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}`))
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s %s", status, tc.status, hdr.Get("WWW-Authenticate"), body)
+			}
+			if status == 401 && !strings.Contains(hdr.Get("WWW-Authenticate"), `resource_metadata="`+siteAddr()) {
+				t.Errorf("challenge %q", hdr.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	before := introspections.Load()
+	get(t, client, siteAddr()+"/mcp", bearer("opaque-good"))
+	if introspections.Load() != before {
+		t.Error("an active token's introspection answer was not reused")
+	}
+
+	// The server rotates its key: a token with the new kid is accepted
+	// once the verifier refetches the key set.
+	idp.RotateKey()
+	time.Sleep(1100 * time.Millisecond)
+	if status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(sign(nil))); status == http.StatusUnauthorized {
+		t.Error("token signed with the rotated key refused")
+	}
+}
+
+// forged signs a token with a key the server never published, under the
+// server's kid.
+func forged(t *testing.T, kid, iss, aud string) string {
+	tok, err := fakeidp.SignRS256(fakeidp.NewRSAKey(t), kid, map[string]any{"iss": iss, "sub": "x", "aud": aud,
+		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
