@@ -87,15 +87,15 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		path   string
 		status int
 	}{
-		"keycloak-style JWT":       {sign(nil), "/mcp", 200},
-		"scp array (Entra, Okta)":  {sign(func(c map[string]any) { delete(c, "scope"); c["scp"] = []string{"mcp:tools"} }), "/mcp", 200},
-		"wrong audience":           {sign(func(c map[string]any) { c["aud"] = "account" }), "/mcp", 401},
-		"wrong issuer":             {sign(func(c map[string]any) { c["iss"] = "https://evil.test" }), "/mcp", 401},
-		"expired":                  {sign(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), "/mcp", 401},
-		"insufficient scope":       {sign(nil), "/mcp/admin", 403},
-		"signed by another key":    {forged(t, idp.KeyID(), idp.URL, resource), "/mcp", 401},
-		"opaque, active":           {"opaque-good", "/mcp", 200},
-		"opaque, inactive":         {"opaque-bad", "/mcp", 401},
+		"keycloak-style JWT":      {sign(nil), "/mcp", 200},
+		"scp array (Entra, Okta)": {sign(func(c map[string]any) { delete(c, "scope"); c["scp"] = []string{"mcp:tools"} }), "/mcp", 200},
+		"wrong audience":          {sign(func(c map[string]any) { c["aud"] = "account" }), "/mcp", 401},
+		"wrong issuer":            {sign(func(c map[string]any) { c["iss"] = "https://evil.test" }), "/mcp", 401},
+		"expired":                 {sign(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), "/mcp", 401},
+		"insufficient scope":      {sign(nil), "/mcp/admin", 403},
+		"signed by another key":   {forged(t, idp.KeyID(), idp.URL, resource), "/mcp", 401},
+		"opaque, active":          {"opaque-good", "/mcp", 200},
+		"opaque, inactive":        {"opaque-bad", "/mcp", 401},
 	} {
 		t.Run(name, func(t *testing.T) {
 			status, hdr, body := do(t, client, http.MethodPost, siteAddr()+tc.path, http.Header{

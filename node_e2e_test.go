@@ -3,11 +3,17 @@ package mcpauth
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -78,9 +84,9 @@ func e2eScreenshot(t *testing.T, name string) string {
 	return abs
 }
 
-// runNode runs a script of e2e/ with the given environment added and
-// decodes the JSON line it prints.
-func runNode(t *testing.T, node, script string, env map[string]string, out any) {
+// startNode runs a script of e2e/ with the given environment added and
+// returns its output and exit error.
+func startNode(t *testing.T, node, script string, env map[string]string) (stdout, stderr string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -89,20 +95,28 @@ func runNode(t *testing.T, node, script string, env map[string]string, out any) 
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	t.Logf("node %s: %v", script, time.Since(start).Round(time.Millisecond))
+	return out.String(), errOut.String(), err
+}
+
+// runNode runs a script of e2e/ and decodes the JSON line it prints.
+func runNode(t *testing.T, node, script string, env map[string]string, out any) {
+	t.Helper()
+	stdout, stderr, err := startNode(t, node, script, env)
 	if err != nil {
-		t.Fatalf("node %s: %v\nstderr:\n%s\nstdout:\n%s", script, err, stderr.String(), stdout.String())
+		t.Fatalf("node %s: %v\nstderr:\n%s\nstdout:\n%s", script, err, stderr, stdout)
 	}
-	if stderr.Len() > 0 {
-		t.Logf("node %s stderr:\n%s", script, stderr.String())
+	if stderr != "" {
+		t.Logf("node %s stderr:\n%s", script, stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	t.Logf("node %s printed: %s", script, stdout)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), out); err != nil {
-		t.Fatalf("node %s printed %q: %v", script, stdout.String(), err)
+		t.Fatalf("node %s printed %q: %v", script, stdout, err)
 	}
 }
 
@@ -111,6 +125,29 @@ func e2eRandom(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// e2eOtherCA returns a self-signed CA certificate in PEM that issued
+// nothing the site serves.
+func e2eOtherCA(t *testing.T) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Not Caddy's CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // browserResult is what e2e/browser.mjs prints.
@@ -126,8 +163,33 @@ type browserResult struct {
 		Text   string   `json:"text"`
 		Scopes []string `json:"scopes"`
 	} `json:"consent"`
-	Pages      []string `json:"pages"`
-	Screenshot string   `json:"screenshot"`
+	Pages   []string `json:"pages"`
+	Console []string `json:"console"` // errors and warnings, such as CSP violations
+	Failed  []string `json:"failedRequests"`
+	Cookies []struct {
+		Name     string `json:"name"`
+		Path     string `json:"path"`
+		Secure   bool   `json:"secure"`
+		HTTPOnly bool   `json:"httpOnly"`
+		SameSite string `json:"sameSite"`
+	} `json:"cookies"`
+	Screenshot string `json:"screenshot"`
+}
+
+// checkBrowserRun checks what every browser run must show: no console
+// errors (a CSP violation would be one), no failed requests, and only the
+// authorization server's browser-binding cookie, set as a __Host- cookie.
+func checkBrowserRun(t *testing.T, res browserResult) {
+	t.Helper()
+	if len(res.Console) > 0 || len(res.Failed) > 0 {
+		t.Errorf("console %q, failed requests %q", res.Console, res.Failed)
+	}
+	if len(res.Cookies) != 1 {
+		t.Fatalf("cookies %+v, want the one browser-binding cookie", res.Cookies)
+	}
+	if c := res.Cookies[0]; !strings.HasPrefix(c.Name, "__Host-") || c.Path != "/" || !c.Secure || !c.HTTPOnly || c.SameSite != "Lax" {
+		t.Errorf("cookie %+v", c)
+	}
 }
 
 func checkSecurityHeaders(t *testing.T, page string, h map[string]string) {
@@ -207,6 +269,7 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 
 	t.Run("approve", func(t *testing.T) {
 		res, verifier, state := authorize("approve")
+		checkBrowserRun(t, res)
 		checkSecurityHeaders(t, "consent", res.Headers.Consent)
 		checkSecurityHeaders(t, "login", res.Headers.Login)
 		if !strings.HasPrefix(res.URL, redirectURI+"?") {
@@ -270,8 +333,27 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 		}
 	})
 
+	// Chromium trusts Caddy's CA because the script adds it to Chromium's
+	// NSS database, not because certificate errors are ignored: with
+	// another CA the page does not load.
+	t.Run("other CA", func(t *testing.T) {
+		other := filepath.Join(t.TempDir(), "other-ca.pem")
+		if err := os.WriteFile(other, e2eOtherCA(t), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, err := startNode(t, node, "browser.mjs", map[string]string{
+			"E2E_AUTH_URL": siteAddr() + "/authorize?" + url.Values{"client_id": {client.ClientID}, "redirect_uri": {redirectURI}}.Encode(),
+			"E2E_CA_CERT":  other,
+			"E2E_DECISION": "deny",
+		})
+		if err == nil || !strings.Contains(stderr, "ERR_CERT_AUTHORITY_INVALID") {
+			t.Errorf("browser with another CA: %v\nstderr:\n%s\nstdout:\n%s", err, stderr, stdout)
+		}
+	})
+
 	t.Run("deny", func(t *testing.T) {
 		res, _, state := authorize("deny")
+		checkBrowserRun(t, res)
 		checkSecurityHeaders(t, "consent", res.Headers.Consent)
 		q := res.Query
 		if q["error"] != "access_denied" || q["code"] != "" {

@@ -80,7 +80,7 @@ async function redirectCatcher(redirectUri) {
     const server = http.createServer((req, res) => {
         const got = new URL(req.url, redirectUri);
         if (got.pathname !== u.pathname) {
-            res.writeHead(404).end();
+            res.writeHead(got.pathname === '/favicon.ico' ? 204 : 404).end();
             return;
         }
         res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' });
@@ -147,6 +147,15 @@ export async function runAuthorization(o) {
         });
         const page = context.pages()[0] ?? (await context.newPage());
         page.setDefaultTimeout(STEP_TIMEOUT);
+        out.console = [];
+        out.failedRequests = [];
+        page.on('console', (m) => {
+            if (m.type() === 'error' || m.type() === 'warning') out.console.push(`${m.type()}: ${m.text()} (${m.location()?.url ?? ''})`);
+        });
+        page.on('response', (r) => {
+            if (r.status() >= 400) out.failedRequests.push(`${r.status()} ${r.request().method()} ${r.url().split('?')[0]}`);
+        });
+        page.on('requestfailed', (r) => out.failedRequests.push(`failed ${r.method()} ${r.url().split('?')[0]}: ${r.failure()?.errorText}`));
         page.on('framenavigated', (f) => {
             if (f === page.mainFrame()) out.pages.push(new URL(f.url()).origin + new URL(f.url()).pathname);
         });
@@ -193,12 +202,17 @@ export async function runAuthorization(o) {
             }
 
             // The authorization response arrives at the redirect URI.
+            let timer;
             const got = await Promise.race([
                 catcher.received,
-                new Promise((_, reject) => setTimeout(() => reject(new Error('timed out waiting for the redirect to the client')), STEP_TIMEOUT)),
-            ]);
+                new Promise((_, reject) => {
+                    timer = setTimeout(() => reject(new Error('timed out waiting for the redirect to the client')), STEP_TIMEOUT);
+                }),
+            ]).finally(() => clearTimeout(timer));
             await page.waitForURL((u) => u.href.startsWith(redirectUri.split('?')[0]), { timeout: STEP_TIMEOUT });
             out.url = page.url();
+            // The browser-binding cookie, without its value.
+            out.cookies = (await context.cookies()).map(({ value, ...c }) => ({ ...c, value: value ? '(set)' : '' }));
             out.query = Object.fromEntries(got.searchParams);
             return out;
         } catch (err) {
