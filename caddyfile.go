@@ -43,6 +43,7 @@ func init() {
 //		pass_authorization
 //		upstream        oidc|google|github|users { ... }
 //		allow           users|emails|orgs <value...> | everyone
+//		grant_scope     <scope...> to users|emails|orgs <value...> | everyone
 //		access_token_lifetime  <duration>
 //		refresh_token_lifetime <duration>
 //		remember_consent       <duration>
@@ -84,7 +85,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope", "grant_scope"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -178,6 +179,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.RememberConsent = dur
 			}
+		case "grant_scope":
+			// grant_scope <scope...> to users|emails|orgs <value...> | everyone
+			args := d.RemainingArgs()
+			to := slices.Index(args, "to")
+			if to < 1 || to == len(args)-1 {
+				return d.Err("grant_scope <scope...> to users|emails|orgs <value...>, or to everyone")
+			}
+			g := ScopeGrant{Scopes: args[:to]}
+			kind, values := args[to+1], args[to+2:]
+			switch {
+			case kind == "everyone" && len(values) == 0:
+				g.To.Everyone = true
+			case kind == "users" && len(values) > 0:
+				g.To.Users = values
+			case kind == "emails" && len(values) > 0:
+				g.To.Emails = values
+			case kind == "orgs" && len(values) > 0:
+				g.To.Orgs = values
+			default:
+				return d.Errf("grant_scope: %q must be users, emails or orgs followed by values, or everyone", kind)
+			}
+			h.ScopeGrants = append(h.ScopeGrants, g)
 		case "tool_scope":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

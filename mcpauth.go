@@ -100,6 +100,13 @@ type Handler struct {
 	// google, which anyone can have an account at.
 	Allow *Allow `json:"allow,omitempty"`
 
+	// ScopeGrants decide which of the resources' scopes each user may be
+	// granted, for role-based access: for example everyone gets
+	// todos:read, the admins org also todos:delete. Without any, every
+	// user may be granted every scope. A scope no grant names is granted
+	// to nobody. Tokens carry the requested scopes the user may have.
+	ScopeGrants []ScopeGrant `json:"scope_grants,omitempty"`
+
 	// AccessTokenLifetime is how long access tokens are valid. It must be
 	// shorter than the key rotation period. Default: 1h.
 	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
@@ -157,6 +164,21 @@ type Allow struct {
 	Emails []string `json:"emails,omitempty"`
 	// Orgs are GitHub organizations.
 	Orgs []string `json:"orgs,omitempty"`
+}
+
+// ScopeGrant grants scopes to the users it matches.
+type ScopeGrant struct {
+	Scopes []string `json:"scopes"`
+	// To says who gets the scopes, like an allow list.
+	To Allow `json:"to"`
+}
+
+// allowList converts the config form of an allow list.
+func (a *Allow) allowList() handlers.AllowList {
+	if a == nil {
+		return handlers.AllowList{}
+	}
+	return handlers.AllowList{Everyone: a.Everyone, Users: a.Users, Emails: a.Emails, Orgs: a.Orgs}
 }
 
 // IntrospectionCredentials authenticate at an external introspection endpoint.
@@ -308,11 +330,17 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("refresh_token_lifetime (%s) must not be shorter than access_token_lifetime (%s)",
 			time.Duration(h.RefreshTokenLifetime), time.Duration(h.AccessTokenLifetime))
 	}
-	allow := handlers.AllowList{}
-	if h.Allow != nil {
-		allow = handlers.AllowList{Everyone: h.Allow.Everyone, Users: h.Allow.Users, Emails: h.Allow.Emails, Orgs: h.Allow.Orgs}
+	allow := h.Allow.allowList()
+	var grants []handlers.ScopeGrant
+	wantOrgs := len(allow.Orgs) > 0
+	for _, g := range h.ScopeGrants {
+		if len(g.Scopes) == 0 {
+			return nil, fmt.Errorf("scope_grants: each grant names at least one scope")
+		}
+		grants = append(grants, handlers.ScopeGrant{Scopes: g.Scopes, To: g.To.allowList()})
+		wantOrgs = wantOrgs || len(g.To.Orgs) > 0
 	}
-	redirector, passwords, err := h.Upstream.build(len(allow.Orgs) > 0)
+	redirector, passwords, err := h.Upstream.build(wantOrgs)
 	if err != nil {
 		return nil, err
 	}
@@ -338,6 +366,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		Upstream:             redirector,
 		Passwords:            passwords,
 		Allow:                allow,
+		ScopeGrants:          grants,
 		AccessTokenLifetime:  time.Duration(h.AccessTokenLifetime),
 		RefreshTokenLifetime: time.Duration(h.RefreshTokenLifetime),
 		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),

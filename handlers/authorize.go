@@ -375,6 +375,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		s.serverError(w, r, "saving user profile", err)
 		return
 	}
+	req.Scopes = s.AS.grantedScopes(req.Scopes, id)
 	code := randomToken()
 	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user}, codeLifetime); err != nil {
 		s.serverError(w, r, "saving authorization code", err)

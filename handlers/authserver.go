@@ -51,6 +51,9 @@ type AuthServer struct {
 	Passwords upstream.PasswordChecker
 	// Allow decides who may finish a login.
 	Allow AllowList
+	// ScopeGrants, when any are set, decide which resource scopes each
+	// user may be granted; a scope no grant names is granted to nobody.
+	ScopeGrants []ScopeGrant
 	// Metadata fetches Client ID Metadata Documents; nil disables them.
 	Metadata *clients.Fetcher
 
@@ -119,6 +122,34 @@ func (a AllowList) Allows(id *upstream.Identity) bool {
 		}
 	}
 	return false
+}
+
+// ScopeGrant grants scopes to the users an allow list matches.
+type ScopeGrant struct {
+	Scopes []string
+	To     AllowList
+}
+
+// grantedScopes narrows requested to what the user may have. OpenID
+// Connect scopes are not governed by grants.
+func (a *AuthServer) grantedScopes(requested []string, id *upstream.Identity) []string {
+	if len(a.ScopeGrants) == 0 {
+		return requested
+	}
+	var out []string
+	for _, sc := range requested {
+		if slices.Contains(oidcScopes, sc) {
+			out = append(out, sc)
+			continue
+		}
+		for _, g := range a.ScopeGrants {
+			if slices.Contains(g.Scopes, sc) && g.To.Allows(id) {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // pendingRequest is a validated authorization request waiting for consent
