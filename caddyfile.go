@@ -41,6 +41,7 @@ func init() {
 //		allowed_origins <origin...>
 //		strip_header    <name...>
 //		pass_authorization
+//		identity_audience <backend identifier>
 //		upstream        oidc|google|github|users { ... }
 //		allow           users|emails|orgs <value...> | everyone
 //		grant_scope     <scope...> to users|emails|orgs <value...> | everyone
@@ -263,6 +264,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("client_metadata_documents must be on or off, not %q", d.Val())
 			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "identity_audience":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.IdentityAudience = d.Val()
 			if d.NextArg() {
 				return d.ArgErr()
 			}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/oauth2"
@@ -434,5 +436,51 @@ func assertNoSecretsLogged(t *testing.T, logDir string, secrets ...string) {
 	}
 	if lines == 0 {
 		t.Errorf("no log lines written; the check proves nothing")
+	}
+}
+
+func TestIdentityTokenForBackend(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, "identity_audience https://backend.internal"))
+	client := mustTLSClient(t)
+	ring := testRing(t, storagePath)
+	token := mint(t, ring, nil)
+
+	h := bearer(token)
+	h.Set("X-MCP-Identity", "forged")
+	status, _, body := get(t, client, siteAddr()+"/other", h)
+	var seen http.Header
+	if status != 200 || json.Unmarshal(body, &seen) != nil {
+		t.Fatalf("%d %s", status, body)
+	}
+	identity := seen.Get("X-Mcp-Identity")
+	if identity == "" || identity == "forged" || len(seen.Values("X-Mcp-Identity")) != 1 {
+		t.Fatalf("X-MCP-Identity = %v", seen.Values("X-Mcp-Identity"))
+	}
+	// The backend verifies it with the published keys.
+	_, _, jwks := get(t, client, siteAddr()+"/jwks", nil)
+	set, err := jwk.Parse(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jws.Verify([]byte(identity), jws.WithKeySet(set))
+	if err != nil {
+		t.Fatalf("identity token does not verify with /jwks: %v", err)
+	}
+	msg, _ := jws.Parse([]byte(identity))
+	if typ, _ := msg.Signatures()[0].ProtectedHeaders().Type(); typ != "identity+jwt" {
+		t.Errorf("typ %q", typ)
+	}
+	var claims map[string]any
+	_ = json.Unmarshal(payload, &claims)
+	if claims["aud"] != "https://backend.internal" || claims["sub"] != "user-alice" || claims["iss"] != siteAddr() || claims["email"] != "alice@example.com" {
+		t.Errorf("identity claims %v", claims)
+	}
+	if exp, iat := claims["exp"].(float64), claims["iat"].(float64); exp-iat > 300 {
+		t.Errorf("identity token lives %vs", exp-iat)
+	}
+	// It is no access token.
+	if status, _, _ := get(t, client, siteAddr()+"/other", bearer(identity)); status != http.StatusUnauthorized {
+		t.Errorf("identity token accepted as an access token: %d", status)
 	}
 }

@@ -133,12 +133,21 @@ type Handler struct {
 	// 0, ask every time.
 	RememberConsent caddy.Duration `json:"remember_consent,omitempty"`
 
+	// IdentityAudience, when set, makes the gate add an X-MCP-Identity
+	// header to requests it lets through: a JWT signed with the server's
+	// keys (verify it with /jwks), typ identity+jwt, whose aud is this value
+	// (your backend), with sub, email, preferred_username, client_id and
+	// scope, valid for at most 5 minutes. Backends can trust it without
+	// seeing the client's access token.
+	IdentityAudience string `json:"identity_audience,omitempty"`
+
 	// PassAuthorization forwards the client's Authorization header to the
 	// backend. The MCP specification forbids token passthrough; enable this
 	// only for a backend that verifies the token itself and never forwards it.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
 	site         *handlers.Site
+	identity     *handlers.IdentityTokens
 	stripHeaders []string
 	logger       *zap.Logger
 }
@@ -282,6 +291,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.site = site
+	if h.IdentityAudience != "" {
+		if cfg.Ring == nil {
+			return fmt.Errorf("identity_audience: identity tokens are signed with this server's keys, which external mode does not have")
+		}
+		h.identity = &handlers.IdentityTokens{Ring: cfg.Ring, Issuer: site.Issuer, Audience: h.IdentityAudience}
+	}
 	return nil
 }
 
@@ -435,6 +450,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	for _, name := range h.stripHeaders {
 		r.Header.Del(name)
+	}
+	if h.identity != nil {
+		tok, err := h.identity.For(d.Claims)
+		if err != nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err))
+		}
+		r.Header.Set("X-MCP-Identity", tok)
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", d.Claims.Subject)
