@@ -47,6 +47,7 @@ func init() {
 //		grant_scope     <scope...> to users|emails|orgs <value...> | everyone
 //		access_token_lifetime  <duration>
 //		refresh_token_lifetime <duration>
+//		refresh_token_idle     <duration>
 //		remember_consent       <duration>
 //		registration { ... }
 //		client_metadata_documents on|off
@@ -167,7 +168,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseAllow(d, h); err != nil {
 				return err
 			}
-		case "access_token_lifetime", "refresh_token_lifetime", "remember_consent":
+		case "access_token_lifetime", "refresh_token_lifetime", "refresh_token_idle", "remember_consent":
 			dur, err := parseDuration(d)
 			if err != nil {
 				return err
@@ -177,6 +178,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.AccessTokenLifetime = dur
 			case "refresh_token_lifetime":
 				h.RefreshTokenLifetime = dur
+			case "refresh_token_idle":
+				h.RefreshTokenIdle = dur
 			default:
 				h.RememberConsent = dur
 			}

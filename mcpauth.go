@@ -116,6 +116,11 @@ type Handler struct {
 	// login. Default: 30 days.
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 
+	// RefreshTokenIdle is how long a refresh token stays valid unused;
+	// each refresh starts it anew. Default: 7 days (never more than
+	// RefreshTokenLifetime).
+	RefreshTokenIdle caddy.Duration `json:"refresh_token_idle,omitempty"`
+
 	// Registration configures dynamic client registration.
 	Registration *Registration `json:"registration,omitempty"`
 
@@ -341,6 +346,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("access_token_lifetime (%s) must be at least 1m and shorter than key_rotation (%s)",
 			time.Duration(h.AccessTokenLifetime), time.Duration(app.KeyRotation))
 	}
+	if h.RefreshTokenIdle == 0 {
+		h.RefreshTokenIdle = min(caddy.Duration(7*24*time.Hour), h.RefreshTokenLifetime)
+	}
 	if h.RefreshTokenLifetime < h.AccessTokenLifetime {
 		return nil, fmt.Errorf("refresh_token_lifetime (%s) must not be shorter than access_token_lifetime (%s)",
 			time.Duration(h.RefreshTokenLifetime), time.Duration(h.AccessTokenLifetime))
@@ -384,6 +392,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		ScopeGrants:          grants,
 		AccessTokenLifetime:  time.Duration(h.AccessTokenLifetime),
 		RefreshTokenLifetime: time.Duration(h.RefreshTokenLifetime),
+		RefreshTokenIdle:     time.Duration(h.RefreshTokenIdle),
 		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),
 		RegistrationToken:    caddy.NewReplacer().ReplaceAll(reg.InitialAccessToken, ""),
 		RegistrationLimit:    handlers.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),

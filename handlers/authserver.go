@@ -59,6 +59,8 @@ type AuthServer struct {
 
 	AccessTokenLifetime  time.Duration
 	RefreshTokenLifetime time.Duration
+	// RefreshTokenIdle is how long a refresh token stays valid unused.
+	RefreshTokenIdle time.Duration
 	// UnusedClientLifetime is how long a registered client that never
 	// obtained a token is kept.
 	UnusedClientLifetime time.Duration
@@ -241,6 +243,12 @@ const (
 	keyDenied   = "denied-jti/"
 	keyConsent  = "consent/"
 )
+
+// refreshTTL is how long a refresh token issued now stays valid unused:
+// the idle lifetime, cut short by the grant's absolute expiry.
+func (a *AuthServer) refreshTTL(grantExpires int64) time.Duration {
+	return min(a.RefreshTokenIdle, time.Until(time.Unix(grantExpires, 0)))
+}
 
 func (a *AuthServer) getJSON(ctx context.Context, key string, v any) error {
 	buf, err := a.Store.Get(ctx, key)

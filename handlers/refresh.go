@@ -108,7 +108,7 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 		nextRaw, _ := json.Marshal(next)
 		remaining := time.Until(time.Unix(g.ExpiresAt, 0))
 		// The new token's lookup entry exists before the grant names it.
-		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), remaining); err != nil {
+		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), s.AS.refreshTTL(g.ExpiresAt)); err != nil {
 			return nil, unavailable
 		}
 		switch err := s.AS.Store.Swap(ctx, keyGrant+g.ID, raw, nextRaw, remaining); {

@@ -313,7 +313,7 @@ func (s *Site) newGrant(ctx context.Context, client *clients.Client, user userIn
 	if err := s.AS.putJSON(ctx, keyGrant+g.ID, g, s.AS.RefreshTokenLifetime); err != nil {
 		return "", "", err
 	}
-	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), s.AS.RefreshTokenLifetime); err != nil {
+	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), s.AS.refreshTTL(g.ExpiresAt)); err != nil {
 		return "", "", err
 	}
 	return g.ID, rt, nil
