@@ -2,10 +2,17 @@ package mcpauth
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -46,8 +53,66 @@ func runTests(m *testing.M) int {
 	_ = os.Setenv("XDG_DATA_HOME", dataHome)
 	_ = os.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
 	adminAddr = fmt.Sprintf("localhost:%d", freePort())
+	if err := testCertificate(filepath.Join(dataHome, "caddy", "pki", "authorities", "local")); err != nil {
+		panic(err)
+	}
 	httpsPort, httpPort = freePort(), freePort()
 	return m.Run()
+}
+
+// certFile and keyFile are the test sites' certificate, for localhost,
+// 127.0.0.1 and ::1, issued by the test CA whose certificate is root.crt in
+// the same directory (where Caddy keeps its local CA's root).
+var certFile, keyFile string
+
+// testCertificate makes the test CA and the site certificate in dir.
+func testCertificate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mcp_auth test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(leafKey)
+	if err != nil {
+		return err
+	}
+	certFile, keyFile = filepath.Join(dir, "site.crt"), filepath.Join(dir, "site.key")
+	for name, block := range map[string]*pem.Block{
+		filepath.Join(dir, "root.crt"): {Type: "CERTIFICATE", Bytes: caDER},
+		certFile:                       {Type: "CERTIFICATE", Bytes: leafDER},
+		keyFile:                        {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(name, pem.EncodeToMemory(block), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func freePort() int {
@@ -82,8 +147,6 @@ func globalOptions(storagePath, logFile string) string {
 	admin %s
 	http_port %d
 	https_port %d
-	skip_install_trust
-	local_certs
 	grace_period 1s
 	storage file_system %s
 	log {
@@ -97,18 +160,53 @@ func globalOptions(storagePath, logFile string) string {
 `, adminAddr, httpPort, httpsPort, filepath.Join(dataHome, "caddy"), logFile, storagePath)
 }
 
-// startCaddy loads a Caddyfile into the in-process Caddy and stops Caddy
-// when the test ends, before the test's temporary directories go away.
-func startCaddy(t testing.TB, caddyfile string) {
+// adapt turns a test Caddyfile into JSON config. HTTPS sites use the test
+// certificate (see testCertificate) instead of certificates Caddy would
+// obtain: certificate management runs in the background and, between the
+// many configs the tests load, races inside Caddy.
+func adapt(t testing.TB, caddyfile string) []byte {
 	t.Helper()
 	caddyfile = blankLines.ReplaceAllString(caddyfile, "\n")
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	raw, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
 	}
 	for _, w := range warnings {
 		t.Logf("Caddyfile warning: %s", w.String())
 	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	apps, _ := cfg["apps"].(map[string]any)
+	if httpApp, ok := apps["http"].(map[string]any); ok {
+		servers, _ := httpApp["servers"].(map[string]any)
+		for _, srv := range servers {
+			srv := srv.(map[string]any)
+			srv["automatic_https"] = map[string]any{"disable": true}
+			for _, l := range srv["listen"].([]any) {
+				if strings.HasSuffix(l.(string), fmt.Sprintf(":%d", httpsPort)) {
+					srv["tls_connection_policies"] = []any{map[string]any{}}
+				}
+			}
+		}
+		delete(apps, "pki") // no local CA: the test CA signed the certificate
+		apps["tls"] = map[string]any{"certificates": map[string]any{
+			"load_files": []any{map[string]any{"certificate": certFile, "key": keyFile}},
+		}}
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// startCaddy loads a Caddyfile into the in-process Caddy and stops Caddy
+// when the test ends, before the test's temporary directories go away.
+func startCaddy(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg := adapt(t, caddyfile)
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
@@ -120,11 +218,12 @@ func startCaddy(t testing.TB, caddyfile string) {
 
 var blankLines = regexp.MustCompile(`\n[ \t]*\n`)
 
-// reloadCaddy posts a Caddyfile to the admin API, exactly like `caddy reload`.
+// reloadCaddy adapts a Caddyfile and posts it to the admin API, exactly
+// like `caddy reload`.
 func reloadCaddy(t testing.TB, caddyfile string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", strings.NewReader(caddyfile))
-	req.Header.Set("Content-Type", "text/caddyfile")
+	req, _ := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", bytes.NewReader(adapt(t, caddyfile)))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("reload: %v", err)

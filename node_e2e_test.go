@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +286,9 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 		if q["iss"] != siteAddr() {
 			t.Errorf("iss = %q, want %q", q["iss"], siteAddr())
 		}
+		if !slices.ContainsFunc(res.Pages, func(p string) bool { return strings.HasSuffix(p, "/authorize/login") }) {
+			t.Errorf("the built-in login page was not shown: %v", res.Pages)
+		}
 		if fi, err := os.Stat(res.Screenshot); err != nil || fi.Size() == 0 {
 			t.Errorf("no consent screenshot at %q: %v", res.Screenshot, err)
 		}
@@ -432,7 +436,7 @@ func TestTypeScriptSDKClient(t *testing.T) {
 	if res.Whoami.User != "users:alice" || res.Whoami.Client != res.ClientID || res.Whoami.Auth {
 		t.Errorf("whoami = %+v (client %s)", res.Whoami, res.ClientID)
 	}
-	if res.Whoami.Scopes != "mcp:tools mcp:admin" {
+	if scopes := strings.Fields(res.Whoami.Scopes); len(scopes) != 2 || !slices.Contains(scopes, "mcp:tools") || !slices.Contains(scopes, "mcp:admin") {
 		t.Errorf("scopes = %q", res.Whoami.Scopes)
 	}
 	if res.Add != 42 || res.Add2 != 42 {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
@@ -95,11 +94,7 @@ func TestUnusableStoreGivesClearError(t *testing.T) {
 		{filepath.Join(file, "db"), "not a directory"},
 	} {
 		cf := globalOptions(tc.path, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth {\n\t\t" + usersUpstream() + "\n\t}\n\trespond ok\n}\n"
-		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = caddy.Load(cfg, true)
+		err := caddy.Load(adapt(t, cf), true)
 		if err == nil {
 			_ = caddy.Stop()
 			t.Fatalf("storage_path %s: Caddy started", tc.path)

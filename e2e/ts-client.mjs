@@ -112,7 +112,14 @@ async function main() {
     const password = required('E2E_PASSWORD');
     check(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS must name the CA certificate, or Node will not trust the site');
 
-    const out = { redirectUrl };
+    const out = { redirectUrl, requests: [] };
+    // Every HTTP request the SDK makes, for the record: method, path, status.
+    const tracingFetch = async (input, init) => {
+        const res = await fetch(input, init);
+        const u = new URL(input instanceof Request ? input.url : String(input));
+        out.requests.push(`${init?.method ?? (input instanceof Request ? input.method : 'GET')} ${u.pathname} ${res.status}`);
+        return res;
+    };
     let authorizationResponse;
     let browserRuns = 0;
     const provider = new InMemoryOAuthProvider(redirectUrl, async (url) => {
@@ -133,7 +140,7 @@ async function main() {
     });
 
     // 1. Connecting without tokens starts the authorization.
-    const transport = new StreamableHTTPClientTransport(serverUrl, { authProvider: provider });
+    const transport = new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: tracingFetch });
     const first = new Client({ name: 'ts-e2e', version: '0.0.0' });
     let err;
     try {
@@ -165,7 +172,7 @@ async function main() {
 
     // 2. Connect again, now authorized.
     const client = new Client({ name: 'ts-e2e', version: '0.0.0' });
-    const authed = new StreamableHTTPClientTransport(serverUrl, { authProvider: provider });
+    const authed = new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: tracingFetch });
     await client.connect(authed);
     out.server = client.getServerVersion();
     const { tools } = await client.listTools();
@@ -195,7 +202,7 @@ async function main() {
 
     // 4. A refresh through auth(), as a client does before the access token
     // expires; the tool call that follows uses the new access token.
-    const result = await auth(provider, { serverUrl });
+    const result = await auth(provider, { serverUrl, fetchFn: tracingFetch });
     check(result === 'AUTHORIZED', `auth() returned ${result}`);
     const afterAuth = provider.tokens();
     check(afterAuth.access_token !== afterSDK.access_token, 'auth() did not get a new access token');

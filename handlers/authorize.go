@@ -91,7 +91,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		CodeChallenge: challenge,
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
-		Scopes:        s.grantableScopes(res, params["scope"], r.URL.Query().Has("scope")),
+		Scopes:        s.grantableScopes(res, params["scope"], strings.TrimSpace(params["scope"]) != ""),
 		Browser:       hashKey(s.browserID(w, r)),
 		CSRF:          randomToken(),
 	}

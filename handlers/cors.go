@@ -1,6 +1,10 @@
 package handlers
 
-import "net/http"
+import (
+	"net/http"
+	"path"
+	"strings"
+)
 
 // Headers a browser MCP client sends and must be allowed to send, and the
 // response headers it must be able to read (the MCP transports' and RFC
@@ -25,6 +29,12 @@ func (s *Site) CORS(w http.ResponseWriter, r *http.Request) bool {
 	if origin == "" {
 		return true // not a browser request
 	}
+	if s.isPage(r.URL.Path) {
+		// The authorization pages are navigated to, never read by scripts
+		// (OAuth 2.1 section 3.1: no CORS at the authorization endpoint),
+		// and their forms post from this server's own origin.
+		return true
+	}
 	if !s.originAllowed(origin) {
 		return false
 	}
@@ -47,4 +57,11 @@ func (s *Site) ServePreflight(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// isPage reports whether p is the authorization endpoint or one of the
+// pages below it (consent, login, callback).
+func (s *Site) isPage(p string) bool {
+	rest, ok := strings.CutPrefix(path.Clean("/"+p), s.issuerPath)
+	return ok && s.AS != nil && (rest == pathAuthorize || strings.HasPrefix(rest, pathAuthorize+"/"))
 }

@@ -284,8 +284,11 @@ func (s *Site) punishReplay(ctx context.Context, client *clients.Client, key, ve
 func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resource, scopes []string) (*tokenResponse, tokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := s.AS.AccessTokenLifetime
-	id := tokenID{ID: tokens.NewID(), ExpiresAt: time.Now().Add(lifetime).Unix()}
-	at, err := s.Ring.MintAccessToken(tokens.AccessClaims{
+	now := time.Now()
+	id := tokenID{ID: tokens.NewID(), ExpiresAt: now.Add(lifetime).Unix()}
+	// Sign, not MintAccessToken: that draws a fresh jti, and the one
+	// recorded in id must be the token's for revocation to deny it.
+	at, err := s.Ring.Sign(tokens.AccessTokenType, tokens.AccessClaims{
 		Issuer:   s.Issuer,
 		Subject:  user.Subject,
 		Audience: tokens.Audience{res.URL},
@@ -294,7 +297,9 @@ func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resou
 		Scope:    scope,
 		Email:    user.Email,
 		Username: user.Username,
-	}, lifetime)
+		IssuedAt: now.Unix(),
+		Expiry:   id.ExpiresAt,
+	})
 	if err != nil {
 		return nil, tokenID{}, err
 	}

@@ -41,7 +41,7 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 	if err != nil {
 		return nil, errBadJSONRPC
 	}
-	_ = r.Body.Close()
+	// The original body stays open: the server drains or drops the rest.
 	if len(body) > maxInspectedBody {
 		return nil, errBodyTooLarge
 	}

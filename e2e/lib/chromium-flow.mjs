@@ -60,9 +60,14 @@ function trustingHome(caCertPath) {
     const db = path.join(home, '.pki', 'nssdb');
     mkdirSync(db, { recursive: true });
     const certutil = (...args) => execFileSync('certutil', ['-d', `sql:${db}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    certutil('-N', '--empty-password');
-    // "C,,": a trusted CA for TLS server certificates, nothing else.
-    certutil('-A', '-t', 'C,,', '-n', 'caddy-local-ca', '-i', caCertPath);
+    try {
+        certutil('-N', '--empty-password');
+        // "C,,": a trusted CA for TLS server certificates, nothing else.
+        certutil('-A', '-t', 'C,,', '-n', 'caddy-local-ca', '-i', caCertPath);
+    } catch (err) {
+        rmSync(home, { recursive: true, force: true });
+        throw new Error(`certutil: ${err.stderr?.toString().trim() || err.message}`);
+    }
     return { home, profile: path.join(home, 'profile') };
 }
 
@@ -132,11 +137,11 @@ export async function runAuthorization(o) {
         scopes: (authURL.searchParams.get('scope') ?? '').split(' ').filter(Boolean),
     };
 
-    const catcher = await redirectCatcher(redirectUri);
     const { home, profile } = trustingHome(o.caCert);
-    let context;
+    let catcher, context;
     const out = { decision, headers: {}, consent: {}, pages: [] };
     try {
+        catcher = await redirectCatcher(redirectUri);
         context = await chromium.launchPersistentContext(profile, {
             executablePath: CHROMIUM,
             headless: true,
@@ -227,7 +232,7 @@ export async function runAuthorization(o) {
         }
     } finally {
         await context?.close().catch(() => {});
-        await catcher.close();
+        await catcher?.close();
         rmSync(home, { recursive: true, force: true });
     }
 }
