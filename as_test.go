@@ -264,8 +264,13 @@ func walk(t *testing.T, b *browser, start string, servers ...string) []step {
 func redirectedTo(t *testing.T, steps []step) *url.URL {
 	t.Helper()
 	last := steps[len(steps)-1]
-	if last.Status != http.StatusFound || last.location() == nil {
-		t.Fatalf("%s %s: %d, want 302 to the client; body %.500s", last.Method, last.URL, last.Status, last.Body)
+	// 303 after a form POST (consent, login), 302 otherwise.
+	want := http.StatusFound
+	if last.Method == http.MethodPost {
+		want = http.StatusSeeOther
+	}
+	if last.Status != want || last.location() == nil {
+		t.Fatalf("%s %s: %d, want %d to the client; body %.500s", last.Method, last.URL, last.Status, want, last.Body)
 	}
 	return last.location()
 }
@@ -700,7 +705,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 			{ptr(""), "mcp:tools mcp:admin"}, // empty counts as absent
 			{ptr("mcp:tools unknown offline_access"), "mcp:tools"},
 			{ptr(" mcp:admin"), "mcp:admin"},
-			{ptr("mcp:admin mcp:tools mcp:admin"), "mcp:admin mcp:tools"},
+			{ptr("mcp:admin mcp:tools mcp:admin"), "mcp:tools mcp:admin"}, // in configured order, once each
 		} {
 			p := newPKCE()
 			q := authParams(c, p)
@@ -999,11 +1004,13 @@ func TestTokenEndpoint(t *testing.T) {
 	if err := st.Put(context.Background(), "client/"+special.ID, raw, 0); err != nil {
 		t.Fatal(err)
 	}
-	basicAuth := func(id, secret string) http.Header {
-		return http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(secret)))}}
-	}
 	var secrets, codes []string // checked against the logs at the end
 	secrets = append(secrets, basic.Secret, post.Secret, special.Secret)
+	basicAuth := func(id, secret string) http.Header {
+		credentials := base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+		secrets = append(secrets, credentials)
+		return http.Header{"Authorization": {"Basic " + credentials}}
+	}
 	newCode := func(t *testing.T, c testClient) (string, pkce) {
 		t.Helper()
 		p := newPKCE()
@@ -1441,7 +1448,8 @@ func TestRegistrationControls(t *testing.T) {
 			t.Errorf("unused client: not the unknown-client page: %.300s", body)
 		}
 	}
-	e.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
+	next := e.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
+	assertNoSecretsLogged(t, e.logDir, "s3cret-T", ts.Access, ts.Refresh, next.Access, next.Refresh)
 }
 
 // --- Client ID Metadata Documents ---

@@ -136,7 +136,7 @@ func TestGitHubUpstream(t *testing.T) {
 		}
 		allow orgs acme`, gh.ClientID, gh.ClientSecret, proxy.URL, proxy.URL+fakeidp.GitHubAPIPrefix))
 	c := e.publicClient(t)
-	var ours []string
+	var ours, codes []string
 
 	login := func(t *testing.T) (tokenSet, map[string]any) {
 		t.Helper()
@@ -144,6 +144,12 @@ func TestGitHubUpstream(t *testing.T) {
 		q := authParams(c, p)
 		steps := walk(t, newBrowser(t), authorizeURL(q), proxy.URL)
 		loc := redirectedTo(t, steps)
+		for _, s := range steps {
+			if s.URL.Path == "/authorize/callback" {
+				codes = append(codes, s.URL.Query().Get("code")) // GitHub's
+			}
+		}
+		codes = append(codes, loc.Query().Get("code"))
 		assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "")
 		status, _, m := e.tokenRequest(t, codeForm(c, loc.Query().Get("code"), p), nil)
 		if status != http.StatusOK {
@@ -194,6 +200,7 @@ func TestGitHubUpstream(t *testing.T) {
 	})
 
 	assertNoSecretsLogged(t, e.logDir, append(ours, proxy.tokens()...)...)
+	reportLoggedCodes(t, e.logDir, codes...)
 }
 
 func TestGoogleUpstream(t *testing.T) {

@@ -176,16 +176,18 @@ func (s *Site) resourceNamed(indicator string) *Resource {
 }
 
 // grantableScopes returns the scopes to grant for a request: the requested
-// ones the resource offers (unknown scopes are dropped, not an error, as
-// clients often ask for everything they saw advertised), or the resource's
-// scopes when the client asked for none.
+// ones the resource or OpenID Connect offers (unknown scopes are dropped,
+// not an error, as clients often ask for everything they saw advertised),
+// or the resource's scopes when the client asked for none. They are listed
+// in the configured order, whatever the request's.
 func (s *Site) grantableScopes(res *Resource, requested string, present bool) []string {
 	if !present {
 		return res.Scopes
 	}
+	asked := strings.Fields(requested)
 	var out []string
-	for _, sc := range strings.Fields(requested) {
-		if (slices.Contains(res.Scopes, sc) || slices.Contains(oidcScopes, sc)) && !slices.Contains(out, sc) {
+	for _, sc := range slices.Concat(res.Scopes, oidcScopes) {
+		if slices.Contains(asked, sc) && !slices.Contains(out, sc) {
 			out = append(out, sc)
 		}
 	}

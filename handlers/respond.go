@@ -63,7 +63,13 @@ func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
 // section 2.3.1). Every authorization response carries iss (RFC 9207).
 func (s *Site) redirectWithParams(w http.ResponseWriter, r *http.Request, uri string, params url.Values) {
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, s.responseURL(uri, params), http.StatusFound)
+	// After a form POST (consent, login), 303 makes sure the browser does
+	// not resend the form to the client (OAuth 2.1 section 7.5.3).
+	status := http.StatusFound
+	if r.Method == http.MethodPost {
+		status = http.StatusSeeOther
+	}
+	http.Redirect(w, r, s.responseURL(uri, params), status)
 }
 
 // responseURL is uri with the authorization response params added.
