@@ -95,10 +95,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("signing keys in %s: %w", abs, err)
 	}
-	go a.ring.Run(ctx, maintenanceInterval(time.Duration(a.KeyRotation)), func(err error) {
-		a.logger.Error("maintaining signing keys", zap.Error(err))
-	})
+	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
 	return nil
+}
+
+// maintainKeys keeps the key ring rotated and in step with the store until
+// the config unloads, and audits each change of the signing key.
+func (a *App) maintainKeys(ctx caddy.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	audit := a.logger.Named("audit")
+	last := a.ring.SigningKeyID()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.ring.Maintain(ctx); err != nil && ctx.Err() == nil {
+			a.logger.Error("maintaining signing keys", zap.Error(err))
+		}
+		if kid := a.ring.SigningKeyID(); kid != last {
+			audit.Info("signing key rotated", zap.String("kid", kid), zap.String("previous_kid", last))
+			last = kid
+		}
+	}
 }
 
 // maintenanceInterval checks often enough to publish each successor key

@@ -276,6 +276,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.stripHeaders = append(append([]string{}, defaultStripHeaders...), h.StripHeaders...)
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := registerMetrics(reg); err != nil {
+			return fmt.Errorf("registering metrics: %v", err)
+		}
+	} else {
+		initMetrics()
+	}
 
 	if h.AuthorizationServer != "" {
 		if err := h.provisionExternal(&cfg); err != nil {
@@ -399,6 +406,8 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		RememberConsent:      time.Duration(h.RememberConsent),
 		ClientIP:             clientIP,
 		Logger:               h.logger,
+		Audit:                h.logger.Named("audit"),
+		Observer:             observer{},
 	}
 	if !h.DisableClientMetadataDocuments {
 		as.Metadata = clients.NewFetcher(clientMetadataOptions)
@@ -438,12 +447,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.site.CORS(w, r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	if serve := h.site.Route(path.Clean("/" + r.URL.Path)); serve != nil {
-		serve(w, r)
+	p := path.Clean("/" + r.URL.Path)
+	if serve := h.site.Route(p); serve != nil {
+		start := time.Now()
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		serve(w, r.WithContext(handlers.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
+		observeDuration(p, start)
 		return nil
 	}
 
 	d := h.site.Authorize(r)
+	metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
 	if d.Claims == nil {
 		if d.Challenge != "" {
 			w.Header().Set("WWW-Authenticate", d.Challenge)

@@ -224,10 +224,12 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("decision") {
 	case "approve":
+		s.audit(r.Context(), "consent given", zap.String("client_id", req.ClientID), zap.String("redirect_uri", req.RedirectURI),
+			zap.String("resource", req.Resource), zap.Strings("scopes", req.Scopes))
 		s.rememberConsent(w, r, &req)
 		s.startLogin(w, r, req)
 	default:
-		s.logInfo("consent denied", zap.String("client_id", req.ClientID))
+		s.audit(r.Context(), "consent denied", zap.String("client_id", req.ClientID), zap.String("redirect_uri", req.RedirectURI))
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the user denied the request")
 	}
 }
@@ -280,13 +282,13 @@ func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	req := login.Request
 	if q.Get("error") != "" || q.Get("code") == "" {
-		s.logInfo("upstream login failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q.Get("error"))))
+		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q.Get("error"))))
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider did not complete")
 		return
 	}
 	id, err := s.AS.Upstream.Exchange(r.Context(), q.Get("code"), login.Verifier, login.Nonce, s.Issuer+pathCallback)
 	if err != nil {
-		s.logInfo("upstream login failed", zap.String("client_id", req.ClientID), zap.String("upstream", s.AS.Upstream.Name()), zap.Error(err))
+		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.Error(err))
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider failed")
 		return
 	}
@@ -331,7 +333,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
 	if err != nil {
 		login.Attempts++
-		s.logInfo("login failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
+		s.observeLogin(r.Context(), s.AS.Passwords.Name(), "failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
 		if login.Attempts >= maxLoginAttempts {
 			_, _ = s.AS.Store.Take(r.Context(), key)
 			s.redirectError(w, r, login.Request.RedirectURI, login.Request.State, "access_denied", "too many failed logins")
@@ -358,7 +360,7 @@ const maxLoginAttempts = 5
 // finishLogin applies the allow-list and sends the client its code.
 func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRequest, provider string, id *upstream.Identity) {
 	if !s.AS.Allow.Allows(id) {
-		s.logInfo("user not allowed", zap.String("client_id", req.ClientID), zap.String("upstream", provider), zap.String("user", id.Username), zap.String("email", id.Email))
+		s.observeLogin(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("user", id.Username), zap.String("email", id.Email))
 		renderPage(w, http.StatusForbidden, "denied", map[string]any{
 			"Title":  "Access denied",
 			"Return": s.responseURL(req.RedirectURI, errorParams(req.State, "access_denied", "this account is not allowed to use this server")),
@@ -383,7 +385,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		s.serverError(w, r, "saving authorization code", err)
 		return
 	}
-	s.logInfo("user logged in", zap.String("client_id", req.ClientID), zap.String("upstream", provider), zap.String("sub", user.Subject))
+	s.observeLogin(r.Context(), provider, "success", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
 	params := url.Values{"code": {code}}
 	if req.State != "" {
 		params.Set("state", req.State)
@@ -454,7 +456,7 @@ func (s *Site) rememberConsent(w http.ResponseWriter, r *http.Request, req *pend
 		return
 	}
 	if err := s.AS.putJSON(r.Context(), consentKey(req), rememberedConsent{Resource: req.Resource, Scopes: req.Scopes}, s.AS.RememberConsent); err != nil {
-		s.logInfo("remembering consent failed", zap.Error(err))
+		s.AS.Logger.Warn("remembering consent failed", zap.Error(err))
 	}
 }
 
@@ -488,12 +490,6 @@ func (s *Site) serverError(w http.ResponseWriter, r *http.Request, what string, 
 		return
 	}
 	s.errorPage(w, http.StatusServiceUnavailable, "The server could not complete this step. Try again.")
-}
-
-func (s *Site) logInfo(msg string, fields ...zap.Field) {
-	if s.AS.Logger != nil {
-		s.AS.Logger.Info(msg, fields...)
-	}
 }
 
 func (s *Site) logDebug(msg string, fields ...zap.Field) {

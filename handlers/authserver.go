@@ -79,7 +79,11 @@ type AuthServer struct {
 	// one redirect URI) is remembered; zero asks every time.
 	RememberConsent time.Duration
 
+	// Logger logs errors; Audit gets one entry per security event.
 	Logger *zap.Logger
+	Audit  *zap.Logger
+	// Observer, if set, counts events for metrics.
+	Observer Observer
 }
 
 // AllowList decides which users may finish a login. A user matching any

@@ -83,7 +83,10 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 			return &resp, nil
 		default:
 			s.revokeFamily(ctx, &g)
-			s.logInfo("refresh token reused; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+			if s.AS.Observer != nil {
+				s.AS.Observer.RefreshTokenReused()
+			}
+			s.audit(ctx, "refresh token reused; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 			return nil, invalidGrant
 		}
 
@@ -121,7 +124,7 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
 			return nil, invalidGrant
 		}
-		s.logInfo("tokens issued", zap.String("grant_type", "refresh_token"), zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+		s.tokensIssued("refresh_token", client.ClientID, g.User.Subject)
 		return resp, nil
 	}
 	return nil, invalidGrant

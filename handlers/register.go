@@ -61,7 +61,10 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be saved")
 		return
 	}
-	s.logInfo("client registered", zap.String("client_id", client.ClientID), zap.String("client_name", client.ClientName),
+	if s.AS.Observer != nil {
+		s.AS.Observer.ClientRegistered()
+	}
+	s.audit(r.Context(), "client registered", zap.String("client_id", client.ClientID), zap.String("client_name", client.ClientName),
 		zap.Strings("redirect_uris", client.RedirectURIs), zap.String("auth_method", client.TokenEndpointAuthMethod))
 	writeJSON(w, http.StatusCreated, clients.RegistrationResponse(client, secret))
 }

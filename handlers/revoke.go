@@ -66,7 +66,7 @@ func (s *Site) revokeRefreshToken(ctx context.Context, client *clients.Client, t
 		return false
 	}
 	s.revokeFamily(ctx, g)
-	s.logInfo("grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+	s.audit(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 	return true
 }
 
@@ -80,7 +80,7 @@ func (s *Site) revokeAccessToken(ctx context.Context, client *clients.Client, to
 	if err := s.AS.denyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
 		s.AS.Logger.Error("denying access token", zap.Error(err))
 	}
-	s.logInfo("access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
+	s.audit(ctx, "access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
 	return true
 }
 

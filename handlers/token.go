@@ -99,7 +99,7 @@ func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.AS.markClientUsed(r.Context(), client); err != nil {
-		s.logInfo("marking client used failed", zap.Error(err))
+		s.AS.Logger.Warn("marking client used failed", zap.Error(err))
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -257,10 +257,18 @@ func (s *Site) exchangeCode(ctx context.Context, client *clients.Client, params 
 		return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
 	}
 	if err := s.AS.putJSON(ctx, keyUsedCode+key, used, usedCodeMemory); err != nil {
-		s.logInfo("remembering a used code failed", zap.Error(err))
+		s.AS.Logger.Warn("remembering a used code failed", zap.Error(err))
 	}
-	s.logInfo("tokens issued", zap.String("grant_type", "authorization_code"), zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+	s.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
 	return resp, nil
+}
+
+// tokensIssued counts issued tokens.
+func (s *Site) tokensIssued(grantType, clientID, sub string) {
+	if s.AS.Observer != nil {
+		s.AS.Observer.TokensIssued(grantType)
+	}
+	s.logDebug("tokens issued", zap.String("grant_type", grantType), zap.String("client_id", clientID), zap.String("sub", sub))
 }
 
 // punishReplay revokes what a code issued when the code is presented again
@@ -277,7 +285,7 @@ func (s *Site) punishReplay(ctx context.Context, client *clients.Client, key, ve
 		s.revokeFamily(ctx, &g)
 	}
 	_ = s.AS.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
-	s.logInfo("authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
+	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
 }
 
 // mintAccessToken mints an access token for res.

@@ -437,18 +437,11 @@ func (kr *KeyRing) JWKS() []byte {
 // Algorithm returns the JWS algorithm new tokens are signed with.
 func (kr *KeyRing) Algorithm() string { return kr.alg.String() }
 
-// Run keeps the ring rotated and in step with the store until ctx ends.
-func (kr *KeyRing) Run(ctx context.Context, every time.Duration, onError func(error)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := kr.Maintain(ctx); err != nil && ctx.Err() == nil && onError != nil {
-				onError(err)
-			}
-		}
+// SigningKeyID returns the kid of the key that signs now.
+func (kr *KeyRing) SigningKeyID() string {
+	k, err := kr.signingKey()
+	if err != nil {
+		return ""
 	}
+	return k.kid
 }
