@@ -38,7 +38,7 @@ func TestMetricsAndAuditLog(t *testing.T) {
 	e.postForm(t, "/revoke", map[string][]string{"token": {ts.Refresh}, "client_id": {c.ID}}, nil)
 
 	for sample, want := range map[string]string{
-		`caddy_mcp_auth_client_registrations_total`:                          "",
+		`caddy_mcp_auth_client_registrations_total`:                           "",
 		`caddy_mcp_auth_logins_total{outcome="success",upstream="users"}`:     "",
 		`caddy_mcp_auth_tokens_issued_total{grant_type="authorization_code"}`: "",
 		`caddy_mcp_auth_tokens_issued_total{grant_type="refresh_token"}`:      "",
