@@ -96,6 +96,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("signing keys in %s: %w", abs, err)
 	}
 	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
+	current.Lock()
+	current.app = a
+	current.Unlock()
 	return nil
 }
 
@@ -137,6 +140,11 @@ func (a *App) Stop() error { return nil }
 
 // Cleanup releases the store; it is safe after a failed Provision.
 func (a *App) Cleanup() error {
+	current.Lock()
+	if current.app == a {
+		current.app = nil
+	}
+	current.Unlock()
 	if a.storeKey == "" {
 		return nil
 	}

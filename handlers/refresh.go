@@ -82,7 +82,7 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 			}
 			return &resp, nil
 		default:
-			s.revokeFamily(ctx, &g)
+			_ = s.AS.revokeFamily(ctx, &g)
 			if s.AS.Observer != nil {
 				s.AS.Observer.RefreshTokenReused()
 			}
@@ -132,11 +132,15 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 
 // revokeFamily revokes a grant with its refresh tokens and the access
 // tokens issued from it.
-func (s *Site) revokeFamily(ctx context.Context, g *grant) {
-	_ = s.AS.Store.Delete(ctx, keyGrant+g.ID)
+func (a *AuthServer) revokeFamily(ctx context.Context, g *grant) error {
+	// Deny the access tokens first: if this fails midway, the grant still
+	// exists and revoking it again finishes the job.
 	for _, t := range g.AccessTokenIDs {
-		_ = s.AS.denyAccessToken(ctx, t.ID, t.ExpiresAt)
+		if err := a.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+			return err
+		}
 	}
+	return a.Store.Delete(ctx, keyGrant+g.ID)
 }
 
 func liveTokenIDs(ids []tokenID, now time.Time) []tokenID {

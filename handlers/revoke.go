@@ -65,7 +65,7 @@ func (s *Site) revokeRefreshToken(ctx context.Context, client *clients.Client, t
 	if !ok || g.ClientID != client.ClientID {
 		return false
 	}
-	s.revokeFamily(ctx, g)
+	_ = s.AS.revokeFamily(ctx, g)
 	s.audit(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 	return true
 }

@@ -282,7 +282,7 @@ func (s *Site) punishReplay(ctx context.Context, client *clients.Client, key, ve
 	}
 	var g grant
 	if used.GrantID != "" && s.AS.getJSON(ctx, keyGrant+used.GrantID, &g) == nil {
-		s.revokeFamily(ctx, &g)
+		_ = s.AS.revokeFamily(ctx, &g)
 	}
 	_ = s.AS.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
 	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))

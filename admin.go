@@ -1,0 +1,184 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+)
+
+func init() {
+	caddy.RegisterModule(adminAPI{})
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "mcp-auth",
+		Usage: "clients|grants|revoke|delete-client|rotate-keys [...] [--address <admin address>]",
+		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy",
+		Long: `
+Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
+
+  caddy mcp-auth clients                 list registered clients
+  caddy mcp-auth delete-client <id>      delete a client and revoke its grants
+  caddy mcp-auth grants [<sub>]          list grants, of one user or all
+  caddy mcp-auth revoke <sub>            revoke every grant of a user
+  caddy mcp-auth revoke-grant <id>       revoke one grant
+  caddy mcp-auth rotate-keys             make the next signing key active now
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().String("address", "", "Address of the administration API (default: localhost:2019)")
+			cmd.Args = cobra.RangeArgs(1, 2)
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMCPAuth)
+		},
+	})
+}
+
+// current is the App of the running config, which the admin API acts on.
+var current struct {
+	sync.Mutex
+	app *App
+}
+
+// adminAPI serves mcp_auth's admin endpoints under /mcp_auth/, protected
+// like the rest of Caddy's admin API:
+//
+//	GET    /mcp_auth/clients
+//	DELETE /mcp_auth/clients/<client_id>
+//	GET    /mcp_auth/grants[?sub=<sub>]
+//	DELETE /mcp_auth/grants?sub=<sub>
+//	DELETE /mcp_auth/grants/<id>
+//	POST   /mcp_auth/keys/rotate
+type adminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.mcp_auth",
+		New: func() caddy.Module { return new(adminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a *adminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/mcp_auth/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	current.Lock()
+	app := current.app
+	current.Unlock()
+	if app == nil || app.store == nil {
+		return apiError(http.StatusServiceUnavailable, "mcp_auth is not running")
+	}
+	admin := &handlers.Admin{Store: app.store}
+	ctx := r.Context()
+	path := strings.Trim(strings.TrimPrefix(r.URL.Path, "/mcp_auth/"), "/")
+	resource, id, _ := strings.Cut(path, "/")
+	if unescaped, err := url.PathUnescape(id); err == nil {
+		id = unescaped
+	}
+	var result any
+	var err error
+	switch {
+	case resource == "clients" && id == "" && r.Method == http.MethodGet:
+		result, err = admin.Clients(ctx)
+	case resource == "clients" && id != "" && r.Method == http.MethodDelete:
+		err = admin.DeleteClient(ctx, id)
+		result = map[string]string{"deleted": id}
+	case resource == "grants" && id == "" && r.Method == http.MethodGet:
+		result, err = admin.Grants(ctx, r.URL.Query().Get("sub"))
+	case resource == "grants" && id == "" && r.Method == http.MethodDelete:
+		var n int
+		n, err = admin.RevokeUser(ctx, r.URL.Query().Get("sub"))
+		result = map[string]int{"revoked": n}
+	case resource == "grants" && id != "" && r.Method == http.MethodDelete:
+		err = admin.RevokeGrant(ctx, id)
+		result = map[string]string{"revoked": id}
+	case resource == "keys" && id == "rotate" && r.Method == http.MethodPost:
+		if err = app.ring.Rotate(ctx); err == nil {
+			app.logger.Named("audit").Info("signing key rotated", zap.String("kid", app.ring.SigningKeyID()), zap.String("by", "admin API"))
+		}
+		result = map[string]string{"kid": app.ring.SigningKeyID()}
+	default:
+		return apiError(http.StatusNotFound, "no such mcp_auth endpoint or method: %s %s", r.Method, r.URL.Path)
+	}
+	switch {
+	case errors.Is(err, handlers.ErrNotFound):
+		return apiError(http.StatusNotFound, "%s not found", id)
+	case err != nil:
+		return apiError(http.StatusBadRequest, "%v", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(result)
+}
+
+// cmdMCPAuth runs `caddy mcp-auth ...` against the admin API.
+func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
+	args := fl.Args()
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	arg := func() (string, error) {
+		if len(args) < 2 || args[1] == "" {
+			return "", fmt.Errorf("%s needs an argument", args[0])
+		}
+		return args[1], nil
+	}
+	var method, uri string
+	switch args[0] {
+	case "clients":
+		method, uri = http.MethodGet, "/mcp_auth/clients"
+	case "delete-client":
+		id, err := arg()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		method, uri = http.MethodDelete, "/mcp_auth/clients/"+url.PathEscape(id)
+	case "grants":
+		method, uri = http.MethodGet, "/mcp_auth/grants"
+		if len(args) == 2 {
+			uri += "?sub=" + url.QueryEscape(args[1])
+		}
+	case "revoke":
+		sub, err := arg()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		method, uri = http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape(sub)
+	case "revoke-grant":
+		id, err := arg()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		method, uri = http.MethodDelete, "/mcp_auth/grants/"+url.PathEscape(id)
+	case "rotate-keys":
+		method, uri = http.MethodPost, "/mcp_auth/keys/rotate"
+	default:
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown mcp-auth command %q", args[0])
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
+	if err != nil {
+		return caddy.ExitCodeFailedQuit, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return caddy.ExitCodeSuccess, err
+}
+
+// Interface guard
+var _ caddy.AdminRouter = (*adminAPI)(nil)
