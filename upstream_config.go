@@ -39,7 +39,8 @@ type Upstream struct {
 	APIURL  string `json:"api_url,omitempty"`
 
 	// Users maps usernames to bcrypt password hashes, as printed by
-	// `caddy hash-password` (users).
+	// `caddy hash-password` (users). Placeholders such as {env.HASH} are
+	// expanded when the config loads.
 	Users map[string]string `json:"users,omitempty"`
 }
 
@@ -64,7 +65,11 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 		if len(u.Users) == 0 {
 			return nil, nil, fmt.Errorf("upstream users: list at least one user")
 		}
-		users, err := upstream.NewUsers(u.Users)
+		hashes := make(map[string]string, len(u.Users))
+		for name, hash := range u.Users {
+			hashes[name] = repl.ReplaceAll(hash, "")
+		}
+		users, err := upstream.NewUsers(hashes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("upstream users: %v", err)
 		}
