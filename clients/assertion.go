@@ -12,12 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -168,7 +168,7 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 	// jti is hashed: it is client-chosen and may be long or unprintable.
 	sum := sha256.Sum256([]byte(claims.JWTID))
 	key := "assertion-jti/" + client.ClientID + "/" + hex.EncodeToString(sum[:])
-	ttl := max(time.Unix(claims.Expiry.unix(), 0).Add(assertionSkew).Sub(now), time.Second)
+	ttl := max(time.Unix(claims.Expiry.Time().Unix(), 0).Add(assertionSkew).Sub(now), time.Second)
 	switch err := store.Create(ctx, key, []byte{1}, ttl); {
 	case errors.Is(err, storage.ErrConflict):
 		return badAssertion("client assertion has already been used")
@@ -287,13 +287,13 @@ func publicKeyFor(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
 
 // assertionClaims are the claims RFC 7523 section 3 constrains.
 type assertionClaims struct {
-	Issuer    string       `json:"iss"`
-	Subject   string       `json:"sub"`
-	Audience  audience     `json:"aud"`
-	Expiry    *numericDate `json:"exp"`
-	NotBefore *numericDate `json:"nbf"`
-	IssuedAt  *numericDate `json:"iat"`
-	JWTID     string       `json:"jti"`
+	Issuer    string              `json:"iss"`
+	Subject   string              `json:"sub"`
+	Audience  tokens.Audience     `json:"aud"`
+	Expiry    *tokens.NumericDate `json:"exp"`
+	NotBefore *tokens.NumericDate `json:"nbf"`
+	IssuedAt  *tokens.NumericDate `json:"iat"`
+	JWTID     string              `json:"jti"`
 }
 
 // check applies the RFC 7523 section 3 claim rules for clientID at now.
@@ -308,55 +308,19 @@ func (c *assertionClaims) check(clientID, aud string, now time.Time) error {
 		return badAssertion("client assertion audience is not this token endpoint")
 	case c.Expiry == nil:
 		return badAssertion("client assertion has no exp")
-	case now.After(c.Expiry.time().Add(assertionSkew)):
+	case now.After(c.Expiry.Time().Add(assertionSkew)):
 		return badAssertion("client assertion has expired")
-	case c.Expiry.time().After(now.Add(maxAssertionLifetime + assertionSkew)):
+	case c.Expiry.Time().After(now.Add(maxAssertionLifetime + assertionSkew)):
 		return badAssertion("client assertion expires too far in the future")
-	case c.NotBefore != nil && c.NotBefore.time().After(now.Add(assertionSkew)):
+	case c.NotBefore != nil && c.NotBefore.Time().After(now.Add(assertionSkew)):
 		return badAssertion("client assertion is not valid yet")
-	case c.IssuedAt != nil && c.IssuedAt.time().After(now.Add(assertionSkew)):
+	case c.IssuedAt != nil && c.IssuedAt.Time().After(now.Add(assertionSkew)):
 		return badAssertion("client assertion was issued in the future")
 	case c.JWTID == "":
 		return badAssertion("client assertion has no jti")
 	}
 	return nil
 }
-
-// audience is the "aud" claim: one string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
-}
-
-// numericDate is a JWT NumericDate: seconds since the epoch, possibly
-// fractional (RFC 7519 section 2).
-type numericDate float64
-
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return errors.New("date claim is not a number")
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
-		return errors.New("date claim is out of range")
-	}
-	*d = numericDate(f)
-	return nil
-}
-
-func (d *numericDate) unix() int64     { return int64(*d) }
-func (d *numericDate) time() time.Time { return time.Unix(d.unix(), 0) }
 
 // isBase64URLAndDots reports whether s holds only the characters of a
 // compact JWS, so that one assertion has one spelling.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -66,6 +67,30 @@ func (a *Audience) UnmarshalJSON(b []byte) error {
 	}
 	*a = many
 	return nil
+}
+
+// NumericDate is a JWT NumericDate (RFC 7519 section 2): seconds since the
+// epoch, possibly fractional. Decoding refuses non-numbers and values out
+// of any sane range.
+type NumericDate float64
+
+// UnmarshalJSON accepts a JSON number within range.
+func (d *NumericDate) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return errors.New("date claim is not a number")
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
+		return errors.New("date claim is out of range")
+	}
+	*d = NumericDate(f)
+	return nil
+}
+
+// Time returns the date as a time.Time.
+func (d NumericDate) Time() time.Time {
+	sec, frac := math.Modf(float64(d))
+	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 // Sign signs claims with the ring's current key, with the given JOSE typ.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // allowedAlgs are the ID-token signature algorithms accepted. Only
@@ -167,13 +168,13 @@ func candidateKeys(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []jwk.Ke
 // idClaims are the ID-token claims checked or used; sub comes with the
 // embedded profile claims.
 type idClaims struct {
-	Issuer          string       `json:"iss"`
-	Audience        audience     `json:"aud"`
-	AuthorizedParty string       `json:"azp"`
-	Expiry          *numericDate `json:"exp"`
-	IssuedAt        *numericDate `json:"iat"`
-	NotBefore       *numericDate `json:"nbf"`
-	Nonce           string       `json:"nonce"`
+	Issuer          string              `json:"iss"`
+	Audience        tokens.Audience     `json:"aud"`
+	AuthorizedParty string              `json:"azp"`
+	Expiry          *tokens.NumericDate `json:"exp"`
+	IssuedAt        *tokens.NumericDate `json:"iat"`
+	NotBefore       *tokens.NumericDate `json:"nbf"`
+	Nonce           string              `json:"nonce"`
 	profileClaims
 }
 
@@ -219,17 +220,17 @@ func (c *idTokenCheck) validate(cl *idClaims) error {
 	if cl.Expiry == nil {
 		return errors.New("ID token has no exp claim")
 	}
-	if !c.now.Before(cl.Expiry.time().Add(clockSkew)) {
-		return fmt.Errorf("ID token expired at %s", cl.Expiry.time().UTC().Format(time.RFC3339))
+	if !c.now.Before(cl.Expiry.Time().Add(clockSkew)) {
+		return fmt.Errorf("ID token expired at %s", cl.Expiry.Time().UTC().Format(time.RFC3339))
 	}
 	if cl.IssuedAt == nil {
 		return errors.New("ID token has no iat claim")
 	}
-	if cl.IssuedAt.time().After(c.now.Add(clockSkew)) {
-		return fmt.Errorf("ID token issued in the future (iat %s)", cl.IssuedAt.time().UTC().Format(time.RFC3339))
+	if cl.IssuedAt.Time().After(c.now.Add(clockSkew)) {
+		return fmt.Errorf("ID token issued in the future (iat %s)", cl.IssuedAt.Time().UTC().Format(time.RFC3339))
 	}
-	if cl.NotBefore != nil && cl.NotBefore.time().After(c.now.Add(clockSkew)) {
-		return fmt.Errorf("ID token not valid before %s", cl.NotBefore.time().UTC().Format(time.RFC3339))
+	if cl.NotBefore != nil && cl.NotBefore.Time().After(c.now.Add(clockSkew)) {
+		return fmt.Errorf("ID token not valid before %s", cl.NotBefore.Time().UTC().Format(time.RFC3339))
 	}
 	// The nonce ties the token to the login this browser started; without
 	// the check a token from another login could be injected.
@@ -240,44 +241,6 @@ func (c *idTokenCheck) validate(cl *idClaims) error {
 	// from the token endpoint over TLS, so it cannot have been swapped
 	// (Core 3.1.3.8 makes the check optional there).
 	return nil
-}
-
-// audience is the aud claim, a string or an array of strings.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		*a = audience{s}
-		return nil
-	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = ss
-	return nil
-}
-
-// numericDate is a JWT NumericDate: seconds since the epoch, possibly
-// fractional.
-type numericDate float64
-
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return errors.New("date claim is not a number")
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1<<40 {
-		return errors.New("date claim is out of range")
-	}
-	*d = numericDate(f)
-	return nil
-}
-
-func (d numericDate) time() time.Time {
-	sec, frac := math.Modf(float64(d))
-	return time.Unix(int64(sec), int64(frac*1e9))
 }
 
 // flexBool is a boolean claim that some providers (AWS Cognito, for one)
