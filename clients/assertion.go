@@ -96,7 +96,7 @@ func KeyRefreshRequested(ctx context.Context) bool {
 // checks that the assertion really is that client's (iss == sub == its
 // client_id, signed with its key).
 func AssertionSubject(assertion string) string {
-	if len(assertion) > maxAssertionLength || strings.Count(assertion, ".") != 2 || !isBase64URLAndDots(assertion) {
+	if len(assertion) > maxAssertionLength || strings.Count(assertion, ".") != 2 || !tokens.IsCompactJWSText(assertion) {
 		return ""
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(assertion, ".")[1])
@@ -141,7 +141,7 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 	if len(assertion) > maxAssertionLength {
 		return badAssertion("client assertion is too large")
 	}
-	if strings.Count(assertion, ".") != 2 || !isBase64URLAndDots(assertion) {
+	if strings.Count(assertion, ".") != 2 || !tokens.IsCompactJWSText(assertion) {
 		return badAssertion("client assertion is not a signed JWT")
 	}
 
@@ -320,16 +320,4 @@ func (c *assertionClaims) check(clientID, aud string, now time.Time) error {
 		return badAssertion("client assertion has no jti")
 	}
 	return nil
-}
-
-// isBase64URLAndDots reports whether s holds only the characters of a
-// compact JWS, so that one assertion has one spelling.
-func isBase64URLAndDots(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -149,7 +149,7 @@ func (kr *KeyRing) verifySignature(ctx context.Context, token, typ string) ([]by
 	if len(token) > MaxTokenLength {
 		return nil, invalid("token is too large")
 	}
-	if strings.Count(token, ".") != 2 || !isBase64URLAndDots(token) {
+	if strings.Count(token, ".") != 2 || !IsCompactJWSText(token) {
 		return nil, invalid("token is not a JWT")
 	}
 	var reason string
@@ -182,10 +182,10 @@ func (kr *KeyRing) verifySignature(ctx context.Context, token, typ string) ([]by
 	return payload, nil
 }
 
-// isBase64URLAndDots reports whether s holds only the characters of a
+// IsCompactJWSText reports whether s holds only the characters of a
 // compact JWS. The base64 decoders also take newlines, padding and the
 // standard alphabet, which would give one token many accepted spellings.
-func isBase64URLAndDots(s string) bool {
+func IsCompactJWSText(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
