@@ -325,3 +325,28 @@ func TestConcurrentTokenTraffic(t *testing.T) {
 		t.Errorf("refresh after revocation: %d", status)
 	}
 }
+
+// Guessing a client secret is throttled (OAuth 2.1 section 2.4.1), and the
+// client with the right secret is not locked out for long.
+func TestSecretGuessingIsThrottled(t *testing.T) {
+	e := usersAS(t, "")
+	conf := e.registerClient(t, map[string]any{
+		"client_name": "confidential", "redirect_uris": []string{clientRedirect}, "token_endpoint_auth_method": "client_secret_basic",
+	})
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier}}
+	statuses := map[int]int{}
+	for i := 0; i < 15; i++ {
+		status, _, _ := e.tokenRequest(t, form, http.Header{"Authorization": {"Basic " + basicAuth(conf.ID, "wrong")}})
+		statuses[status]++
+	}
+	if statuses[http.StatusUnauthorized] != 10 || statuses[http.StatusTooManyRequests] != 5 {
+		t.Errorf("15 wrong secrets: %v, want 10×401 then 429", statuses)
+	}
+	if status, _, m := e.tokenRequest(t, form, http.Header{"Authorization": {"Basic " + basicAuth(conf.ID, conf.Secret)}}); status != http.StatusTooManyRequests {
+		t.Errorf("right secret while throttled: %d %v", status, m)
+	}
+	time.Sleep(6100 * time.Millisecond) // one attempt back every 6 s
+	if status, _, m := e.tokenRequest(t, form, http.Header{"Authorization": {"Basic " + basicAuth(conf.ID, conf.Secret)}}); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("right secret after the window: %d %v, want the client authenticated (invalid_grant for the bogus code)", status, m)
+	}
+}

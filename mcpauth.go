@@ -403,6 +403,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),
 		RegistrationToken:    caddy.NewReplacer().ReplaceAll(reg.InitialAccessToken, ""),
 		RegistrationLimit:    handlers.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),
+		SecretFailureLimit:   handlers.NewRateLimiter(10, time.Minute, 10),
 		RememberConsent:      time.Duration(h.RememberConsent),
 		ClientIP:             clientIP,
 		Logger:               h.logger,

@@ -69,6 +69,8 @@ type AuthServer struct {
 	RegistrationToken string
 	// RegistrationLimit limits registrations per client IP.
 	RegistrationLimit *RateLimiter
+	// SecretFailureLimit throttles failed client-secret checks per client.
+	SecretFailureLimit *RateLimiter
 	// ClientIP returns a request's client address (Caddy knows trusted
 	// proxies); nil uses the connection's remote address.
 	ClientIP func(*http.Request) string

@@ -32,8 +32,18 @@ func NewRateLimiter(events int, period time.Duration, burst int) *RateLimiter {
 	}
 }
 
-// Allow reports whether one more event for key is allowed now.
+// Allow reports whether one more event for key is allowed now, and counts it.
 func (l *RateLimiter) Allow(key string) bool {
+	return l.bucket(key).AllowN(time.Now(), 1)
+}
+
+// Exhausted reports whether key has no events left now, without counting one.
+func (l *RateLimiter) Exhausted(key string) bool {
+	return l.bucket(key).TokensAt(time.Now()) < 1
+}
+
+// bucket returns key's token bucket, creating it if needed.
+func (l *RateLimiter) bucket(key string) *rate.Limiter {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -51,5 +61,5 @@ func (l *RateLimiter) Allow(key string) bool {
 		l.buckets[key] = b
 	}
 	b.seen = now
-	return b.limiter.AllowN(now, 1)
+	return b.limiter
 }

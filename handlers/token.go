@@ -165,7 +165,14 @@ func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*c
 	}
 	switch {
 	case secret != "":
+		// Guessing a secret is throttled per client (OAuth 2.1 section 2.4.1).
+		if l := s.AS.SecretFailureLimit; l != nil && l.Exhausted(client.ClientID) {
+			return nil, oauthError(http.StatusTooManyRequests, "invalid_client", "too many failed authentications; try again later")
+		}
 		if client.SecretHash == "" || !client.CheckSecret(secret) {
+			if l := s.AS.SecretFailureLimit; l != nil {
+				l.Allow(client.ClientID)
+			}
 			return nil, invalidClient
 		}
 		if client.SecretExpired(time.Now()) {
