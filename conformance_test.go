@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/oauth2"
 )
 
 // TestConformance runs the official MCP conformance suite's authorization
@@ -79,6 +84,71 @@ func TestConformance(t *testing.T) {
 	t.Run("typescript-sdk", func(t *testing.T) {
 		runTSFlow(t, node, opIssuer)
 	})
+	t.Run("go-sdk", func(t *testing.T) {
+		runGoSDKFlow(t, opIssuer)
+	})
+}
+
+// runGoSDKFlow does with the Go MCP SDK what runTSFlow does with the
+// TypeScript one: login through oidc-provider, tool calls on
+// server-everything, a refresh through the SDK's OAuth configuration, and
+// a revocation after which neither token works.
+func runGoSDKFlow(t *testing.T, opIssuer string) {
+	cfg := sdkConfig(newBrowser(t), "", opIssuer)
+	var oauthCfg *oauth2.Config
+	var first *oauth2.Token
+	cfg.NewTokenSource = func(ctx context.Context, c *oauth2.Config, tok *oauth2.Token) (oauth2.TokenSource, error) {
+		oauthCfg, first = c, tok
+		return c.TokenSource(ctx, tok), nil
+	}
+	handler, err := auth.NewAuthorizationCodeHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := mustTLSClient(t)
+	callEcho := func(oh auth.OAuthHandler) error {
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-conformance", Version: "0"}, nil).Connect(t.Context(),
+			&mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: client, OAuthHandler: oh}, nil)
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "hi from Go"}})
+		if err != nil {
+			return err
+		}
+		if res.IsError || !strings.Contains(fmt.Sprint(res.Content[0]), "hi from Go") {
+			return fmt.Errorf("echo returned %v", res.Content)
+		}
+		return nil
+	}
+	if err := callEcho(handler); err != nil {
+		t.Fatalf("login and tool call: %v", err)
+	}
+	if first == nil || first.RefreshToken == "" {
+		t.Fatal("no refresh token after login")
+	}
+
+	ctx := context.WithValue(t.Context(), oauth2.HTTPClient, client)
+	refreshed, err := oauthCfg.TokenSource(ctx, &oauth2.Token{RefreshToken: first.RefreshToken}).Token()
+	if err != nil || refreshed.AccessToken == first.AccessToken || refreshed.RefreshToken == first.RefreshToken {
+		t.Fatalf("refresh: %v", err)
+	}
+	if err := callEcho(staticToken(refreshed.AccessToken)); err != nil {
+		t.Fatalf("tool call with the refreshed token: %v", err)
+	}
+
+	status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+		[]byte(url.Values{"token": {refreshed.RefreshToken}, "client_id": {oauthCfg.ClientID}}.Encode()))
+	if status != http.StatusOK {
+		t.Fatalf("revoke: %d", status)
+	}
+	if err := callEcho(staticToken(refreshed.AccessToken)); err == nil {
+		t.Error("access token of a revoked grant still works")
+	}
+	if _, err := oauthCfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshed.RefreshToken}).Token(); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("refresh after revocation: %v, want invalid_grant", err)
+	}
 }
 
 // conformanceDir holds the Node package with the pinned tools.

@@ -60,6 +60,16 @@ func oidcUpstream(idp *fakeidp.OIDC) string {
 // through the login and exchanges the code, exactly as the SDK does for a
 // real user.
 func sdkClient(t *testing.T, b *browser, metadataURL string, servers ...string) (*mcp.StreamableClientTransport, *auth.AuthorizationCodeHandler) {
+	handler, err := auth.NewAuthorizationCodeHandler(sdkConfig(b, metadataURL, servers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The MCP traffic uses a client without the browser's cookies.
+	return &mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: mustTLSClient(t), OAuthHandler: handler}, handler
+}
+
+// sdkConfig is the Go MCP SDK's OAuth configuration of sdkClient.
+func sdkConfig(b *browser, metadataURL string, servers ...string) *auth.AuthorizationCodeHandlerConfig {
 	cfg := &auth.AuthorizationCodeHandlerConfig{
 		RedirectURL: clientRedirect,
 		Client:      b.client,
@@ -82,12 +92,7 @@ func sdkClient(t *testing.T, b *browser, metadataURL string, servers ...string) 
 			TokenEndpointAuthMethod: "none",
 		}}
 	}
-	handler, err := auth.NewAuthorizationCodeHandler(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The MCP traffic uses a client without the browser's cookies.
-	return &mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: mustTLSClient(t), OAuthHandler: handler}, handler
+	return cfg
 }
 
 // whoami connects, lists tools and returns what the backend saw.
