@@ -484,3 +484,43 @@ func TestIdentityTokenForBackend(t *testing.T) {
 		t.Errorf("identity token accepted as an access token: %d", status)
 	}
 }
+
+// An MCP session belongs to the user who started it: a leaked session id
+// is useless with another user's token (session hijacking).
+func TestSessionsAreBoundToTheirUser(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
+	client := mustTLSClient(t)
+	ring := testRing(t, storagePath)
+	alice := mint(t, ring, nil)
+	bob := mint(t, ring, func(c *tokens.AccessClaims) { c.Subject = "user-bob" })
+
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "session-test", Version: "0"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: client, OAuthHandler: staticToken(alice)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	session := cs.ID()
+	if session == "" {
+		t.Fatal("the backend started no session")
+	}
+	list := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
+	header := func(token string) http.Header {
+		h := bearer(token)
+		h.Set("Mcp-Session-Id", session)
+		h.Set("Mcp-Protocol-Version", cs.InitializeResult().ProtocolVersion)
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+		return h
+	}
+	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", header(bob), list); status != http.StatusNotFound {
+		t.Errorf("bob with alice's session: %d %s, want 404", status, body)
+	}
+	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", header(alice), list); status != http.StatusOK {
+		t.Errorf("alice with her session: %d %s", status, body)
+	}
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}}); err != nil {
+		t.Errorf("alice's client: %v", err)
+	}
+}

@@ -4,6 +4,7 @@
 package mcpauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -475,6 +476,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, name := range h.stripHeaders {
 		r.Header.Del(name)
 	}
+	if owned, err := h.site.SessionOwnedBy(r.Context(), r.Header.Get("Mcp-Session-Id"), d.Claims.Subject); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err))
+	} else if !owned {
+		// As if the session did not exist: the client starts a new one.
+		metrics.gate.WithLabelValues("foreign_session").Inc()
+		return caddyhttp.Error(http.StatusNotFound, errors.New("mcp_auth: MCP session belongs to another user"))
+	}
 	if h.identity != nil {
 		tok, err := h.identity.For(d.Claims)
 		if err != nil {
@@ -487,7 +495,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", d.Claims.Email)
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
+	if r.Header.Get("Mcp-Session-Id") == "" {
+		// A new session may start: bind it to this user when the backend names it.
+		w = &sessionBinder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, site: h.site, r: r, sub: d.Claims.Subject, logger: h.logger}
+	}
 	return next.ServeHTTP(w, r)
+}
+
+// sessionBinder binds the MCP session a response creates (its
+// Mcp-Session-Id header) to the user who made the request. It wraps the
+// response writer the Caddy way, so streaming keeps working.
+type sessionBinder struct {
+	*caddyhttp.ResponseWriterWrapper
+	site   *handlers.Site
+	r      *http.Request
+	sub    string
+	logger *zap.Logger
+	done   bool
+}
+
+func (sb *sessionBinder) WriteHeader(status int) {
+	if !sb.done {
+		sb.done = true
+		if id := sb.Header().Get("Mcp-Session-Id"); id != "" {
+			if err := sb.site.BindSession(sb.r.Context(), id, sb.sub); err != nil {
+				sb.logger.Error("binding MCP session", zap.Error(err))
+			}
+		}
+	}
+	sb.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (sb *sessionBinder) Write(p []byte) (int, error) {
+	if !sb.done {
+		sb.WriteHeader(http.StatusOK)
+	}
+	return sb.ResponseWriterWrapper.Write(p)
 }
 
 // Interface guards

@@ -1,0 +1,45 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+// keySession binds MCP session ids to the user who created the session.
+const keySession = "session/"
+
+// sessionLifetime is how long a session binding is kept after its last
+// use by its owner.
+const sessionLifetime = 24 * time.Hour
+
+// SessionOwnedBy reports whether the MCP session id (the Mcp-Session-Id
+// header) may be used by sub: sessions are bound to the user whose request
+// created them, so a session id that leaks is useless to anyone else (MCP
+// security best practices, session hijacking). A session the server does
+// not know (created before it kept bindings) is bound to its first user.
+func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool, error) {
+	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
+		return true, nil
+	}
+	key := keySession + hashKey(sessionID)
+	owner, err := s.AS.Store.Get(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return true, s.BindSession(ctx, sessionID, sub)
+	case err != nil:
+		return false, err
+	}
+	return subtle.ConstantTimeCompare(owner, []byte(sub)) == 1, nil
+}
+
+// BindSession binds a session the backend just created to sub.
+func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
+	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
+		return nil
+	}
+	return s.AS.Store.Put(ctx, keySession+hashKey(sessionID), []byte(sub), sessionLifetime)
+}
