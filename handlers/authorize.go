@@ -400,7 +400,9 @@ func redirectHost(uri string) string {
 	if err != nil {
 		return "an unknown address"
 	}
-	if u.Host == "" {
+	// cursor://anysphere.cursor-mcp/… has a host, but no web site
+	// answers there: naming it would pass off an app as a site.
+	if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return u.Scheme + ": (an app on this device)"
 	}
 	return u.Host
