@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -348,5 +349,27 @@ func TestSecretGuessingIsThrottled(t *testing.T) {
 	time.Sleep(6100 * time.Millisecond) // one attempt back every 6 s
 	if status, _, m := e.tokenRequest(t, form, http.Header{"Authorization": {"Basic " + basicAuth(conf.ID, conf.Secret)}}); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 		t.Errorf("right secret after the window: %d %v, want the client authenticated (invalid_grant for the bogus code)", status, m)
+	}
+}
+
+// A client that asks only for scopes of other servers (older Claude Code
+// asked for offline_access alone) gets the resource's default scopes, and
+// discovery locations this server does not use answer 404, not 401.
+func TestScopeFallbackAndUnknownDiscoveryPaths(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	ts := e.login(t, c, url.Values{"scope": {"offline_access"}})
+	if ts.Scope != "mcp:tools mcp:admin" {
+		t.Errorf("scope=offline_access granted %q, want the resource's defaults", ts.Scope)
+	}
+	ts = e.login(t, c, url.Values{"scope": {"openid offline_access"}})
+	if ts.Scope != "mcp:tools mcp:admin openid" {
+		t.Errorf("scope=openid offline_access granted %q", ts.Scope)
+	}
+	for _, path := range []string{"/.well-known/oauth-authorization-server/mcp", "/.well-known/openid-configuration/mcp", "/.well-known/oauth-protected-resource/other"} {
+		status, hdr, body := get(t, e.http, siteAddr()+path, nil)
+		if status != http.StatusNotFound || hdr.Get("WWW-Authenticate") != "" || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s: %d %s", path, status, body)
+		}
 	}
 }

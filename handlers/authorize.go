@@ -176,15 +176,16 @@ func (s *Site) resourceNamed(indicator string) *Resource {
 }
 
 // grantableScopes returns the scopes to grant for a request: the requested
-// ones the resource or OpenID Connect offers (unknown scopes are dropped,
-// not an error, as clients often ask for everything they saw advertised),
-// or the resource's scopes when the client asked for none. They are listed
-// in the configured order, whatever the request's.
+// ones the resource or OpenID Connect offers, in the configured order.
+// Unknown scopes are dropped, not an error, as clients often ask for
+// everything they saw advertised, or for scopes of other servers
+// (offline_access); a request that names none of the resource's scopes
+// gets its default ones, so the token is good for the resource.
 func (s *Site) grantableScopes(res *Resource, requested string, present bool) []string {
-	if !present {
-		return res.Scopes
-	}
 	asked := strings.Fields(requested)
+	if !present || !slices.ContainsFunc(asked, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
+		asked = append(asked, res.Scopes...)
+	}
 	var out []string
 	for _, sc := range slices.Concat(res.Scopes, oidcScopes) {
 		if slices.Contains(asked, sc) && !slices.Contains(out, sc) {

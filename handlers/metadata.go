@@ -117,6 +117,13 @@ func (s *Site) Route(path string) http.HandlerFunc {
 	if path == "/.well-known/oauth-protected-resource" {
 		return func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, s.Resources[0]) }
 	}
+	// Other discovery documents under these names do not exist here: a
+	// clear 404 lets a client move on to the next location it tries.
+	for _, prefix := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/.well-known/oauth-protected-resource"} {
+		if strings.HasPrefix(path, prefix) {
+			return serveNotFound
+		}
+	}
 	rest, ok := strings.CutPrefix(path, s.issuerPath)
 	if !ok {
 		return nil
@@ -148,6 +155,10 @@ func (s *Site) Route(path string) http.HandlerFunc {
 		return s.serveUserinfo
 	}
 	return nil
+}
+
+func serveNotFound(w http.ResponseWriter, _ *http.Request) {
+	writeJSONError(w, http.StatusNotFound, "not_found", "no such discovery document")
 }
 
 func (s *Site) serveMetadata(w http.ResponseWriter, r *http.Request) {
