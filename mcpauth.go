@@ -459,8 +459,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	d := h.site.Authorize(r)
-	metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
 	if d.Claims == nil {
+		metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
 		if d.Challenge != "" {
 			w.Header().Set("WWW-Authenticate", d.Challenge)
 		}
@@ -490,6 +490,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		r.Header.Set("X-MCP-Identity", tok)
 	}
+	metrics.gate.WithLabelValues("allowed").Inc()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", d.Claims.Subject)
 	repl.Set("http.auth.user.email", d.Claims.Email)

@@ -77,11 +77,9 @@ func (observer) Login(upstream, outcome string) {
 	metrics.logins.WithLabelValues(upstream, outcome).Inc()
 }
 
-// gateOutcome names a gate decision for the metrics.
+// gateOutcome names a refusal of the gate for the metrics.
 func gateOutcome(status int, challenge string) string {
 	switch {
-	case status == 0:
-		return "allowed"
 	case status == 401 && !strings.Contains(challenge, "error="):
 		return "no_token"
 	case status == 401:

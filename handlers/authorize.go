@@ -28,26 +28,26 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "The authorization endpoint only accepts GET.")
 		return
 	}
-	params, resources, perr := singleValues(r.URL.Query(), "resource")
-	if perr != nil && (len(r.URL.Query()["client_id"]) > 1 || len(r.URL.Query()["redirect_uri"]) > 1) {
+	query := r.URL.Query()
+	params, resources, perr := singleValues(query, "resource")
+	if perr != nil && (len(query["client_id"]) > 1 || len(query["redirect_uri"]) > 1) {
 		s.errorPage(w, http.StatusBadRequest, "The request names more than one client or redirect URI.")
 		return
 	}
-	clientID := r.URL.Query().Get("client_id")
-	client, err := s.AS.client(r.Context(), clientID)
+	client, err := s.AS.client(r.Context(), query.Get("client_id"))
 	if err != nil {
 		s.logDebug("authorization request for an unknown client", zap.Error(err))
 		s.errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
 		return
 	}
-	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, r.URL.Query().Get("redirect_uri"))
+	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, query.Get("redirect_uri"))
 	if !ok {
 		s.errorPage(w, http.StatusBadRequest, "The app asked to return you to an address it did not register.")
 		return
 	}
 
 	// From here on, errors go back to the client.
-	state := r.URL.Query().Get("state")
+	state := query.Get("state")
 	fail := func(code, description string) { s.redirectError(w, r, redirectURI, state, code, description) }
 	if perr != nil {
 		fail(perr.Code, perr.Description)
@@ -91,7 +91,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		CodeChallenge: challenge,
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
-		Scopes:        s.grantableScopes(res, params["scope"], strings.TrimSpace(params["scope"]) != ""),
+		Scopes:        grantableScopes(res, params["scope"]),
 		Browser:       hashKey(s.browserID(w, r)),
 		CSRF:          randomToken(),
 	}
@@ -181,9 +181,9 @@ func (s *Site) resourceNamed(indicator string) *Resource {
 // everything they saw advertised, or for scopes of other servers
 // (offline_access); a request that names none of the resource's scopes
 // gets its default ones, so the token is good for the resource.
-func (s *Site) grantableScopes(res *Resource, requested string, present bool) []string {
+func grantableScopes(res *Resource, requested string) []string {
 	asked := strings.Fields(requested)
-	if !present || !slices.ContainsFunc(asked, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
+	if !slices.ContainsFunc(asked, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
 		asked = append(asked, res.Scopes...)
 	}
 	var out []string
