@@ -95,7 +95,7 @@ func sdkConfig(b *browser, metadataURL string, servers ...string) *auth.Authoriz
 	return cfg
 }
 
-// whoami connects, lists tools and returns what the backend saw.
+// whoami connects and returns what the backend saw.
 func whoami(t *testing.T, transport mcp.Transport) demomcp.Identity {
 	t.Helper()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "flow-test", Version: "0"}, nil).Connect(t.Context(), transport, nil)
@@ -103,6 +103,12 @@ func whoami(t *testing.T, transport mcp.Transport) demomcp.Identity {
 		t.Fatalf("connecting: %v", err)
 	}
 	defer cs.Close()
+	return callWhoami(t, cs)
+}
+
+// callWhoami calls the demo server's whoami tool in a session.
+func callWhoami(t *testing.T, cs *mcp.ClientSession) demomcp.Identity {
+	t.Helper()
 	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
 	if err != nil || res.IsError {
 		t.Fatalf("whoami: %v %v", err, res)

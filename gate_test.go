@@ -181,15 +181,7 @@ func TestGateWithRealMCPClient(t *testing.T) {
 	if !slices.Contains(names, "whoami") {
 		t.Fatalf("tools = %v", names)
 	}
-	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}})
-	if err != nil || res.IsError {
-		t.Fatalf("whoami: %v %v", err, res)
-	}
-	var id demomcp.Identity
-	b, _ := json.Marshal(res.StructuredContent)
-	if err := json.Unmarshal(b, &id); err != nil {
-		t.Fatal(err)
-	}
+	id := callWhoami(t, cs)
 	want := demomcp.Identity{User: "user-alice", Email: "alice@example.com", Client: "client-1", Scopes: "mcp:tools"}
 	if id != want {
 		t.Errorf("backend saw identity %+v, want %+v", id, want)

@@ -18,81 +18,15 @@
 //   FLOW_REDIRECT_PORT  loopback port of the client's redirect URI (required;
 //                       nothing listens there: the user agent stops at it)
 
-import { createHash, randomBytes } from 'node:crypto';
+import { check, fingerprint, MemoryProvider, required, tracingFetch as recordingFetch } from '../e2e/lib/sdk-client.mjs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auth, refreshAuthorization, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { login } from './user-agent.mjs';
 
-function required(name) {
-    const v = process.env[name];
-    if (!v) throw new Error(`${name} is required`);
-    return v;
-}
 
-function check(cond, message) {
-    if (!cond) throw new Error(message);
-}
 
-// fingerprint identifies a secret in the output without revealing it.
-const fingerprint = (s) => (s ? createHash('sha256').update(s).digest('hex').slice(0, 12) : null);
 
-/** An OAuthClientProvider that keeps everything in memory. */
-class MemoryProvider {
-    constructor(redirectUrl, onRedirect) {
-        this.redirectUrl = redirectUrl;
-        this.onRedirect = onRedirect;
-        this.saved = []; // every token set saved, in order
-    }
-    get clientMetadata() {
-        return {
-            client_name: 'TypeScript SDK conformance flow',
-            redirect_uris: [this.redirectUrl],
-            grant_types: ['authorization_code', 'refresh_token'],
-            response_types: ['code'],
-            token_endpoint_auth_method: 'none',
-        };
-    }
-    state() {
-        this.lastState = randomBytes(16).toString('base64url');
-        return this.lastState;
-    }
-    clientInformation() {
-        return this.client;
-    }
-    saveClientInformation(info) {
-        this.client = info;
-    }
-    tokens() {
-        return this.current;
-    }
-    saveTokens(tokens) {
-        this.current = tokens;
-        this.saved.push(tokens);
-    }
-    async redirectToAuthorization(url) {
-        await this.onRedirect(url);
-    }
-    saveCodeVerifier(v) {
-        this.verifier = v;
-    }
-    codeVerifier() {
-        return this.verifier;
-    }
-    discoveryState() {
-        return this.discovery;
-    }
-    saveDiscoveryState(state) {
-        this.discovery = state;
-    }
-    invalidateCredentials(scope) {
-        (this.invalidated ??= []).push(scope);
-        if (scope === 'all' || scope === 'client') this.client = undefined;
-        if (scope === 'all' || scope === 'tokens') this.current = undefined;
-        if (scope === 'all' || scope === 'verifier') this.verifier = undefined;
-        if (scope === 'all' || scope === 'discovery') this.discovery = undefined;
-    }
-}
 
 async function main() {
     const serverUrl = new URL(required('FLOW_SERVER_URL'));
@@ -100,18 +34,13 @@ async function main() {
     check(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS must name the CA certificate, or Node will not trust the site');
 
     const out = { node: process.version, requests: [] };
-    const tracingFetch = async (input, init) => {
-        const res = await fetch(input, init);
-        const u = new URL(input instanceof Request ? input.url : String(input));
-        out.requests.push(`${init?.method ?? (input instanceof Request ? input.method : 'GET')} ${u.pathname} ${res.status}`);
-        return res;
-    };
+    const tracingFetch = recordingFetch(out.requests);
 
     // 1. Login: the first connect gets 401, and the SDK sends the user to
     // authorize; the user agent brings back the authorization response.
     let authorizationResponse;
     let logins = 0;
-    const provider = new MemoryProvider(redirectUrl, async (url) => {
+    const provider = new MemoryProvider('TypeScript SDK conformance flow', redirectUrl, async (url) => {
         logins++;
         out.authorizationRequest = Object.fromEntries(
             [...url.searchParams].filter(([k]) => !['state', 'code_challenge'].includes(k)),

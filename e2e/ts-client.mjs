@@ -18,91 +18,17 @@
 //   E2E_USERNAME, E2E_PASSWORD   for the login page (required)
 //   E2E_SCREENSHOT     where to save a PNG of the consent page
 
-import { createHash, randomBytes } from 'node:crypto';
+import { check, fingerprint, MemoryProvider, required, tracingFetch as recordingFetch } from './lib/sdk-client.mjs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { runAuthorization } from './lib/chromium-flow.mjs';
 
-function required(name) {
-    const v = process.env[name];
-    if (!v) throw new Error(`${name} is required`);
-    return v;
-}
 
-function check(cond, message) {
-    if (!cond) throw new Error(message);
-}
 
-// fingerprint identifies a secret in the output without revealing it.
-const fingerprint = (s) => (s ? createHash('sha256').update(s).digest('hex').slice(0, 12) : null);
 
 const CLIENT_NAME = 'TypeScript SDK e2e client';
 
-/** An OAuthClientProvider that keeps everything in memory. */
-class InMemoryOAuthProvider {
-    constructor(redirectUrl, onRedirect) {
-        this._redirectUrl = redirectUrl;
-        this._onRedirect = onRedirect;
-        this._state = undefined;
-        this.saved = []; // every token set saved, in order
-    }
-    get redirectUrl() {
-        return this._redirectUrl;
-    }
-    get clientMetadata() {
-        return {
-            client_name: CLIENT_NAME,
-            redirect_uris: [this._redirectUrl],
-            grant_types: ['authorization_code', 'refresh_token'],
-            response_types: ['code'],
-            token_endpoint_auth_method: 'none',
-        };
-    }
-    state() {
-        this._state = randomBytes(16).toString('base64url');
-        return this._state;
-    }
-    get lastState() {
-        return this._state;
-    }
-    clientInformation() {
-        return this._clientInformation;
-    }
-    saveClientInformation(info) {
-        this._clientInformation = info;
-    }
-    tokens() {
-        return this._tokens;
-    }
-    saveTokens(tokens) {
-        this._tokens = tokens;
-        this.saved.push(tokens);
-    }
-    async redirectToAuthorization(url) {
-        await this._onRedirect(url);
-    }
-    saveCodeVerifier(v) {
-        this._codeVerifier = v;
-    }
-    codeVerifier() {
-        if (!this._codeVerifier) throw new Error('no code verifier saved');
-        return this._codeVerifier;
-    }
-    discoveryState() {
-        return this._discovery;
-    }
-    saveDiscoveryState(state) {
-        this._discovery = state;
-    }
-    invalidateCredentials(scope) {
-        this.invalidated = [...(this.invalidated ?? []), scope];
-        if (scope === 'all' || scope === 'client') this._clientInformation = undefined;
-        if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
-        if (scope === 'all' || scope === 'verifier') this._codeVerifier = undefined;
-        if (scope === 'all' || scope === 'discovery') this._discovery = undefined;
-    }
-}
 
 async function main() {
     const serverUrl = new URL(required('E2E_SERVER_URL'));
@@ -113,16 +39,10 @@ async function main() {
     check(process.env.NODE_EXTRA_CA_CERTS, 'NODE_EXTRA_CA_CERTS must name the CA certificate, or Node will not trust the site');
 
     const out = { redirectUrl, requests: [] };
-    // Every HTTP request the SDK makes, for the record: method, path, status.
-    const tracingFetch = async (input, init) => {
-        const res = await fetch(input, init);
-        const u = new URL(input instanceof Request ? input.url : String(input));
-        out.requests.push(`${init?.method ?? (input instanceof Request ? input.method : 'GET')} ${u.pathname} ${res.status}`);
-        return res;
-    };
+    const tracingFetch = recordingFetch(out.requests);
     let authorizationResponse;
     let browserRuns = 0;
-    const provider = new InMemoryOAuthProvider(redirectUrl, async (url) => {
+    const provider = new MemoryProvider(CLIENT_NAME, redirectUrl, async (url) => {
         browserRuns++;
         out.authorizationRequest = Object.fromEntries(
             [...url.searchParams].filter(([k]) => !['state', 'code_challenge'].includes(k)),
@@ -192,7 +112,7 @@ async function main() {
     // 3. The access token stops working (as if revoked or expired early):
     // the next call gets 401, and the SDK refreshes on its own and retries.
     const savedBefore = provider.saved.length;
-    provider._tokens = { ...provider._tokens, access_token: 'not-a-valid-token' };
+    provider.current = { ...provider.current, access_token: 'not-a-valid-token' };
     const whoamiAfterSDKRefresh = (await callOK('whoami', {})).structuredContent;
     const afterSDK = provider.tokens();
     check(provider.saved.length === savedBefore + 1, 'the SDK did not save refreshed tokens after a 401');
@@ -225,7 +145,7 @@ async function main() {
         },
         tokensSaved: provider.saved.length,
         browserRuns,
-        invalidated: provider.invalidated ?? [],
+        invalidated: provider.invalidated,
     };
     await client.close();
     process.stdout.write(JSON.stringify(out) + '\n');
