@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -16,7 +17,8 @@ type Decision struct {
 	Claims *tokens.AccessClaims
 	// Resource is the protected resource the request was matched to.
 	Resource *Resource
-	// Status is the HTTP status of a refusal (400, 401 or 403); 0 when allowed.
+	// Status is the HTTP status of a refusal: 400, 401, 403, 413, or 503
+	// when the token could not be checked; 0 when allowed.
 	Status int
 	// Challenge is the WWW-Authenticate value of a refusal.
 	Challenge string
@@ -71,8 +73,13 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
 	}
 	if s.AS != nil {
-		if _, err := s.AS.Store.Get(r.Context(), keyDenied+claims.JWTID); err == nil {
+		switch _, err := s.AS.Store.Get(r.Context(), keyDenied+claims.JWTID); {
+		case err == nil:
 			return refuse(http.StatusUnauthorized, "invalid_token", "token has been revoked", challengeScopes)
+		case !errors.Is(err, storage.ErrNotFound):
+			// Fail closed: a revoked token must not pass because the store hiccuped.
+			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()
+			return d
 		}
 	}
 	if missing := missingScopes(claims.Scopes(), need); len(missing) > 0 {
