@@ -277,12 +277,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.stripHeaders = append(append([]string{}, defaultStripHeaders...), h.StripHeaders...)
+	initMetrics()
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := registerMetrics(reg); err != nil {
 			return fmt.Errorf("registering metrics: %v", err)
 		}
-	} else {
-		initMetrics()
 	}
 
 	if h.AuthorizationServer != "" {

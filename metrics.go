@@ -56,7 +56,6 @@ func initMetrics() {
 // registerMetrics adds the metrics to a config's registry; several sites
 // register the same collectors, which is fine.
 func registerMetrics(reg prometheus.Registerer) error {
-	initMetrics()
 	for _, c := range []prometheus.Collector{metrics.registrations, metrics.logins, metrics.tokens,
 		metrics.refreshReuse, metrics.gate, metrics.duration} {
 		var already prometheus.AlreadyRegisteredError
