@@ -223,16 +223,26 @@ func TestUserinfoAndIDToken(t *testing.T) {
 		}
 	}
 
-	// Without the email and profile scopes, only sub.
+	// With openid but without the email and profile scopes, only sub.
 	p2 := newPKCE()
 	q2 := authParams(c, p2)
-	q2.Set("scope", "mcp:tools")
+	q2.Set("scope", "mcp:tools openid")
 	narrow := e.exchange(t, codeForm(c, loginCode(t, q2, idp.URL), p2), nil)
 	status, _, raw := get(t, e.http, siteAddr()+"/userinfo", bearer(narrow.Access))
 	var info map[string]any
 	_ = json.Unmarshal(raw, &info)
 	if status != 200 || len(info) != 1 || info["sub"] != "oidc:u-9" {
 		t.Errorf("userinfo without email/profile scopes: %d %v", status, info)
+	}
+
+	// Without openid, the token is no OpenID Connect token (UI-03).
+	p3 := newPKCE()
+	q3 := authParams(c, p3)
+	q3.Set("scope", "mcp:tools email")
+	noOpenID := e.exchange(t, codeForm(c, loginCode(t, q3, idp.URL), p3), nil)
+	status, hdr, _ := get(t, e.http, siteAddr()+"/userinfo", bearer(noOpenID.Access))
+	if status != http.StatusForbidden || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+		t.Errorf("userinfo without openid: %d %v, want 403 insufficient_scope", status, hdr)
 	}
 
 	for name, h := range map[string]http.Header{

@@ -113,6 +113,12 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = "An app"
 	}
+	// A loopback redirect goes to whatever program listens on this device,
+	// which a verified client name does not vouch for (MCP, CIMD section 6.4).
+	loopback := false
+	if u, err := url.Parse(redirectURI); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		loopback = IsLoopbackHost(strings.ToLower(u.Hostname()))
+	}
 	renderPage(w, http.StatusOK, "consent", map[string]any{
 		"Title":        "Authorize " + name,
 		"ClientName":   name,
@@ -120,6 +126,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		"Verified":     verified,
 		"ClientHost":   clientHost,
 		"RedirectHost": redirectHost(redirectURI),
+		"Loopback":     loopback,
 		"Resource":     res.URL,
 		"ResourceHost": hostOf(res.URL),
 		"Scopes":       req.Scopes,

@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 )
 
 // introspection is an RFC 7662 introspection response.
@@ -33,7 +35,13 @@ func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	owner, anyToken := "", s.resourceServerCaller(r)
 	if !anyToken {
-		client, oerr := s.authenticateClient(r, params)
+		// A caller without any credentials is not authorized: 401, not a
+		// 400 for the missing client_id (RFC 7662 section 2.1, 2.3).
+		var client *clients.Client
+		oerr := oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
+		if r.Header.Get("Authorization") != "" || params["client_id"] != "" || params["client_assertion"] != "" {
+			client, oerr = s.authenticateClient(r, params)
+		}
 		if oerr == nil && client.IsPublic() {
 			oerr = oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
 		}

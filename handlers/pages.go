@@ -30,6 +30,7 @@ button.primary{background:#0c66e4;border-color:#0c66e4;color:#fff}
 <p>{{if .Verified}}This client is identified by its metadata document at <span class="host">{{.ClientHost}}</span>.{{else}}<span class="warn">This client registered itself and is not verified.</span>{{end}}</p>
 <p>After you approve and log in, you will be sent back to <span class="host">{{.RedirectHost}}</span>.
 Only continue if you started this from an app you trust.</p>
+{{if .Loopback}}<p class="warn">That address is on this device (localhost): any program running here can claim to be this app. Approve only if you just started this from it yourself.</p>{{end}}
 <p>It asks to access <span class="host">{{.Resource}}</span>{{if .Scopes}} with these permissions:{{end}}</p>
 {{if .Scopes}}<ul>{{range .Scopes}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <form method="post" action="{{.Action}}">

@@ -91,6 +91,13 @@ func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
 		return
 	}
+	// UserInfo is an OpenID Connect endpoint: the token must carry openid
+	// (OpenID Connect Core 5.3.1).
+	if !slices.Contains(claims.Scopes(), "openid") {
+		w.Header().Set("WWW-Authenticate", challenge+`, error="insufficient_scope", scope="openid"`)
+		writeJSONError(w, http.StatusForbidden, "insufficient_scope", "the access token was not granted the openid scope")
+		return
+	}
 	writeJSON(w, http.StatusOK, struct {
 		Subject string `json:"sub"`
 		profileClaims
