@@ -22,8 +22,22 @@ func init() {
 // option; without it, the defaults apply.
 type App struct {
 	// StoragePath is the directory of the embedded Badger database.
-	// Default: `{caddy.AppDataDir}/mcp_auth`.
+	// Default: `{caddy.AppDataDir}/mcp_auth`. Not with Redis.
 	StoragePath string `json:"storage_path,omitempty"`
+
+	// Redis is the redis:// or rediss:// (TLS) URL of a Redis server (6.2
+	// or newer), such as `redis://:password@redis.internal:6379/0`.
+	// Placeholders such as {env.REDIS_URL} are expanded at provision. When
+	// set, all state lives in Redis instead of Badger, so several Caddy
+	// instances behind a load balancer share clients, grants, revocations
+	// and signing keys.
+	Redis string `json:"redis,omitempty"`
+
+	// RedisPrefix namespaces the keys in Redis, so that several independent
+	// deployments can share one database: instances that must share state
+	// use the same prefix. Avoid a prefix that begins another one. Default:
+	// `mcp_auth:`.
+	RedisPrefix string `json:"redis_prefix,omitempty"`
 
 	// SigningAlgorithm is the JWS algorithm of new signing keys: ES256,
 	// RS256 or EdDSA. Default: ES256.
@@ -41,15 +55,22 @@ type App struct {
 	logger   *zap.Logger
 }
 
-// stores keeps each Badger database open across config reloads: a reload
-// provisions the new config before cleaning up the old one, and Badger
-// locks its directory.
+// stores keeps each store open across config reloads: a reload provisions
+// the new config before cleaning up the old one, and Badger locks its
+// directory. Badger databases are keyed by absolute path, Redis stores by
+// "redis:"+url+"|"+prefix, so a reload shares one Redis client.
 var stores = caddy.NewUsagePool()
 
 // pooledStore lets the pool close the database when its last user is gone.
 type pooledStore struct{ *storage.Badger }
 
 func (p pooledStore) Destruct() error { return p.Close() }
+
+// pooledRedis lets the pool close the Redis client when its last user is
+// gone.
+type pooledRedis struct{ *storage.Redis }
+
+func (p pooledRedis) Destruct() error { return p.Close() }
 
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
@@ -62,18 +83,46 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision opens (or joins) the store and loads the key ring.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if a.StoragePath == "" {
-		a.StoragePath = filepath.Join(caddy.AppDataDir(), "mcp_auth")
-	}
 	if a.KeyRotation == 0 {
 		a.KeyRotation = caddy.Duration(30 * 24 * time.Hour)
 	}
 	if a.KeyRotation < caddy.Duration(time.Hour) {
 		return fmt.Errorf("key_rotation (%s) must be at least 1h", time.Duration(a.KeyRotation))
 	}
+	var where string // the store, for messages
+	var err error
+	if a.Redis != "" || a.RedisPrefix != "" {
+		where, err = a.openRedis(ctx)
+	} else {
+		where, err = a.openBadger()
+	}
+	if err != nil {
+		return err
+	}
+
+	a.ring, err = tokens.NewKeyRing(ctx, a.store, tokens.KeyRingConfig{
+		Algorithm:      a.SigningAlgorithm,
+		RotationPeriod: time.Duration(a.KeyRotation),
+		RetainPeriod:   time.Duration(a.KeyRotation),
+	})
+	if err != nil {
+		return fmt.Errorf("signing keys in %s: %w", where, err)
+	}
+	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
+	current.Lock()
+	current.app = a
+	current.Unlock()
+	return nil
+}
+
+// openBadger opens (or joins) the Badger database at StoragePath.
+func (a *App) openBadger() (string, error) {
+	if a.StoragePath == "" {
+		a.StoragePath = filepath.Join(caddy.AppDataDir(), "mcp_auth")
+	}
 	abs, err := filepath.Abs(a.StoragePath)
 	if err != nil {
-		return fmt.Errorf("storage_path %q: %w", a.StoragePath, err)
+		return "", fmt.Errorf("storage_path %q: %w", a.StoragePath, err)
 	}
 	val, _, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
 		db, err := storage.OpenBadger(abs, a.logger.Named("badger"))
@@ -83,23 +132,47 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return pooledStore{db}, nil
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	a.storeKey, a.store = abs, val.(pooledStore).Badger
+	return abs, nil
+}
 
-	a.ring, err = tokens.NewKeyRing(ctx, a.store, tokens.KeyRingConfig{
-		Algorithm:      a.SigningAlgorithm,
-		RotationPeriod: time.Duration(a.KeyRotation),
-		RetainPeriod:   time.Duration(a.KeyRotation),
+// openRedis connects to (or joins the pooled client of) the Redis server.
+// Its URL may hold a password, so messages never show it.
+func (a *App) openRedis(ctx caddy.Context) (string, error) {
+	if a.Redis == "" {
+		return "", errors.New("redis_prefix is set but redis is not")
+	}
+	if a.StoragePath != "" {
+		return "", errors.New("storage_path and redis are mutually exclusive: state lives either in a local Badger database or in Redis")
+	}
+	repl := caddy.NewReplacer()
+	url := repl.ReplaceKnown(a.Redis, "")
+	if url == "" {
+		// Most likely an unset environment variable; falling back to a
+		// local database would split the state between instances.
+		return "", fmt.Errorf("redis %q expands to an empty URL", a.Redis)
+	}
+	prefix := repl.ReplaceKnown(a.RedisPrefix, "")
+	if prefix == "" {
+		prefix = storage.DefaultRedisPrefix
+	}
+	key := "redis:" + url + "|" + prefix
+	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		r, err := storage.OpenRedis(ctx, url, prefix)
+		if err != nil {
+			return nil, err
+		}
+		a.logger.Info("state store is redis", zap.Stringer("redis", r))
+		return pooledRedis{r}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("signing keys in %s: %w", abs, err)
+		return "", err
 	}
-	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
-	current.Lock()
-	current.app = a
-	current.Unlock()
-	return nil
+	r := val.(pooledRedis).Redis
+	a.storeKey, a.store = key, r
+	return r.String(), nil
 }
 
 // maintainKeys keeps the key ring rotated and in step with the store until

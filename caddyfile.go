@@ -524,9 +524,13 @@ func issuerFromSiteAddress(h httpcaddyfile.Helper) (string, error) {
 //
 //	mcp_auth {
 //		storage_path      <dir>
+//		redis             <url>
+//		redis_prefix      <prefix>
 //		signing_algorithm ES256|RS256|EdDSA
 //		key_rotation      <duration>
 //	}
+//
+// storage_path and redis are mutually exclusive; redis_prefix needs redis.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // option name; before any error, so errors carry its line
 	if existing != nil {
@@ -537,6 +541,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, d.ArgErr()
 	}
 	seen := map[string]bool{}
+	var prefixAlone error // redis_prefix without redis, at its line
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] {
@@ -552,7 +557,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 		switch opt {
 		case "storage_path":
+			if seen["redis"] {
+				return nil, d.Err("storage_path and redis are mutually exclusive")
+			}
 			app.StoragePath = val
+		case "redis":
+			if seen["storage_path"] {
+				return nil, d.Err("storage_path and redis are mutually exclusive")
+			}
+			app.Redis = val
+		case "redis_prefix":
+			app.RedisPrefix = val
+			prefixAlone = d.Err("redis_prefix requires redis")
 		case "signing_algorithm":
 			if !slices.Contains(tokens.Algorithms, val) {
 				return nil, d.Errf("signing_algorithm %q is not one of %v", val, tokens.Algorithms)
@@ -570,6 +586,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		default:
 			return nil, d.Errf("unrecognized mcp_auth global option '%s'", opt)
 		}
+	}
+	if prefixAlone != nil && app.Redis == "" {
+		return nil, prefixAlone
 	}
 	return httpcaddyfile.App{Name: "mcp_auth", Value: caddyconfig.JSON(app, nil)}, nil
 }

