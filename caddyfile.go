@@ -37,6 +37,7 @@ func init() {
 //		scopes          <scope...>
 //		require_scope   <path> <scope...>
 //		tool_scope      <tool> <scope...>
+//		scope_includes  <scope> <narrower scope...>
 //		realm           <name>
 //		allowed_origins <origin...>
 //		strip_header    <name...>
@@ -87,7 +88,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope", "grant_scope"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope", "grant_scope", "scope_includes"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -205,6 +206,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("grant_scope: %q must be users, emails or orgs followed by values, or everyone", kind)
 			}
 			h.ScopeGrants = append(h.ScopeGrants, g)
+		case "scope_includes":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if _, dup := h.ScopeIncludes[args[0]]; dup {
+				return d.Errf("scope_includes for %q given twice", args[0])
+			}
+			if h.ScopeIncludes == nil {
+				h.ScopeIncludes = map[string][]string{}
+			}
+			h.ScopeIncludes[args[0]] = args[1:]
 		case "tool_scope":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

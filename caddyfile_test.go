@@ -399,6 +399,102 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 	}{
 		// Site directive.
 		{
+			name:      "unknown upstream provider",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream facebook {\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"unknown upstream provider"},
+		},
+		{
+			name:      "upstream option of another provider",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream github {\n\t\t\tissuer https://x.example.com\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"unrecognized option 'issuer' for upstream github"},
+		},
+		{
+			name:      "user without hash",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream users {\n\t\t\talice\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"bcrypt hash"},
+		},
+		{
+			name:      "allow of an unknown kind",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tallow teams a\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"use users, emails, orgs or everyone"},
+		},
+		{
+			name:      "allow emails without @",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tallow emails example.com\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"not an address"},
+		},
+		{
+			name:      "grant_scope without to",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tgrant_scope mcp:read everyone\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"grant_scope <scope...> to"},
+		},
+		{
+			name:      "grant_scope to nobody",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tgrant_scope mcp:read to users\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"must be users, emails or orgs"},
+		},
+		{
+			name:      "tool_scope without scope",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\ttool_scope add\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"wrong argument count"},
+		},
+		{
+			name:      "scope_includes without narrower scope",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscope_includes admin\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"wrong argument count"},
+		},
+		{
+			name:      "bad duration",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\taccess_token_lifetime soon\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"not a positive duration"},
+		},
+		{
+			name:      "unknown registration option",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tregistration {\n\t\t\topen yes\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"unrecognized registration option 'open'"},
+		},
+		{
+			name:      "bad rate limit",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tregistration {\n\t\t\trate_limit -1\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"positive number"},
+		},
+		{
+			name:      "client_metadata_documents maybe",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tclient_metadata_documents maybe\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"on or off"},
+		},
+		{
+			name:      "introspection_client without secret",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tintrospection_client rs-1\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"wrong argument count"},
+		},
+		{
+			name:      "authorization_server over http",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tauthorization_server http://kc.example.com/realms/mcp\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"must use https"},
+		},
+		{
+			name:      "authorization_server option",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tauthorization_server https://kc.example.com {\n\t\t\tcache 1m\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"unrecognized authorization_server option 'cache'"},
+		},
+		{
 			name:      "directive argument",
 			caddyfile: "example.com {\n\tmcp_auth /mcp* extra\n}\n",
 			line:      "Caddyfile:2",

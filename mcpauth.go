@@ -63,6 +63,11 @@ type Handler struct {
 	// for more. Other requests and all responses pass untouched.
 	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
 
+	// ScopeIncludes declares scope hierarchies: a token with a key scope
+	// also meets requirements for the scopes it lists, for example
+	// {"admin": ["mcp:write", "mcp:read"]}. It applies transitively.
+	ScopeIncludes map[string][]string `json:"scope_includes,omitempty"`
+
 	// Realm is the realm of bearer challenges. Default: mcp.
 	Realm string `json:"realm,omitempty"`
 
@@ -271,6 +276,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	cfg.ToolScopes = h.ToolScopes
+	for broad, narrow := range h.ScopeIncludes {
+		if broad == "" || len(narrow) == 0 {
+			return fmt.Errorf("scope_includes: scope %q must include at least one other scope", broad)
+		}
+	}
+	cfg.ScopeIncludes = h.ScopeIncludes
 	for _, o := range h.AllowedOrigins {
 		if o != strings.TrimRight(o, "/") || !strings.Contains(o, "://") {
 			return fmt.Errorf("allowed_origins: %q is not an origin such as https://app.example.com", o)

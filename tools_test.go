@@ -95,3 +95,31 @@ func TestToolScopes(t *testing.T) {
 		})
 	}
 }
+
+// A broad scope includes the narrow ones it is declared to (RS-08): a token
+// with admin may call a tool that needs mcp:admin, transitively.
+func TestScopeHierarchy(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, "tool_scope add mcp:admin\n\t\tscope_includes owner admin\n\t\tscope_includes admin mcp:admin"))
+	client := mustTLSClient(t)
+	ring := testRing(t, storagePath)
+	call := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}`)
+	for scope, want := range map[string]int{
+		"mcp:tools":       http.StatusForbidden,
+		"mcp:tools admin": 0,
+		"mcp:tools owner": 0,
+	} {
+		token := mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = scope })
+		h := bearer(token)
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+		status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/mcp", h, call)
+		if (want == 0 && status == http.StatusForbidden) || (want != 0 && status != want) {
+			t.Errorf("token with %q: %d", scope, status)
+		}
+	}
+	// /admin/* needs admin (gatedSite); owner includes it.
+	if status, _, _ := get(t, client, siteAddr()+"/admin/x", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = "owner" }))); status != http.StatusOK {
+		t.Errorf("owner on an admin path: %d", status)
+	}
+}

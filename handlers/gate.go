@@ -82,7 +82,8 @@ func (s *Site) Authorize(r *http.Request) Decision {
 			return d
 		}
 	}
-	if missing := missingScopes(claims.Scopes(), need); len(missing) > 0 {
+	have := s.effectiveScopes(claims.Scopes())
+	if missing := missingScopes(have, need); len(missing) > 0 {
 		return refuse(http.StatusForbidden, "insufficient_scope", "token lacks a required scope", need)
 	}
 	toolNeed, err := s.toolScopesNeeded(r)
@@ -94,7 +95,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		d.Status, d.Reason = http.StatusBadRequest, err.Error()
 		return d
 	}
-	if missing := missingScopes(claims.Scopes(), toolNeed); len(missing) > 0 {
+	if missing := missingScopes(have, toolNeed); len(missing) > 0 {
 		// All scopes the call needs, in one challenge, so the client can step up.
 		return refuse(http.StatusForbidden, "insufficient_scope", "the tool needs a scope the token lacks", union(need, toolNeed))
 	}
@@ -136,6 +137,23 @@ func union(a, b []string) []string {
 		}
 	}
 	return out
+}
+
+// effectiveScopes adds to granted every scope a granted one includes,
+// following ScopeIncludes transitively.
+func (s *Site) effectiveScopes(granted []string) []string {
+	if len(s.ScopeIncludes) == 0 {
+		return granted
+	}
+	have := slices.Clone(granted)
+	for i := 0; i < len(have); i++ { // have grows while it is walked
+		for _, implied := range s.ScopeIncludes[have[i]] {
+			if !slices.Contains(have, implied) {
+				have = append(have, implied)
+			}
+		}
+	}
+	return have
 }
 
 func missingScopes(have, need []string) []string {

@@ -62,6 +62,10 @@ type Site struct {
 	ScopeRules []ScopeRule
 	// ToolScopes maps MCP tool names to the scopes a tools/call needs.
 	ToolScopes map[string][]string
+	// ScopeIncludes maps a broad scope to the narrower ones it implies
+	// (admin includes mcp:write), so a token with the broad scope meets
+	// a requirement for a narrow one (MCP 2026-07-28 step-up rules).
+	ScopeIncludes map[string][]string
 	// AllowedOrigins limits the browser origins that may call the site;
 	// empty allows any origin.
 	AllowedOrigins []string
@@ -87,6 +91,7 @@ type SiteConfig struct {
 	Resources      []ResourceConfig
 	ScopeRules     []ScopeRule
 	ToolScopes     map[string][]string
+	ScopeIncludes  map[string][]string
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	AS             *AuthServer
@@ -117,6 +122,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		Realm:          cfg.Realm,
 		ScopeRules:     cfg.ScopeRules,
 		ToolScopes:     cfg.ToolScopes,
+		ScopeIncludes:  cfg.ScopeIncludes,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Ring:           cfg.Ring,
 		AS:             cfg.AS,
