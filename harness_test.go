@@ -143,6 +143,12 @@ func siteAddr() string { return fmt.Sprintf("https://localhost:%d", httpsPort) }
 
 // globalOptions are prepended to every test Caddyfile.
 func globalOptions(storagePath, logFile string) string {
+	return globalOptionsWith("storage_path "+storagePath, logFile)
+}
+
+// globalOptionsWith are globalOptions whose mcp_auth global block holds
+// storage, the lines that say where the state is.
+func globalOptionsWith(storage, logFile string) string {
 	return fmt.Sprintf(`{
 	admin %s
 	http_port %d
@@ -154,10 +160,10 @@ func globalOptions(storagePath, logFile string) string {
 		level DEBUG
 	}
 	mcp_auth {
-		storage_path %s
+		%s
 	}
 }
-`, adminAddr, httpPort, httpsPort, filepath.Join(dataHome, "caddy"), logFile, storagePath)
+`, adminAddr, httpPort, httpsPort, filepath.Join(dataHome, "caddy"), logFile, storage)
 }
 
 // adapt turns a test Caddyfile into JSON config. HTTPS sites use the test

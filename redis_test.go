@@ -1,15 +1,12 @@
 package mcpauth
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -28,99 +26,14 @@ import (
 // Tests of the Redis state store through the App and a real Caddy: several
 // instances sharing one Redis share clients, grants and signing keys.
 
-// startRedis starts a throwaway redis-server on a free loopback port, stops
-// it when the test ends (after Caddy, whose cleanup is registered later),
-// and returns its URL. Without redis-server on PATH the test is skipped, or
-// fails when CI is set.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not on PATH; scripts/setup-e2e.sh installs it"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	var lastErr error
-	for range 3 { // the free port may be taken before redis-server binds it
-		port := freePort()
-		var out bytes.Buffer
-		cmd := exec.Command(bin, "--save", "", "--appendonly", "no",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir())
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitForRedis(addr, exited); lastErr == nil {
-			t.Cleanup(stop)
-			return "redis://" + addr + "/0"
-		}
-		stop()
-		lastErr = fmt.Errorf("%w\n%s", lastErr, out.Bytes())
-	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
-	return ""
-}
-
-// waitForRedis waits until the server at addr answers PING.
-func waitForRedis(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetDeadline(time.Now().Add(time.Second))
-			_, err = conn.Write([]byte("PING\r\n"))
-			var line string
-			if err == nil {
-				line, err = bufio.NewReader(conn).ReadString('\n')
-			}
-			conn.Close()
-			if err == nil && line == "+PONG\r\n" {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return errors.New("redis-server exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no PONG from %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // redisGlobalOptions are globalOptions with the state in Redis instead of
 // storage_path. redisURL may be a placeholder.
 func redisGlobalOptions(redisURL, prefix, logFile string) string {
-	prefixLine := ""
+	storage := "redis " + redisURL
 	if prefix != "" {
-		prefixLine = "\n\t\tredis_prefix " + prefix
+		storage += "\n\t\tredis_prefix " + prefix
 	}
-	return fmt.Sprintf(`{
-	admin %s
-	http_port %d
-	https_port %d
-	grace_period 1s
-	storage file_system %s
-	log {
-		output file %s
-		level DEBUG
-	}
-	mcp_auth {
-		redis %s%s
-	}
-}
-`, adminAddr, httpPort, httpsPort, filepath.Join(dataHome, "caddy"), logFile, redisURL, prefixLine)
+	return globalOptionsWith(storage, logFile)
 }
 
 // redisASSite is asSite with global options of its own.
@@ -166,7 +79,7 @@ func redisKeys(t *testing.T, url, prefix string) []string {
 // tokens and refresh its grant.
 func TestRedisSharedState(t *testing.T) {
 	const password = "redis-password-4f1c"
-	url := withPassword(t, startRedis(t), password)
+	url := withPassword(t, redistest.Start(t), password)
 	const prefix = "e2e:"
 	// The URL comes from the environment, as it should in production to
 	// keep the password out of the config.
@@ -349,7 +262,7 @@ func TestRedisCaddyfileErrors(t *testing.T) {
 // Instances sharing a Redis sign with the same keys, and one whose ring is
 // out of date finds a key another instance rotated in.
 func TestRedisKeyRingsAcrossInstances(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	cfg := tokens.KeyRingConfig{RotationPeriod: 30 * 24 * time.Hour, RetainPeriod: 30 * 24 * time.Hour}
 	open := func(prefix string) storage.Store {

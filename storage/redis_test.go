@@ -1,14 +1,10 @@
 package storage_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,82 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
-
-// startRedis starts a throwaway redis-server on a free loopback port, with
-// extra command-line arguments, stops it when the test ends, and returns
-// its URL. Without redis-server on PATH the test is skipped, or fails when
-// CI is set.
-func startRedis(t *testing.T, extra ...string) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not on PATH; scripts/setup-e2e.sh installs it"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	// The port may be taken between freePort and redis-server binding it.
-	var lastErr error
-	for range 3 {
-		port := freePort(t)
-		var out bytes.Buffer
-		args := append([]string{"--save", "", "--appendonly", "no",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir()}, extra...)
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitForRedis(addr, exited); lastErr == nil {
-			t.Cleanup(stop)
-			return "redis://" + addr + "/0"
-		}
-		stop()
-		lastErr = fmt.Errorf("%w\n%s", lastErr, out.Bytes())
-	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
-	return ""
-}
-
-// waitForRedis waits until the server at addr answers PING.
-func waitForRedis(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetDeadline(time.Now().Add(time.Second))
-			_, err = conn.Write([]byte("PING\r\n"))
-			var line string
-			if err == nil {
-				line, err = bufio.NewReader(conn).ReadString('\n')
-			}
-			conn.Close()
-			if err == nil && line == "+PONG\r\n" {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return errors.New("redis-server exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no PONG from %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -133,7 +57,7 @@ func rawClient(t *testing.T, url string) *redis.Client {
 }
 
 func TestRedisContract(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	var n atomic.Int64
 	storagetest.Run(t, func(t *testing.T) storage.Store {
 		// One server for all subtests; a prefix of its own makes each
@@ -146,7 +70,7 @@ func TestRedisContract(t *testing.T) {
 // a load balancer have: each sees the other's writes, and the atomic
 // operations hold between them.
 func TestRedisSharedBetweenStores(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	a, b := openRedis(t, url, ""), openRedis(t, url, "")
 
@@ -221,7 +145,7 @@ func TestRedisSharedBetweenStores(t *testing.T) {
 }
 
 func TestRedisPrefixIsolation(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	one, two := openRedis(t, url, "one:"), openRedis(t, url, "two:")
 	def := openRedis(t, url, "")
@@ -268,7 +192,7 @@ func TestRedisPrefixIsolation(t *testing.T) {
 // Redis SCAN patterns are globs; the prefixes given to List and OpenRedis
 // are literal.
 func TestRedisGlobCharacters(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	keys := []string{`a*/1`, `ab/1`, `a?/1`, `ax/1`, `a[b]/1`, `a[b/1`, `a]/1`, `a\/1`, `a\*/1`, `a^/1`, `a-/1`}
 	// Stores whose prefixes are globs matching each other's keys.
@@ -314,7 +238,7 @@ func TestRedisGlobCharacters(t *testing.T) {
 // An entry is never returned once its TTL has passed since the write
 // returned, however the TTL falls between milliseconds.
 func TestRedisExpiryIsNeverLate(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	s := openRedis(t, url, "")
 	for _, ttl := range []time.Duration{2 * time.Millisecond, 20*time.Millisecond + 700*time.Microsecond, 101 * time.Millisecond} {
@@ -389,7 +313,7 @@ func TestRedisUnreachable(t *testing.T) {
 }
 
 func TestRedisWrongPassword(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	if err := rawClient(t, url).ConfigSet(ctx, "requirepass", "right-password").Err(); err != nil {
 		t.Fatal(err)
@@ -413,7 +337,7 @@ func TestRedisWrongPassword(t *testing.T) {
 // A server without GETDEL (before Redis 6.2) is refused when the store
 // opens, not when the first authorization code is redeemed.
 func TestRedisWithoutGetDel(t *testing.T) {
-	url := startRedis(t, "--rename-command", "GETDEL", "")
+	url := redistest.Start(t, "--rename-command", "GETDEL", "")
 	_, err := storage.OpenRedis(t.Context(), url, "")
 	if err == nil || !strings.Contains(err.Error(), "6.2") || !strings.Contains(err.Error(), strings.TrimPrefix(url, "redis://")) {
 		t.Fatalf("OpenRedis on a server without GETDEL: %v; want an error naming the server and Redis 6.2", err)
@@ -422,7 +346,7 @@ func TestRedisWithoutGetDel(t *testing.T) {
 }
 
 func TestRedisCloseTwice(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	r, err := storage.OpenRedis(t.Context(), url, "")
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +364,7 @@ func TestRedisCloseTwice(t *testing.T) {
 
 // Values never show up in errors, which end up in logs.
 func TestRedisErrorsHideValues(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	ctx := t.Context()
 	s := openRedis(t, url, "")
 	// A key of another type makes every command fail on the server.
