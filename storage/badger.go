@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,12 @@ import (
 type Badger struct {
 	db     *badger.DB
 	logger *zap.Logger
+
+	// incrementLocks serialise increments of a key within this process
+	// (the only one that can open the database): optimistic transactions
+	// alone would make many concurrent increments of one counter retry
+	// until they give up.
+	incrementLocks [64]sync.Mutex
 
 	stopGC    chan struct{}
 	gcDone    chan struct{}
@@ -226,6 +234,52 @@ func (b *Badger) Swap(ctx context.Context, key string, old, value []byte, ttl ti
 	})
 }
 
+// Increment implements Store.
+func (b *Badger) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	lock := &b.incrementLocks[h.Sum32()%uint32(len(b.incrementLocks))]
+	lock.Lock()
+	defer lock.Unlock()
+	var count int64
+	err := b.update(func(txn *badger.Txn) error {
+		var value []byte
+		live := false
+		item, err := txn.Get([]byte(key))
+		switch {
+		case err == nil:
+			value, live, err = decodeItem(item)
+		case errors.Is(err, badger.ErrKeyNotFound):
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
+		if !live {
+			count = 1
+			return txn.SetEntry(newEntry(key, []byte("1"), ttl))
+		}
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil {
+			return fmt.Errorf("storage: incrementing %q: the value is not a counter", key)
+		}
+		count = n + 1
+		// The window's deadline, set by the first increment, stays.
+		deadline, err := itemDeadline(item)
+		if err != nil {
+			return err
+		}
+		return txn.SetEntry(entryWithDeadline(key, strconv.AppendInt(nil, count, 10), deadline))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
 // Delete implements Store.
 func (b *Badger) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
@@ -334,19 +388,38 @@ func decodeItem(item *badger.Item) (value []byte, live bool, err error) {
 // every read checks; Badger's own expiry is set to the second after it, so
 // Badger never hides a live entry but still garbage-collects dead ones.
 func newEntry(key string, value []byte, ttl time.Duration) *badger.Entry {
-	raw := make([]byte, headerLen+len(value))
-	var expiresAt uint64
+	var deadline int64
 	// A deadline past what int64 nanoseconds can hold (the year 2262) is
 	// as good as none.
 	if now := time.Now().UnixNano(); ttl > 0 && int64(ttl) <= math.MaxInt64-now {
-		deadline := now + int64(ttl)
-		binary.BigEndian.PutUint64(raw, uint64(deadline))
-		expiresAt = uint64(deadline/int64(time.Second)) + 1
+		deadline = now + int64(ttl)
 	}
+	return entryWithDeadline(key, value, deadline)
+}
+
+// entryWithDeadline encodes value for key to expire at deadline (Unix
+// nanoseconds), or never if it is zero.
+func entryWithDeadline(key string, value []byte, deadline int64) *badger.Entry {
+	raw := make([]byte, headerLen+len(value))
+	binary.BigEndian.PutUint64(raw, uint64(deadline))
 	copy(raw[headerLen:], value)
 	e := badger.NewEntry([]byte(key), raw)
-	e.ExpiresAt = expiresAt
+	if deadline != 0 {
+		e.ExpiresAt = uint64(deadline/int64(time.Second)) + 1
+	}
 	return e
+}
+
+// itemDeadline returns the deadline in item's header.
+func itemDeadline(item *badger.Item) (deadline int64, err error) {
+	err = item.Value(func(raw []byte) error {
+		if len(raw) < headerLen {
+			return fmt.Errorf("storage: corrupt badger entry %q: value shorter than its header", item.Key())
+		}
+		deadline = int64(binary.BigEndian.Uint64(raw))
+		return nil
+	})
+	return deadline, err
 }
 
 // badgerLogger routes Badger's log messages to zap. Badger is chatty at

@@ -270,6 +270,29 @@ func (r *Redis) Swap(ctx context.Context, key string, old, value []byte, ttl tim
 	return fmt.Errorf("storage: redis swap script returned %d", res)
 }
 
+// incrementScript counts and, on the first count, sets the expiry in one
+// step, so a counter never outlives its window. ARGV[1] is the PX in
+// milliseconds, "0" for no expiry.
+var incrementScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 and ARGV[1] ~= '0' then
+	redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+`)
+
+// Increment implements Store with a Lua script (see incrementScript).
+func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := incrementScript.Run(ctx, r.client, []string{r.key(key)}, redisTTL(ttl)).Int64()
+	if err != nil {
+		return 0, redisErr("increment script", err)
+	}
+	return n, nil
+}
+
 // Delete implements Store with DEL.
 func (r *Redis) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {

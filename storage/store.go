@@ -50,6 +50,16 @@ type Store interface {
 	// refresh-token family rotates without lost updates.
 	Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error
 
+	// Increment atomically adds one to the counter under key and returns
+	// the new count. A missing key starts at 1 and expires after ttl; later
+	// increments keep that deadline, so a counter counts events in a fixed
+	// window that starts with the first one. The value is the count in
+	// decimal, as Get returns it. Among concurrent callers every increment
+	// counts: n callers on a missing key see 1 to n, each once. This is
+	// how limits that must hold across instances (failed logins, global
+	// registration caps) count.
+	Increment(ctx context.Context, key string, ttl time.Duration) (int64, error)
+
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 

@@ -358,6 +358,54 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		}
 	})
 
+	t.Run("Increment", func(t *testing.T) {
+		s := newStore(t)
+		for want := int64(1); want <= 3; want++ {
+			if got := mustIncrement(t, s, "count/a", time.Hour); got != want {
+				t.Fatalf("Increment %d: got %d", want, got)
+			}
+		}
+		assertValue(t, s, "count/a", []byte("3"))
+		if got := mustIncrement(t, s, "count/b", 0); got != 1 {
+			t.Fatalf("Increment of another key: got %d, want 1", got)
+		}
+		mustDelete(t, s, "count/a")
+		if got := mustIncrement(t, s, "count/a", time.Hour); got != 1 {
+			t.Fatalf("Increment after Delete: got %d, want 1", got)
+		}
+	})
+
+	t.Run("IncrementNotACounter", func(t *testing.T) {
+		s := newStore(t)
+		mustPut(t, s, "k", []byte("not a number"), 0)
+		if _, err := s.Increment(context.Background(), "k", 0); err == nil {
+			t.Fatalf("Increment of a non-counter value succeeded")
+		}
+		assertValue(t, s, "k", []byte("not a number"))
+	})
+
+	t.Run("ConcurrentIncrement", func(t *testing.T) {
+		s := newStore(t)
+		var (
+			mu   sync.Mutex
+			seen = map[int64]bool{}
+		)
+		race(t, func() error {
+			n, err := s.Increment(context.Background(), "count/race", time.Hour)
+			if err != nil {
+				return fmt.Errorf("increment: %w", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[n] || n < 1 || n > contenders {
+				return fmt.Errorf("increment returned %d twice or out of 1..%d", n, contenders)
+			}
+			seen[n] = true
+			return nil
+		})
+		assertValue(t, s, "count/race", fmt.Appendf(nil, "%d", contenders))
+	})
+
 	t.Run("Delete", func(t *testing.T) {
 		s := newStore(t)
 		mustPut(t, s, "k/a", []byte("a"), 0)
@@ -450,6 +498,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		check("Take", err)
 		check("Swap", s.Swap(ctx, "k/present", []byte("v"), []byte("w"), 0))
 		check("Delete", s.Delete(ctx, "k/present"))
+		_, err = s.Increment(ctx, "k/counter", 0)
+		check("Increment", err)
 		called := false
 		check("List", s.List(ctx, "k/", func(string, []byte) error {
 			called = true
@@ -462,6 +512,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		// None of them may have had an effect.
 		assertNotFound(t, s, "k/put")
 		assertNotFound(t, s, "k/create")
+		assertNotFound(t, s, "k/counter")
 		assertValue(t, s, "k/present", []byte("v"))
 	})
 
@@ -578,6 +629,28 @@ var expiryCases = []expiryCase{
 		},
 	},
 	{
+		// A counter's window starts with its first increment: later
+		// increments neither extend nor shorten it, and a new window
+		// starts from 1.
+		name: "IncrementWindow",
+		setup: func(t *testing.T, s storage.Store, p string) {
+			mustIncrement(t, s, p+"short", shortTTL)
+			mustIncrement(t, s, p+"short", time.Hour)
+			mustIncrement(t, s, p+"long", time.Hour)
+			mustIncrement(t, s, p+"long", shortTTL)
+		},
+		before: func(t *testing.T, s storage.Store, p string) {
+			assertValue(t, s, p+"short", []byte("2"))
+		},
+		after: func(t *testing.T, s storage.Store, p string) {
+			assertNotFound(t, s, p+"short")
+			assertValue(t, s, p+"long", []byte("2"))
+			if got := mustIncrement(t, s, p+"short", time.Hour); got != 1 {
+				t.Fatalf("Increment after the window: got %d, want 1", got)
+			}
+		},
+	},
+	{
 		name: "ListSkipsExpired",
 		setup: func(t *testing.T, s storage.Store, p string) {
 			mustPut(t, s, p+"1", []byte("v"), shortTTL)
@@ -669,6 +742,15 @@ func mustPut(t *testing.T, s storage.Store, key string, value []byte, ttl time.D
 	if err := s.Put(context.Background(), key, value, ttl); err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
 	}
+}
+
+func mustIncrement(t *testing.T, s storage.Store, key string, ttl time.Duration) int64 {
+	t.Helper()
+	n, err := s.Increment(context.Background(), key, ttl)
+	if err != nil {
+		t.Fatalf("Increment(%q): %v", key, err)
+	}
+	return n
 }
 
 func mustGet(t *testing.T, s storage.Store, key string) []byte {
