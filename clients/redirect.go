@@ -126,6 +126,23 @@ func MatchRedirectURI(registered []string, requested string) (string, bool) {
 	return "", false
 }
 
+// ResponseURL returns the redirect URI with the authorization response
+// params appended to its query. The URI is kept byte for byte, query
+// included (OAuth 2.1 section 2.3.1, RFC 6749 section 3.1.2): re-encoding
+// or reordering a registered query would change a URI the client compares
+// as a string. Registered URIs have no fragment; a requested one that
+// matched a registered one cannot have one either.
+func ResponseURL(redirectURI string, params url.Values) string {
+	sep := "?"
+	switch {
+	case strings.HasSuffix(redirectURI, "?") || strings.HasSuffix(redirectURI, "&"):
+		sep = ""
+	case strings.Contains(redirectURI, "?"):
+		sep = "&"
+	}
+	return redirectURI + sep + params.Encode()
+}
+
 // splitLoopback splits an "http://host[:port]rest" URI on a loopback host
 // into its host (as written, brackets kept), port and the rest (path, query
 // and fragment, verbatim). ok is false for anything else.

@@ -369,10 +369,10 @@ const maxLoginAttempts = 5
 func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRequest, provider string, id *upstream.Identity) {
 	if !s.AS.Allow.Allows(id) {
 		s.observeLogin(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("user", id.Username), zap.String("email", id.Email))
-		renderPage(w, http.StatusForbidden, "denied", map[string]any{
-			"Title":  "Access denied",
-			"Return": s.responseURL(req.RedirectURI, errorParams(req.State, "access_denied", "this account is not allowed to use this server")),
-		})
+		// Back to the client like every other error: a link on a page of
+		// ours could not carry a private-use scheme (cursor://…), which
+		// html/template rightly refuses, and the app would be left waiting.
+		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "this account is not allowed to use this server")
 		return
 	}
 	user := userInfo{

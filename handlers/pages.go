@@ -57,12 +57,6 @@ Only continue if you started this from an app you trust.</p>
 </form>
 </main></body></html>{{end}}
 
-{{define "denied"}}{{template "head" .}}
-<h1>Access denied</h1>
-<p>You logged in, but this account is not allowed to use this server. Ask its administrator for access.</p>
-<p><a href="{{.Return}}">Return to the app</a></p>
-</main></body></html>{{end}}
-
 {{define "error"}}{{template "head" .}}
 <h1>{{.Title}}</h1>
 <p>{{.Message}}</p>

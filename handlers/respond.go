@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 )
 
 // maxBodyBytes caps every request body the authorization server reads.
@@ -74,18 +76,8 @@ func (s *Site) redirectWithParams(w http.ResponseWriter, r *http.Request, uri st
 
 // responseURL is uri with the authorization response params added.
 func (s *Site) responseURL(uri string, params url.Values) string {
-	u, err := url.Parse(uri)
-	if err != nil { // registered URIs were validated; this is defensive
-		return "about:blank"
-	}
 	params.Set("iss", s.Issuer)
-	q := u.Query()
-	for k, vs := range params {
-		q[k] = vs
-	}
-	u.RawQuery = q.Encode()
-	u.Fragment = ""
-	return u.String()
+	return clients.ResponseURL(uri, params)
 }
 
 // errorParams are the parameters of an error authorization response.
