@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target of the module, each for the given duration
+# (default 30s):
+#
+#	scripts/fuzz.sh         # 30s per target
+#	scripts/fuzz.sh 5m      # a long run
+#
+# Targets are discovered when it runs (go test -list), so new ones need no
+# change here. Every target runs even if an earlier one fails; the script
+# fails if any did. A failing input is saved by go test under the
+# package's testdata/fuzz/<target>/: commit it with the fix, it then runs
+# with the package's ordinary tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-30s}
+
+# go test -list prints a package's matching test names, then its "ok"
+# line; a package that does not build prints FAIL, which stops here.
+listing=$(go test -list '^Fuzz' ./...)
+targets=$(awk '
+	/^Fuzz/ { names[n++] = $1; next }
+	/^ok/   { for (i = 0; i < n; i++) print $2, names[i]; n = 0; next }
+	/^FAIL/ { print "cannot list fuzz targets: " $0 > "/dev/stderr"; exit 1 }
+' <<<"$listing")
+
+if [ -z "$targets" ]; then
+	echo "no fuzz targets found"
+	exit 0
+fi
+
+failed=()
+while read -r pkg target; do
+	echo "=== fuzz $target in $pkg for $duration"
+	if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$duration" "$pkg"; then
+		failed+=("$target in $pkg")
+	fi
+done <<<"$targets"
+
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'fuzz target failed: %s\n' "${failed[@]}" >&2
+	exit 1
+fi
+echo "all $(wc -l <<<"$targets") fuzz targets passed"
