@@ -51,6 +51,7 @@ func init() {
 //		refresh_token_idle     <duration>
 //		remember_consent       <duration>
 //		registration { ... }
+//		source_ipv4_prefix     <bits>
 //		client_metadata_documents on|off
 //		introspection_client   <id> <secret>
 //		authorization_server   <issuer url> [{
@@ -283,6 +284,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "source_ipv4_prefix":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			bits, err := strconv.Atoi(strings.TrimPrefix(d.Val(), "/"))
+			if err != nil || bits < 8 || bits > 32 {
+				return d.Errf("source_ipv4_prefix %q must be a prefix length from 8 to 32", d.Val())
+			}
+			h.SourceIPv4Prefix = bits
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "identity_audience":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -421,7 +434,8 @@ func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
 //	registration {
 //		initial_access_token   <token>
 //		unused_client_lifetime <duration>
-//		rate_limit             <registrations per hour per IP>
+//		rate_limit             <registrations per hour per source>
+//		global_rate_limit      <registrations per hour from all sources>
 //	}
 func parseRegistration(d *caddyfile.Dispenser) (*Registration, error) {
 	reg := new(Registration)
@@ -450,15 +464,19 @@ func parseRegistration(d *caddyfile.Dispenser) (*Registration, error) {
 				return nil, err
 			}
 			reg.UnusedClientLifetime = dur
-		case "rate_limit":
+		case "rate_limit", "global_rate_limit":
 			if !d.NextArg() {
 				return nil, d.ArgErr()
 			}
 			n, err := strconv.Atoi(d.Val())
 			if err != nil || n < 1 {
-				return nil, d.Errf("rate_limit %q must be a positive number of registrations per hour", d.Val())
+				return nil, d.Errf("%s %q must be a positive number of registrations per hour", key, d.Val())
 			}
-			reg.RateLimit = n
+			if key == "rate_limit" {
+				reg.RateLimit = n
+			} else {
+				reg.GlobalRateLimit = n
+			}
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}

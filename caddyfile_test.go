@@ -471,6 +471,18 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"positive number"},
 		},
 		{
+			name:      "bad global rate limit",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tregistration {\n\t\t\tglobal_rate_limit 0\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"global_rate_limit", "positive number"},
+		},
+		{
+			name:      "source_ipv4_prefix out of range",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tsource_ipv4_prefix 33\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"source_ipv4_prefix", "8 to 32"},
+		},
+		{
 			name:      "client_metadata_documents maybe",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tclient_metadata_documents maybe\n\t}\n}\n",
 			line:      "Caddyfile:3",

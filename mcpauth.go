@@ -130,6 +130,13 @@ type Handler struct {
 	// Registration configures dynamic client registration.
 	Registration *Registration `json:"registration,omitempty"`
 
+	// SourceIPv4Prefix is how many leading bits of a client's IPv4
+	// address name one source for the limits on unauthenticated work
+	// (registrations, authorization requests, failed logins), like the /64
+	// an IPv6 source is. Lower it (24, say) when attackers can use many
+	// addresses of one network. Default: 32, each address alone.
+	SourceIPv4Prefix int `json:"source_ipv4_prefix,omitempty"`
+
 	// DisableClientMetadataDocuments refuses client_ids that are URLs of
 	// Client ID Metadata Documents, leaving dynamic registration.
 	DisableClientMetadataDocuments bool `json:"disable_client_metadata_documents,omitempty"`
@@ -217,9 +224,14 @@ type Registration struct {
 	// UnusedClientLifetime is how long a registered client that never
 	// obtained a token is kept. Default: 24h.
 	UnusedClientLifetime caddy.Duration `json:"unused_client_lifetime,omitempty"`
-	// RateLimit is how many registrations one client IP may make per
-	// hour. Default: 20.
+	// RateLimit is how many registrations one source may make per hour:
+	// one IPv4 address (see SourceIPv4Prefix) or one IPv6 /64. Default: 20.
 	RateLimit int `json:"rate_limit,omitempty"`
+	// GlobalRateLimit is how many registrations all sources together may
+	// make per hour, counted in the shared store, so that many addresses
+	// cannot fill it with clients. Clients with a metadata document do not
+	// register and are not limited. Default: 500.
+	GlobalRateLimit int `json:"global_rate_limit,omitempty"`
 }
 
 // ScopeRequirement requires scopes for the request paths it matches.
@@ -402,6 +414,18 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if reg.RateLimit == 0 {
 		reg.RateLimit = 20
 	}
+	if reg.GlobalRateLimit == 0 {
+		reg.GlobalRateLimit = 500
+	}
+	if reg.RateLimit < 0 || reg.GlobalRateLimit < 0 {
+		return nil, fmt.Errorf("registration: rate_limit and global_rate_limit must be positive")
+	}
+	if h.SourceIPv4Prefix == 0 {
+		h.SourceIPv4Prefix = 32
+	}
+	if h.SourceIPv4Prefix < 8 || h.SourceIPv4Prefix > 32 {
+		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
+	}
 	as := &handlers.AuthServer{
 		Store:                app.store,
 		Upstream:             redirector,
@@ -414,6 +438,8 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),
 		RegistrationToken:    caddy.NewReplacer().ReplaceAll(reg.InitialAccessToken, ""),
 		RegistrationLimit:    handlers.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),
+		RegistrationsPerHour: reg.GlobalRateLimit,
+		SourceIPv4Prefix:     h.SourceIPv4Prefix,
 		SecretFailureLimit:   handlers.NewRateLimiter(10, time.Minute, 10),
 		RememberConsent:      time.Duration(h.RememberConsent),
 		ClientIP:             clientIP,

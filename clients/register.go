@@ -30,7 +30,13 @@ const (
 	// MaxRegistrationBytes is the largest registration body accepted. The
 	// HTTP handler should cap the body at this size too.
 	MaxRegistrationBytes = 64 << 10
+	// MaxClientRecordBytes bounds the stored record of a registered
+	// client, whatever mix of members fills it: anyone may register, so
+	// this and the registration rate limits bound what strangers store.
+	MaxClientRecordBytes = 8 << 10
 	maxRedirectURIs      = 20
+	// maxRedirectURIBytes bounds all redirect URIs together.
+	maxRedirectURIBytes  = 4 << 10
 	maxNameLength        = 200 // characters, for client_name and software_*
 	maxScopeLength       = 2000
 	maxMetadataURILength = 2000
@@ -96,6 +102,9 @@ func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration) (
 		if secretLifetime > 0 {
 			c.SecretExpiresAt = now.Add(secretLifetime).Unix()
 		}
+	}
+	if record, err := json.Marshal(c); err != nil || len(record) > MaxClientRecordBytes {
+		return nil, "", badMetadata("client metadata is too large (at most %d bytes stored)", MaxClientRecordBytes)
 	}
 	return c, secret, nil
 }
@@ -217,9 +226,13 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 	case len(uris) > maxRedirectURIs:
 		return nil, badRedirect("too many redirect_uris (at most %d)", maxRedirectURIs)
 	}
+	total := 0
 	for i, u := range uris {
 		if err := ValidateRedirectURI(u); err != nil {
 			return nil, badRedirect("redirect_uris[%d]: %v", i, err)
+		}
+		if total += len(u); total > maxRedirectURIBytes {
+			return nil, badRedirect("redirect_uris are too long together (at most %d bytes)", maxRedirectURIBytes)
 		}
 	}
 	c.RedirectURIs = dedupe(uris)

@@ -244,6 +244,11 @@ func TestNewRegistrationErrors(t *testing.T) {
 		{"wildcard", `{"redirect_uris":["https://*.a/cb"]}`, ErrCodeInvalidRedirectURI},
 		{"one bad among good", `{"redirect_uris":["https://client.test/cb","http://evil.test/cb"]}`, ErrCodeInvalidRedirectURI},
 		{"too many", `{"redirect_uris":[` + strings.Repeat(`"https://client.test/cb",`, maxRedirectURIs) + `"https://client.test/x"]}`, ErrCodeInvalidRedirectURI},
+		{"too long together", `{"redirect_uris":["https://client.test/` + strings.Repeat("a", 1500) + `","https://client.test/` + strings.Repeat("b", 1500) +
+			`","https://client.test/` + strings.Repeat("c", 1500) + `"]}`, ErrCodeInvalidRedirectURI},
+		{"record too large", `{` + ru + `,"client_uri":"https://client.test/` + strings.Repeat("a", 1900) + `","logo_uri":"https://client.test/` + strings.Repeat("b", 1900) +
+			`","tos_uri":"https://client.test/` + strings.Repeat("c", 1900) + `","policy_uri":"https://client.test/` + strings.Repeat("d", 1900) +
+			`","client_name":"` + strings.Repeat("一", maxNameLength) + `"}`, ErrCodeInvalidClientMetadata},
 
 		{"implicit", `{` + ru + `,"grant_types":["implicit"]}`, ErrCodeInvalidClientMetadata},
 		{"password", `{` + ru + `,"grant_types":["authorization_code","password"]}`, ErrCodeInvalidClientMetadata},

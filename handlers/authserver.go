@@ -67,13 +67,20 @@ type AuthServer struct {
 	// RegistrationToken, when set, is the initial access token that
 	// POST /register requires (RFC 7591 section 3).
 	RegistrationToken string
-	// RegistrationLimit limits registrations per client IP.
+	// RegistrationLimit limits registrations per source (see SourceBucket).
 	RegistrationLimit *RateLimiter
+	// RegistrationsPerHour caps registrations from all sources together,
+	// counted in the store so that it holds across instances; zero means
+	// no cap.
+	RegistrationsPerHour int
 	// SecretFailureLimit throttles failed client-secret checks per client.
 	SecretFailureLimit *RateLimiter
 	// ClientIP returns a request's client address (Caddy knows trusted
 	// proxies); nil uses the connection's remote address.
 	ClientIP func(*http.Request) string
+	// SourceIPv4Prefix is how many leading bits of an IPv4 address name
+	// one source for per-source limits; IPv6 sources are /64s.
+	SourceIPv4Prefix int
 	// IntrospectionCredentials maps the client ids of resource servers
 	// allowed to introspect any token to the SHA-256 (hex) of their secrets.
 	IntrospectionCredentials map[string]string
@@ -248,6 +255,8 @@ const (
 	keyRefresh  = "refresh/"
 	keyDenied   = "denied-jti/"
 	keyConsent  = "consent/"
+	// keyRegistrations counts registrations per hour, from all sources.
+	keyRegistrations = "registrations/"
 )
 
 // refreshTTL is how long a refresh token issued now stays valid unused:

@@ -1,65 +1,135 @@
 package handlers
 
 import (
+	"container/list"
+	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// RateLimiter limits events per key (a client IP), with a token bucket per
-// key. Idle buckets are dropped so the map stays small.
+// RateLimiter limits events per key (a source address, a client), with a
+// token bucket per key, in memory of bounded size: at most maxKeys buckets
+// are kept. Buckets that are full again (their key is back to its whole
+// burst) are dropped, as a fresh one is the same; when the table is still
+// full, the bucket used least recently makes room.
 type RateLimiter struct {
-	limit rate.Limit
-	burst int
+	limit   rate.Limit
+	burst   int
+	maxKeys int
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*list.Element // of *bucket
+	recent  *list.List               // most recently used first
 	swept   time.Time
 }
 
 type bucket struct {
+	key     string
 	limiter *rate.Limiter
-	seen    time.Time
 }
+
+// defaultMaxKeys bounds every RateLimiter's table: about 200 bytes per
+// key, so a couple of megabytes at most.
+const defaultMaxKeys = 10_000
 
 // NewRateLimiter allows burst events at once and then events per period.
 func NewRateLimiter(events int, period time.Duration, burst int) *RateLimiter {
 	return &RateLimiter{
 		limit:   rate.Limit(float64(events) / period.Seconds()),
 		burst:   burst,
-		buckets: make(map[string]*bucket),
+		maxKeys: defaultMaxKeys,
+		buckets: make(map[string]*list.Element),
+		recent:  list.New(),
 	}
 }
 
 // Allow reports whether one more event for key is allowed now, and counts it.
 func (l *RateLimiter) Allow(key string) bool {
-	return l.bucket(key).AllowN(time.Now(), 1)
+	return l.Reserve(key) == 0
+}
+
+// Reserve counts one event for key if it is allowed now and returns 0;
+// otherwise it counts nothing and returns how long until it would be.
+func (l *RateLimiter) Reserve(key string) time.Duration {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	if b.AllowN(now, 1) {
+		return 0
+	}
+	missing := 1 - b.TokensAt(now)
+	return time.Duration(missing / float64(l.limit) * float64(time.Second))
 }
 
 // Exhausted reports whether key has no events left now, without counting one.
 func (l *RateLimiter) Exhausted(key string) bool {
-	return l.bucket(key).TokensAt(time.Now()) < 1
-}
-
-// bucket returns key's token bucket, creating it if needed.
-func (l *RateLimiter) bucket(key string) *rate.Limiter {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.bucket(key, now).TokensAt(now) < 1
+}
+
+// bucket returns key's token bucket, creating it if needed. l.mu is held.
+func (l *RateLimiter) bucket(key string, now time.Time) *rate.Limiter {
+	if e, ok := l.buckets[key]; ok {
+		l.recent.MoveToFront(e)
+		return e.Value.(*bucket).limiter
+	}
 	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.seen) > time.Hour {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
+		l.dropFull(now)
 	}
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{limiter: rate.NewLimiter(l.limit, l.burst)}
-		l.buckets[key] = b
+	if len(l.buckets) >= l.maxKeys {
+		oldest := l.recent.Back()
+		l.recent.Remove(oldest)
+		delete(l.buckets, oldest.Value.(*bucket).key)
 	}
-	b.seen = now
+	b := &bucket{key: key, limiter: rate.NewLimiter(l.limit, l.burst)}
+	l.buckets[key] = l.recent.PushFront(b)
 	return b.limiter
+}
+
+// dropFull forgets the buckets that have refilled: forgetting them
+// changes no decision. l.mu is held.
+func (l *RateLimiter) dropFull(now time.Time) {
+	for e := l.recent.Back(); e != nil; {
+		prev := e.Prev()
+		if b := e.Value.(*bucket); b.limiter.TokensAt(now) >= float64(l.burst) {
+			l.recent.Remove(e)
+			delete(l.buckets, b.key)
+		}
+		e = prev
+	}
+	l.swept = now
+}
+
+// SourceBucket returns the key that requests from ip are limited by: the
+// address itself for IPv4 (or its first ipv4Prefix bits, for operators
+// whose users share small networks with attackers), and its /64 for IPv6,
+// since one subscriber commonly holds a whole /64. An IPv4-mapped IPv6
+// address counts as IPv4. Anything that is not an IP address is its own
+// bucket.
+func SourceBucket(ip string, ipv4Prefix int) string {
+	host := ip
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		host = h
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap().WithZone("")
+	bits := 64
+	if addr.Is4() {
+		bits = ipv4Prefix
+		if bits <= 0 || bits > 32 {
+			bits = 32
+		}
+	}
+	prefix, _ := addr.Prefix(bits)
+	return prefix.Masked().Addr().String() + "/" + strconv.Itoa(bits)
 }

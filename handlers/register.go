@@ -1,12 +1,14 @@
 package handlers
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"io"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,10 +33,11 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if l := s.AS.RegistrationLimit; l != nil && !l.Allow(s.clientIP(r)) {
-		w.Header().Set("Retry-After", "60")
-		writeJSONError(w, http.StatusTooManyRequests, "invalid_request", "too many registrations from this address; try again later")
-		return
+	if l := s.AS.RegistrationLimit; l != nil {
+		if wait := l.Reserve(s.source(r)); wait > 0 {
+			tooManyRequests(w, wait, "too many registrations from this network; try again later")
+			return
+		}
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		writeJSONError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
@@ -56,6 +59,18 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, "invalid_client_metadata", "the client metadata is invalid")
 		return
 	}
+	// Counted only now, so that malformed requests do not use up the
+	// hour's registrations.
+	if wait, err := s.AS.registrationsFull(r.Context(), now); err != nil || wait > 0 {
+		if err != nil {
+			s.AS.Logger.Error("counting registrations", zap.Error(err))
+			writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be registered")
+			return
+		}
+		s.AS.Logger.Warn("registration cap reached", zap.Int("registrations_per_hour", s.AS.RegistrationsPerHour))
+		tooManyRequests(w, wait, "this server takes no more registrations this hour; try again later")
+		return
+	}
 	if err := s.AS.putJSON(r.Context(), keyClient+client.ClientID, client, s.AS.UnusedClientLifetime); err != nil {
 		s.AS.Logger.Error("saving registered client", zap.Error(err))
 		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be saved")
@@ -69,7 +84,40 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, clients.RegistrationResponse(client, secret))
 }
 
-// clientIP is the address registrations are limited by.
+// registrationsFull counts one registration against the hour's cap and,
+// when it is over, returns how long until the next hour.
+func (a *AuthServer) registrationsFull(ctx context.Context, now time.Time) (time.Duration, error) {
+	if a.RegistrationsPerHour <= 0 {
+		return 0, nil
+	}
+	hour := now.Truncate(time.Hour)
+	next := hour.Add(time.Hour)
+	n, err := a.Store.Increment(ctx, keyRegistrations+strconv.FormatInt(hour.Unix(), 10), time.Until(next)+time.Minute)
+	if err != nil || n <= int64(a.RegistrationsPerHour) {
+		return 0, err
+	}
+	return next.Sub(now), nil
+}
+
+// tooManyRequests answers 429 with a Retry-After of wait, rounded up to
+// whole seconds.
+func tooManyRequests(w http.ResponseWriter, wait time.Duration, description string) {
+	w.Header().Set("Retry-After", retryAfter(wait))
+	writeJSONError(w, http.StatusTooManyRequests, "invalid_request", description)
+}
+
+// retryAfter formats wait as a Retry-After value: whole seconds, at least 1.
+func retryAfter(wait time.Duration) string {
+	return strconv.FormatInt(max(int64((wait+time.Second-1)/time.Second), 1), 10)
+}
+
+// source is the per-source limit key of a request: its client address,
+// bucketed by SourceBucket.
+func (s *Site) source(r *http.Request) string {
+	return SourceBucket(s.clientIP(r), s.AS.SourceIPv4Prefix)
+}
+
+// clientIP is the address of the client that sent r.
 func (s *Site) clientIP(r *http.Request) string {
 	if s.AS.ClientIP != nil {
 		return s.AS.ClientIP(r)

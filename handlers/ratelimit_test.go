@@ -1,0 +1,86 @@
+package handlers
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestRateLimiterTableIsBounded(t *testing.T) {
+	l := NewRateLimiter(1, time.Hour, 1)
+	l.maxKeys = 100
+	for i := range 1000 {
+		l.Allow(fmt.Sprintf("source-%d", i))
+		if n := len(l.buckets); n > l.maxKeys || l.recent.Len() != n {
+			t.Fatalf("after %d keys the table holds %d buckets (list %d), cap %d", i+1, n, l.recent.Len(), l.maxKeys)
+		}
+	}
+	// The most recent keys are remembered: their limit still holds.
+	if l.Allow("source-999") {
+		t.Errorf("the newest key was forgotten")
+	}
+}
+
+func TestRateLimiterKeepsBusyKeys(t *testing.T) {
+	l := NewRateLimiter(1, time.Hour, 2)
+	l.maxKeys = 10
+	l.Allow("attacker")
+	l.Allow("attacker")
+	for i := range 50 {
+		// A key in use stays, however many others pass by.
+		l.Allow(fmt.Sprintf("other-%d", i))
+		if l.Allow("attacker") {
+			t.Fatalf("the attacker's exhausted bucket was evicted after %d other keys", i+1)
+		}
+	}
+}
+
+func TestRateLimiterDropsFullBuckets(t *testing.T) {
+	l := NewRateLimiter(1000, time.Second, 1)
+	for i := range 50 {
+		l.Allow(fmt.Sprintf("k%d", i))
+	}
+	time.Sleep(10 * time.Millisecond) // every bucket refills
+	l.swept = time.Time{}             // and a sweep is due
+	l.Allow("new")
+	if n := len(l.buckets); n != 1 {
+		t.Errorf("%d buckets after a sweep, want only the new one", n)
+	}
+}
+
+func TestRateLimiterReserve(t *testing.T) {
+	l := NewRateLimiter(1, time.Minute, 1)
+	if wait := l.Reserve("a"); wait != 0 {
+		t.Fatalf("first event: wait %v", wait)
+	}
+	if wait := l.Reserve("a"); wait <= 50*time.Second || wait > time.Minute {
+		t.Errorf("second event: wait %v, want about a minute", wait)
+	}
+	if !l.Exhausted("a") || l.Exhausted("b") {
+		t.Errorf("Exhausted: a %v, b %v", l.Exhausted("a"), l.Exhausted("b"))
+	}
+}
+
+func TestSourceBucket(t *testing.T) {
+	for _, tc := range []struct {
+		ip     string
+		prefix int
+		want   string
+	}{
+		{"192.0.2.7", 32, "192.0.2.7/32"},
+		{"192.0.2.7", 24, "192.0.2.0/24"},
+		{"192.0.2.7", 0, "192.0.2.7/32"},
+		{"192.0.2.7:4711", 32, "192.0.2.7/32"},
+		{"::ffff:192.0.2.7", 32, "192.0.2.7/32"},
+		{"::ffff:c000:0207", 24, "192.0.2.0/24"},
+		{"2001:db8:1:2::1", 32, "2001:db8:1:2::/64"},
+		{"2001:DB8:1:2:ffff:ffff:ffff:ffff", 32, "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2::5]:443", 32, "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", 32, "fe80::/64"},
+		{"not an address", 32, "not an address"},
+	} {
+		if got := SourceBucket(tc.ip, tc.prefix); got != tc.want {
+			t.Errorf("SourceBucket(%q, %d) = %q, want %q", tc.ip, tc.prefix, got, tc.want)
+		}
+	}
+}
