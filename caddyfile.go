@@ -53,6 +53,7 @@ func init() {
 //		registration { ... }
 //		source_ipv4_prefix     <bits>
 //		client_metadata_documents on|off
+//		assertion_optional     <client_id URL|host...>
 //		introspection_client   <id> <secret>
 //		authorization_server   <issuer url> [{
 //			introspection <client id> <client secret>
@@ -89,7 +90,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "tool_scope", "grant_scope", "scope_includes"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -296,6 +297,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "assertion_optional":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, arg := range args {
+				if _, err := assertionOptionalEntry(arg); err != nil {
+					return d.Errf("assertion_optional: %v", err)
+				}
+			}
+			h.AssertionOptional = append(h.AssertionOptional, args...)
 		case "identity_audience":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -453,6 +453,30 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"wrong argument count"},
 		},
 		{
+			name:      "assertion_optional with a wildcard",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tassertion_optional *.chatgpt.com\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"neither a client_id URL nor a host name"},
+		},
+		{
+			name:      "assertion_optional with an http URL",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tassertion_optional http://chatgpt.com/oauth/client.json\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"not a client metadata document URL"},
+		},
+		{
+			name:      "assertion_optional with a path but no scheme",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tassertion_optional chatgpt.com/oauth\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"neither a client_id URL nor a host name"},
+		},
+		{
+			name:      "assertion_optional without a client",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tassertion_optional\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"wrong argument count"},
+		},
+		{
 			name:      "bad duration",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\taccess_token_lifetime soon\n\t}\n}\n",
 			line:      "Caddyfile:3",

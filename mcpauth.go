@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -140,6 +141,17 @@ type Handler struct {
 	// DisableClientMetadataDocuments refuses client_ids that are URLs of
 	// Client ID Metadata Documents, leaving dynamic registration.
 	DisableClientMetadataDocuments bool `json:"disable_client_metadata_documents,omitempty"`
+
+	// AssertionOptional lists Client ID Metadata Document clients that
+	// declare private_key_jwt but may leave out their client assertion at
+	// /token and /revoke: each entry is a client_id URL (compared exactly)
+	// or the host of client_ids (with its port, if the URLs have one, for
+	// example "chatgpt.com"). Such a request is accepted as from a public
+	// client protected by PKCE alone, and its grant records that the client
+	// did not authenticate: it never lets such a client introspect, nor
+	// refresh a grant that was made with an assertion. Default: none, every
+	// private_key_jwt client must send a verified assertion.
+	AssertionOptional []string `json:"assertion_optional,omitempty"`
 
 	// IntrospectionClients are resource servers allowed to introspect any
 	// token at /introspect with HTTP Basic: client id → secret.
@@ -340,6 +352,9 @@ func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
 	if h.Upstream != nil || h.Allow != nil || h.Registration != nil {
 		return fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
 	}
+	if len(h.AssertionOptional) > 0 {
+		return fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
+	}
 	// Issuers compare as exact strings (RFC 8414 section 3.3): the
 	// operator's spelling is used as is, once checked.
 	issuer := h.AuthorizationServer
@@ -450,6 +465,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if !h.DisableClientMetadataDocuments {
 		as.Metadata = clients.NewFetcher(clientMetadataOptions)
 	}
+	if as.AssertionOptional, err = h.assertionOptional(); err != nil {
+		return nil, err
+	}
 	if len(h.IntrospectionClients) > 0 {
 		as.IntrospectionCredentials = make(map[string]string, len(h.IntrospectionClients))
 		repl := caddy.NewReplacer()
@@ -462,6 +480,39 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		}
 	}
 	return as, nil
+}
+
+// assertionOptional validates AssertionOptional.
+func (h *Handler) assertionOptional() ([]string, error) {
+	if len(h.AssertionOptional) > 0 && h.DisableClientMetadataDocuments {
+		return nil, fmt.Errorf("assertion_optional applies to Client ID Metadata Documents, which are off")
+	}
+	out := make([]string, 0, len(h.AssertionOptional))
+	for _, entry := range h.AssertionOptional {
+		normal, err := assertionOptionalEntry(entry)
+		if err != nil {
+			return nil, fmt.Errorf("assertion_optional: %v", err)
+		}
+		out = append(out, normal)
+	}
+	return out, nil
+}
+
+// assertionOptionalEntry checks one assertion_optional entry, a client_id
+// URL or a host, and returns it as it is compared (hosts in lower case).
+// Wildcards are refused: the exception must stay as narrow as written.
+func assertionOptionalEntry(entry string) (string, error) {
+	if strings.Contains(entry, "://") {
+		if !clients.IsMetadataURL(entry) {
+			return "", fmt.Errorf("%q is not a client metadata document URL", entry)
+		}
+		return entry, nil
+	}
+	u, err := url.Parse("https://" + entry)
+	if err != nil || entry == "" || u.Host != entry || u.Hostname() == "" || strings.Contains(entry, "*") {
+		return "", fmt.Errorf("%q is neither a client_id URL nor a host name", entry)
+	}
+	return strings.ToLower(entry), nil
 }
 
 // clientMetadataOptions configures the fetching of Client ID Metadata

@@ -563,7 +563,9 @@ func TestProfileChatGPT(t *testing.T) {
 		},
 		"/oauth/jwks.json": func(string) any { return jwks },
 	})
-	pe := newPenv(t, usersAS(t, ""), "users:alice")
+	// The runtime has been seen sending no assertion (PostHog PR #80746):
+	// the operator lets this document's host leave it out.
+	pe := newPenv(t, usersAS(t, "assertion_optional "+strings.TrimPrefix(srv.URL, "https://")), "users:alice")
 	ua := http.Header{"User-Agent": {"openai-mcp/1.0.0"}}
 
 	// Connectors fetch the metadata on the MCP origin directly, HEAD and
@@ -593,7 +595,7 @@ func TestProfileChatGPT(t *testing.T) {
 		f    pflow
 	}{
 		{"private_key_jwt, resource with full path on both legs", c, full},
-		// The runtime sometimes sends no assertion (PostHog PR #80746).
+		// Allowed by assertion_optional above.
 		{"no assertion: public client with PKCE", c.withMethod("none"), full},
 		// FastMCP: "ChatGPT sends ?kb_name=X".
 		{"resource with a query", c, pflow{resource: withQuery, tokenResource: withQuery, refreshResource: withQuery, scope: &asked, wantScope: granted}},
@@ -702,7 +704,8 @@ func TestProfileCodex(t *testing.T) {
 			}
 		},
 	})
-	pe := newPenv(t, usersAS(t, ""), "users:alice")
+	// This very document may leave out its assertion (the exact client_id).
+	pe := newPenv(t, usersAS(t, "assertion_optional "+srv.URL+docPath), "users:alice")
 	_, asm := pe.document(t, nil, "/.well-known/oauth-authorization-server")
 	assertCIMDMetadata(t, asm)
 

@@ -56,6 +56,10 @@ type AuthServer struct {
 	ScopeGrants []ScopeGrant
 	// Metadata fetches Client ID Metadata Documents; nil disables them.
 	Metadata *clients.Fetcher
+	// AssertionOptional names the metadata-document clients (client_id
+	// URLs, or hosts of client_ids) that declare private_key_jwt but may
+	// leave out their assertion, and are then treated as public clients.
+	AssertionOptional []string
 
 	AccessTokenLifetime  time.Duration
 	RefreshTokenLifetime time.Duration
@@ -73,7 +77,8 @@ type AuthServer struct {
 	// counted in the store so that it holds across instances; zero means
 	// no cap.
 	RegistrationsPerHour int
-	// SecretFailureLimit throttles failed client-secret checks per client.
+	// SecretFailureLimit throttles failed client-secret checks per client
+	// and source (see SourceBucket).
 	SecretFailureLimit *RateLimiter
 	// ClientIP returns a request's client address (Caddy knows trusted
 	// proxies); nil uses the connection's remote address.
@@ -225,11 +230,14 @@ type tokenID struct {
 // grant is a refresh-token family: one user's authorization of one client
 // for one resource.
 type grant struct {
-	ID       string   `json:"id"`
-	ClientID string   `json:"client_id"`
-	User     userInfo `json:"user"`
-	Resource string   `json:"resource"`
-	Scopes   []string `json:"scopes,omitempty"`
+	ID       string `json:"id"`
+	ClientID string `json:"client_id"`
+	// ClientAuth is the method the client authenticated with when the
+	// grant was made; every refresh must authenticate at least as well.
+	ClientAuth string   `json:"client_auth,omitempty"`
+	User       userInfo `json:"user"`
+	Resource   string   `json:"resource"`
+	Scopes     []string `json:"scopes,omitempty"`
 	// RefreshHash is the SHA-256 of the current refresh token.
 	RefreshHash string `json:"refresh_hash"`
 	// PreviousHash is the refresh token rotated away last; until

@@ -4,8 +4,6 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
-
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 )
 
 // introspection is an RFC 7662 introspection response.
@@ -29,7 +27,7 @@ type introspection struct {
 // else, including tokens that are invalid, revoked, expired or another
 // client's, is {"active": false} and nothing more (section 2.2).
 func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
-	params, _, ok := s.readForm(w, r)
+	params, _, ok := readForm(w, r)
 	if !ok {
 		return
 	}
@@ -37,12 +35,15 @@ func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !anyToken {
 		// A caller without any credentials is not authorized: 401, not a
 		// 400 for the missing client_id (RFC 7662 section 2.1, 2.3).
-		var client *clients.Client
+		var client *authenticatedClient
 		oerr := oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
 		if r.Header.Get("Authorization") != "" || params["client_id"] != "" || params["client_assertion"] != "" {
 			client, oerr = s.authenticateClient(r, params)
 		}
-		if oerr == nil && client.IsPublic() {
+		// Only a client that proved a secret or a key may introspect: a
+		// public client, or one let through without its assertion, could
+		// be anyone who knows a client_id.
+		if oerr == nil && !client.provedCredential() {
 			oerr = oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
 		}
 		if oerr != nil {

@@ -13,10 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"go.uber.org/zap"
 )
 
 // refreshGrace is how long the refresh token just rotated away still
@@ -28,8 +26,11 @@ const refreshGrace = 30 * time.Second
 // token rotates on every use. Everything is checked before rotation, so a
 // failed request never burns the token. A token presented again within the
 // grace window returns the same successor; later, it means the token was
-// stolen, and the whole grant is revoked.
-func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
+// stolen, and the whole grant is revoked. A grant is refused to a client
+// that authenticates less strongly than when the grant was made, so a
+// stolen refresh token of a private_key_jwt client is useless without
+// its key.
+func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
 	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
 	rt := params["refresh_token"]
 	if rt == "" {
@@ -48,6 +49,9 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 		var g grant
 		if json.Unmarshal(raw, &g) != nil || g.ClientID != client.ClientID {
 			return nil, invalidGrant
+		}
+		if authStrength(client.Method) < authStrength(g.ClientAuth) {
+			return nil, oauthError(http.StatusBadRequest, "invalid_grant", "the grant requires the client to authenticate with "+g.ClientAuth)
 		}
 		now := time.Now()
 		if now.Unix() >= g.ExpiresAt {
@@ -91,7 +95,7 @@ func (s *Site) refresh(ctx context.Context, client *clients.Client, params map[s
 		}
 
 		unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
-		resp, at, err := s.mintAccessToken(client, g.User, res, scopes)
+		resp, at, err := s.mintAccessToken(client.Client, g.User, res, scopes)
 		if err != nil {
 			s.AS.Logger.Error("issuing tokens", zap.Error(err))
 			return nil, unavailable

@@ -114,29 +114,28 @@ func hashKey(secret string) string {
 }
 
 // singleValues parses a form or query, refusing repeated parameters
-// (OAuth 2.1 section 3.1, 3.2) other than those in repeatable. Empty values
-// count as absent.
+// (OAuth 2.1 section 3.1, 3.2) other than those in repeatable, even when
+// all but one of the values are empty: a parser that takes the first value
+// must never read another request than this one. Empty values count as
+// absent.
 func singleValues(values url.Values, repeatable ...string) (map[string]string, []string, *OAuthError) {
 	out := make(map[string]string, len(values))
 	var repeated []string
 	for k, vs := range values {
-		var nonEmpty []string
-		for _, v := range vs {
-			if v != "" {
-				nonEmpty = append(nonEmpty, v)
-			}
-		}
-		if len(nonEmpty) == 0 {
-			continue
-		}
 		if slices.Contains(repeatable, k) {
-			repeated = append(repeated, nonEmpty...)
+			for _, v := range vs {
+				if v != "" {
+					repeated = append(repeated, v)
+				}
+			}
 			continue
 		}
-		if len(nonEmpty) > 1 {
+		if len(vs) > 1 {
 			return nil, nil, oauthError(http.StatusBadRequest, "invalid_request", "parameter "+safeName(k)+" is repeated")
 		}
-		out[k] = nonEmpty[0]
+		if vs[0] != "" {
+			out[k] = vs[0]
+		}
 	}
 	return out, repeated, nil
 }

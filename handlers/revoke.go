@@ -10,14 +10,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // readTokenForm reads the form of the revocation and introspection
 // endpoints and authenticates the client; it answers errors itself.
-func (s *Site) readTokenForm(w http.ResponseWriter, r *http.Request) (*clients.Client, map[string]string, bool) {
-	params, _, ok := s.readForm(w, r)
+func (s *Site) readTokenForm(w http.ResponseWriter, r *http.Request) (*authenticatedClient, map[string]string, bool) {
+	params, _, ok := readForm(w, r)
 	if !ok {
 		return nil, nil, false
 	}
@@ -45,7 +44,7 @@ func (s *Site) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	token := params["token"]
 	// token_type_hint only orders the lookups (section 2.1).
-	lookups := []func(context.Context, *clients.Client, string) bool{s.revokeRefreshToken, s.revokeAccessToken}
+	lookups := []func(context.Context, *authenticatedClient, string) bool{s.revokeRefreshToken, s.revokeAccessToken}
 	if params["token_type_hint"] == "access_token" {
 		slices.Reverse(lookups)
 	}
@@ -59,10 +58,12 @@ func (s *Site) serveRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeRefreshToken reports whether token is a refresh token of client's,
-// revoking its grant if so.
-func (s *Site) revokeRefreshToken(ctx context.Context, client *clients.Client, token string) bool {
+// revoking its grant if so. Like a refresh, revoking needs the client
+// authentication the grant was made with: a stolen refresh token alone
+// cannot end the grant of a client that signs its requests.
+func (s *Site) revokeRefreshToken(ctx context.Context, client *authenticatedClient, token string) bool {
 	g, ok := s.AS.grantOf(ctx, token)
-	if !ok || g.ClientID != client.ClientID {
+	if !ok || g.ClientID != client.ClientID || authStrength(client.Method) < authStrength(g.ClientAuth) {
 		return false
 	}
 	_ = s.AS.revokeFamily(ctx, g)
@@ -72,7 +73,7 @@ func (s *Site) revokeRefreshToken(ctx context.Context, client *clients.Client, t
 
 // revokeAccessToken reports whether token is an access token issued to
 // client by this server, denying it if so.
-func (s *Site) revokeAccessToken(ctx context.Context, client *clients.Client, token string) bool {
+func (s *Site) revokeAccessToken(ctx context.Context, client *authenticatedClient, token string) bool {
 	claims, ok := s.accessTokenClaims(ctx, token)
 	if !ok || claims.ClientID != client.ClientID {
 		return false

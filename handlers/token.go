@@ -2,11 +2,9 @@ package handlers
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -33,11 +31,17 @@ type tokenResponse struct {
 
 // readForm reads the POSTed form of the token, revocation and
 // introspection endpoints, answering malformed requests itself. Only
-// resource may repeat (RFC 8707).
-func (s *Site) readForm(w http.ResponseWriter, r *http.Request) (map[string]string, []string, bool) {
+// resource may repeat (RFC 8707). Parameters in the URL are refused: they
+// would be read by parsers that merge query and body, and credentials must
+// not travel there (OAuth 2.1 section 2.4.1).
+func readForm(w http.ResponseWriter, r *http.Request) (map[string]string, []string, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "this endpoint only accepts POST")
+		return nil, nil, false
+	}
+	if r.URL.RawQuery != "" {
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "parameters must be sent in the body, not the URL")
 		return nil, nil, false
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
@@ -57,18 +61,9 @@ func (s *Site) readForm(w http.ResponseWriter, r *http.Request) (map[string]stri
 	return params, resources, true
 }
 
-// writeClientError answers a failed client authentication; a client that
-// tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
-func (s *Site) writeClientError(w http.ResponseWriter, r *http.Request, oerr *OAuthError) {
-	if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
-		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
-	}
-	writeOAuthError(w, oerr)
-}
-
 // serveToken handles POST /token.
 func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
-	params, resources, ok := s.readForm(w, r)
+	params, resources, ok := readForm(w, r)
 	if !ok {
 		return
 	}
@@ -98,120 +93,16 @@ func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
-	if err := s.AS.markClientUsed(r.Context(), client); err != nil {
+	if err := s.AS.markClientUsed(r.Context(), client.Client); err != nil {
 		s.AS.Logger.Warn("marking client used failed", zap.Error(err))
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// authenticateClient identifies the client by the method it used: HTTP
-// Basic (client_secret_basic), a secret in the body (client_secret_post), a
-// signed assertion (private_key_jwt), or only its client_id (a public
-// client, protected by PKCE). Using two methods at once is an error.
-func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*clients.Client, *OAuthError) {
-	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
-	clientID, secret, methods := params["client_id"], params["client_secret"], 0
-	if secret != "" {
-		methods++
-	}
-	if params["client_assertion"] != "" || params["client_assertion_type"] != "" {
-		methods++
-	}
-	if header := r.Header.Get("Authorization"); header != "" {
-		methods++
-		id, sec, ok := basicCredentials(header)
-		if !ok {
-			return nil, invalidClient
-		}
-		if clientID != "" && clientID != id {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id differs from the authenticated client")
-		}
-		clientID, secret = id, sec
-	}
-	if methods > 1 {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "use exactly one client authentication method")
-	}
-
-	if params["client_assertion"] != "" || params["client_assertion_type"] != "" {
-		if params["client_assertion_type"] != jwtBearerAssertion || params["client_assertion"] == "" {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+jwtBearerAssertion)
-		}
-		if clientID == "" {
-			clientID = clients.AssertionSubject(params["client_assertion"])
-		}
-		client, err := s.AS.client(r.Context(), clientID)
-		if err != nil || s.AS.Metadata == nil || client.TokenEndpointAuthMethod != clients.AuthMethodPrivateKeyJWT {
-			return nil, invalidClient
-		}
-		err = clients.VerifyAssertion(r.Context(), params["client_assertion"], client, s.Issuer+pathToken, s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
-		var aerr *clients.AssertionError
-		switch {
-		case errors.As(err, &aerr):
-			s.logDebug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
-			return nil, invalidClient
-		case err != nil:
-			s.AS.Logger.Error("verifying client assertion", zap.Error(err))
-			return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the client assertion could not be checked")
-		}
-		return client, nil
-	}
-
-	if clientID == "" {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id is required")
-	}
-	client, err := s.AS.client(r.Context(), clientID)
-	if err != nil {
-		return nil, invalidClient
-	}
-	switch {
-	case secret != "":
-		// Guessing a secret is throttled per client (OAuth 2.1 section 2.4.1).
-		if l := s.AS.SecretFailureLimit; l != nil && l.Exhausted(client.ClientID) {
-			return nil, oauthError(http.StatusTooManyRequests, "invalid_client", "too many failed authentications; try again later")
-		}
-		if client.SecretHash == "" || !client.CheckSecret(secret) {
-			if l := s.AS.SecretFailureLimit; l != nil {
-				l.Allow(client.ClientID)
-			}
-			return nil, invalidClient
-		}
-		if client.SecretExpired(time.Now()) {
-			return nil, invalidClient
-		}
-	case client.SecretHash != "":
-		// A confidential client must prove itself.
-		return nil, invalidClient
-	}
-	return client, nil
-}
-
-// basicCredentials decodes HTTP Basic client credentials, which OAuth
-// form-urlencodes before base64 (RFC 6749 section 2.3.1).
-func basicCredentials(header string) (id, secret string, ok bool) {
-	scheme, encoded, found := strings.Cut(header, " ")
-	if !found || !strings.EqualFold(scheme, "Basic") {
-		return "", "", false
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
-	if err != nil {
-		return "", "", false
-	}
-	rawID, rawSecret, found := strings.Cut(string(raw), ":")
-	if !found {
-		return "", "", false
-	}
-	id, err1 := url.QueryUnescape(rawID)
-	secret, err2 := url.QueryUnescape(rawSecret)
-	if err1 != nil || err2 != nil || id == "" {
-		return "", "", false
-	}
-	return id, secret, true
-}
-
 // exchangeCode redeems an authorization code (OAuth 2.1 section 4.1.3).
 // Everything that a retry could fix is checked before the code is used up;
 // the code is then taken atomically, so it is redeemed at most once.
-func (s *Site) exchangeCode(ctx context.Context, client *clients.Client, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
+func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
 	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
 	code, verifier := params["code"], params["code_verifier"]
 	if code == "" {
@@ -251,9 +142,9 @@ func (s *Site) exchangeCode(ctx context.Context, client *clients.Client, params 
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
 		return nil, invalidGrant
 	}
-	resp, at, err := s.mintAccessToken(client, ac.User, res, req.Scopes)
+	resp, at, err := s.mintAccessToken(client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
-	if err == nil && slices.Contains(client.GrantTypes, "refresh_token") {
+	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
 		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
 	}
 	if err == nil {
@@ -282,7 +173,7 @@ func (s *Site) tokensIssued(grantType, clientID, sub string) {
 // by its client with the right verifier: the code was stolen, or the
 // client is broken (OAuth 2.1 section 4.1.3). A replay with a wrong
 // verifier changes nothing, so nobody can revoke another's tokens.
-func (s *Site) punishReplay(ctx context.Context, client *clients.Client, key, verifier string) {
+func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, key, verifier string) {
 	var used usedCode
 	if s.AS.getJSON(ctx, keyUsedCode+key, &used) != nil || used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
 		return
@@ -322,11 +213,11 @@ func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resou
 }
 
 // newGrant starts a refresh-token family and returns its id and first
-// refresh token.
-func (s *Site) newGrant(ctx context.Context, client *clients.Client, user userInfo, res *Resource, scopes []string, at tokenID) (string, string, error) {
+// refresh token. The grant remembers how its client authenticated.
+func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user userInfo, res *Resource, scopes []string, at tokenID) (string, string, error) {
 	rt, now := randomToken(), time.Now()
 	g := grant{
-		ID: tokens.NewID(), ClientID: client.ClientID, User: user, Resource: res.URL, Scopes: scopes,
+		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
 		RefreshHash: hashKey(rt), AccessTokenIDs: []tokenID{at},
 		CreatedAt: now.Unix(), ExpiresAt: now.Add(s.AS.RefreshTokenLifetime).Unix(),
 	}

@@ -1,0 +1,241 @@
+package handlers
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+)
+
+// authenticatedClient is a client together with how it proved itself in
+// this request.
+type authenticatedClient struct {
+	*clients.Client
+	// Method is the token_endpoint_auth_method the client used: the one
+	// it registered, or none for a metadata-document client that sent no
+	// assertion and is named in AssertionOptional.
+	Method string
+}
+
+// provedCredential reports whether the client proved a secret or a key,
+// rather than only naming itself.
+func (c *authenticatedClient) provedCredential() bool { return authStrength(c.Method) > 0 }
+
+// authStrength ranks client authentication methods: a grant born with one
+// may only be used again with one of at least the same rank. The two
+// secret methods rank alike; unknown and empty methods (grants stored
+// before the method was recorded) rank lowest.
+func authStrength(method string) int {
+	switch method {
+	case clients.AuthMethodPrivateKeyJWT:
+		return 2
+	case clients.AuthMethodClientSecretBasic, clients.AuthMethodClientSecretPost:
+		return 1
+	}
+	return 0
+}
+
+// presentedCredentials is what a request offers to authenticate a client.
+type presentedCredentials struct {
+	method   string // the token_endpoint_auth_method these credentials are
+	clientID string
+	secret   string
+	// assertion is a client_assertion of type jwtBearerAssertion.
+	assertion string
+}
+
+// readCredentials reads the client credentials of a request, refusing a
+// request that uses more than one method (OAuth 2.1 section 2.4) or whose
+// credentials are malformed.
+func readCredentials(r *http.Request, params map[string]string) (*presentedCredentials, *OAuthError) {
+	_, hasSecret := params["client_secret"]
+	_, hasAssertion := params["client_assertion"]
+	_, hasAssertionType := params["client_assertion_type"]
+	header, hasHeader := r.Header["Authorization"]
+	used := 0
+	for _, present := range []bool{hasSecret, hasAssertion || hasAssertionType, hasHeader} {
+		if present {
+			used++
+		}
+	}
+	if used > 1 {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "use exactly one client authentication method")
+	}
+	creds := &presentedCredentials{method: clients.AuthMethodNone, clientID: params["client_id"]}
+	switch {
+	case hasHeader:
+		if len(header) != 1 {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "the Authorization header is repeated")
+		}
+		id, secret, ok := basicCredentials(header[0])
+		if !ok {
+			return nil, oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		}
+		if creds.clientID != "" && creds.clientID != id {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id differs from the authenticated client")
+		}
+		creds.clientID = id
+		// Basic with an empty password names a client and proves nothing,
+		// which is how some libraries present public clients.
+		if secret != "" {
+			creds.method, creds.secret = clients.AuthMethodClientSecretBasic, secret
+		}
+	case hasSecret:
+		creds.method, creds.secret = clients.AuthMethodClientSecretPost, params["client_secret"]
+	case hasAssertion || hasAssertionType:
+		if params["client_assertion_type"] != jwtBearerAssertion || params["client_assertion"] == "" {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+jwtBearerAssertion)
+		}
+		creds.method, creds.assertion = clients.AuthMethodPrivateKeyJWT, params["client_assertion"]
+		if creds.clientID == "" {
+			// RFC 7521 section 4.2: client_id may be left out; the
+			// assertion names the client, and verifying it checks that.
+			creds.clientID = clients.AssertionSubject(creds.assertion)
+		}
+	}
+	if creds.clientID == "" {
+		return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id is required")
+	}
+	return creds, nil
+}
+
+// authenticateClient identifies the client of a request to /token,
+// /revoke or /introspect and checks that it authenticated with the method
+// it registered (RFC 7591 section 2): a client registered for
+// client_secret_basic may not send its secret in the body, nor the
+// reverse, and a private_key_jwt client must send a verified assertion.
+// The one exception is explicit: a metadata-document client named in
+// AssertionOptional may leave out its assertion and is then treated as a
+// public client (method none).
+func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*authenticatedClient, *OAuthError) {
+	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	creds, oerr := readCredentials(r, params)
+	if oerr != nil {
+		return nil, oerr
+	}
+	client, err := s.AS.client(r.Context(), creds.clientID)
+	if err != nil {
+		return nil, invalidClient
+	}
+	registered := client.TokenEndpointAuthMethod
+	if creds.method != registered {
+		if registered == clients.AuthMethodPrivateKeyJWT && creds.method == clients.AuthMethodNone && s.AS.assertionOptional(client) {
+			s.logDebug("client sent no assertion; accepted as a public client", zap.String("client_id", client.ClientID))
+			return &authenticatedClient{Client: client, Method: clients.AuthMethodNone}, nil
+		}
+		s.logDebug("client used another authentication method than it registered", zap.String("client_id", client.ClientID),
+			zap.String("registered", registered), zap.String("used", creds.method))
+		return nil, invalidClient
+	}
+	switch registered {
+	case clients.AuthMethodNone:
+	case clients.AuthMethodClientSecretBasic, clients.AuthMethodClientSecretPost:
+		if oerr := s.checkSecret(r, client, creds.secret); oerr != nil {
+			return nil, oerr
+		}
+	case clients.AuthMethodPrivateKeyJWT:
+		if oerr := s.checkAssertion(r, client, creds.assertion); oerr != nil {
+			return nil, oerr
+		}
+	default:
+		return nil, invalidClient
+	}
+	return &authenticatedClient{Client: client, Method: registered}, nil
+}
+
+// checkSecret checks a client secret. Failures are throttled per client
+// and source (OAuth 2.1 section 2.4.1, sources as registrations count
+// them): a guesser is stopped, and guessing from one source never locks
+// the client out at another.
+func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret string) *OAuthError {
+	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	limit, key := s.AS.SecretFailureLimit, client.ClientID+"\x00"+s.source(r)
+	if limit != nil && limit.Exhausted(key) {
+		return oauthError(http.StatusTooManyRequests, "invalid_client", "too many failed authentications; try again later")
+	}
+	if client.SecretHash == "" || !client.CheckSecret(secret) {
+		if limit != nil {
+			limit.Allow(key)
+		}
+		return invalidClient
+	}
+	if client.SecretExpired(time.Now()) {
+		return invalidClient
+	}
+	return nil
+}
+
+// checkAssertion verifies a private_key_jwt client assertion (RFC 7523).
+func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion string) *OAuthError {
+	if s.AS.Metadata == nil {
+		return oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	}
+	err := clients.VerifyAssertion(r.Context(), assertion, client, s.Issuer+pathToken, s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
+	var aerr *clients.AssertionError
+	switch {
+	case errors.As(err, &aerr):
+		s.logDebug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
+		return oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	case err != nil:
+		s.AS.Logger.Error("verifying client assertion", zap.Error(err))
+		return oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the client assertion could not be checked")
+	}
+	return nil
+}
+
+// assertionOptional reports whether client, a metadata-document client
+// registered for private_key_jwt, may leave out its assertion: its
+// client_id, or the host of its client_id, is in AssertionOptional.
+func (a *AuthServer) assertionOptional(client *clients.Client) bool {
+	if !client.Metadata || len(a.AssertionOptional) == 0 {
+		return false
+	}
+	u, err := url.Parse(client.ClientID)
+	if err != nil {
+		return false
+	}
+	for _, entry := range a.AssertionOptional {
+		if entry == client.ClientID || strings.EqualFold(entry, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeClientError answers a failed client authentication; a client that
+// tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
+func (s *Site) writeClientError(w http.ResponseWriter, r *http.Request, oerr *OAuthError) {
+	if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
+	}
+	writeOAuthError(w, oerr)
+}
+
+// basicCredentials decodes HTTP Basic client credentials, which OAuth
+// form-urlencodes before base64 (RFC 6749 section 2.3.1).
+func basicCredentials(header string) (id, secret string, ok bool) {
+	scheme, encoded, found := strings.Cut(header, " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
+	if err != nil {
+		return "", "", false
+	}
+	rawID, rawSecret, found := strings.Cut(string(raw), ":")
+	if !found {
+		return "", "", false
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil || id == "" {
+		return "", "", false
+	}
+	return id, secret, true
+}
