@@ -1,10 +1,8 @@
 package mcpauth
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -295,19 +293,6 @@ func TestAttackSecretClientUsesTheOtherMethod(t *testing.T) {
 			}
 		}
 	})
-}
-
-// clientFrom is an HTTPS client whose connections come from the loopback
-// address ip, which Caddy takes as the client IP.
-func clientFrom(t *testing.T, ip string) *http.Client {
-	t.Helper()
-	c := mustTLSClient(t)
-	tr := c.Transport.(*http.Transport)
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialer.DialContext(ctx, "tcp4", addr)
-	}
-	return c
 }
 
 func TestAttackSecretGuessingLocksOutAnotherAddress(t *testing.T) {
