@@ -23,7 +23,7 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-auth",
-		Usage: "clients|grants|revoke|delete-client|rotate-keys [...] [--address <admin address>]",
+		Usage: "clients|grants|revoke|revoke-grant|delete-client|rotate-keys [...] [--issuer <site>] [--address <admin address>]",
 		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy",
 		Long: `
 Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
@@ -34,9 +34,14 @@ Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
   caddy mcp-auth revoke <sub>            revoke every grant of a user
   caddy mcp-auth revoke-grant <id>       revoke one grant
   caddy mcp-auth rotate-keys             make the next signing key active now
+
+Each site keeps its own clients and grants. The commands act on every site
+of the running config; --issuer (such as https://mcp.example.com) limits
+them to one.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("address", "", "Address of the administration API (default: localhost:2019)")
+			cmd.Flags().String("issuer", "", "Only the site with this issuer (default: every site)")
 			cmd.Args = cobra.RangeArgs(1, 2)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMCPAuth)
 		},
@@ -58,6 +63,10 @@ var current struct {
 //	DELETE /mcp_auth/grants?sub=<sub>
 //	DELETE /mcp_auth/grants/<id>
 //	POST   /mcp_auth/keys/rotate
+//
+// Each site's authorization server keeps its own clients, grants and
+// tokens: the endpoints act on every site of the running config, or on
+// one with ?issuer=<issuer>. Listings name each entry's issuer.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -84,7 +93,18 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if app == nil || app.store == nil {
 		return apiError(http.StatusServiceUnavailable, "mcp_auth is not running")
 	}
-	admin := &handlers.Admin{Store: app.store}
+	query := r.URL.Query()
+	var issuer string
+	if raw := query.Get("issuer"); raw != "" {
+		var err error
+		if issuer, err = handlers.CanonicalIssuer(raw); err != nil {
+			return apiError(http.StatusBadRequest, "%v", err)
+		}
+	}
+	sites := app.siteAdmins(issuer)
+	if issuer != "" && len(sites) == 0 {
+		return apiError(http.StatusNotFound, "no mcp_auth site has the issuer %s", issuer)
+	}
 	ctx := r.Context()
 	path := strings.Trim(strings.TrimPrefix(r.URL.Path, "/mcp_auth/"), "/")
 	resource, id, _ := strings.Cut(path, "/")
@@ -95,18 +115,25 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	switch {
 	case resource == "clients" && id == "" && r.Method == http.MethodGet:
-		result, err = admin.Clients(ctx)
+		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.ClientInfo, error) { return site.Clients(ctx) })
 	case resource == "clients" && id != "" && r.Method == http.MethodDelete:
-		err = admin.DeleteClient(ctx, id)
+		err = everySite(sites, func(site *handlers.Admin) error { return site.DeleteClient(ctx, id) })
 		result = map[string]string{"deleted": id}
 	case resource == "grants" && id == "" && r.Method == http.MethodGet:
-		result, err = admin.Grants(ctx, r.URL.Query().Get("sub"))
+		sub := query.Get("sub")
+		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.GrantInfo, error) { return site.Grants(ctx, sub) })
 	case resource == "grants" && id == "" && r.Method == http.MethodDelete:
-		var n int
-		n, err = admin.RevokeUser(ctx, r.URL.Query().Get("sub"))
-		result = map[string]int{"revoked": n}
+		total := 0
+		for _, site := range sites {
+			n, serr := site.RevokeUser(ctx, query.Get("sub"))
+			if total += n; serr != nil {
+				err = serr
+				break
+			}
+		}
+		result = map[string]int{"revoked": total}
 	case resource == "grants" && id != "" && r.Method == http.MethodDelete:
-		err = admin.RevokeGrant(ctx, id)
+		err = everySite(sites, func(site *handlers.Admin) error { return site.RevokeGrant(ctx, id) })
 		result = map[string]string{"revoked": id}
 	case resource == "keys" && id == "rotate" && r.Method == http.MethodPost:
 		if err = app.ring.Rotate(ctx); err == nil {
@@ -124,6 +151,38 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(result)
+}
+
+// collect concatenates what list returns for each site.
+func collect[T any](sites []*handlers.Admin, list func(*handlers.Admin) ([]T, error)) ([]T, error) {
+	out := []T{}
+	for _, site := range sites {
+		part, err := list(site)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, part...)
+	}
+	return out, nil
+}
+
+// everySite applies act to each site that knows the object it names: it
+// fails with handlers.ErrNotFound only if no site does.
+func everySite(sites []*handlers.Admin, act func(*handlers.Admin) error) error {
+	found := false
+	for _, site := range sites {
+		switch err := act(site); {
+		case errors.Is(err, handlers.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			found = true
+		}
+	}
+	if !found {
+		return handlers.ErrNotFound
+	}
+	return nil
 }
 
 // cmdMCPAuth runs `caddy mcp-auth ...` against the admin API.
@@ -170,6 +229,13 @@ func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
 		method, uri = http.MethodPost, "/mcp_auth/keys/rotate"
 	default:
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown mcp-auth command %q", args[0])
+	}
+	if issuer := fl.String("issuer"); issuer != "" {
+		sep := "?"
+		if strings.Contains(uri, "?") {
+			sep = "&"
+		}
+		uri += sep + "issuer=" + url.QueryEscape(issuer)
 	}
 	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, nil)
 	if err != nil {

@@ -1,14 +1,20 @@
 package mcpauth
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -53,6 +59,15 @@ type App struct {
 	storeKey string
 	ring     *tokens.KeyRing
 	logger   *zap.Logger
+
+	sites *siteRegistry
+}
+
+// siteRegistry holds the authorization servers of a configuration, each
+// with its own key space of the store, in the order they were provisioned.
+type siteRegistry struct {
+	sync.Mutex
+	list []*handlers.Admin
 }
 
 // stores keeps each store open across config reloads: a reload provisions
@@ -83,6 +98,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision opens (or joins) the store and loads the key ring.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.sites = new(siteRegistry)
 	if a.KeyRotation == 0 {
 		a.KeyRotation = caddy.Duration(30 * 24 * time.Hour)
 	}
@@ -173,6 +189,53 @@ func (a *App) openRedis(ctx caddy.Context) (string, error) {
 	r := val.(pooledRedis).Redis
 	a.storeKey, a.store = key, r
 	return r.String(), nil
+}
+
+// siteStore returns the key space of the authorization server whose
+// canonical issuer is issuer, and registers it for the admin API. Every
+// record of the server lives there and nowhere else, so that no other site
+// can read or redeem it: only the signing keys are shared. Handlers with
+// the same issuer are one authorization server and share one key space.
+func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime time.Duration) (storage.Store, error) {
+	a.sites.Lock()
+	defer a.sites.Unlock()
+	for _, site := range a.sites.list {
+		if site.Issuer == issuer {
+			return site.Store, nil
+		}
+	}
+	store := storage.Prefixed(a.store, siteKeyPrefix(issuer))
+	// Access tokens revoked before sites had key spaces of their own must
+	// stay revoked until they expire.
+	if err := handlers.CarryOverDenials(ctx, a.store, store, accessTokenLifetime); err != nil {
+		return nil, fmt.Errorf("carrying over revoked access tokens: %w", err)
+	}
+	a.sites.list = append(a.sites.list, &handlers.Admin{Issuer: issuer, Store: store})
+	return store, nil
+}
+
+// siteKeyPrefix is the key prefix of an issuer's records: a short, stable
+// id of the issuer. All prefixes have the same length, so none begins
+// another.
+func siteKeyPrefix(issuer string) string {
+	sum := sha256.Sum256([]byte(issuer))
+	return "site/" + hex.EncodeToString(sum[:8]) + "/"
+}
+
+// siteAdmins returns the authorization servers of this configuration, or
+// only the one whose issuer is issuer when it is not empty.
+func (a *App) siteAdmins(issuer string) []*handlers.Admin {
+	a.sites.Lock()
+	defer a.sites.Unlock()
+	if issuer == "" {
+		return slices.Clone(a.sites.list)
+	}
+	for _, site := range a.sites.list {
+		if site.Issuer == issuer {
+			return []*handlers.Admin{site}
+		}
+	}
+	return nil
 }
 
 // maintainKeys keeps the key ring rotated and in step with the store until

@@ -66,7 +66,8 @@ func usersAS(t *testing.T, extra string) *asEnv {
 // canonicalResource is the protected resource of asSite.
 func canonicalResource() string { return siteAddr() + "/mcp" }
 
-// testStore joins the store the running Caddy uses, as testRing does.
+// testStore joins the store the running Caddy uses, as testRing does, and
+// returns the key space of the test site (siteAddr).
 func testStore(t testing.TB, storagePath string) storage.Store {
 	t.Helper()
 	abs, _ := filepath.Abs(storagePath)
@@ -77,7 +78,7 @@ func testStore(t testing.TB, storagePath string) storage.Store {
 		t.Fatalf("store %s is not open in this process: %v", abs, err)
 	}
 	t.Cleanup(func() { _, _ = stores.Delete(abs) })
-	return db.(pooledStore).Badger
+	return storage.Prefixed(db.(pooledStore).Badger, siteKeyPrefix(siteAddr()))
 }
 
 // storeKeys returns the live keys under prefix.

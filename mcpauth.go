@@ -419,6 +419,14 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if !restricted {
 		allow.Everyone = true // the oidc provider or the user list decides who can log in
 	}
+	issuer, err := handlers.CanonicalIssuer(h.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	store, err := app.siteStore(ctx, issuer, time.Duration(h.AccessTokenLifetime))
+	if err != nil {
+		return nil, err
+	}
 	reg := h.Registration
 	if reg == nil {
 		reg = new(Registration)
@@ -442,7 +450,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
 	}
 	as := &handlers.AuthServer{
-		Store:                app.store,
+		Store:                store,
 		Upstream:             redirector,
 		Passwords:            passwords,
 		Allow:                allow,

@@ -98,7 +98,8 @@ func TestRedisSharedState(t *testing.T) {
 
 	// The state is in Redis, under the prefix.
 	keys := redisKeys(t, url, prefix)
-	for _, want := range []string{prefix + "keys/ring", prefix + "client/", prefix + "grant/", prefix + "refresh/"} {
+	site := prefix + siteKeyPrefix(siteAddr())
+	for _, want := range []string{prefix + "keys/ring", site + "client/", site + "grant/", site + "refresh/"} {
 		if !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, want) }) {
 			t.Errorf("no Redis key %s…; keys: %q", want, keys)
 		}

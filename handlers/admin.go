@@ -10,14 +10,18 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-// Admin is what operators can do to the authorization server's state:
-// list and delete clients, list and revoke users' grants.
+// Admin is what operators can do to one authorization server's state:
+// list and delete clients, list and revoke users' grants and tokens.
 type Admin struct {
-	Store storage.Store
+	// Issuer is the authorization server's issuer; Store its records,
+	// the AuthServer's Store.
+	Issuer string
+	Store  storage.Store
 }
 
 // ClientInfo describes a registered client for operators; never a secret.
 type ClientInfo struct {
+	Issuer       string   `json:"issuer"`
 	ClientID     string   `json:"client_id"`
 	ClientName   string   `json:"client_name,omitempty"`
 	RedirectURIs []string `json:"redirect_uris"`
@@ -29,6 +33,7 @@ type ClientInfo struct {
 
 // GrantInfo describes a grant (a login's refresh-token family).
 type GrantInfo struct {
+	Issuer    string   `json:"issuer"`
 	ID        string   `json:"id"`
 	ClientID  string   `json:"client_id"`
 	Subject   string   `json:"sub"`
@@ -51,14 +56,15 @@ func (a *Admin) Clients(ctx context.Context) ([]ClientInfo, error) {
 		if json.Unmarshal(v, &c) != nil {
 			return nil
 		}
-		out = append(out, ClientInfo{ClientID: c.ClientID, ClientName: c.ClientName, RedirectURIs: c.RedirectURIs,
+		out = append(out, ClientInfo{Issuer: a.Issuer, ClientID: c.ClientID, ClientName: c.ClientName, RedirectURIs: c.RedirectURIs,
 			AuthMethod: c.TokenEndpointAuthMethod, GrantTypes: c.GrantTypes, IssuedAt: c.IssuedAt, Used: c.Used})
 		return nil
 	})
 	return out, err
 }
 
-// DeleteClient deletes a registered client and revokes its grants.
+// DeleteClient deletes a registered client and revokes its grants and
+// access tokens.
 func (a *Admin) DeleteClient(ctx context.Context, clientID string) error {
 	if _, err := a.Store.Get(ctx, keyClient+clientID); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
@@ -66,7 +72,7 @@ func (a *Admin) DeleteClient(ctx context.Context, clientID string) error {
 		}
 		return err
 	}
-	if _, err := a.revokeWhere(ctx, func(g *grant) bool { return g.ClientID == clientID }); err != nil {
+	if _, err := a.revokeWhere(ctx, func(g *grant) bool { return g.ClientID == clientID }, tokenOfClientPrefix(clientID)); err != nil {
 		return err
 	}
 	return a.Store.Delete(ctx, keyClient+clientID)
@@ -81,7 +87,7 @@ func (a *Admin) Grants(ctx context.Context, sub string) ([]GrantInfo, error) {
 		if json.Unmarshal(v, &g) != nil || (sub != "" && g.User.Subject != sub) {
 			return nil
 		}
-		out = append(out, GrantInfo{ID: g.ID, ClientID: g.ClientID, Subject: g.User.Subject, Username: g.User.Username,
+		out = append(out, GrantInfo{Issuer: a.Issuer, ID: g.ID, ClientID: g.ClientID, Subject: g.User.Subject, Username: g.User.Username,
 			Email: g.User.Email, Resource: g.Resource, Scopes: g.Scopes, CreatedAt: g.CreatedAt, ExpiresAt: g.ExpiresAt})
 		return nil
 	})
@@ -90,23 +96,26 @@ func (a *Admin) Grants(ctx context.Context, sub string) ([]GrantInfo, error) {
 
 // RevokeGrant revokes one grant: its refresh tokens and access tokens stop working.
 func (a *Admin) RevokeGrant(ctx context.Context, id string) error {
-	n, err := a.revokeWhere(ctx, func(g *grant) bool { return g.ID == id })
+	n, err := a.revokeWhere(ctx, func(g *grant) bool { return g.ID == id }, "")
 	if err == nil && n == 0 {
 		return ErrNotFound
 	}
 	return err
 }
 
-// RevokeUser revokes every grant of a user and returns how many there were.
+// RevokeUser revokes every grant and access token of a user and returns
+// how many grants and access tokens outside them there were.
 func (a *Admin) RevokeUser(ctx context.Context, sub string) (int, error) {
 	if strings.TrimSpace(sub) == "" {
 		return 0, errors.New("a user (sub) is required")
 	}
-	return a.revokeWhere(ctx, func(g *grant) bool { return g.User.Subject == sub })
+	return a.revokeWhere(ctx, func(g *grant) bool { return g.User.Subject == sub }, tokenOfUserPrefix(sub))
 }
 
-// revokeWhere revokes the grants match selects.
-func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool) (int, error) {
+// revokeWhere revokes the grants match selects and the access tokens
+// indexed under tokenIndex (none if empty). It returns the number of grants
+// plus that of the access tokens that belonged to none of them.
+func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool, tokenIndex string) (int, error) {
 	var selected []grant
 	err := a.Store.List(ctx, keyGrant, func(_ string, v []byte) error {
 		var g grant
@@ -119,10 +128,41 @@ func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool) (int, 
 		return 0, err
 	}
 	as := &AuthServer{Store: a.Store}
+	ofGrants := map[string]bool{}
 	for i := range selected {
 		if err := as.revokeFamily(ctx, &selected[i]); err != nil {
 			return i, err
 		}
+		for _, t := range selected[i].AccessTokenIDs {
+			ofGrants[t.ID] = true
+		}
 	}
-	return len(selected), nil
+	if tokenIndex == "" {
+		return len(selected), nil
+	}
+	indexed := map[string]tokenID{}
+	err = a.Store.List(ctx, tokenIndex, func(key string, v []byte) error {
+		var t tokenID
+		if json.Unmarshal(v, &t) == nil {
+			indexed[key] = t
+		}
+		return nil
+	})
+	if err != nil {
+		return len(selected), err
+	}
+	alone := 0
+	for key, t := range indexed {
+		if err := as.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+			return len(selected) + alone, err
+		}
+		// Denied for good: a second revocation need not count it again.
+		if err := a.Store.Delete(ctx, key); err != nil {
+			return len(selected) + alone, err
+		}
+		if !ofGrants[t.ID] {
+			alone++
+		}
+	}
+	return len(selected) + alone, nil
 }

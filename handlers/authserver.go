@@ -44,6 +44,9 @@ const (
 // authorization flow with consent and upstream login, and the token
 // endpoint.
 type AuthServer struct {
+	// Store holds this authorization server's records and nobody else's:
+	// a key space of its own (see storage.Prefixed), so that a client,
+	// code, login or grant of one site is unknown at every other.
 	Store storage.Store
 	// Upstream logs users in by redirection; Passwords by the built-in
 	// login page. Exactly one is set.
@@ -265,6 +268,10 @@ const (
 	keyConsent  = "consent/"
 	// keyRegistrations counts registrations per hour, from all sources.
 	keyRegistrations = "registrations/"
+	// Every live access token is indexed by its user and by its client,
+	// so that revoking either finds the tokens no grant records.
+	keyTokenOfUser   = "token-of-user/"
+	keyTokenOfClient = "token-of-client/"
 )
 
 // refreshTTL is how long a refresh token issued now stays valid unused:

@@ -95,7 +95,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		}
 
 		unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
-		resp, at, err := s.mintAccessToken(client.Client, g.User, res, scopes)
+		resp, at, err := s.mintAccessToken(ctx, client.Client, g.User, res, scopes)
 		if err != nil {
 			s.AS.Logger.Error("issuing tokens", zap.Error(err))
 			return nil, unavailable

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -142,7 +143,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
 		return nil, invalidGrant
 	}
-	resp, at, err := s.mintAccessToken(client.Client, ac.User, res, req.Scopes)
+	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
 		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
@@ -186,12 +187,17 @@ func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, ke
 	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
 }
 
-// mintAccessToken mints an access token for res.
-func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resource, scopes []string) (*tokenResponse, tokenID, error) {
+// mintAccessToken mints an access token for res and indexes it by user and
+// by client, so that revoking either reaches it.
+func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user userInfo, res *Resource, scopes []string) (*tokenResponse, tokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := s.AS.AccessTokenLifetime
 	now := time.Now()
 	id := tokenID{ID: tokens.NewID(), ExpiresAt: now.Add(lifetime).Unix()}
+	// A token that revocation could not find is not issued.
+	if err := s.AS.indexAccessToken(ctx, user.Subject, client.ClientID, id); err != nil {
+		return nil, tokenID{}, err
+	}
 	// Sign, not MintAccessToken: that draws a fresh jti, and the one
 	// recorded in id must be the token's for revocation to deny it.
 	at, err := s.Ring.Sign(tokens.AccessTokenType, tokens.AccessClaims{
@@ -211,6 +217,28 @@ func (s *Site) mintAccessToken(client *clients.Client, user userInfo, res *Resou
 	}
 	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(lifetime / time.Second), Scope: scope}, id, nil
 }
+
+// indexAccessToken records an access token under its user and its client
+// until it expires.
+func (a *AuthServer) indexAccessToken(ctx context.Context, sub, clientID string, id tokenID) error {
+	raw, err := json.Marshal(id)
+	if err != nil {
+		return err
+	}
+	ttl := time.Until(time.Unix(id.ExpiresAt, 0))
+	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
+		if err := a.Store.Put(ctx, key+id.ID, raw, ttl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenOfUserPrefix and tokenOfClientPrefix are the index prefixes of a
+// user's and a client's access tokens. The ids are hashed: they may hold
+// any character, and no id may be a prefix of another's entries.
+func tokenOfUserPrefix(sub string) string        { return keyTokenOfUser + hashKey(sub) + "/" }
+func tokenOfClientPrefix(clientID string) string { return keyTokenOfClient + hashKey(clientID) + "/" }
 
 // newGrant starts a refresh-token family and returns its id and first
 // refresh token. The grant remembers how its client authenticated.
@@ -237,6 +265,18 @@ func (a *AuthServer) denyAccessToken(ctx context.Context, jti string, expiresAt 
 		return nil
 	}
 	return a.Store.Put(ctx, keyDenied+jti, nil, ttl)
+}
+
+// CarryOverDenials copies the access tokens that legacy, a store from
+// before each site had a key space of its own, lists as revoked into site,
+// for lifetime (the longest an access token issued then may still live).
+func CarryOverDenials(ctx context.Context, legacy, site storage.Store, lifetime time.Duration) error {
+	return legacy.List(ctx, keyDenied, func(key string, _ []byte) error {
+		if err := site.Create(ctx, key, nil, lifetime+time.Minute); err != nil && !errors.Is(err, storage.ErrConflict) {
+			return err
+		}
+		return nil
+	})
 }
 
 // resourceByURL returns the resource with the canonical URL u.
