@@ -18,22 +18,24 @@ const sessionLifetime = 24 * time.Hour
 
 // SessionOwnedBy reports whether the MCP session id (the Mcp-Session-Id
 // header) may be used by sub: sessions are bound to the user whose request
-// created them, so a session id that leaks is useless to anyone else (MCP
-// security best practices, session hijacking). A session the server does
-// not know (created before it kept bindings) is bound to its first user.
+// created them, at the site where it was made, so a session id that leaks
+// is useless to anyone else (MCP security best practices, session
+// hijacking), also at another site that proxies to the same backend. A
+// session the server does not know (created before it kept bindings) is
+// bound to its first user.
 func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool, error) {
 	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
 		return true, nil
 	}
 	key := keySession + hashKey(sessionID)
-	owner, err := s.AS.Store.Get(ctx, key)
+	owner, err := s.AS.Sessions.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return true, s.BindSession(ctx, sessionID, sub)
 	case err != nil:
 		return false, err
 	}
-	return subtle.ConstantTimeCompare(owner, []byte(sub)) == 1, nil
+	return subtle.ConstantTimeCompare(owner, s.sessionOwner(sub)) == 1, nil
 }
 
 // BindSession binds a session the backend just created to sub.
@@ -41,5 +43,11 @@ func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
 	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
 		return nil
 	}
-	return s.AS.Store.Put(ctx, keySession+hashKey(sessionID), []byte(sub), sessionLifetime)
+	return s.AS.Sessions.Put(ctx, keySession+hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
+}
+
+// sessionOwner is how a binding names its owner: the same sub at another
+// issuer is another user.
+func (s *Site) sessionOwner(sub string) []byte {
+	return []byte(s.Issuer + " " + sub)
 }
