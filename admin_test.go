@@ -32,6 +32,7 @@ func runCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	fs := pflag.NewFlagSet("mcp-auth", pflag.ContinueOnError)
 	fs.String("address", "", "")
+	fs.String("issuer", "", "")
 	if err := fs.Parse(append(args, "--address", adminAddr)); err != nil {
 		t.Fatal(err)
 	}

@@ -209,10 +209,16 @@ func (s step) location() *url.URL {
 // the server and the upstream servers), with two differences: it records
 // every response, and it stops without failing at the first response
 // that is neither a form it knows nor a redirect within those servers.
-// Form posts carry the Origin header a browser sends.
+// Form posts go to the origin of start, with the Origin header a browser
+// sends.
 func walk(t *testing.T, b *browser, start string, servers ...string) []step {
 	t.Helper()
 	next, method, form := start, http.MethodGet, url.Values(nil)
+	u, err := url.Parse(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := u.Scheme + "://" + u.Host // the authorization server's
 	var steps []step
 	for hops := 0; hops < 12; hops++ {
 		var body io.Reader
@@ -225,7 +231,7 @@ func walk(t *testing.T, b *browser, start string, servers ...string) []step {
 		}
 		if form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", siteAddr())
+			req.Header.Set("Origin", origin)
 		}
 		resp, err := b.client.Do(req)
 		if err != nil {
@@ -245,12 +251,12 @@ func walk(t *testing.T, b *browser, start string, servers ...string) []step {
 		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="decision"`):
 			form = formFields(s.Body)
 			form.Set("decision", map[bool]string{true: "deny", false: "approve"}[b.Deny])
-			method, next = http.MethodPost, siteAddr()+"/authorize/consent"
+			method, next = http.MethodPost, origin+"/authorize/consent"
 		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="password"`):
 			form = formFields(s.Body)
 			form.Set("username", b.Username)
 			form.Set("password", b.Password)
-			method, next = http.MethodPost, siteAddr()+"/authorize/login"
+			method, next = http.MethodPost, origin+"/authorize/login"
 		default:
 			return steps
 		}
