@@ -343,7 +343,7 @@ func TestGateDecisions(t *testing.T) {
 		{"wrong issuer", "/other", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Issuer = "https://evil.test" })), 401, `error="invalid_token"`},
 		{"missing scope", "/admin/users", bearer(valid), 403, `error="insufficient_scope"`},
 		{"required scope present", "/admin/users", bearer(admin), 200, ""},
-		{"path traversal to admin", "/mcp/../admin/users", bearer(valid), 403, `scope="admin"`},
+		{"path traversal to admin", "/mcp/../admin/users", bearer(valid), 400, `error="invalid_request"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -185,7 +185,9 @@ type Handler struct {
 // Resource declares a protected resource: an MCP endpoint path on the site.
 type Resource struct {
 	// Path is the URL path of the MCP endpoint, such as /mcp. Its canonical
-	// resource URL is the issuer's origin followed by the path.
+	// resource URL is the issuer's origin followed by the path. Requests
+	// are matched to it as Caddy's path matcher matches `/mcp*`: by prefix,
+	// ignoring case.
 	Path string `json:"path"`
 	// Scopes are advertised in the resource's metadata and asked for in its
 	// challenges.
@@ -248,7 +250,9 @@ type Registration struct {
 
 // ScopeRequirement requires scopes for the request paths it matches.
 type ScopeRequirement struct {
-	// Path is a request path, or a prefix followed by `*`.
+	// Path is a request path, or a prefix followed by `*`, matched as
+	// Caddy's path matcher does, ignoring case; an exact path also
+	// matches with a trailing slash.
 	Path string `json:"path"`
 	// Scopes are all needed.
 	Scopes []string `json:"scopes"`

@@ -30,7 +30,13 @@ type Decision struct {
 // Authorization header is considered: a token in the query string is never
 // accepted (OAuth 2.1 section 5.1), so such a request counts as anonymous.
 func (s *Site) Authorize(r *http.Request) Decision {
-	reqPath := path.Clean("/" + r.URL.Path)
+	reqPath, err := gatePath(r.URL)
+	if err != nil {
+		// Named in the challenge: the resource Caddy's matchers see.
+		res := s.ResourceFor(strings.ToLower(path.Clean("/" + r.URL.Path)))
+		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
+			Challenge: s.challenge(res, "invalid_request", err.Error(), nil)}
+	}
 	res := s.ResourceFor(reqPath)
 	need := s.requiredScopes(reqPath)
 	d := Decision{Resource: res}

@@ -28,6 +28,9 @@ type Resource struct {
 	MetadataURL string
 	// metadataPath is MetadataURL's path, where the document is served.
 	metadataPath string
+	// matchPath is Path lower-cased: requests are matched the way Caddy's
+	// path matcher matches them, ignoring case.
+	matchPath string
 }
 
 // TokenVerifier checks access tokens for a resource; errors for bad tokens
@@ -38,16 +41,34 @@ type TokenVerifier interface {
 
 // ScopeRule requires scopes for requests whose path matches Pattern.
 type ScopeRule struct {
-	// Pattern is a path, or a path prefix ending in "*".
+	// Pattern is a path, or a path prefix ending in "*", matched as
+	// Caddy's path matcher does, ignoring case. An exact path also
+	// matches with a trailing slash, which backends commonly ignore.
 	Pattern string
 	Scopes  []string
 }
 
-func (r ScopeRule) matches(path string) bool {
-	if prefix, ok := strings.CutSuffix(r.Pattern, "*"); ok {
-		return strings.HasPrefix(path, prefix)
+// scopeRule is a ScopeRule compiled for matching gatePath's paths.
+type scopeRule struct {
+	path     string // lower-cased, without the "*"
+	isPrefix bool
+	scopes   []string
+}
+
+func compileScopeRule(r ScopeRule) (scopeRule, error) {
+	p, isPrefix := strings.CutSuffix(r.Pattern, "*")
+	if strings.ContainsAny(p, "*?[]{}") {
+		return scopeRule{}, fmt.Errorf("require_scope path %q: only an exact path or a prefix ending in * is supported", r.Pattern)
 	}
-	return path == r.Pattern
+	if err := checkPlainPath(p); err != nil {
+		return scopeRule{}, fmt.Errorf("require_scope %v", err)
+	}
+	return scopeRule{path: strings.ToLower(p), isPrefix: isPrefix, scopes: r.Scopes}, nil
+}
+
+func (r scopeRule) matches(path string) bool {
+	rest, ok := strings.CutPrefix(path, r.path)
+	return ok && (r.isPrefix || rest == "" || rest == "/")
 }
 
 // Site is one authorization server with the resources it protects on its
@@ -58,8 +79,6 @@ type Site struct {
 	Realm string
 	// Resources in declaration order; the first is the default resource.
 	Resources []*Resource
-	// ScopeRules are checked in order; every matching rule's scopes are needed.
-	ScopeRules []ScopeRule
 	// ToolScopes maps MCP tool names to the scopes a tools/call needs.
 	ToolScopes map[string][]string
 	// ScopeIncludes maps a broad scope to the narrower ones it implies
@@ -80,6 +99,8 @@ type Site struct {
 
 	issuerPath string
 	origin     string
+	// scopeRules are checked in order; every matching rule's scopes are needed.
+	scopeRules []scopeRule
 }
 
 // SiteConfig is what NewSite builds a Site from.
@@ -120,7 +141,6 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	s := &Site{
 		Issuer:         issuer,
 		Realm:          cfg.Realm,
-		ScopeRules:     cfg.ScopeRules,
 		ToolScopes:     cfg.ToolScopes,
 		ScopeIncludes:  cfg.ScopeIncludes,
 		AllowedOrigins: cfg.AllowedOrigins,
@@ -132,6 +152,13 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 	if s.Realm == "" {
 		s.Realm = "mcp"
 	}
+	for _, rule := range cfg.ScopeRules {
+		compiled, err := compileScopeRule(rule)
+		if err != nil {
+			return nil, err
+		}
+		s.scopeRules = append(s.scopeRules, compiled)
+	}
 	resources := cfg.Resources
 	if len(resources) == 0 {
 		resources = []ResourceConfig{{}}
@@ -142,10 +169,11 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		if err != nil {
 			return nil, err
 		}
-		if seen[p] {
-			return nil, fmt.Errorf("resource %q declared twice", p)
+		// Caddy routes /MCP and /mcp alike, so they are one resource.
+		if seen[strings.ToLower(p)] {
+			return nil, fmt.Errorf("resource %q declared twice (paths are matched ignoring case)", p)
 		}
-		seen[p] = true
+		seen[strings.ToLower(p)] = true
 		wellKnown := "/.well-known/oauth-protected-resource" + p
 		s.Resources = append(s.Resources, &Resource{
 			URL:          s.origin + p,
@@ -153,6 +181,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 			Scopes:       rc.Scopes,
 			MetadataURL:  s.origin + wellKnown,
 			metadataPath: wellKnown,
+			matchPath:    strings.ToLower(p),
 		})
 	}
 	s.AuthorizationServer = issuer
@@ -213,7 +242,7 @@ func cleanResourcePath(p string) (string, error) {
 	if p == "" || p == "/" {
 		return "", nil
 	}
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#*{} ") {
+	if err := checkPlainPath(p); err != nil || strings.ContainsAny(p, "?#*{}[] ") {
 		return "", fmt.Errorf("resource path %q must be a plain absolute path such as /mcp", p)
 	}
 	if strings.Contains(p, "/.well-known") {
@@ -222,14 +251,15 @@ func cleanResourcePath(p string) (string, error) {
 	return strings.TrimRight(p, "/"), nil
 }
 
-// ResourceFor returns the resource that covers a (cleaned) request path:
-// the one with the longest path that equals it or is a whole-segment prefix
-// of it, else the default (first declared) resource, so nothing is left
-// unguarded.
+// ResourceFor returns the resource that a request path, as gatePath
+// returns it, addresses: the one with the longest path that is a prefix of
+// it, the way `handle /todos/mcp*` routes /todos/mcp, /todos/mcp/x and
+// /todos/mcpx alike, else the default (first declared) resource, so
+// nothing is left unguarded.
 func (s *Site) ResourceFor(path string) *Resource {
 	var best *Resource
 	for _, r := range s.Resources {
-		if covers(r.Path, path) && (best == nil || len(r.Path) > len(best.Path)) {
+		if strings.HasPrefix(path, r.matchPath) && (best == nil || len(r.matchPath) > len(best.matchPath)) {
 			best = r
 		}
 	}
@@ -246,9 +276,9 @@ func covers(prefix, path string) bool {
 // requiredScopes returns the scopes a request to path needs.
 func (s *Site) requiredScopes(path string) []string {
 	var need []string
-	for _, rule := range s.ScopeRules {
+	for _, rule := range s.scopeRules {
 		if rule.matches(path) {
-			for _, sc := range rule.Scopes {
+			for _, sc := range rule.scopes {
 				if !slices.Contains(need, sc) {
 					need = append(need, sc)
 				}

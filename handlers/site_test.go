@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -47,11 +48,17 @@ func TestResourceFor(t *testing.T) {
 		"/b/mcp":             "https://h.example/b/mcp",
 		"/b/mcp/admin":       "https://h.example/b/mcp/admin",
 		"/b/mcp/admin/tools": "https://h.example/b/mcp/admin",
-		"/b/mcpx":            "https://h.example/a/mcp", // not a segment prefix: the default
+		"/b/mcpx":            "https://h.example/b/mcp", // as `handle /b/mcp*` routes it
+		"/B/MCP/Admin":       "https://h.example/b/mcp/admin",
+		"/a/mcp/b/mcp":       "https://h.example/a/mcp",
 		"/":                  "https://h.example/a/mcp",
 		"/other":             "https://h.example/a/mcp",
 	} {
-		if got := s.ResourceFor(path).URL; got != want {
+		p, err := gatePath(&url.URL{Path: path})
+		if err != nil {
+			t.Fatalf("gatePath(%q): %v", path, err)
+		}
+		if got := s.ResourceFor(p).URL; got != want {
 			t.Errorf("ResourceFor(%q) = %q, want %q", path, got, want)
 		}
 	}
@@ -63,6 +70,14 @@ func TestResourceFor(t *testing.T) {
 func TestNewSiteRejects(t *testing.T) {
 	for name, cfg := range map[string]SiteConfig{
 		"duplicate resource": {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/mcp"}, {Path: "/mcp/"}}},
+		"resource by case":   {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/mcp"}, {Path: "/MCP"}}},
+		"encoded resource":   {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/a%2Fmcp"}}},
+		"dot segment":        {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/a/../mcp"}}},
+		"empty segment":      {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/a//mcp"}}},
+		"glob scope rule":    {Issuer: "https://h.example", ScopeRules: []ScopeRule{{Pattern: "/a/*/admin", Scopes: []string{"x"}}}},
+		"encoded scope rule": {Issuer: "https://h.example", ScopeRules: []ScopeRule{{Pattern: "/a%2fadmin*", Scopes: []string{"x"}}}},
+		"dotted scope rule":  {Issuer: "https://h.example", ScopeRules: []ScopeRule{{Pattern: "/mcp/../admin", Scopes: []string{"x"}}}},
+		"relative rule":      {Issuer: "https://h.example", ScopeRules: []ScopeRule{{Pattern: "admin*", Scopes: []string{"x"}}}},
 		"relative path":      {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "mcp"}}},
 		"wildcard path":      {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/mcp*"}}},
 		"well-known path":    {Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/.well-known/x"}}},

@@ -1,0 +1,209 @@
+package mcpauth
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// These tests attack the gate the way a client that holds a token for one
+// resource would try to reach another, or more than its token allows,
+// against a real Caddy routing to real backends.
+
+// pathBackend answers with its name and the request target it received,
+// so a test sees exactly what reached which backend.
+func pathBackend(t *testing.T, name string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"backend": name, "target": r.RequestURI, "session": r.Header.Values("Mcp-Session-Id")})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// twoResourceSite starts Caddy with the notes and todos MCP servers behind
+// their own handle blocks and returns a token minter for the site's keys.
+func twoResourceSite(t *testing.T, extra string) func(resource, scope string) string {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	notes, todos, other := pathBackend(t, "notes"), pathBackend(t, "todos"), pathBackend(t, "other")
+	startCaddy(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log"))+fmt.Sprintf(`
+%s {
+	mcp_auth {
+		%s
+		resource /notes/mcp {
+			scopes notes
+		}
+		resource /todos/mcp {
+			scopes todos
+		}
+		require_scope /notes/mcp/admin* admin
+		require_scope /todos/mcp/purge admin
+		%s
+	}
+	handle /notes/mcp* {
+		reverse_proxy %s
+	}
+	handle /todos/mcp* {
+		reverse_proxy %s
+	}
+	handle {
+		reverse_proxy %s
+	}
+}
+`, siteAddr(), usersUpstream(), extra, notes.Listener.Addr(), todos.Listener.Addr(), other.Listener.Addr()))
+	ring := testRing(t, storagePath)
+	return func(resource, scope string) string {
+		return mint(t, ring, func(c *tokens.AccessClaims) {
+			c.Audience = tokens.Audience{siteAddr() + resource}
+			c.Scope = scope
+		})
+	}
+}
+
+// rawRequest sends a request line and headers exactly as given, as an
+// attacker's client would, without Go's URL parsing or header
+// canonicalisation in between; it returns the status, the challenge and
+// which backend answered with what target.
+func rawRequest(t *testing.T, method, target string, header [][2]string, body string) (status int, challenge string, reached map[string]any) {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(dataHome, "caddy", "pki", "authorities", "local", "root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	conn, err := tls.Dial("tcp", fmt.Sprintf("localhost:%d", httpsPort), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var req strings.Builder
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n", method, target, httpsPort)
+	for _, h := range header {
+		fmt.Fprintf(&req, "%s: %s\r\n", h[0], h[1])
+	}
+	fmt.Fprintf(&req, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &reached)
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), reached
+}
+
+func bearerLine(token string) [][2]string { return [][2]string{{"Authorization", "Bearer " + token}} }
+
+// A token for /notes/mcp must not open /todos/mcp in any spelling Caddy
+// routes to the todos backend, and a path that names the todos resource
+// never falls back to the default (first) resource.
+func TestAttackPathCaseReachesOtherResource(t *testing.T) {
+	mint := twoResourceSite(t, "")
+	notes, todos := mint("/notes/mcp", "notes"), mint("/todos/mcp", "todos")
+	for _, target := range []string{
+		"/TODOS/mcp", "/todos/MCP", "/Todos/Mcp/x", "/todos/mcpx", "/todos/mcp/", "/to%64os/mcp", "/%54ODOS/mcp",
+	} {
+		status, challenge, reached := rawRequest(t, "GET", target, bearerLine(notes), "")
+		if status != http.StatusUnauthorized || !strings.Contains(challenge, `error="invalid_token"`) {
+			t.Errorf("notes token at %s: %d %q reached %v", target, status, challenge, reached)
+		}
+	}
+	// The todos token works there: the gate and Caddy agree on the resource.
+	for _, target := range []string{"/TODOS/mcp", "/Todos/Mcp/x", "/to%64os/mcp"} {
+		if status, _, reached := rawRequest(t, "GET", target, bearerLine(todos), ""); status != http.StatusOK || reached["backend"] != "todos" {
+			t.Errorf("todos token at %s: %d %v", target, status, reached)
+		}
+	}
+	if status, _, reached := rawRequest(t, "GET", "/NOTES/Mcp", bearerLine(notes), ""); status != http.StatusOK || reached["backend"] != "notes" {
+		t.Errorf("notes token at /NOTES/Mcp: %d %v", status, reached)
+	}
+}
+
+// reverse_proxy forwards the raw path; a backend that decodes or resolves
+// it differently from Caddy must never be handed a path the gate judged as
+// another one. Every such spelling inside the protected area is a 400.
+func TestAttackEncodedTraversalReachesOtherResource(t *testing.T) {
+	mint := twoResourceSite(t, "")
+	notes, todos := mint("/notes/mcp", "notes"), mint("/todos/mcp", "todos")
+	for _, target := range []string{
+		"/todos/mcp/..%2F..%2Fnotes/mcp", "/todos/mcp/..%2f..%2fnotes/mcp", "/notes/mcp/..%2F..%2Ftodos/mcp",
+		"/todos/mcp/..%5C..%5Cnotes/mcp", `/todos/mcp/..\..\notes/mcp`, "/todos/mcp/%2E%2E/%2E%2E/notes/mcp",
+		"/todos/mcp/%2e%2e%2f%2e%2e%2fnotes/mcp", "/todos/mcp/..%252F..%252Fnotes/mcp", "/todos/mcp/../../notes/mcp",
+		"/notes/mcp/../../todos/mcp", "/todos/mcp/./x", "/todos/mcp/..;/..;/notes/mcp", "/todos/mcp;/x",
+		"/todos//mcp", "//todos/mcp", "/todos/mcp/%00", "/todos/mcp/%C0%AE%C0%AE%C0%AFnotes", "/todos/mcp/x%2Ejson",
+	} {
+		for name, token := range map[string]string{"notes": notes, "todos": todos} {
+			status, challenge, reached := rawRequest(t, "GET", target, bearerLine(token), "")
+			if status != http.StatusBadRequest || !strings.Contains(challenge, `error="invalid_request"`) {
+				t.Errorf("%s token at %s: %d %q reached %v", name, target, status, challenge, reached)
+			}
+		}
+	}
+}
+
+// require_scope follows Caddy's matching: no spelling of a protected path
+// skips the rule.
+func TestAttackRequireScopeSkippedByCase(t *testing.T) {
+	mint := twoResourceSite(t, "")
+	notes, notesAdmin, todos := mint("/notes/mcp", "notes"), mint("/notes/mcp", "notes admin"), mint("/todos/mcp", "todos")
+	for target, token := range map[string]string{
+		"/notes/mcp/ADMIN": notes, "/notes/mcp/Admin/users": notes, "/NOTES/MCP/admin": notes, "/notes/mcp/%61dmin": notes,
+		"/notes/mcp/adminx": notes, "/todos/mcp/PURGE": todos, "/todos/mcp/purge/": todos, "/todos/mcp/%50urge": todos,
+	} {
+		status, challenge, reached := rawRequest(t, "GET", target, bearerLine(token), "")
+		if status != http.StatusForbidden || !strings.Contains(challenge, `scope="admin"`) {
+			t.Errorf("%s without admin: %d %q reached %v", target, status, challenge, reached)
+		}
+	}
+	for _, target := range []string{"/notes//mcp/admin", "/notes/mcp/./admin", "/notes/mcp/x/../admin", "/notes/mcp%2Fadmin"} {
+		if status, _, reached := rawRequest(t, "GET", target, bearerLine(notes), ""); status != http.StatusBadRequest {
+			t.Errorf("%s: %d reached %v", target, status, reached)
+		}
+	}
+	if status, _, reached := rawRequest(t, "GET", "/notes/mcp/ADMIN", bearerLine(notesAdmin), ""); status != http.StatusOK || reached["backend"] != "notes" {
+		t.Errorf("admin token: %d %v", status, reached)
+	}
+}
+
+// A site with one resource at /mcp and other paths: the resource's token
+// works everywhere Caddy routes to its backend; spellings that could reach
+// elsewhere are refused.
+func TestAttackPathVariantsOnSingleResourceSite(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
+	ring := testRing(t, storagePath)
+	valid := mint(t, ring, nil)
+	origin := mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{siteAddr()} })
+	for target, want := range map[string]int{
+		"/MCP": 0, "/Mcp/": 0, "/other": 200, "/OTHER/x": 200, "/admin/users": 403, "/ADMIN/users": 403, "/%61dmin/users": 403,
+		"/mcp/..%2Fadmin/users": 400, "/mcp/../admin/users": 400, "/other/..%2F..%2Fmcp": 400, "//admin/users": 400, "/x;/../admin": 400,
+	} {
+		status, challenge, reached := rawRequest(t, "GET", target, bearerLine(valid), "")
+		switch {
+		case want == 0 && challenge != "":
+			t.Errorf("%s: %d %q, the gate refused a valid request", target, status, challenge)
+		case want != 0 && status != want:
+			t.Errorf("%s: %d reached %v, want %d", target, status, reached, want)
+		}
+	}
+	for _, target := range []string{"/mcp", "/MCP", "/other", "/Other"} {
+		if status, _, _ := rawRequest(t, "GET", target, bearerLine(origin), ""); status != http.StatusUnauthorized {
+			t.Errorf("token for the origin at %s: %d", target, status)
+		}
+	}
+}
