@@ -103,10 +103,8 @@ func AssertionSubject(assertion string) string {
 	if err != nil {
 		return ""
 	}
-	var claims struct {
-		Subject string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
+	claims, err := decodeClaims(payload)
+	if err != nil {
 		return ""
 	}
 	return claims.Subject
@@ -153,8 +151,8 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 		return err
 	}
 
-	var claims assertionClaims
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	claims, err := decodeClaims(payload)
+	if err != nil {
 		return &AssertionError{Reason: "client assertion claims are malformed", cause: err}
 	}
 	if err := claims.check(client.ClientID, audience, now); err != nil {
@@ -294,6 +292,35 @@ type assertionClaims struct {
 	NotBefore *tokens.NumericDate `json:"nbf"`
 	IssuedAt  *tokens.NumericDate `json:"iat"`
 	JWTID     string              `json:"jti"`
+}
+
+// assertionClaimNames are the members of assertionClaims, exactly as
+// spelled in the JWT.
+var assertionClaimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
+
+// decodeClaims decodes the claims of an assertion by their exact names:
+// encoding/json alone would also take "ISS" or "Sub" for them, which JWT
+// libraries elsewhere do not read as the claims.
+func decodeClaims(payload []byte) (*assertionClaims, error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &members); err != nil {
+		return nil, err
+	}
+	exact := make(map[string]json.RawMessage, len(assertionClaimNames))
+	for _, name := range assertionClaimNames {
+		if v, ok := members[name]; ok {
+			exact[name] = v
+		}
+	}
+	buf, err := json.Marshal(exact)
+	if err != nil {
+		return nil, err
+	}
+	var claims assertionClaims
+	if err := json.Unmarshal(buf, &claims); err != nil {
+		return nil, err
+	}
+	return &claims, nil
 }
 
 // check applies the RFC 7523 section 3 claim rules for clientID at now.
