@@ -56,7 +56,8 @@ func init() {
 //		assertion_optional     <client_id URL|host...>
 //		introspection_client   <id> <secret>
 //		authorization_server   <issuer url> [{
-//			introspection <client id> <client secret>
+//			introspection  <client id> <client secret>
+//			accept_jwt_typ <typ>...
 //		}]
 //	}
 //
@@ -244,14 +245,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("authorization_server: %v", err)
 			}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
-				if d.Val() != "introspection" {
+				switch d.Val() {
+				case "introspection":
+					args := d.RemainingArgs()
+					if len(args) != 2 {
+						return d.Errf("introspection takes a client id and a client secret")
+					}
+					h.Introspection = &IntrospectionCredentials{ClientID: args[0], ClientSecret: args[1]}
+				case "accept_jwt_typ":
+					args := d.RemainingArgs()
+					if len(args) == 0 || slices.Contains(args, "") {
+						return d.Errf("accept_jwt_typ takes one or more JOSE typ values, such as JWT")
+					}
+					h.AcceptJWTTypes = append(h.AcceptJWTTypes, args...)
+				default:
 					return d.Errf("unrecognized authorization_server option '%s'", d.Val())
 				}
-				args := d.RemainingArgs()
-				if len(args) != 2 {
-					return d.Errf("introspection takes a client id and a client secret")
-				}
-				h.Introspection = &IntrospectionCredentials{ClientID: args[0], ClientSecret: args[1]}
 			}
 		case "introspection_client":
 			args := d.RemainingArgs()

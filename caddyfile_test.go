@@ -531,6 +531,12 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"unrecognized authorization_server option 'cache'"},
 		},
 		{
+			name:      "accept_jwt_typ without a type",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tauthorization_server https://kc.example.com {\n\t\t\taccept_jwt_typ\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"accept_jwt_typ takes one or more JOSE typ values"},
+		},
+		{
 			name:      "directive argument",
 			caddyfile: "example.com {\n\tmcp_auth /mcp* extra\n}\n",
 			line:      "Caddyfile:2",

@@ -36,26 +36,9 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(answer)
 	}))
 
-	backend := httptest.NewServer(demomcp.Handler())
-	t.Cleanup(backend.Close)
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log"))+fmt.Sprintf(`
-%s {
-	mcp_auth {
-		resource /mcp {
-			scopes mcp:tools
-		}
-		require_scope /mcp/admin mcp:admin
-		authorization_server %s {
-			introspection rs-client rs-secret-0123456789
-		}
-	}
-	reverse_proxy %s {
-		header_up X-MCP-User {http.auth.user.id}
-	}
-}
-`, siteAddr(), idp.URL, backend.Listener.Addr()))
-	client := mustTLSClient(t)
+	client := startExternal(t, idp, `
+		introspection rs-client rs-secret-0123456789
+		accept_jwt_typ JWT`)
 
 	status, _, body := get(t, client, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
 	var prm struct {
@@ -69,25 +52,14 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		t.Errorf("external mode must serve no token endpoint: %d", status)
 	}
 
-	sign := func(edit func(map[string]any)) string {
-		now := time.Now()
-		claims := map[string]any{"iss": idp.URL, "sub": "kc-1", "aud": []string{resource, "account"}, "azp": "mcp-client",
-			"scope": "openid mcp:tools", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "j1"}
-		if edit != nil {
-			edit(claims)
-		}
-		tok, err := fakeidp.SignRS256(idp.SigningKey(), idp.KeyID(), claims)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	sign := func(edit func(map[string]any)) string { return externalToken(t, idp, "JWT", edit) }
 	for name, tc := range map[string]struct {
 		token  string
 		path   string
 		status int
 	}{
 		"keycloak-style JWT":      {sign(nil), "/mcp", 200},
+		"RFC 9068 at+jwt":         {externalToken(t, idp, "at+jwt", nil), "/mcp", 200},
 		"scp array (Entra, Okta)": {sign(func(c map[string]any) { delete(c, "scope"); c["scp"] = []string{"mcp:tools"} }), "/mcp", 200},
 		"wrong audience":          {sign(func(c map[string]any) { c["aud"] = "account" }), "/mcp", 401},
 		"wrong issuer":            {sign(func(c map[string]any) { c["iss"] = "https://evil.test" }), "/mcp", 401},
@@ -98,9 +70,7 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		"opaque, inactive":        {"opaque-bad", "/mcp", 401},
 	} {
 		t.Run(name, func(t *testing.T) {
-			status, hdr, body := do(t, client, http.MethodPost, siteAddr()+tc.path, http.Header{
-				"Authorization": {"Bearer " + tc.token}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
-			}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}`))
+			status, hdr, body := initialize(t, client, tc.path, tc.token)
 			if status != tc.status {
 				t.Fatalf("status %d, want %d: %s %s", status, tc.status, hdr.Get("WWW-Authenticate"), body)
 			}
@@ -116,12 +86,68 @@ func TestExternalAuthorizationServer(t *testing.T) {
 	}
 
 	// The server rotates its key: a token with the new kid is accepted
-	// once the verifier refetches the key set.
+	// once the verifier may fetch the key set again (every 10 s at most).
 	idp.RotateKey()
-	time.Sleep(1100 * time.Millisecond)
-	if status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(sign(nil))); status == http.StatusUnauthorized {
-		t.Error("token signed with the rotated key refused")
+	rotated := sign(nil)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
+		status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(rotated))
+		if status != http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("token signed with the rotated key refused")
+		}
 	}
+}
+
+// startExternal starts a site in external mode for idp at /mcp (scope
+// mcp:tools, mcp:admin under /mcp/admin) in front of the demo MCP server,
+// with asOptions inside its authorization_server block.
+func startExternal(t *testing.T, idp *fakeidp.OIDC, asOptions string) *http.Client {
+	t.Helper()
+	backend := httptest.NewServer(demomcp.Handler())
+	t.Cleanup(backend.Close)
+	startCaddy(t, globalOptions(t.TempDir(), filepath.Join(t.TempDir(), "caddy.log"))+fmt.Sprintf(`
+%s {
+	mcp_auth {
+		resource /mcp {
+			scopes mcp:tools
+		}
+		require_scope /mcp/admin mcp:admin
+		authorization_server %s {%s
+		}
+	}
+	reverse_proxy %s {
+		header_up X-MCP-User {http.auth.user.id}
+	}
+}
+`, siteAddr(), idp.URL, asOptions, backend.Listener.Addr()))
+	return mustTLSClient(t)
+}
+
+// externalToken is an access token of idp for the site's /mcp, with JOSE
+// typ, as Keycloak issues them (azp, scope), changed by edit.
+func externalToken(t *testing.T, idp *fakeidp.OIDC, typ string, edit func(map[string]any)) string {
+	t.Helper()
+	now := time.Now()
+	claims := map[string]any{"iss": idp.URL, "sub": "kc-1", "aud": []string{siteAddr() + "/mcp", "account"}, "azp": "mcp-client",
+		"scope": "openid mcp:tools", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "j1"}
+	if edit != nil {
+		edit(claims)
+	}
+	tok, err := fakeidp.SignRS256Typed(idp.SigningKey(), idp.KeyID(), typ, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// initialize posts an MCP initialize request with token to path.
+func initialize(t *testing.T, client *http.Client, path, token string) (int, http.Header, []byte) {
+	t.Helper()
+	return do(t, client, http.MethodPost, siteAddr()+path, http.Header{
+		"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
+	}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}`))
 }
 
 // forged signs a token with a key the server never published, under the

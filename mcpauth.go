@@ -103,6 +103,13 @@ type Handler struct {
 	// client credentials.
 	Introspection *IntrospectionCredentials `json:"introspection,omitempty"`
 
+	// AcceptJWTTypes are JOSE "typ" header values accepted on the external
+	// server's JWT access tokens besides at+jwt, the type RFC 9068 gives
+	// them. Keycloak, Auth0 and Entra type their access tokens "JWT", as
+	// they do their ID tokens: name "JWT" here for such a server (the
+	// token's audience must still be the resource). Default: at+jwt only.
+	AcceptJWTTypes []string `json:"accept_jwt_types,omitempty"`
+
 	// Allow decides who may finish a login. Required for github and
 	// google, which anyone can have an account at.
 	Allow *Allow `json:"allow,omitempty"`
@@ -328,6 +335,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	} else {
+		if len(h.AcceptJWTTypes) > 0 {
+			return fmt.Errorf("accept_jwt_types: applies to the tokens of an external authorization_server only")
+		}
 		app, err := appFrom(ctx)
 		if err != nil {
 			return err
@@ -365,7 +375,12 @@ func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
 	if _, err := handlers.CanonicalIssuer(issuer); err != nil {
 		return fmt.Errorf("authorization_server: %v", err)
 	}
-	rc := tokens.RemoteConfig{Issuer: issuer, HTTPClient: externalHTTPClient}
+	for _, typ := range h.AcceptJWTTypes {
+		if typ == "" {
+			return fmt.Errorf("accept_jwt_types: a type must not be empty")
+		}
+	}
+	rc := tokens.RemoteConfig{Issuer: issuer, AcceptedTypes: h.AcceptJWTTypes, HTTPClient: externalHTTPClient}
 	if in := h.Introspection; in != nil {
 		rc.IntrospectionClientID = in.ClientID
 		rc.IntrospectionSecret = caddy.NewReplacer().ReplaceAll(in.ClientSecret, "")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +25,11 @@ type RemoteConfig struct {
 	// IntrospectionClientID and IntrospectionSecret, when set, let opaque
 	// (non-JWT) tokens be checked at the server's introspection endpoint.
 	IntrospectionClientID, IntrospectionSecret string
+	// AcceptedTypes are JOSE "typ" values accepted on JWT access tokens
+	// besides at+jwt (RFC 9068), for servers that type theirs otherwise:
+	// Keycloak, Auth0 and Entra use "JWT". Compared like typ values are,
+	// case-insensitively and with an optional "application/" prefix.
+	AcceptedTypes []string
 	// HTTPClient talks to the authorization server.
 	HTTPClient *http.Client
 }
@@ -49,12 +53,12 @@ type RemoteVerifier struct {
 	cfg  RemoteConfig
 	skew time.Duration
 
-	mu          sync.Mutex
-	meta        *remoteMetadata
-	metaErr     error
-	metaTried   time.Time
-	keys        jwk.Set
-	keysFetched time.Time
+	mu        sync.Mutex
+	meta      *remoteMetadata
+	metaErr   error
+	metaTried time.Time
+
+	keys *remoteKeySet
 
 	cacheMu sync.RWMutex
 	cache   map[[32]byte]cachedIntrospection
@@ -67,7 +71,7 @@ type remoteMetadata struct {
 }
 
 type cachedIntrospection struct {
-	claims *AccessClaims
+	claims *remoteClaims
 	until  time.Time
 }
 
@@ -76,26 +80,29 @@ func NewRemoteVerifier(cfg RemoteConfig) *RemoteVerifier {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &RemoteVerifier{cfg: cfg, skew: 30 * time.Second, cache: map[[32]byte]cachedIntrospection{}}
+	v := &RemoteVerifier{cfg: cfg, skew: 30 * time.Second, cache: map[[32]byte]cachedIntrospection{}}
+	v.keys = newRemoteKeySet(v.fetchKeys)
+	return v
 }
 
-// Verify checks token and returns its claims if it is valid for audience.
-// Errors are *InvalidTokenError, except when the authorization server
-// cannot be reached.
+// Verify checks token and returns its claims if it is an access token
+// valid for audience. Errors are *InvalidTokenError, except when the
+// authorization server cannot be reached.
 func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*AccessClaims, error) {
 	if len(token) > MaxTokenLength {
 		return nil, invalid("token is too large")
 	}
-	var claims *AccessClaims
+	var raw *remoteClaims
 	var err error
 	if strings.Count(token, ".") == 2 {
-		claims, err = v.verifyJWT(ctx, token)
+		raw, err = v.verifyJWT(ctx, token)
 	} else {
-		claims, err = v.introspect(ctx, token)
+		raw, err = v.introspect(ctx, token)
 	}
 	if err != nil {
 		return nil, err
 	}
+	claims := raw.accessClaims()
 	now := time.Now()
 	switch {
 	case claims.Issuer != v.cfg.Issuer:
@@ -106,8 +113,20 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*A
 		return nil, invalid("token has expired")
 	case time.Unix(claims.NotBefore, 0).After(now.Add(v.skew)):
 		return nil, invalid("token is not valid yet")
+	case time.Unix(claims.IssuedAt, 0).After(now.Add(v.skew)):
+		return nil, invalid("token was issued in the future")
 	case claims.Subject == "":
 		return nil, invalid("token has no subject")
+	case raw.Typ != "" && !strings.EqualFold(raw.Typ, "Bearer"):
+		// Keycloak names the kind of each of its tokens in this claim:
+		// Bearer for access tokens, ID, Refresh, Logout for others.
+		return nil, invalid("token is not an access token")
+	case len(raw.Cnf) > 0 && string(raw.Cnf) != "null":
+		// A sender-constrained token (DPoP, RFC 9449; mTLS, RFC 8705)
+		// is only good with a proof of its key, which this resource
+		// does not check: taking it as a bearer token would undo the
+		// binding.
+		return nil, invalid("token is bound to a key this resource cannot check")
 	}
 	return claims, nil
 }
@@ -176,9 +195,46 @@ func (v *RemoteVerifier) getJSON(ctx context.Context, u string, dst any) error {
 	return json.Unmarshal(body, dst)
 }
 
-// key returns the server's key with kid, refetching the key set when the
-// kid is unknown (at most once a second) or the set is an hour old.
-func (v *RemoteVerifier) key(ctx context.Context, kid string) (jwk.Key, error) {
+// fetchKeys fetches the server's published keys.
+func (v *RemoteVerifier) fetchKeys(ctx context.Context) (jwk.Set, error) {
+	meta, err := v.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := v.getJSON(ctx, meta.JWKSURI, &raw); err != nil {
+		return nil, err
+	}
+	set, err := jwk.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the keys: %w", err)
+	}
+	return set, nil
+}
+
+// typeAccepted reports whether typ, a JWT's JOSE "typ", marks an access
+// token. RFC 9068 requires at+jwt, which no ID token or other JWT of the
+// same server carries; other values only when configured.
+func (v *RemoteVerifier) typeAccepted(typ string) bool {
+	if typeMatches(typ, AccessTokenType) {
+		return true
+	}
+	for _, t := range v.cfg.AcceptedTypes {
+		if typ != "" && typeMatches(typ, strings.ToLower(t)) {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyJWT checks the signature with the server's key named by kid, with
+// an asymmetric algorithm that fits the key, and decodes the claims. It
+// requires the claims RFC 9068 requires that every server we know sets:
+// iat and a client id (client_id, or azp, cid, appid).
+func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteClaims, error) {
+	if !IsCompactJWSText(token) {
+		return nil, invalid("token is not a JWT")
+	}
 	meta, err := v.metadata(ctx)
 	if err != nil {
 		return nil, err
@@ -186,49 +242,11 @@ func (v *RemoteVerifier) key(ctx context.Context, kid string) (jwk.Key, error) {
 	if meta.JWKSURI == "" {
 		return nil, invalid("the authorization server publishes no keys")
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.keys != nil && time.Since(v.keysFetched) < time.Hour {
-		if k, err := lookupKey(v.keys, kid); err == nil {
-			return k, nil
-		}
-		if time.Since(v.keysFetched) < time.Second {
-			return nil, invalid("token is signed by an unknown key")
-		}
-	}
-	var raw json.RawMessage
-	if err := v.getJSON(ctx, meta.JWKSURI, &raw); err != nil {
-		return nil, fmt.Errorf("fetching the authorization server's keys: %w", err)
-	}
-	set, err := jwk.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("parsing the authorization server's keys: %w", err)
-	}
-	v.keys, v.keysFetched = set, time.Now()
-	return lookupKey(set, kid)
-}
-
-// lookupKey finds kid in set; a token without kid may use a set's only key.
-func lookupKey(set jwk.Set, kid string) (jwk.Key, error) {
-	if k, ok := set.LookupKeyID(kid); ok {
-		return k, nil
-	}
-	if kid == "" && set.Len() == 1 {
-		k, _ := set.Key(0)
-		return k, nil
-	}
-	return nil, invalid("token is signed by an unknown key")
-}
-
-// verifyJWT checks the signature with the server's key named by kid, with
-// an asymmetric algorithm that fits the key, and decodes the claims. Access
-// tokens of external servers are typed at+jwt or, as Keycloak's, JWT.
-func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*AccessClaims, error) {
 	var failure error
 	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
 		func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
 			h := sig.ProtectedHeaders()
-			if typ, ok := h.Type(); ok && !typeMatches(typ, AccessTokenType) && !strings.EqualFold(typ, "JWT") {
+			if typ, _ := h.Type(); !v.typeAccepted(typ) {
 				failure = invalid("token type is not an access token")
 				return failure
 			}
@@ -238,7 +256,7 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*AccessCl
 				return failure
 			}
 			kid, _ := h.KeyID()
-			key, err := v.key(ctx, kid)
+			key, err := v.keys.key(ctx, kid)
 			if err != nil {
 				failure = err
 				return err
@@ -251,12 +269,8 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*AccessCl
 			return nil
 		})))
 	if err != nil {
-		var inv *InvalidTokenError
-		if failure != nil && !errors.As(failure, &inv) {
-			return nil, failure // the server could not be reached
-		}
 		if failure != nil {
-			return nil, failure
+			return nil, failure // an *InvalidTokenError, or the server could not be reached
 		}
 		return nil, invalid("token signature is invalid")
 	}
@@ -264,16 +278,25 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*AccessCl
 	if err := json.Unmarshal(payload, &raw); err != nil {
 		return nil, invalid("token claims are malformed")
 	}
-	return raw.accessClaims(), nil
+	if raw.IssuedAt == 0 || raw.accessClaims().ClientID == "" {
+		return nil, invalid("token lacks required claims")
+	}
+	return &raw, nil
 }
 
-// remoteClaims reads the claim spellings of common authorization servers.
+// remoteClaims reads the claim spellings of common authorization servers,
+// and the claims that say a token is not a bearer access token.
 type remoteClaims struct {
 	AccessClaims
-	Scp      json.RawMessage `json:"scp"` // Entra, Okta: string or array
-	Azp      string          `json:"azp"` // Keycloak, Auth0
-	Cid      string          `json:"cid"` // Okta
+	Scp      json.RawMessage `json:"scp"`   // Entra, Okta: string or array
+	Azp      string          `json:"azp"`   // Keycloak, Auth0, Entra v2
+	Cid      string          `json:"cid"`   // Okta
+	AppID    string          `json:"appid"` // Entra v1
 	Username string          `json:"username"`
+	// Typ is Keycloak's kind of token: Bearer, ID, Refresh, ...
+	Typ string `json:"typ"`
+	// Cnf binds a token to a key (RFC 7800, RFC 9449, RFC 8705).
+	Cnf json.RawMessage `json:"cnf"`
 }
 
 func (r *remoteClaims) accessClaims() *AccessClaims {
@@ -287,7 +310,7 @@ func (r *remoteClaims) accessClaims() *AccessClaims {
 			c.Scope = strings.Join(many, " ")
 		}
 	}
-	for _, id := range []string{r.Azp, r.Cid} {
+	for _, id := range []string{r.Azp, r.Cid, r.AppID} {
 		if c.ClientID == "" {
 			c.ClientID = id
 		}
@@ -299,8 +322,13 @@ func (r *remoteClaims) accessClaims() *AccessClaims {
 }
 
 // introspect asks the server about an opaque token (RFC 7662), reusing an
-// answer until the token expires, and for at most a minute.
-func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*AccessClaims, error) {
+// answer until the token expires, and for at most a minute. Only answers
+// about access tokens count: one whose token_type names anything else (a
+// refresh token, a DPoP-bound token) is refused. An answer without
+// token_type is taken as one about the access token we asked about (we
+// send token_type_hint=access_token), as the member is optional and many
+// servers leave it out; audience, issuer and expiry are checked anyway.
+func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*remoteClaims, error) {
 	if v.cfg.IntrospectionClientID == "" {
 		return nil, invalid("token is not a JWT")
 	}
@@ -310,7 +338,7 @@ func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*AccessC
 	v.cacheMu.RUnlock()
 	if ok && time.Now().Before(cached.until) {
 		if cached.claims == nil {
-			return nil, invalid("token is not active")
+			return nil, invalid("token is not an active access token")
 		}
 		return cached.claims, nil
 	}
@@ -338,16 +366,17 @@ func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*AccessC
 		return nil, fmt.Errorf("introspecting a token: %s", resp.Status)
 	}
 	var answer struct {
-		Active bool `json:"active"`
+		Active    bool   `json:"active"`
+		TokenType string `json:"token_type"`
 		remoteClaims
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer); err != nil {
 		return nil, fmt.Errorf("introspecting a token: %w", err)
 	}
 	until := time.Now().Add(introspectionCacheLimit)
-	var claims *AccessClaims
-	if answer.Active {
-		claims = answer.accessClaims()
+	var claims *remoteClaims
+	if answer.Active && (answer.TokenType == "" || isAccessTokenType(answer.TokenType)) {
+		claims = &answer.remoteClaims
 		if claims.Issuer == "" { // the server vouches for its own tokens
 			claims.Issuer = v.cfg.Issuer
 		}
@@ -362,7 +391,14 @@ func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*AccessC
 	v.cache[key] = cachedIntrospection{claims: claims, until: until}
 	v.cacheMu.Unlock()
 	if claims == nil {
-		return nil, invalid("token is not active")
+		return nil, invalid("token is not an active access token")
 	}
 	return claims, nil
+}
+
+// isAccessTokenType reports whether an introspection answer's token_type
+// names a bearer access token: the OAuth token type (RFC 6749 section
+// 7.1) "Bearer", or the access token's type URI (RFC 8693 section 3).
+func isAccessTokenType(t string) bool {
+	return strings.EqualFold(t, "Bearer") || t == "access_token" || t == "urn:ietf:params:oauth:token-type:access_token"
 }

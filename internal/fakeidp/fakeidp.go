@@ -61,6 +61,12 @@ func Authorize(t testing.TB, authURL string) *url.URL {
 // with key. Tests use it to forge ID tokens, e.g. with a key the provider
 // does not publish (see OIDC.SetIDTokenSigner).
 func SignRS256(key *rsa.PrivateKey, kid string, claims map[string]any) (string, error) {
+	return SignRS256Typed(key, kid, "JWT", claims)
+}
+
+// SignRS256Typed is SignRS256 with the header typ given, such as at+jwt
+// for access tokens; an empty typ leaves the header out.
+func SignRS256Typed(key *rsa.PrivateKey, kid, typ string, claims map[string]any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
@@ -69,8 +75,10 @@ func SignRS256(key *rsa.PrivateKey, kid string, claims map[string]any) (string, 
 	if err := hdr.Set(jws.KeyIDKey, kid); err != nil {
 		return "", err
 	}
-	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
-		return "", err
+	if typ != "" {
+		if err := hdr.Set(jws.TypeKey, typ); err != nil {
+			return "", err
+		}
 	}
 	tok, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), key, jws.WithProtectedHeaders(hdr)))
 	if err != nil {

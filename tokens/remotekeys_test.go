@@ -1,0 +1,235 @@
+package tokens
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// testKeySet is a JWK Set with one P-256 public key per kid.
+func testKeySet(t testing.TB, kids ...string) jwk.Set {
+	t.Helper()
+	set := jwk.NewSet()
+	for _, kid := range kids {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := jwk.Import(priv.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = k.Set(jwk.KeyIDKey, kid)
+		_ = set.AddKey(k)
+	}
+	return set
+}
+
+// countingKeySet is a remoteKeySet on a fake clock whose fetches are
+// counted and, while gate is set, wait for it to close.
+type countingKeySet struct {
+	*remoteKeySet
+	clock   *fakeClock
+	fetches atomic.Int32
+	set     atomic.Pointer[jwk.Set]
+	gate    atomic.Pointer[chan struct{}]
+}
+
+func newCountingKeySet(t *testing.T, kids ...string) *countingKeySet {
+	c := &countingKeySet{clock: newFakeClock()}
+	set := testKeySet(t, kids...)
+	c.set.Store(&set)
+	c.remoteKeySet = newRemoteKeySet(func(ctx context.Context) (jwk.Set, error) {
+		c.fetches.Add(1)
+		if gate := c.gate.Load(); gate != nil {
+			select {
+			case <-*gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return *c.set.Load(), nil
+	})
+	c.now = c.clock.Now
+	return c
+}
+
+// settle waits for a fetch in the background to end.
+func (c *countingKeySet) settle(t *testing.T) {
+	t.Helper()
+	for range 200 {
+		c.mu.Lock()
+		running := c.inflight != nil
+		c.mu.Unlock()
+		if !running {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("fetch did not end")
+}
+
+func TestRemoteKeySetUnknownKidsBounded(t *testing.T) {
+	ks := newCountingKeySet(t, "k1")
+	ctx := context.Background()
+	if _, err := ks.key(ctx, "k1"); err != nil || ks.fetches.Load() != 1 {
+		t.Fatalf("first lookup: %v, %d fetches", err, ks.fetches.Load())
+	}
+	unknown := func(kid string) {
+		t.Helper()
+		var inv *InvalidTokenError
+		if _, err := ks.key(ctx, kid); !errors.As(err, &inv) {
+			t.Fatalf("kid %q: %v, want an invalid token", kid, err)
+		}
+		ks.settle(t)
+	}
+
+	// A flood of made-up kids right after a fetch fetches nothing.
+	for i := range 2000 {
+		unknown(fmt.Sprintf("made-up-%d", i))
+	}
+	if n := ks.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches after a flood within the fetch interval, want 1", n)
+	}
+	// Over time, one fetch per interval however many kids arrive.
+	for step := range 12 {
+		ks.clock.Advance(remoteKeysFetchInterval)
+		for i := range 100 {
+			unknown(fmt.Sprintf("flood-%d-%d", step, i))
+		}
+	}
+	if n := ks.fetches.Load(); n != 13 {
+		t.Fatalf("%d fetches over 12 intervals, want 13", n)
+	}
+	ks.mu.Lock()
+	remembered := len(ks.unknownKids)
+	ks.mu.Unlock()
+	if remembered > maxUnknownKids {
+		t.Errorf("%d unknown kids remembered, bound %d", remembered, maxUnknownKids)
+	}
+
+	// One kid repeated starts a fetch once per unknownKidInterval.
+	ks.clock.Advance(unknownKidInterval)
+	before := ks.fetches.Load()
+	for range 5 {
+		unknown("repeated")
+		ks.clock.Advance(remoteKeysFetchInterval)
+	}
+	if n := ks.fetches.Load() - before; n != 1 {
+		t.Errorf("one unknown kid caused %d fetches within %v, want 1", n, unknownKidInterval)
+	}
+
+	// A key the server really added is found by the fetch its kid starts.
+	rotated := testKeySet(t, "k1", "k2")
+	ks.set.Store(&rotated)
+	ks.clock.Advance(unknownKidInterval)
+	if _, err := ks.key(ctx, "k2"); err != nil {
+		t.Errorf("new key after rotation: %v", err)
+	}
+}
+
+func TestRemoteKeySetSlowFetchDoesNotBlockKnownKeys(t *testing.T) {
+	ks := newCountingKeySet(t, "k1")
+	ctx := context.Background()
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	ks.gate.Store(&gate)
+	ks.clock.Advance(remoteKeysFetchInterval)
+
+	unknownDone := make(chan error, 1)
+	go func() {
+		_, err := ks.key(ctx, "k2")
+		unknownDone <- err
+	}()
+	for ks.fetches.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	for range 100 {
+		if _, err := ks.key(ctx, "k1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("known key lookups took %v while a fetch hung", d)
+	}
+	rotated := testKeySet(t, "k1", "k2")
+	ks.set.Store(&rotated)
+	close(gate)
+	if err := <-unknownDone; err != nil {
+		t.Errorf("the token waiting for the fetch: %v", err)
+	}
+}
+
+func TestRemoteKeySetUnknownKidWaitIsBounded(t *testing.T) {
+	ks := newCountingKeySet(t, "k1")
+	ctx := context.Background()
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	defer close(gate)
+	ks.gate.Store(&gate)
+	ks.clock.Advance(remoteKeysFetchInterval)
+	start := time.Now()
+	var inv *InvalidTokenError
+	if _, err := ks.key(ctx, "k2"); !errors.As(err, &inv) {
+		t.Errorf("unknown kid while the fetch hangs: %v", err)
+	}
+	if d := time.Since(start); d < unknownKidWait || d > unknownKidWait+2*time.Second {
+		t.Errorf("waited %v, want about %v", d, unknownKidWait)
+	}
+}
+
+func TestRemoteKeySetRefreshesOldKeysInBackground(t *testing.T) {
+	ks := newCountingKeySet(t, "k1")
+	ctx := context.Background()
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	ks.gate.Store(&gate)
+	ks.clock.Advance(remoteKeysMaxAge)
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ks.fetches.Load() != 2; i++ {
+		if i == 200 {
+			t.Fatalf("%d fetches, want a refresh of keys %v old", ks.fetches.Load(), remoteKeysMaxAge)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(gate)
+	ks.settle(t)
+	// A failed refresh keeps the known keys.
+	ks.gate.Store(nil)
+	ks.clock.Advance(remoteKeysMaxAge)
+	failing := ks.fetch
+	ks.fetch = func(context.Context) (jwk.Set, error) { return nil, errors.New("unreachable") }
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	ks.settle(t)
+	ks.fetch = failing
+	if _, err := ks.key(ctx, "k1"); err != nil {
+		t.Errorf("known key after a failed refresh: %v", err)
+	}
+}
+
+func TestRemoteKeySetUnreachable(t *testing.T) {
+	ks := newRemoteKeySet(func(context.Context) (jwk.Set, error) { return nil, errors.New("connection refused") })
+	var inv *InvalidTokenError
+	if _, err := ks.key(context.Background(), "k1"); err == nil || errors.As(err, &inv) {
+		t.Errorf("unreachable server: %v, want an error that is not the token's fault", err)
+	}
+}
