@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,5 +166,137 @@ func TestAttackRegistrationOversizedMetadata(t *testing.T) {
 	}
 	if keys := storeKeys(t, testStore(t, e.storagePath), "client/"); len(keys) != 0 {
 		t.Errorf("%d oversized clients stored", len(keys))
+	}
+}
+
+// authorizeFrom sends the authorization request q + extra (raw) with c.
+func authorizeFrom(t *testing.T, c *http.Client, q url.Values, extra string) (int, http.Header, []byte) {
+	t.Helper()
+	return get(t, c, authorizeURL(q)+extra, nil)
+}
+
+func TestAttackAuthorizeLongStateAndNonce(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	long := func(n int) string { return strings.Repeat("s", n) }
+	for _, tc := range []struct {
+		name, state, nonce, wantState, wantError string
+	}{
+		{"state at the cap", long(2048), "", long(2048), ""},
+		{"state over the cap", long(2049), "", "", "invalid_request"},
+		{"12 KB state", long(12 << 10), "", "", "invalid_request"},
+		{"nonce at the cap", "st", long(512), "st", ""},
+		{"nonce over the cap", "st", long(513), "st", "invalid_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(storeKeys(t, st, "request/"))
+			q := authParams(c, newPKCE())
+			q.Set("state", tc.state)
+			if tc.nonce != "" {
+				q.Set("nonce", tc.nonce)
+			}
+			status, hdr, body := authorizeFrom(t, e.http, q, "")
+			stored := len(storeKeys(t, st, "request/")) - before
+			if tc.wantError == "" {
+				if status != http.StatusOK || stored != 1 {
+					t.Fatalf("%d, %d requests stored; want the consent page and one: %.300s", status, stored, body)
+				}
+				return
+			}
+			loc, err := url.Parse(hdr.Get("Location"))
+			if status != http.StatusFound || err != nil {
+				t.Fatalf("%d, want 302 to the client: %.300s", status, body)
+			}
+			assertAuthzResponse(t, loc, c.Redirects[0], tc.wantState, tc.wantError)
+			if tc.wantState == "" && loc.Query().Has("state") {
+				t.Errorf("an over-long state was sent back (%d bytes)", len(loc.Query().Get("state")))
+			}
+			if stored != 0 {
+				t.Errorf("%d requests stored for a refused one", stored)
+			}
+		})
+	}
+
+	// Before the client and its redirect URI are trusted, nothing is sent
+	// anywhere: the error is a page.
+	q := authParams(c, newPKCE())
+	q.Set("state", long(12<<10))
+	q.Set("client_id", "unknown-client")
+	status, hdr, body := authorizeFrom(t, e.http, q, "")
+	assertErrorPage(t, "long state from an unknown client", status, hdr, body, http.StatusBadRequest)
+}
+
+func TestAttackAuthorizeRepeatedParameters(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	for _, tc := range []struct {
+		name, extra string
+		page        bool   // refused on a page: the client cannot be trusted
+		error       string // else the error sent to the client, "" for none
+		wantState   string
+	}{
+		{"two client_ids", "&client_id=" + c.ID, true, "", ""},
+		{"empty second client_id", "&client_id=", true, "", ""},
+		{"two redirect_uris", "&redirect_uri=" + url.QueryEscape(c.Redirects[0]), true, "", ""},
+		{"query that does not parse", "&state=%zz", true, "", ""},
+		{"semicolon separator", ";state=x", true, "", ""},
+		{"two states", "&state=other", false, "invalid_request", ""},
+		{"two nonces", "&nonce=a&nonce=b", false, "invalid_request", "st"},
+		{"two scopes", "&scope=mcp:tools&scope=mcp:admin", false, "invalid_request", "st"},
+		{"two code_challenge_methods", "&code_challenge_method=plain", false, "invalid_request", "st"},
+		{"state in another case is another parameter", "&STATE=other", false, "", "st"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := authParams(c, newPKCE())
+			q.Set("state", "st")
+			status, hdr, body := authorizeFrom(t, e.http, q, tc.extra)
+			switch {
+			case tc.page:
+				assertErrorPage(t, tc.name, status, hdr, body, http.StatusBadRequest)
+			case tc.error == "":
+				if status != http.StatusOK {
+					t.Errorf("%d, want the consent page: %.300s", status, body)
+				}
+			default:
+				loc, err := url.Parse(hdr.Get("Location"))
+				if status != http.StatusFound || err != nil {
+					t.Fatalf("%d, want 302 to the client: %.300s", status, body)
+				}
+				assertAuthzResponse(t, loc, c.Redirects[0], tc.wantState, tc.error)
+			}
+		})
+	}
+}
+
+func TestAttackAuthorizeManyPendingRequests(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	attacker := clientFrom(t, "127.0.0.2")
+	allowed := 0
+	var status int
+	var hdr http.Header
+	var body []byte
+	for range 200 {
+		if status, hdr, body = authorizeFrom(t, attacker, authParams(c, newPKCE()), ""); status != http.StatusOK {
+			break
+		}
+		allowed++
+	}
+	if status != http.StatusTooManyRequests || allowed > 60 {
+		t.Fatalf("after %d requests from one address: %d, want 429 after at most 60: %.300s", allowed, status, body)
+	}
+	assertRetryAfter(t, "authorization request over the limit", status, hdr.Get("Retry-After"))
+	if !strings.Contains(string(body), "Try again in") || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
+		t.Errorf("the 429 page does not say when to try again: %.500s", body)
+	}
+	if n := len(storeKeys(t, st, "request/")); n > 60 {
+		t.Errorf("%d pending requests stored from one address", n)
+	}
+	// The same source under another spelling is the same source; another
+	// address is not held up.
+	if status, _, _ := authorizeFrom(t, clientFrom(t, "127.0.0.3"), authParams(c, newPKCE()), ""); status != http.StatusOK {
+		t.Errorf("another address: %d, want the consent page", status)
 	}
 }

@@ -484,11 +484,14 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		RegistrationsPerHour: reg.GlobalRateLimit,
 		SourceIPv4Prefix:     h.SourceIPv4Prefix,
 		SecretFailureLimit:   handlers.NewRateLimiter(10, time.Minute, 10),
-		RememberConsent:      time.Duration(h.RememberConsent),
-		ClientIP:             clientIP,
-		Logger:               h.logger,
-		Audit:                h.logger.Named("audit"),
-		Observer:             observer{},
+		// A browser needs one authorization request per login; a whole
+		// office behind one address rarely needs more than this.
+		AuthorizeLimit:  handlers.NewRateLimiter(authorizeRequestsPerHour, time.Hour, authorizeRequestsBurst),
+		RememberConsent: time.Duration(h.RememberConsent),
+		ClientIP:        clientIP,
+		Logger:          h.logger,
+		Audit:           h.logger.Named("audit"),
+		Observer:        observer{},
 	}
 	if !h.DisableClientMetadataDocuments {
 		as.Metadata = clients.NewFetcher(clientMetadataOptions)
@@ -542,6 +545,13 @@ func assertionOptionalEntry(entry string) (string, error) {
 	}
 	return strings.ToLower(entry), nil
 }
+
+// Limits on new authorization requests per source: each stores a pending
+// request for 10 minutes, so this bounds what one source can store.
+const (
+	authorizeRequestsPerHour = 300
+	authorizeRequestsBurst   = 60
+)
 
 // clientMetadataOptions configures the fetching of Client ID Metadata
 // Documents: SSRF-safe defaults.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path"
@@ -28,29 +29,36 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "The authorization endpoint only accepts GET.")
 		return
 	}
-	query := r.URL.Query()
-	params, resources, perr := singleValues(query, "resource")
-	if perr != nil && (len(query["client_id"]) > 1 || len(query["redirect_uri"]) > 1) {
-		s.errorPage(w, http.StatusBadRequest, "The request names more than one client or redirect URI.")
+	// Every request below may fetch a metadata document and stores a
+	// pending request: limited per source before any of that work.
+	if l := s.AS.AuthorizeLimit; l != nil {
+		if wait := l.Reserve(s.source(r)); wait > 0 {
+			s.waitPage(w, wait, "Too many sign-in attempts came from your network.")
+			return
+		}
+	}
+	q, problem := parseAuthorizationQuery(r.URL.RawQuery)
+	if q == nil {
+		s.errorPage(w, http.StatusBadRequest, problem)
 		return
 	}
-	client, err := s.AS.client(r.Context(), query.Get("client_id"))
+	client, err := s.AS.client(r.Context(), q.clientID)
 	if err != nil {
 		s.logDebug("authorization request for an unknown client", zap.Error(err))
 		s.errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
 		return
 	}
-	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, query.Get("redirect_uri"))
+	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, q.redirectURI)
 	if !ok {
 		s.errorPage(w, http.StatusBadRequest, "The app asked to return you to an address it did not register.")
 		return
 	}
 
 	// From here on, errors go back to the client.
-	state := query.Get("state")
+	state, params := q.state, q.params
 	fail := func(code, description string) { s.redirectError(w, r, redirectURI, state, code, description) }
-	if perr != nil {
-		fail(perr.Code, perr.Description)
+	if q.invalid != nil {
+		fail(q.invalid.Code, q.invalid.Description)
 		return
 	}
 	switch params["response_type"] {
@@ -78,7 +86,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "code_challenge is not a valid S256 challenge")
 		return
 	}
-	res, oerr := s.resolveResource(resources, nil)
+	res, oerr := s.resolveResource(q.resources, nil)
 	if oerr != nil {
 		fail(oerr.Code, oerr.Description)
 		return
@@ -134,6 +142,60 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		"Request":      id,
 		"CSRF":         req.CSRF,
 	})
+}
+
+// Caps on the request values an authorization request stores for its
+// 10 minutes; with the checked redirect URI and challenge they keep a
+// pending request within a few kilobytes.
+const (
+	maxStateLength = 2048
+	maxNonceLength = 512
+)
+
+// authorizationQuery is the query of an authorization request, parsed.
+type authorizationQuery struct {
+	clientID, redirectURI string
+	// state is the client's state, "" when it is over maxStateLength (it
+	// is not sent back then).
+	state string
+	// params are the single-valued parameters, resources the repeatable
+	// resource indicators.
+	params    map[string]string
+	resources []string
+	// invalid, if set, is the error to send the client once its redirect
+	// URI is trusted.
+	invalid *OAuthError
+}
+
+// parseAuthorizationQuery parses the raw query of an authorization
+// request. A query that does not parse, or that names more than one client
+// or redirect URI, cannot be answered to the client: the result is nil,
+// with what to tell the user on a page. Other repeated parameters (OAuth
+// 2.1 section 3.1) and over-long state or nonce values are an
+// invalid_request for the client.
+func parseAuthorizationQuery(rawQuery string) (q *authorizationQuery, problem string) {
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, "The request from the app could not be read."
+	}
+	if len(query["client_id"]) > 1 || len(query["redirect_uri"]) > 1 {
+		return nil, "The request names more than one client or redirect URI."
+	}
+	q = &authorizationQuery{clientID: query.Get("client_id"), redirectURI: query.Get("redirect_uri")}
+	q.params, q.resources, q.invalid = singleValues(query, "resource")
+	q.state = q.params["state"]
+	if q.invalid != nil {
+		// The first of repeated values goes back with the error.
+		q.state = query.Get("state")
+	}
+	switch {
+	case len(q.state) > maxStateLength:
+		q.state = ""
+		q.invalid = oauthError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("state is longer than %d bytes", maxStateLength))
+	case q.invalid == nil && len(q.params["nonce"]) > maxNonceLength:
+		q.invalid = oauthError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("nonce is longer than %d bytes", maxNonceLength))
+	}
+	return q, ""
 }
 
 // resolveResource maps RFC 8707 resource indicators to the protected

@@ -85,6 +85,8 @@ type AuthServer struct {
 	// counted in the store so that it holds across instances; zero means
 	// no cap.
 	RegistrationsPerHour int
+	// AuthorizeLimit limits new authorization requests per source.
+	AuthorizeLimit *RateLimiter
 	// SecretFailureLimit throttles failed client-secret checks per client
 	// and source (see SourceBucket).
 	SecretFailureLimit *RateLimiter

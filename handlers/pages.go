@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // The authorization server's own pages: consent, the built-in login, and
@@ -57,6 +58,12 @@ Only continue if you started this from an app you trust.</p>
 </form>
 </main></body></html>{{end}}
 
+{{define "wait"}}{{template "head" .}}
+<h1>{{.Title}}</h1>
+<p>{{.Message}}</p>
+<p>Try again in {{.Wait}}.</p>
+</main></body></html>{{end}}
+
 {{define "error"}}{{template "head" .}}
 <h1>{{.Title}}</h1>
 <p>{{.Message}}</p>
@@ -83,6 +90,26 @@ func renderPage(w http.ResponseWriter, status int, name string, data map[string]
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// waitPage answers 429 with a page saying how long to wait, and the same
+// in Retry-After.
+func (s *Site) waitPage(w http.ResponseWriter, wait time.Duration, message string) {
+	w.Header().Set("Retry-After", retryAfter(wait))
+	renderPage(w, http.StatusTooManyRequests, "wait", map[string]any{"Title": "Please wait", "Message": message, "Wait": humanWait(wait)})
+}
+
+// humanWait says how long wait is, rounded up to a whole second or minute.
+func humanWait(wait time.Duration) string {
+	secs := max(int((wait+time.Second-1)/time.Second), 1)
+	switch {
+	case secs == 1:
+		return "1 second"
+	case secs < 120:
+		return strconv.Itoa(secs) + " seconds"
+	default:
+		return strconv.Itoa((secs+59)/60) + " minutes"
+	}
 }
 
 // errorPage answers an authorization request that cannot be sent back to
