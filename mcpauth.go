@@ -470,7 +470,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	}
 	as := &handlers.AuthServer{
 		Store:                store,
-		Sessions:             app.store,
+		Sessions:             handlers.SessionStore(app.store),
 		Upstream:             redirector,
 		Passwords:            passwords,
 		Allow:                allow,

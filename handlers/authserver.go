@@ -49,9 +49,9 @@ type AuthServer struct {
 	// code, login or grant of one site is unknown at every other.
 	Store storage.Store
 	// Sessions holds the bindings of MCP sessions to their users, for
-	// every site: sites that proxy to one backend all see its session ids.
-	// A binding names its issuer, so a session is refused at every site
-	// but its own.
+	// every site (see SessionStore): sites that proxy to one backend all
+	// see its session ids. A binding names its issuer, so a session is
+	// refused at every site but its own.
 	Sessions storage.Store
 	// Upstream logs users in by redirection; Passwords by the built-in
 	// login page. Exactly one is set.

@@ -12,6 +12,12 @@ import (
 // keySession binds MCP session ids to the user who created the session.
 const keySession = "session/"
 
+// SessionStore is the view of the store that every site shares that holds
+// the bindings of MCP sessions (AuthServer.Sessions), and nothing else.
+func SessionStore(shared storage.Store) storage.Store {
+	return storage.Prefixed(shared, keySession)
+}
+
 // sessionLifetime is how long a session binding is kept after its last
 // use by its owner.
 const sessionLifetime = 24 * time.Hour
@@ -27,8 +33,7 @@ func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool,
 	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
 		return true, nil
 	}
-	key := keySession + hashKey(sessionID)
-	owner, err := s.AS.Sessions.Get(ctx, key)
+	owner, err := s.AS.Sessions.Get(ctx, hashKey(sessionID))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return true, s.BindSession(ctx, sessionID, sub)
@@ -43,7 +48,7 @@ func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
 	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
 		return nil
 	}
-	return s.AS.Sessions.Put(ctx, keySession+hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
+	return s.AS.Sessions.Put(ctx, hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
 }
 
 // sessionOwner is how a binding names its owner: the same sub at another
