@@ -43,10 +43,11 @@ func authStrength(method string) int {
 
 // presentedCredentials is what a request offers to authenticate a client.
 type presentedCredentials struct {
-	method   string // the token_endpoint_auth_method these credentials are
+	// method is the token_endpoint_auth_method the request uses.
+	method   string
 	clientID string
 	secret   string
-	// assertion is a client_assertion of type jwtBearerAssertion.
+	// assertion is a client_assertion of type clients.ClientAssertionType.
 	assertion string
 }
 
@@ -89,8 +90,8 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 	case hasSecret:
 		creds.method, creds.secret = clients.AuthMethodClientSecretPost, params["client_secret"]
 	case hasAssertion || hasAssertionType:
-		if params["client_assertion_type"] != jwtBearerAssertion || params["client_assertion"] == "" {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+jwtBearerAssertion)
+		if params["client_assertion_type"] != clients.ClientAssertionType || params["client_assertion"] == "" {
+			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+clients.ClientAssertionType)
 		}
 		creds.method, creds.assertion = clients.AuthMethodPrivateKeyJWT, params["client_assertion"]
 		if creds.clientID == "" {

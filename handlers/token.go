@@ -17,9 +17,6 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
-// jwtBearerAssertion is the client_assertion_type of private_key_jwt (RFC 7523).
-const jwtBearerAssertion = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
 // tokenResponse is a successful token response (OAuth 2.1 section 3.2.3).
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
