@@ -575,11 +575,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
 	p := path.Clean("/" + r.URL.Path)
-	if serve := h.site.Route(p); serve != nil {
+	if endpoint, serve := h.site.Route(p); serve != nil {
 		start := time.Now()
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		serve(w, r.WithContext(handlers.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
-		observeDuration(p, start)
+		observeDuration(endpoint, start)
 		return nil
 	}
 

@@ -47,7 +47,7 @@ func initMetrics() {
 		}, []string{"outcome"})
 		metrics.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "endpoint_duration_seconds",
-			Help:    "Time to answer the authorization server's endpoints.",
+			Help:    "Time to answer the authorization server's endpoints, by endpoint name.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"endpoint"})
 	})

@@ -44,7 +44,7 @@ func TestMetricsAndAuditLog(t *testing.T) {
 		`caddy_mcp_auth_tokens_issued_total{grant_type="refresh_token"}`:      "",
 		`caddy_mcp_auth_gate_decisions_total{outcome="allowed"}`:              "",
 		`caddy_mcp_auth_gate_decisions_total{outcome="no_token"}`:             "",
-		`caddy_mcp_auth_endpoint_duration_seconds_count{endpoint="/token"}`:   "",
+		`caddy_mcp_auth_endpoint_duration_seconds_count{endpoint="token"}`:    "",
 	} {
 		got := metricValue(t, sample)
 		if got == "" || got == "0" || (want != "" && got != want) {

@@ -100,61 +100,62 @@ func (s *Site) resourceMetadata(res *Resource) ResourceMetadata {
 }
 
 // Route returns the handler of a discovery or authorization-server endpoint
-// at path, or nil if the path belongs to the protected backend.
-func (s *Site) Route(path string) http.HandlerFunc {
+// at path, with the endpoint's name, or a nil handler if the path belongs
+// to the protected backend. The name comes from a fixed set (metadata,
+// resource_metadata, jwks, register, authorize, consent, login, callback,
+// token, revoke, introspect, userinfo, not_found) and never from the
+// path, so that metrics labelled with it stay bounded whatever clients
+// request.
+func (s *Site) Route(path string) (name string, serve http.HandlerFunc) {
 	if s.AS != nil && (path == "/.well-known/oauth-authorization-server"+s.issuerPath ||
 		path == "/.well-known/openid-configuration"+s.issuerPath ||
 		(s.issuerPath != "" && path == s.issuerPath+"/.well-known/openid-configuration")) {
-		return s.serveMetadata
+		return "metadata", s.serveMetadata
 	}
 	for _, res := range s.Resources {
 		if path == res.metadataPath {
-			return func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, res) }
+			return "resource_metadata", func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, res) }
 		}
 	}
 	// The root document describes the default resource when no resource
 	// is the origin itself (RFC 9728 section 3.1 clients fall back to it).
 	if path == "/.well-known/oauth-protected-resource" {
-		return func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, s.Resources[0]) }
+		return "resource_metadata", func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, s.Resources[0]) }
 	}
 	// Other discovery documents under these names do not exist here: a
 	// clear 404 lets a client move on to the next location it tries.
 	for _, prefix := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/.well-known/oauth-protected-resource"} {
 		if strings.HasPrefix(path, prefix) {
-			return serveNotFound
+			return "not_found", serveNotFound
 		}
 	}
 	rest, ok := strings.CutPrefix(path, s.issuerPath)
-	if !ok {
-		return nil
-	}
-	if s.AS == nil {
-		return nil
-	}
-	if rest == pathJWKS {
-		return s.serveJWKS
+	if !ok || s.AS == nil {
+		return "", nil
 	}
 	switch rest {
+	case pathJWKS:
+		return "jwks", s.serveJWKS
 	case pathRegister:
-		return s.serveRegister
+		return "register", s.serveRegister
 	case pathAuthorize:
-		return s.serveAuthorize
+		return "authorize", s.serveAuthorize
 	case pathConsent:
-		return s.serveConsent
+		return "consent", s.serveConsent
 	case pathCallback:
-		return s.serveCallback
+		return "callback", s.serveCallback
 	case pathLogin:
-		return s.serveLogin
+		return "login", s.serveLogin
 	case pathToken:
-		return s.serveToken
+		return "token", s.serveToken
 	case pathRevoke:
-		return s.serveRevoke
+		return "revoke", s.serveRevoke
 	case pathIntrospect:
-		return s.serveIntrospect
+		return "introspect", s.serveIntrospect
 	case pathUserinfo:
-		return s.serveUserinfo
+		return "userinfo", s.serveUserinfo
 	}
-	return nil
+	return "", nil
 }
 
 func serveNotFound(w http.ResponseWriter, _ *http.Request) {
