@@ -10,14 +10,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -1569,13 +1567,4 @@ func TestClientMetadataDocumentsOff(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the document was fetched %d times", n)
 	}
-}
-
-// hrefs returns the link targets of a page, unescaped.
-func hrefs(page string) []string {
-	var out []string
-	for _, m := range regexp.MustCompile(`href="([^"]*)"`).FindAllStringSubmatch(page, -1) {
-		out = append(out, html.UnescapeString(m[1]))
-	}
-	return out
 }

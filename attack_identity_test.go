@@ -1,10 +1,15 @@
 package mcpauth
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 )
 
 // Attacks on who may log in and on what the client is sent back: each test
@@ -115,5 +120,301 @@ func TestAttackRedirectQueryRewritten(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// githubUpstream is an upstream block for the GitHub fake.
+func githubUpstream(gh *fakeidp.GitHub) string {
+	return fmt.Sprintf("upstream github {\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tbase_url %s\n\t\t\tapi_url %s\n\t\t}",
+		gh.ClientID, gh.ClientSecret, gh.BaseURL, gh.APIURL)
+}
+
+// googleUpstream is an upstream block for the Google fake.
+func googleUpstream(g *fakeidp.OIDC) string {
+	return fmt.Sprintf("upstream google {\n\t\t\tissuer %s\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t}", g.URL, g.ClientID, g.ClientSecret)
+}
+
+// loginOutcome runs a login at an upstream fake in a fresh browser and
+// reports whether the client got a code; a refusal must be access_denied
+// sent back to the client.
+func loginOutcome(t *testing.T, c testClient, idpURL string) bool {
+	t.Helper()
+	q := authParams(c, newPKCE())
+	steps := walk(t, newBrowser(t), authorizeURL(q), idpURL)
+	if loc := redirectedTo(t, steps); loc.Query().Has("code") {
+		assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "")
+		return true
+	}
+	deniedLogin(t, steps, c, q.Get("state"))
+	return false
+}
+
+// Rule forms that matched names a user can choose are refused when the
+// config loads, with an error that says what to write instead.
+func TestAttackUnsafeIdentityRulesRefused(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 1, Login: "x"})
+	g := fakeidp.NewGoogle(t, fakeidp.User{Subject: "1"})
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "1"})
+	trusting := strings.Replace(oidcUpstream(idp), "\n\t\t}", "\n\t\t\ttrust_preferred_username\n\t\t}", 1)
+	for _, tc := range []struct {
+		name, auth string
+		wantErr    []string // substrings of the error; none: loads
+	}{
+		{"oidc preferred_username", oidcUpstream(idp) + "\n\t\tallow users carol", []string{"preferred_username", "oidc:<sub>", "trust_preferred_username"}},
+		{"oidc preferred_username in a grant", oidcUpstream(idp) + "\n\t\tgrant_scope mcp:admin to users carol", []string{"scope_grants", "preferred_username"}},
+		{"oidc subject", oidcUpstream(idp) + "\n\t\tallow users oidc:attacker-777", nil},
+		{"oidc preferred_username, trusted by the operator", trusting + "\n\t\tallow users carol", nil},
+		{"google name", googleUpstream(g) + "\n\t\tallow users bob", []string{"google:<sub>"}},
+		{"subject of another provider", googleUpstream(g) + "\n\t\tallow users github:583231", []string{"github account", "google"}},
+		{"github login as subject", githubUpstream(gh) + "\n\t\tallow users github:octocat", []string{"numbers"}},
+		{"github login, pinned", githubUpstream(gh) + "\n\t\tallow users octocat", nil},
+		{"address list", oidcUpstream(idp) + "\n\t\tallow emails \"a@evil.com, b@example.com\"", []string{"one bare email address"}},
+		{"display name", oidcUpstream(idp) + "\n\t\tallow emails \"Bob <bob@example.com>\"", []string{"one bare email address"}},
+		{"domain pattern with a path", oidcUpstream(idp) + "\n\t\tallow emails *@example.com/x", []string{"domain name"}},
+		{"partial domain pattern", oidcUpstream(idp) + "\n\t\tallow emails *@.example.com", []string{"domain name"}},
+		{"hosted domain for oidc", oidcUpstream(idp) + "\n\t\tallow hosted_domains example.com", []string{"google only"}},
+		{"orgs for google", googleUpstream(g) + "\n\t\tallow orgs acme", []string{"github only"}},
+		{"emails for built-in users", usersUpstream() + "\n\t\tallow emails *@example.com", []string{"no email addresses"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := caddy.Load(adapt(t, asSite(t, t.TempDir(), t.TempDir(), tc.auth)), true)
+			if err == nil {
+				_ = caddy.Stop()
+			}
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Errorf("config refused: %v", err)
+			case tc.wantErr != nil && err == nil:
+				t.Errorf("config loaded, want an error about %v", tc.wantErr)
+			case err != nil:
+				for _, s := range tc.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not mention %q", err, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+// An OIDC account sub=attacker-777 that calls itself preferred_username
+// "carol" passed `allow users carol`. Users are named by subject; a name
+// is matched only where the operator vouches that the provider fixes it.
+func TestAttackOIDCUsernameImpersonation(t *testing.T) {
+	carol := fakeidp.User{Subject: "carol-sub", PreferredUsername: "carol"}
+	idp := fakeidp.NewOIDC(t, carol)
+	e := startAS(t, oidcUpstream(idp)+"\n\t\tallow users oidc:carol-sub")
+	c := e.publicClient(t)
+	if !loginOutcome(t, c, idp.URL) {
+		t.Fatal("carol, named by subject, was refused")
+	}
+	for _, attacker := range []fakeidp.User{
+		{Subject: "attacker-777", PreferredUsername: "carol"},
+		{Subject: "attacker-777", PreferredUsername: "oidc:carol-sub"},
+		{Subject: "Carol-Sub", PreferredUsername: "carol"},
+		{Subject: "carol-sub ", PreferredUsername: "carol"},
+	} {
+		t.Run(attacker.Subject+"/"+attacker.PreferredUsername, func(t *testing.T) {
+			idp.SetUser(attacker)
+			defer idp.SetUser(carol)
+			if loginOutcome(t, c, idp.URL) {
+				t.Errorf("%+v logged in as carol", attacker)
+			}
+		})
+	}
+}
+
+// A GitHub login can be renamed and then registered by anyone: the new
+// owner of "octocat" passed `allow users octocat`. A login is pinned to the
+// numeric id that first logs in with it; any other id presenting it, in
+// any letter case, is refused.
+func TestAttackGitHubReregisteredLogin(t *testing.T) {
+	octocat := fakeidp.GitHubUser{ID: 583231, Login: "octocat"}
+	gh := fakeidp.NewGitHub(t, octocat)
+	e := startAS(t, githubUpstream(gh)+"\n\t\tallow users octocat")
+	c := e.publicClient(t)
+	if !loginOutcome(t, c, gh.BaseURL) {
+		t.Fatal("octocat was refused")
+	}
+	for _, login := range []string{"octocat", "OctoCat", "OCTOCAT"} {
+		t.Run(login, func(t *testing.T) {
+			gh.SetUser(fakeidp.GitHubUser{ID: 9000001, Login: login})
+			defer gh.SetUser(octocat)
+			if loginOutcome(t, c, gh.BaseURL) {
+				t.Errorf("account 9000001 with login %q passed the rule written for octocat", login)
+			}
+		})
+	}
+	// The account the login is pinned to keeps working, in any spelling.
+	gh.SetUser(fakeidp.GitHubUser{ID: 583231, Login: "OctoCat"})
+	if !loginOutcome(t, c, gh.BaseURL) {
+		t.Error("octocat was refused after the attempts")
+	}
+}
+
+// `allow emails *@example.com` was a bare suffix match on the address as
+// sent: lists, display names, comments and look-alike domains passed.
+// Addresses are parsed as exactly one bare address and compared by exact
+// domain, verified only.
+func TestAttackEmailRuleSmuggling(t *testing.T) {
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "1"})
+	e := startAS(t, oidcUpstream(idp)+"\n\t\tallow emails *@example.com *@xn--bcher-kva.example admin@example.org")
+	c := e.publicClient(t)
+	for _, tc := range []struct {
+		email    string
+		verified bool
+		want     bool
+	}{
+		{"bob@example.com", true, true},
+		{"bob@EXAMPLE.COM", true, true},
+		{"bob@bücher.example", true, true},
+		{"Admin@Example.org", true, true},
+		{"bob@example.com", false, false},
+		{"a@evil.com, b@example.com", true, false},
+		{"b@example.com, a@evil.com", true, false},
+		{`"b@example.com" <a@evil.com>`, true, false},
+		{"Bob <bob@example.com>", true, false},
+		{"<bob@example.com>", true, false},
+		{"a@evil.com (b@example.com)", true, false},
+		{`"b@example.com"@evil.com`, true, false},
+		{"bob@evil-example.com", true, false},
+		{"bob@sub.example.com", true, false},
+		{"bob@example.com.evil.com", true, false},
+		{"bob@example.com.", true, false},
+		{"bob@example.co", true, false},
+		{"bob@[127.0.0.1]", true, false},
+		{"admin2@example.org", true, false},
+		{" bob@example.com", true, false},
+	} {
+		t.Run(tc.email, func(t *testing.T) {
+			idp.SetUser(fakeidp.User{Subject: "u-" + tc.email, Email: tc.email, EmailVerified: tc.verified})
+			if got := loginOutcome(t, c, idp.URL); got != tc.want {
+				t.Errorf("%q (verified %v): logged in %v, want %v", tc.email, tc.verified, got, tc.want)
+			}
+		})
+	}
+}
+
+// A personal Google account can show a verified work address (kept after
+// leaving, or added later): it passed the README's Workspace recipe. Google
+// is trusted for an address only when it is authoritative for it (Gmail,
+// or the account's own Workspace domain hd), and hosted_domains matches
+// the Workspace itself.
+func TestAttackGooglePersonalAccountWithWorkAddress(t *testing.T) {
+	g := fakeidp.NewGoogle(t, fakeidp.User{Subject: "1"})
+	for _, rules := range []string{"allow emails *@example.com", "allow hosted_domains example.com", "allow emails bob@example.com"} {
+		t.Run(rules, func(t *testing.T) {
+			e := startAS(t, googleUpstream(g)+"\n\t\t"+rules)
+			c := e.publicClient(t)
+			for _, tc := range []struct {
+				name string
+				user fakeidp.User
+				want bool
+			}{
+				{"Workspace account", fakeidp.User{Subject: "10", Email: "bob@example.com", EmailVerified: true, HostedDomain: "example.com"}, true},
+				{"personal account with the work address", fakeidp.User{Subject: "11", Email: "bob@example.com", EmailVerified: true}, false},
+				{"another Workspace showing the address", fakeidp.User{Subject: "12", Email: "bob@example.com", EmailVerified: true, HostedDomain: "evil.example"}, false},
+				{"sub-domain Workspace", fakeidp.User{Subject: "13", Email: "bob@example.com", EmailVerified: true, HostedDomain: "sub.example.com"}, false},
+				{"unverified", fakeidp.User{Subject: "14", Email: "bob@example.com", HostedDomain: "evil.example"}, false},
+			} {
+				g.SetUser(tc.user)
+				if got := loginOutcome(t, c, g.URL); got != tc.want {
+					t.Errorf("%s: logged in %v, want %v", tc.name, got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// A user removed from allow by a config reload kept refreshing for the
+// grant's whole life, with the same scopes. Every refresh applies the
+// current allow and grant_scope rules to the identity recorded at login.
+func TestAttackRemovedUserKeepsRefreshing(t *testing.T) {
+	users := "upstream users {\n\t\t\talice " + aliceHash + "\n\t\t\tbob " + aliceHash + "\n\t\t}\n\t\t"
+	rules := func(allow, admins string) string {
+		return users + allow + "\n\t\tgrant_scope mcp:tools to everyone\n\t\tgrant_scope mcp:admin to users " + admins
+	}
+	e := startAS(t, rules("allow users alice bob", "alice"))
+	reload := func(auth string) { reloadCaddy(t, asSite(t, e.storagePath, e.logDir, auth)) }
+	c := e.publicClient(t)
+
+	first := e.login(t, c, nil)
+	if first.Scope != "mcp:tools mcp:admin" {
+		t.Fatalf("scope %q at login", first.Scope)
+	}
+	rt := e.mustRefresh(t, c, first.Refresh, nil).Refresh
+
+	t.Run("scopes shrink with the rules, for good", func(t *testing.T) {
+		reload(rules("allow users alice bob", "bob"))
+		ts := e.mustRefresh(t, c, rt, nil)
+		if ts.Scope != "mcp:tools" {
+			t.Errorf("scope %q after mcp:admin was taken away, want mcp:tools", ts.Scope)
+		}
+		if status, m := e.refresh(t, c, ts.Refresh, url.Values{"scope": {"mcp:admin"}}); status == http.StatusOK {
+			t.Errorf("asking for the withdrawn scope again: %d %v", status, m)
+		}
+		reload(rules("allow users alice bob", "alice"))
+		ts = e.mustRefresh(t, c, ts.Refresh, nil)
+		if ts.Scope != "mcp:tools" {
+			t.Errorf("scope %q: a grant regained a scope without a new login", ts.Scope)
+		}
+		rt = ts.Refresh
+	})
+
+	t.Run("removed from allow", func(t *testing.T) {
+		access := e.mustRefresh(t, c, rt, nil)
+		reload(rules("allow users bob", "alice"))
+		if status, m := e.refresh(t, c, access.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+			t.Fatalf("refresh after removal: %d %v, want invalid_grant", status, m)
+		}
+		if status := e.mcpStatus(t, access.Access); status != http.StatusUnauthorized {
+			t.Errorf("the grant's access token still works after the refusal: %d", status)
+		}
+		// Let back in, the old grant stays revoked: a new login is needed.
+		reload(rules("allow users alice bob", "alice"))
+		if status, m := e.refresh(t, c, access.Refresh, nil); status != http.StatusBadRequest {
+			t.Errorf("the revoked grant refreshed again: %d %v", status, m)
+		}
+	})
+
+	t.Run("a code issued before the removal", func(t *testing.T) {
+		p := newPKCE()
+		code := loginCode(t, authParams(c, p))
+		reload(rules("allow users bob", "alice"))
+		defer reload(rules("allow users alice bob", "alice"))
+		if status, _, m := e.tokenRequest(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+			t.Errorf("code redeemed after removal: %d %v", status, m)
+		}
+	})
+
+	t.Run("another provider takes over", func(t *testing.T) {
+		ts := e.login(t, c, nil)
+		idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "alice"})
+		reload(oidcUpstream(idp) + "\n\t\tallow everyone")
+		if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+			t.Errorf("a users:alice grant refreshed under the oidc upstream: %d %v", status, m)
+		}
+	})
+}
+
+// The same for rules on what a grant recorded at login: GitHub
+// organizations (as of the login) and a pinned login.
+func TestAttackRemovedOrgKeepsRefreshing(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 42, Login: "mona", Orgs: []string{"acme"}})
+	e := startAS(t, githubUpstream(gh)+"\n\t\tallow orgs ACME\n\t\tallow users mona")
+	reload := func(rules string) {
+		reloadCaddy(t, asSite(t, e.storagePath, e.logDir, githubUpstream(gh)+"\n\t\t"+rules))
+	}
+	c := e.publicClient(t)
+	p := newPKCE()
+	ts := e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), gh.BaseURL), p), nil)
+
+	for _, rules := range []string{"allow orgs acme", "allow users MONA", "allow users github:42"} {
+		reload(rules)
+		ts = e.mustRefresh(t, c, ts.Refresh, nil)
+	}
+	reload("allow orgs acme-admins\n\t\tallow users github:4")
+	if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("refresh with neither the org nor the user allowed: %d %v", status, m)
 	}
 }

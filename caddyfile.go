@@ -44,8 +44,8 @@ func init() {
 //		pass_authorization
 //		identity_audience <backend identifier>
 //		upstream        oidc|google|github|users { ... }
-//		allow           users|emails|orgs <value...> | everyone
-//		grant_scope     <scope...> to users|emails|orgs <value...> | everyone
+//		allow           users|emails|hosted_domains|orgs <value...> | everyone
+//		grant_scope     <scope...> to users|emails|hosted_domains|orgs <value...> | everyone
 //		access_token_lifetime  <duration>
 //		refresh_token_lifetime <duration>
 //		refresh_token_idle     <duration>
@@ -188,11 +188,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RememberConsent = dur
 			}
 		case "grant_scope":
-			// grant_scope <scope...> to users|emails|orgs <value...> | everyone
+			// grant_scope <scope...> to users|emails|hosted_domains|orgs <value...> | everyone
 			args := d.RemainingArgs()
 			to := slices.Index(args, "to")
 			if to < 1 || to == len(args)-1 {
-				return d.Err("grant_scope <scope...> to users|emails|orgs <value...>, or to everyone")
+				return d.Err("grant_scope <scope...> to users|emails|hosted_domains|orgs <value...>, or to everyone")
 			}
 			g := ScopeGrant{Scopes: args[:to]}
 			kind, values := args[to+1], args[to+2:]
@@ -203,10 +203,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.To.Users = values
 			case kind == "emails" && len(values) > 0:
 				g.To.Emails = values
+			case kind == "hosted_domains" && len(values) > 0:
+				g.To.HostedDomains = values
 			case kind == "orgs" && len(values) > 0:
 				g.To.Orgs = values
 			default:
-				return d.Errf("grant_scope: %q must be users, emails or orgs followed by values, or everyone", kind)
+				return d.Errf("grant_scope: %q must be users, emails, hosted_domains or orgs followed by values, or everyone", kind)
 			}
 			h.ScopeGrants = append(h.ScopeGrants, g)
 		case "scope_includes":
@@ -349,6 +351,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		scopes        <scope...>
 //		base_url      <url>
 //		api_url       <url>
+//		trust_preferred_username
 //	}
 //	upstream users {
 //		<username> <bcrypt hash>
@@ -385,15 +388,22 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 			return nil, d.Errf("%s already specified", key)
 		}
 		seen[key] = true
-		if len(args) == 0 || (key != "scopes" && len(args) != 1) {
-			return nil, d.ArgErr()
-		}
 		allowed := map[string][]string{
 			"issuer": {"oidc", "google"}, "client_id": {"oidc", "google", "github"}, "client_secret": {"oidc", "google", "github"},
-			"scopes": {"oidc"}, "base_url": {"github"}, "api_url": {"github"},
+			"scopes": {"oidc"}, "base_url": {"github"}, "api_url": {"github"}, "trust_preferred_username": {"oidc"},
 		}
 		if !slices.Contains(allowed[key], u.Provider) {
 			return nil, d.Errf("unrecognized option '%s' for upstream %s", key, u.Provider)
+		}
+		if key == "trust_preferred_username" {
+			if len(args) != 0 {
+				return nil, d.ArgErr()
+			}
+			u.TrustPreferredUsername = true
+			continue
+		}
+		if len(args) == 0 || (key != "scopes" && len(args) != 1) {
+			return nil, d.ArgErr()
 		}
 		switch key {
 		case "issuer":
@@ -413,7 +423,8 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 	return u, nil
 }
 
-// parseAllow parses `allow users|emails|orgs <value...>` and `allow everyone`.
+// parseAllow parses `allow users|emails|hosted_domains|orgs <value...>` and
+// `allow everyone`.
 func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
 	if !d.NextArg() {
 		return d.ArgErr()
@@ -439,10 +450,12 @@ func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
 			}
 		}
 		h.Allow.Emails = append(h.Allow.Emails, values...)
+	case "hosted_domains":
+		h.Allow.HostedDomains = append(h.Allow.HostedDomains, values...)
 	case "orgs":
 		h.Allow.Orgs = append(h.Allow.Orgs, values...)
 	default:
-		return d.Errf("allow %q: use users, emails, orgs or everyone", kind)
+		return d.Errf("allow %q: use users, emails, hosted_domains, orgs or everyone", kind)
 	}
 	if len(values) == 0 {
 		return d.ArgErr()

@@ -411,6 +411,18 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"unrecognized option 'issuer' for upstream github"},
 		},
 		{
+			name:      "trust_preferred_username for github",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream github {\n\t\t\ttrust_preferred_username\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"unrecognized option 'trust_preferred_username' for upstream github"},
+		},
+		{
+			name:      "trust_preferred_username with a value",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream oidc {\n\t\t\ttrust_preferred_username yes\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"wrong argument count"},
+		},
+		{
 			name:      "user without hash",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream users {\n\t\t\talice\n\t\t}\n\t}\n}\n",
 			line:      "Caddyfile:4",
@@ -420,7 +432,7 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			name:      "allow of an unknown kind",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tallow teams a\n\t}\n}\n",
 			line:      "Caddyfile:3",
-			want:      []string{"use users, emails, orgs or everyone"},
+			want:      []string{"use users, emails, hosted_domains, orgs or everyone"},
 		},
 		{
 			name:      "allow emails without @",
@@ -438,7 +450,7 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			name:      "grant_scope to nobody",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tgrant_scope mcp:read to users\n\t}\n}\n",
 			line:      "Caddyfile:3",
-			want:      []string{"must be users, emails or orgs"},
+			want:      []string{"must be users, emails, hosted_domains or orgs"},
 		},
 		{
 			name:      "tool_scope without scope",

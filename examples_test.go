@@ -57,7 +57,7 @@ func TestExampleGitHub(t *testing.T) {
 }
 
 func TestExampleGoogle(t *testing.T) {
-	g := fakeidp.NewGoogle(t, fakeidp.User{Subject: "10769150350006150715113082367", Email: "jo@example.com", EmailVerified: true})
+	g := fakeidp.NewGoogle(t, fakeidp.User{Subject: "10769150350006150715113082367", Email: "jo@example.com", EmailVerified: true, HostedDomain: "example.com"})
 	t.Setenv("GOOGLE_CLIENT_ID", g.ClientID)
 	t.Setenv("GOOGLE_CLIENT_SECRET", g.ClientSecret)
 	loadExample(t, "google.Caddyfile", "client_secret {env.GOOGLE_CLIENT_SECRET}",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -201,16 +202,31 @@ type Resource struct {
 	Scopes []string `json:"scopes,omitempty"`
 }
 
-// Allow lists who may finish a login; a user matching any entry may.
+// Allow lists who may finish a login; a user matching any entry may. Rules
+// name what stays with one person: stable ids, verified addresses,
+// organizations, and names only where they cannot pass to someone else.
 type Allow struct {
 	// Everyone lets in every user the upstream authenticates.
 	Everyone bool `json:"everyone,omitempty"`
-	// Users are usernames: GitHub logins, OIDC preferred_username, or
-	// built-in users.
+	// Users are users' stable ids as `<provider>:<id>`, the sub of their
+	// tokens: `github:583231` (the numeric id), `google:<sub>`,
+	// `oidc:<sub>`, `users:alice`. A bare name is a built-in user
+	// (users); a GitHub login (github), pinned to the account that first
+	// logs in with it and refused for any other, since renamed logins can
+	// be registered again by anyone; or an OIDC preferred_username (oidc,
+	// only with the upstream's trust_preferred_username).
 	Users []string `json:"users,omitempty"`
-	// Emails are verified email addresses, or `*@example.com` for a domain.
+	// Emails are verified email addresses, or `*@example.com` for every
+	// address in exactly that domain (not its subdomains). An entry must
+	// be one bare address. With google, only addresses Google is
+	// authoritative for count: Gmail addresses and those in the account's
+	// own Workspace domain.
 	Emails []string `json:"emails,omitempty"`
-	// Orgs are GitHub organizations.
+	// HostedDomains are Google Workspace domains: the accounts Google
+	// reports (in the ID token's hd claim) as managed by that Workspace.
+	// google only.
+	HostedDomains []string `json:"hosted_domains,omitempty"`
+	// Orgs are GitHub organizations. github only.
 	Orgs []string `json:"orgs,omitempty"`
 }
 
@@ -221,13 +237,76 @@ type ScopeGrant struct {
 	To Allow `json:"to"`
 }
 
-// allowList converts the config form of an allow list.
-func (a *Allow) allowList() handlers.AllowList {
+// allowList checks the config form of an allow list against the provider
+// users log in with and converts it.
+func (a *Allow) allowList(u *Upstream) (handlers.AllowList, error) {
 	if a == nil {
-		return handlers.AllowList{}
+		return handlers.AllowList{}, nil
 	}
-	return handlers.AllowList{Everyone: a.Everyone, Users: a.Users, Emails: a.Emails, Orgs: a.Orgs}
+	provider := u.Provider
+	l := handlers.AllowList{Everyone: a.Everyone, Orgs: a.Orgs}
+	for _, user := range a.Users {
+		prefix, id, qualified := strings.Cut(user, ":")
+		if qualified && slices.Contains(providers, prefix) {
+			switch {
+			case prefix != provider:
+				return l, fmt.Errorf("users: %q names a %s account, but users log in with %s", user, prefix, provider)
+			case id == "":
+				return l, fmt.Errorf("users: %q has no id", user)
+			case prefix == "github" && strings.Trim(id, "0123456789") != "":
+				return l, fmt.Errorf("users: %q: GitHub ids are numbers (https://api.github.com/users/<login> shows a login's id)", user)
+			}
+			l.Subjects = append(l.Subjects, user)
+			continue
+		}
+		switch {
+		case provider == "users":
+			l.Subjects = append(l.Subjects, "users:"+user)
+		case provider == "github":
+			l.Logins = append(l.Logins, user)
+		case provider == "oidc" && u.TrustPreferredUsername:
+			l.PreferredUsernames = append(l.PreferredUsernames, user)
+		case provider == "oidc":
+			return l, fmt.Errorf("users: %q would match the preferred_username, which users of most OIDC providers can choose or change; name the user by subject (oidc:<sub>), or set trust_preferred_username in the upstream if your provider guarantees it", user)
+		default:
+			return l, fmt.Errorf("users: %q: Google accounts have no usernames; name the user by subject (google:<sub>), or use emails or hosted_domains", user)
+		}
+	}
+	for _, e := range a.Emails {
+		if domain, ok := strings.CutPrefix(e, "*@"); ok {
+			canonical, ok := handlers.CanonicalDomain(domain)
+			if !ok {
+				return l, fmt.Errorf("emails: %q is not *@ followed by a domain name", e)
+			}
+			l.EmailDomains = append(l.EmailDomains, canonical)
+			continue
+		}
+		canonical, _, ok := handlers.CanonicalEmail(e)
+		if !ok {
+			return l, fmt.Errorf("emails: %q is not one bare email address (no name, brackets, comments or lists) or *@domain", e)
+		}
+		l.Emails = append(l.Emails, canonical)
+	}
+	for _, d := range a.HostedDomains {
+		canonical, ok := handlers.CanonicalDomain(d)
+		if !ok {
+			return l, fmt.Errorf("hosted_domains: %q is not a domain name", d)
+		}
+		l.HostedDomains = append(l.HostedDomains, canonical)
+	}
+	switch {
+	case len(a.Emails) > 0 && provider == "users":
+		return l, fmt.Errorf("emails: built-in users have no email addresses; name them in users")
+	case len(a.HostedDomains) > 0 && provider != "google":
+		return l, fmt.Errorf("hosted_domains: Google Workspace domains apply to upstream google only")
+	case len(a.Orgs) > 0 && provider != "github":
+		return l, fmt.Errorf("orgs: organizations apply to upstream github only")
+	}
+	return l, nil
 }
+
+// providers are the upstream providers, also the prefixes of subjects.
+var providers = []string{"oidc", "google", "github", "users"}
 
 // IntrospectionCredentials authenticate at an external introspection endpoint.
 type IntrospectionCredentials struct {
@@ -417,21 +496,29 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("refresh_token_lifetime (%s) must not be shorter than access_token_lifetime (%s)",
 			time.Duration(h.RefreshTokenLifetime), time.Duration(h.AccessTokenLifetime))
 	}
-	allow := h.Allow.allowList()
+	allow, err := h.Allow.allowList(h.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("allow %v", err)
+	}
 	var grants []handlers.ScopeGrant
 	wantOrgs := len(allow.Orgs) > 0
 	for _, g := range h.ScopeGrants {
 		if len(g.Scopes) == 0 {
 			return nil, fmt.Errorf("scope_grants: each grant names at least one scope")
 		}
-		grants = append(grants, handlers.ScopeGrant{Scopes: g.Scopes, To: g.To.allowList()})
-		wantOrgs = wantOrgs || len(g.To.Orgs) > 0
+		to, err := g.To.allowList(h.Upstream)
+		if err != nil {
+			return nil, fmt.Errorf("scope_grants %v: %v", g.Scopes, err)
+		}
+		grants = append(grants, handlers.ScopeGrant{Scopes: g.Scopes, To: to})
+		wantOrgs = wantOrgs || len(to.Orgs) > 0
 	}
 	redirector, passwords, err := h.Upstream.build(wantOrgs)
 	if err != nil {
 		return nil, err
 	}
-	restricted := allow.Everyone || len(allow.Users)+len(allow.Emails)+len(allow.Orgs) > 0
+	restricted := allow.Everyone || len(allow.Subjects)+len(allow.Logins)+len(allow.PreferredUsernames)+
+		len(allow.Emails)+len(allow.EmailDomains)+len(allow.HostedDomains)+len(allow.Orgs) > 0
 	if passwords == nil && !restricted && h.Upstream.Provider != "oidc" {
 		return nil, fmt.Errorf("upstream %s lets anyone with an account log in: add allow rules (users, emails, orgs), or `allow everyone`", h.Upstream.Provider)
 	}

@@ -33,6 +33,14 @@ type Upstream struct {
 	// Scopes requested from an oidc provider. Default: openid email profile.
 	Scopes []string `json:"scopes,omitempty"`
 
+	// TrustPreferredUsername lets `allow users` and `grant_scope … to
+	// users` name oidc users by their preferred_username. Set it only for a
+	// provider where users cannot choose or change it, and where a name is
+	// never given to another person (a directory the operator manages);
+	// OpenID Connect itself promises neither. Otherwise name users by
+	// subject, `oidc:<sub>`. oidc only.
+	TrustPreferredUsername bool `json:"trust_preferred_username,omitempty"`
+
 	// BaseURL and APIURL point github at GitHub Enterprise Server.
 	// Default: https://github.com and https://api.github.com.
 	BaseURL string `json:"base_url,omitempty"`
@@ -59,6 +67,9 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 			return fmt.Errorf("upstream %s: client_id and client_secret are required", u.Provider)
 		}
 		return nil
+	}
+	if u.TrustPreferredUsername && u.Provider != "oidc" {
+		return nil, nil, fmt.Errorf("upstream %s: trust_preferred_username applies to oidc only", u.Provider)
 	}
 	switch u.Provider {
 	case "users":

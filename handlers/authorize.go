@@ -427,29 +427,44 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 // maxLoginAttempts bounds password guesses per login.
 const maxLoginAttempts = 5
 
-// finishLogin applies the allow-list and sends the client its code.
+// finishLogin applies the allow and grant_scope rules and sends the client
+// its code.
 func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRequest, provider string, id *upstream.Identity) {
-	if !s.AS.Allow.Allows(id) {
-		s.observeLogin(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("user", id.Username), zap.String("email", id.Email))
+	user := userInfo{
+		Subject:      provider + ":" + id.Subject,
+		Username:     id.Username,
+		Email:        id.Email,
+		Name:         id.Name,
+		Picture:      id.Picture,
+		AuthTime:     time.Now().Unix(),
+		HostedDomain: id.HostedDomain,
+		Orgs:         id.Orgs,
+	}
+	if provider == "github" && s.AS.namesLogin(id.Username) {
+		pinned, err := s.AS.pinLogin(r.Context(), id.Username, user.Subject)
+		if err != nil {
+			s.serverError(w, r, "checking the GitHub login pin", err)
+			return
+		}
+		if user.LoginPinned = pinned; !pinned {
+			s.audit(r.Context(), "GitHub login belongs to another account; rules naming it do not apply",
+				zap.String("login", safeName(id.Username)), zap.String("sub", user.Subject))
+		}
+	}
+	scopes, allowed := s.AS.admit(&user, req.Scopes)
+	if !allowed {
+		s.observeLogin(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
 		// Back to the client like every other error: a link on a page of
 		// ours could not carry a private-use scheme (cursor://…), which
 		// html/template rightly refuses, and the app would be left waiting.
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "this account is not allowed to use this server")
 		return
 	}
-	user := userInfo{
-		Subject:  provider + ":" + id.Subject,
-		Username: id.Username,
-		Email:    id.Email,
-		Name:     id.Name,
-		Picture:  id.Picture,
-		AuthTime: time.Now().Unix(),
-	}
 	if err := s.AS.saveProfile(r.Context(), user); err != nil {
 		s.serverError(w, r, "saving user profile", err)
 		return
 	}
-	req.Scopes = s.AS.grantedScopes(req.Scopes, id)
+	req.Scopes = scopes
 	code := randomToken()
 	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user}, codeLifetime); err != nil {
 		s.serverError(w, r, "saving authorization code", err)

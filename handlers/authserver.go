@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -110,78 +108,6 @@ type AuthServer struct {
 	Observer Observer
 }
 
-// AllowList decides which users may finish a login. A user matching any
-// entry is allowed.
-type AllowList struct {
-	// Everyone lets in every user the upstream authenticates.
-	Everyone bool
-	// Users are usernames (GitHub logins, preferred_username, built-in users).
-	Users []string
-	// Emails are verified addresses, or "*@domain" patterns.
-	Emails []string
-	// Orgs are GitHub organizations, compared case-insensitively.
-	Orgs []string
-}
-
-// Allows reports whether the user may finish a login.
-func (a AllowList) Allows(id *upstream.Identity) bool {
-	if a.Everyone {
-		return true
-	}
-	if id.Username != "" && slices.Contains(a.Users, id.Username) {
-		return true
-	}
-	if id.Email != "" {
-		email := strings.ToLower(id.Email)
-		for _, pattern := range a.Emails {
-			pattern = strings.ToLower(pattern)
-			if domain, ok := strings.CutPrefix(pattern, "*@"); ok {
-				if strings.HasSuffix(email, "@"+domain) {
-					return true
-				}
-			} else if email == pattern {
-				return true
-			}
-		}
-	}
-	for _, org := range a.Orgs {
-		for _, have := range id.Orgs {
-			if strings.EqualFold(org, have) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// ScopeGrant grants scopes to the users an allow list matches.
-type ScopeGrant struct {
-	Scopes []string
-	To     AllowList
-}
-
-// grantedScopes narrows requested to what the user may have. OpenID
-// Connect scopes are not governed by grants.
-func (a *AuthServer) grantedScopes(requested []string, id *upstream.Identity) []string {
-	if len(a.ScopeGrants) == 0 {
-		return requested
-	}
-	var out []string
-	for _, sc := range requested {
-		if slices.Contains(oidcScopes, sc) {
-			out = append(out, sc)
-			continue
-		}
-		for _, g := range a.ScopeGrants {
-			if slices.Contains(g.Scopes, sc) && g.To.Allows(id) {
-				out = append(out, sc)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // pendingRequest is a validated authorization request waiting for consent
 // and login.
 type pendingRequest struct {
@@ -212,15 +138,27 @@ type authorizationCode struct {
 	User    userInfo       `json:"user"`
 }
 
-// userInfo is the identity a grant carries, namespaced by upstream.
+// userInfo is the identity a grant carries, namespaced by upstream: what
+// the tokens say about the user, and what the allow and grant_scope rules
+// look at, as of the login, so that every refresh can apply the rules
+// again.
 type userInfo struct {
+	// Subject is "<provider>:<the provider's stable id>".
 	Subject  string `json:"sub"`
 	Username string `json:"username,omitempty"`
-	Email    string `json:"email,omitempty"`
-	Name     string `json:"name,omitempty"`
-	Picture  string `json:"picture,omitempty"`
+	// Email is set only when the provider vouches for it.
+	Email   string `json:"email,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Picture string `json:"picture,omitempty"`
 	// AuthTime is when the user logged in (Unix seconds).
 	AuthTime int64 `json:"auth_time,omitempty"`
+	// HostedDomain is the Google Workspace domain of the account.
+	HostedDomain string `json:"hd,omitempty"`
+	// Orgs are the user's GitHub organizations.
+	Orgs []string `json:"orgs,omitempty"`
+	// LoginPinned says the GitHub login Username is bound to this
+	// Subject (see AuthServer.pinLogin), so rules naming it may match.
+	LoginPinned bool `json:"login_pinned,omitempty"`
 }
 
 // usedCode remembers what a redeemed code issued, to revoke it on replay.
@@ -279,6 +217,9 @@ const (
 	// so that revoking either finds the tokens no grant records.
 	keyTokenOfUser   = "token-of-user/"
 	keyTokenOfClient = "token-of-client/"
+	// keyLoginPin binds a GitHub login (lowercased) to the subject that
+	// first logged in with it; it never expires.
+	keyLoginPin = "login-pin/github/"
 )
 
 // refreshTTL is how long a refresh token issued now stays valid unused:

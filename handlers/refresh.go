@@ -69,6 +69,15 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 				}
 			}
 		}
+		// The rules may have changed since the login (a config reload):
+		// apply today's to the identity recorded then.
+		permitted, allowed := s.AS.admit(&g.User, g.Scopes)
+		if !allowed {
+			_ = s.AS.revokeFamily(ctx, &g)
+			s.audit(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+			return nil, invalidGrant
+		}
+		scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return !slices.Contains(permitted, sc) })
 		res, oerr := s.resolveResource(resources, s.resourceByURL(g.Resource))
 		if oerr != nil {
 			return nil, oerr
@@ -105,6 +114,8 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, unavailable
 		}
 		next := g
+		// Scopes the rules no longer give are gone for good.
+		next.Scopes = permitted
 		next.RefreshHash = hashKey(resp.RefreshToken)
 		next.PreviousHash = presented
 		next.PreviousUntil = now.Add(refreshGrace).UnixNano()

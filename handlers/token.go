@@ -140,6 +140,12 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
 		return nil, invalidGrant
 	}
+	// As at every refresh: the rules may have changed since the login.
+	scopes, allowed := s.AS.admit(&ac.User, req.Scopes)
+	if !allowed {
+		return nil, invalidGrant
+	}
+	req.Scopes = scopes
 	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {

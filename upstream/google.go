@@ -20,9 +20,10 @@ type GoogleConfig struct {
 }
 
 // Google logs users in with Google. It is an OIDC provider with Google's
-// issuer; the identity's Email is set only when Google reports it
-// verified, as for any OIDC provider. Subject is Google's stable numeric
-// account id, never the email, which users can change.
+// issuer. Subject is Google's stable numeric account id, never the email,
+// which users can change. HostedDomain is the account's Google Workspace
+// domain (hd), and Email is set only when Google is authoritative for the
+// address (see googleVouch).
 type Google struct {
 	oidc *OIDC
 }
@@ -51,7 +52,23 @@ func NewGoogle(ctx context.Context, cfg GoogleConfig, httpClient *http.Client) (
 	} else if alias, ok := strings.CutPrefix(issuer, "http://"); ok {
 		o.issuers = append(o.issuers, alias)
 	}
+	o.vouch = googleVouch
 	return &Google{oidc: o}, nil
+}
+
+// googleVouch keeps the Workspace domain and drops an email address Google
+// is not authoritative for. Google is authoritative for Gmail addresses and
+// for the addresses of a Workspace account in its own domain (hd); a
+// personal Google account can show any address its owner once verified,
+// such as a work address kept after leaving the company, which proves
+// nothing about membership of that company.
+// https://developers.google.com/identity/openid-connect/openid-connect#an-id-tokens-payload
+func googleVouch(cl *idClaims, id *Identity) {
+	id.HostedDomain = strings.ToLower(cl.HostedDomain)
+	domain := strings.ToLower(id.Email[strings.LastIndexByte(id.Email, '@')+1:])
+	if domain != "gmail.com" && (id.HostedDomain == "" || domain != id.HostedDomain) {
+		id.Email = ""
+	}
 }
 
 // Name implements Redirector.

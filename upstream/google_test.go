@@ -39,7 +39,7 @@ func TestGoogleLogin(t *testing.T) {
 	}
 
 	id := mustLogin(t, g)
-	want := Identity{Subject: googleUser.Subject, Email: googleUser.Email, Name: googleUser.Name, Picture: googleUser.Picture}
+	want := Identity{Subject: googleUser.Subject, Email: googleUser.Email, Name: googleUser.Name, Picture: googleUser.Picture, HostedDomain: "corp.example"}
 	if !identityEqual(*id, want) {
 		t.Errorf("identity = %+v, want %+v", *id, want)
 	}
@@ -54,6 +54,30 @@ func TestGoogleUnverifiedEmail(t *testing.T) {
 	_, g := newGooglePair(t, u)
 	if id := mustLogin(t, g); id.Email != "" {
 		t.Errorf("Email = %q, want none for an unverified address", id.Email)
+	}
+}
+
+// Google vouches for Gmail addresses and for addresses in the account's
+// own Workspace domain; any other verified address of a personal account
+// (a work address kept after leaving) is dropped.
+func TestGoogleEmailAuthority(t *testing.T) {
+	for _, tc := range []struct {
+		email, hd, wantEmail string
+	}{
+		{"bob@corp.example", "corp.example", "bob@corp.example"},
+		{"Bob@CORP.example", "CORP.EXAMPLE", "Bob@CORP.example"},
+		{"bob@gmail.com", "", "bob@gmail.com"},
+		{"bob@corp.example", "", ""},
+		{"bob@corp.example", "other.example", ""},
+		{"bob@sub.corp.example", "corp.example", ""},
+	} {
+		u := googleUser
+		u.Email, u.HostedDomain = tc.email, tc.hd
+		_, g := newGooglePair(t, u)
+		id := mustLogin(t, g)
+		if id.Email != tc.wantEmail || id.HostedDomain != strings.ToLower(tc.hd) {
+			t.Errorf("%s with hd %q: Email %q, HostedDomain %q; want %q, %q", tc.email, tc.hd, id.Email, id.HostedDomain, tc.wantEmail, strings.ToLower(tc.hd))
+		}
 	}
 }
 

@@ -175,6 +175,8 @@ type idClaims struct {
 	IssuedAt        *tokens.NumericDate `json:"iat"`
 	NotBefore       *tokens.NumericDate `json:"nbf"`
 	Nonce           string              `json:"nonce"`
+	// HostedDomain is Google's hd: the account's Workspace domain.
+	HostedDomain string `json:"hd"`
 	profileClaims
 }
 

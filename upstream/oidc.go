@@ -49,6 +49,9 @@ type OIDC struct {
 	client      *http.Client
 	keys        *keySet
 	now         func() time.Time
+	// vouch, if set, adjusts the identity to what this provider vouches
+	// for, from the verified ID token's claims (Google: hd).
+	vouch func(*idClaims, *Identity)
 }
 
 // discoveryDoc is the part of the OpenID Provider Metadata that is used.
@@ -246,6 +249,9 @@ func (o *OIDC) Exchange(ctx context.Context, code, verifier, nonce, redirectURL 
 			return nil, fmt.Errorf("%s: userinfo sub %q does not match ID token sub %q", o.name, sanitize(info.Subject), sanitize(claims.Subject))
 		}
 		id.fill(info.identity())
+	}
+	if o.vouch != nil {
+		o.vouch(claims, id)
 	}
 	return id, nil
 }

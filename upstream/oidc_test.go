@@ -99,7 +99,8 @@ func TestOIDCLogin(t *testing.T) {
 
 func identityEqual(a, b Identity) bool {
 	return a.Subject == b.Subject && a.Username == b.Username && a.Email == b.Email &&
-		a.Name == b.Name && a.Picture == b.Picture && strings.Join(a.Orgs, ",") == strings.Join(b.Orgs, ",")
+		a.Name == b.Name && a.Picture == b.Picture && strings.Join(a.Orgs, ",") == strings.Join(b.Orgs, ",") &&
+		a.HostedDomain == b.HostedDomain
 }
 
 func TestOIDCTokenEndpointAuthMethods(t *testing.T) {

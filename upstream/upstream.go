@@ -22,6 +22,9 @@ type Identity struct {
 	Picture string
 	// Orgs are the GitHub organizations the user belongs to (github only).
 	Orgs []string
+	// HostedDomain is the Google Workspace domain of the account, the ID
+	// token's hd claim (google only).
+	HostedDomain string
 }
 
 // ErrDenied is returned when the provider reports that the user refused or
