@@ -13,8 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
 // refreshGrace is how long the refresh token just rotated away still
