@@ -31,12 +31,15 @@ type App struct {
 	// Default: `{caddy.AppDataDir}/mcp_auth`. Not with Redis.
 	StoragePath string `json:"storage_path,omitempty"`
 
-	// Redis is the redis:// or rediss:// (TLS) URL of a Redis server (6.2
-	// or newer), such as `redis://:password@redis.internal:6379/0`.
-	// Placeholders such as {env.REDIS_URL} are expanded at provision. When
-	// set, all state lives in Redis instead of Badger, so several Caddy
-	// instances behind a load balancer share clients, grants, revocations
-	// and signing keys.
+	// Redis is the URL of Redis (6.2 or newer); its scheme names the
+	// topology: redis:// or rediss:// (TLS) for one server, such as
+	// `redis://:password@redis.internal:6379/0`; redis-sentinel:// or
+	// rediss-sentinel:// for Sentinel, with the sentinels as hosts and a
+	// master_name parameter; redis-cluster:// or rediss-cluster:// for
+	// Redis Cluster, with seed nodes as hosts. Placeholders such as
+	// {env.REDIS_URL} are expanded at provision. When set, all state lives
+	// in Redis instead of Badger, so several Caddy instances behind a load
+	// balancer share clients, grants, revocations and signing keys.
 	Redis string `json:"redis,omitempty"`
 
 	// RedisPrefix namespaces the keys in Redis, so that several independent

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -25,24 +26,28 @@ const (
 	// redisScanCount is the COUNT hint of each SCAN call in List.
 	redisScanCount = 1000
 
-	// redisBatch is how many values one MGET in List fetches.
+	// redisBatch is how many values List fetches in one round trip.
 	redisBatch = 128
 )
 
-// Redis is a Store backed by a Redis server (6.2 or newer), shared by every
-// Caddy instance configured with the same server, database and prefix: an
-// authorization server behind a load balancer then shares its clients,
-// grants, revocations and signing keys across instances.
+// Redis is a Store backed by Redis (6.2 or newer): a standalone server, a
+// master watched by Sentinel, or a Cluster. Every Caddy instance configured
+// with the same Redis, database and prefix shares it: an authorization
+// server behind a load balancer then shares its clients, grants,
+// revocations and signing keys across instances.
 //
 // Each entry is one Redis string under the store's prefix followed by the
 // Store key, with Redis's own millisecond expiry. Every method is a single
-// Redis command or Lua script, so each is atomic on the server, also
-// between instances. Redis Cluster is not supported (List scans one node).
+// Redis command or a Lua script on one key, so each is atomic on the server,
+// also between instances, and in a Cluster each entry goes to the master of
+// its own slot. A prefix with a hash tag, such as "{mcp_auth}:", keeps a
+// whole store in one slot instead. Commands always go to masters: a replica
+// may not have seen the latest revocation yet.
 //
 // The server should not evict keys (maxmemory-policy noeviction): an
 // evicted revocation would be forgotten, an evicted key ring replaced.
 type Redis struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	addr   string // for messages: never holds credentials
 
@@ -53,17 +58,32 @@ type Redis struct {
 // Interface guard
 var _ Store = (*Redis)(nil)
 
-// OpenRedis connects to the Redis server at rawURL, a redis://, rediss://
-// (TLS) or unix:// URL in the form redis.ParseURL accepts, for example
-// redis://:password@host:6379/2. Before it returns, it checks within a few
-// seconds, without retrying, that the server answers and has GETDEL. Keys are stored under prefix, or DefaultRedisPrefix
-// if prefix is empty. Errors name the server's address but never the
-// password. Callers must call Close when done.
+// OpenRedis connects to Redis at rawURL and returns a store whose keys are
+// under prefix, or DefaultRedisPrefix if prefix is empty. The URL's scheme
+// names the topology:
+//
+//   - redis://, rediss:// (TLS) or unix://: a standalone server, in the
+//     form redis.ParseURL accepts, for example redis://:password@host:6379/2
+//     or rediss://user:password@host:6380/0 for an ACL user over TLS;
+//   - redis-sentinel:// or rediss-sentinel://: Sentinel, in the form
+//     redis.ParseFailoverURL accepts: the host and each addr parameter are
+//     sentinels, master_name names the master (required), the URL's user
+//     and password authenticate at the sentinels and the username and
+//     password parameters at the master, for example
+//     redis-sentinel://sentinel1:26379/0?addr=sentinel2:26379&master_name=mymaster;
+//   - redis-cluster:// or rediss-cluster://: a Cluster, in the form
+//     redis.ParseClusterURL accepts: the host and each addr parameter are
+//     seed nodes, for example redis-cluster://:password@node1:6379?addr=node2:6379.
+//
+// Options that would read from replicas are refused. Before it returns,
+// OpenRedis checks within a few seconds, without retrying, that Redis
+// answers and has GETDEL. Errors name the servers but never a password.
+// Callers must call Close when done.
 func OpenRedis(ctx context.Context, rawURL string, prefix string) (*Redis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	opts, err := redis.ParseURL(rawURL)
+	target, err := parseRedisURL(rawURL)
 	if err != nil {
 		// url.Parse errors quote the whole URL, password included.
 		if uerr, ok := errors.AsType[*url.Error](err); ok {
@@ -74,23 +94,133 @@ func OpenRedis(ctx context.Context, rawURL string, prefix string) (*Redis, error
 	if prefix == "" {
 		prefix = DefaultRedisPrefix
 	}
-	addr := describeRedis(opts)
-	if err := probeRedis(ctx, opts, addr, prefix); err != nil {
+	addr := target.String()
+	if err := probeRedis(ctx, target, addr, prefix); err != nil {
 		return nil, err
 	}
-	return &Redis{client: redis.NewClient(opts), prefix: prefix, addr: addr}, nil
+	return &Redis{client: target.client(false), prefix: prefix, addr: addr}, nil
 }
 
-// probeRedis checks that the server of opts answers and has GETDEL (Redis
-// 6.2), with a client of its own that does not retry: the store's client
-// retries failed commands and dials, which serves a running server with a
-// blip but would only delay the report of a wrong address.
-func probeRedis(ctx context.Context, opts *redis.Options, addr, prefix string) error {
-	probeOpts := *opts
-	probeOpts.MaxRetries = -1
-	probeOpts.DialerRetries = 1
-	probeOpts.PoolSize = 1
-	probe := redis.NewClient(&probeOpts)
+// redisTarget is a parsed Redis URL: exactly one of its fields is set.
+type redisTarget struct {
+	standalone *redis.Options
+	sentinel   *redis.FailoverOptions
+	cluster    *redis.ClusterOptions
+}
+
+// Topology suffixes of URL schemes; the scheme without them is go-redis's.
+const (
+	sentinelScheme = "-sentinel"
+	clusterScheme  = "-cluster"
+)
+
+// parseRedisURL parses a URL of one of the forms OpenRedis documents.
+func parseRedisURL(rawURL string) (redisTarget, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return redisTarget{}, err
+	}
+	scheme := u.Scheme // url.Parse lowercases it
+	switch {
+	case strings.HasSuffix(scheme, sentinelScheme):
+		u.Scheme = strings.TrimSuffix(scheme, sentinelScheme)
+		opts, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return redisTarget{}, err
+		}
+		if opts.MasterName == "" {
+			return redisTarget{}, errors.New("a sentinel URL needs the master_name parameter")
+		}
+		if opts.ReplicaOnly || opts.RouteByLatency || opts.RouteRandomly {
+			return redisTarget{}, errors.New("replica_only, route_by_latency and route_randomly would read from replicas, which may lag behind the master")
+		}
+		verifyEachHost(opts.TLSConfig)
+		return redisTarget{sentinel: opts}, nil
+	case strings.HasSuffix(scheme, clusterScheme):
+		if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+			return redisTarget{}, fmt.Errorf("a cluster has only database 0, not %q", db)
+		}
+		u.Scheme, u.Path = strings.TrimSuffix(scheme, clusterScheme), ""
+		opts, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return redisTarget{}, err
+		}
+		if opts.ReadOnly || opts.RouteByLatency || opts.RouteRandomly {
+			return redisTarget{}, errors.New("read_only, route_by_latency and route_randomly would read from replicas, which may lag behind their masters")
+		}
+		verifyEachHost(opts.TLSConfig)
+		return redisTarget{cluster: opts}, nil
+	}
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return redisTarget{}, err
+	}
+	return redisTarget{standalone: opts}, nil
+}
+
+// verifyEachHost makes TLS check each server's certificate against the
+// host it dials: go-redis names the URL's first host for all of them, but
+// the master a sentinel points to, or another cluster node, is elsewhere.
+func verifyEachHost(cfg *tls.Config) {
+	if cfg != nil {
+		cfg.ServerName = ""
+	}
+}
+
+// client returns a client for the target. A probe client makes one
+// attempt per command and dial on one connection.
+func (t redisTarget) client(probe bool) redis.UniversalClient {
+	switch {
+	case t.sentinel != nil:
+		opts := *t.sentinel
+		if probe {
+			opts.MaxRetries, opts.DialerRetries, opts.PoolSize = -1, 1, 1
+		}
+		return redis.NewFailoverClient(&opts)
+	case t.cluster != nil:
+		opts := *t.cluster
+		if probe {
+			opts.MaxRetries, opts.DialerRetries, opts.PoolSize = -1, 1, 1
+		}
+		return redis.NewClusterClient(&opts)
+	}
+	opts := *t.standalone
+	if probe {
+		opts.MaxRetries, opts.DialerRetries, opts.PoolSize = -1, 1, 1
+	}
+	return redis.NewClient(&opts)
+}
+
+// String names the servers of the target for messages, without
+// credentials.
+func (t redisTarget) String() string {
+	switch {
+	case t.sentinel != nil:
+		return fmt.Sprintf("%s://%s/%d master %q", tlsScheme(t.sentinel.TLSConfig, "redis-sentinel"),
+			strings.Join(t.sentinel.SentinelAddrs, ","), t.sentinel.DB, t.sentinel.MasterName)
+	case t.cluster != nil:
+		return fmt.Sprintf("%s://%s", tlsScheme(t.cluster.TLSConfig, "redis-cluster"),
+			strings.Join(t.cluster.Addrs, ","))
+	case t.standalone.Network == "unix":
+		return fmt.Sprintf("unix://%s (db %d)", t.standalone.Addr, t.standalone.DB)
+	}
+	return fmt.Sprintf("%s://%s/%d", tlsScheme(t.standalone.TLSConfig, "redis"), t.standalone.Addr, t.standalone.DB)
+}
+
+// tlsScheme is scheme, with the s of TLS if cfg is set.
+func tlsScheme(cfg *tls.Config, scheme string) string {
+	if cfg != nil {
+		return strings.Replace(scheme, "redis", "rediss", 1)
+	}
+	return scheme
+}
+
+// probeRedis checks that the target answers and has GETDEL (Redis 6.2),
+// with a client of its own that does not retry: the store's client retries
+// failed commands and dials, which serves a running server with a blip but
+// would only delay the report of a wrong address.
+func probeRedis(ctx context.Context, target redisTarget, addr, prefix string) error {
+	probe := target.client(true)
 	defer probe.Close()
 
 	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
@@ -108,17 +238,6 @@ func probeRedis(ctx context.Context, opts *redis.Options, addr, prefix string) e
 		return fmt.Errorf("storage: redis at %s: GETDEL failed (Redis 6.2 or newer is required): %w", addr, err)
 	}
 	return nil
-}
-
-// describeRedis names the server of opts for messages, without credentials.
-func describeRedis(opts *redis.Options) string {
-	switch {
-	case opts.Network == "unix":
-		return fmt.Sprintf("unix://%s (db %d)", opts.Addr, opts.DB)
-	case opts.TLSConfig != nil:
-		return fmt.Sprintf("rediss://%s/%d", opts.Addr, opts.DB)
-	}
-	return fmt.Sprintf("redis://%s/%d", opts.Addr, opts.DB)
 }
 
 // String describes the store, its server and prefix, without credentials.
@@ -304,37 +423,18 @@ func (r *Redis) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements Store. It collects the matching keys with SCAN, sorts
-// them, and reads their values with MGET in batches as fn consumes them.
-// It is not a snapshot: an entry that expires or is deleted (by fn too)
-// before its batch is read is skipped, and one created meanwhile may or may
-// not be visited.
+// List implements Store. It collects the matching keys with SCAN (on every
+// master of a Cluster), sorts them, and reads their values with pipelined
+// GETs in batches as fn consumes them. It is not a snapshot: an entry that
+// expires or is deleted (by fn too) before its batch is read is skipped,
+// and one created meanwhile may or may not be visited.
 func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	full := r.key(prefix)
-	match := escapeGlob(full) + "*"
-	var keys []string
-	var cursor uint64
-	for {
-		page, next, err := r.client.Scan(ctx, cursor, match, redisScanCount).Result()
-		if err != nil {
-			return redisErr("SCAN", err)
-		}
-		for _, k := range page {
-			// The pattern is exact, but keys of other stores must never leak.
-			if strings.HasPrefix(k, full) {
-				keys = append(keys, k)
-			}
-		}
-		if next == 0 {
-			break
-		}
-		cursor = next
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	keys, err := r.scan(ctx, r.key(prefix))
+	if err != nil {
+		return err
 	}
 	// SCAN may return a key more than once.
 	slices.Sort(keys)
@@ -344,21 +444,84 @@ func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, val
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		values, err := r.client.MGet(ctx, batch...).Result()
-		if err != nil {
-			return redisErr("MGET", err)
-		}
-		for i, v := range values {
-			s, ok := v.(string)
-			if !ok { // gone (deleted or expired) since SCAN, or not a string
-				continue
+		// GETs rather than one MGET: in a Cluster the keys are in many
+		// slots, and the pipeline sends each GET to its key's master.
+		gets := make([]*redis.StringCmd, len(batch))
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range batch {
+				gets[i] = p.Get(ctx, k)
 			}
-			if err := fn(strings.TrimPrefix(batch[i], r.prefix), []byte(s)); err != nil {
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+			return redisErr("GET", err)
+		}
+		for i, get := range gets {
+			value, err := get.Bytes()
+			if errors.Is(err, redis.Nil) || isWrongType(err) {
+				continue // gone (deleted or expired) since SCAN, or not a string
+			}
+			if err != nil {
+				return redisErr("GET", err)
+			}
+			if err := fn(strings.TrimPrefix(batch[i], r.prefix), value); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// scan returns the keys that begin with full, from every master of a
+// Cluster, possibly some more than once.
+func (r *Redis) scan(ctx context.Context, full string) ([]string, error) {
+	cluster, ok := r.client.(*redis.ClusterClient)
+	if !ok {
+		return scanNode(ctx, r.client, full)
+	}
+	var mu sync.Mutex
+	var keys []string
+	err := cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		found, err := scanNode(ctx, node, full)
+		mu.Lock()
+		defer mu.Unlock()
+		keys = append(keys, found...)
+		return err
+	})
+	return keys, err
+}
+
+// scanNode returns the keys of one server that begin with full.
+func scanNode(ctx context.Context, node redis.Cmdable, full string) ([]string, error) {
+	match := escapeGlob(full) + "*"
+	var keys []string
+	var cursor uint64
+	for {
+		page, next, err := node.Scan(ctx, cursor, match, redisScanCount).Result()
+		if err != nil {
+			return nil, redisErr("SCAN", err)
+		}
+		for _, k := range page {
+			// The pattern is exact, but keys of other stores must never leak.
+			if strings.HasPrefix(k, full) {
+				keys = append(keys, k)
+			}
+		}
+		if next == 0 {
+			return keys, nil
+		}
+		cursor = next
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// isWrongType reports whether err is Redis refusing a command on a key of
+// another type.
+func isWrongType(err error) bool {
+	rerr, ok := errors.AsType[redis.Error](err)
+	return ok && strings.HasPrefix(rerr.Error(), "WRONGTYPE")
 }
 
 // escapeGlob escapes the characters special in Redis glob-style patterns,

@@ -403,3 +403,157 @@ func listKeys(t *testing.T, s storage.Store, prefix string) []string {
 	}
 	return keys
 }
+
+// contractPrefixes gives each store of a contract run a prefix of its own
+// on one server, so that each starts empty.
+func contractPrefixes(t *testing.T, url string) func(t *testing.T) storage.Store {
+	var n atomic.Int64
+	return func(t *testing.T) storage.Store {
+		return openRedis(t, url, fmt.Sprintf("contract%d:", n.Add(1)))
+	}
+}
+
+// An ACL user over TLS, verified against a CA the process trusts through
+// SSL_CERT_FILE, as an operator with a private CA would configure it.
+func TestRedisTLSWithACLUserContract(t *testing.T) {
+	const user, password = "mcp", "acl-password-9d2e"
+	server := redistest.StartTLS(t, user, password)
+	// Go reads the system roots once; no TLS connection in this test
+	// binary precedes this one.
+	t.Setenv("SSL_CERT_FILE", server.CAFile)
+	r := openRedis(t, server.URL, "")
+	if s := r.String(); strings.Contains(s, password) || !strings.HasPrefix(s, "rediss://127.0.0.1:") {
+		t.Errorf("String() = %q", s)
+	}
+	storagetest.Run(t, contractPrefixes(t, server.URL))
+
+	// The server refuses the user with another password.
+	wrong := strings.Replace(server.URL, password, "wrong", 1)
+	if r, err := storage.OpenRedis(t.Context(), wrong, ""); err == nil {
+		r.Close()
+		t.Error("OpenRedis with a wrong ACL password succeeded")
+	}
+}
+
+func TestRedisSentinelContract(t *testing.T) {
+	storagetest.Run(t, contractPrefixes(t, redistest.StartSentinel(t).URL))
+}
+
+// After Sentinel promotes the replica, the store finds the new master on
+// its own: what was replicated is there, and writes, single-use takes and
+// swaps work again.
+func TestRedisSentinelFailover(t *testing.T) {
+	sentinel := redistest.StartSentinel(t)
+	ctx := t.Context()
+	s := openRedis(t, sentinel.URL, "")
+	for i := range 50 {
+		if err := s.Put(ctx, fmt.Sprintf("grant/%02d", i), []byte("before"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Put(ctx, "code/1", []byte("code"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	sentinel.Failover(t)
+
+	// The client may meet the old master, now a read-only replica, or a
+	// closed connection once before it asks the sentinel again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.Put(ctx, "after", []byte("failover"), 0)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Put after failover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := listKeys(t, s, "grant/"); len(got) != 50 {
+		t.Errorf("%d grants after failover, want 50", len(got))
+	}
+	if v, err := s.Take(ctx, "code/1"); err != nil || string(v) != "code" {
+		t.Errorf("Take after failover = %q, %v", v, err)
+	}
+	if _, err := s.Take(ctx, "code/1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("second Take after failover: %v, want ErrNotFound", err)
+	}
+	if err := s.Swap(ctx, "grant/00", []byte("before"), []byte("rotated"), time.Hour); err != nil {
+		t.Errorf("Swap after failover: %v", err)
+	}
+	if n, err := s.Increment(ctx, "count", time.Minute); err != nil || n != 1 {
+		t.Errorf("Increment after failover = %d, %v", n, err)
+	}
+}
+
+func TestRedisClusterContract(t *testing.T) {
+	storagetest.Run(t, contractPrefixes(t, redistest.StartCluster(t)))
+}
+
+// Entries spread over the masters of a Cluster, and List finds them on
+// every one of them, in order.
+func TestRedisClusterListsEveryMaster(t *testing.T) {
+	url := redistest.StartCluster(t)
+	ctx := t.Context()
+	s := openRedis(t, url, "")
+	var want []string
+	for i := range 300 {
+		key := fmt.Sprintf("client/%03d", i)
+		want = append(want, key)
+		if err := s.Put(ctx, key, []byte(key), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := listKeys(t, s, "client/"); !slices.Equal(got, want) {
+		t.Fatalf("List found %d of %d entries", len(got), len(want))
+	}
+
+	opts, err := redis.ParseClusterURL(strings.Replace(url, "redis-cluster", "redis", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClusterClient(opts)
+	defer raw.Close()
+	var mu sync.Mutex
+	var holding int
+	if err := raw.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, err := node.DBSize(ctx).Result()
+		if n > 0 {
+			mu.Lock()
+			holding++
+			mu.Unlock()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if holding != 3 {
+		t.Errorf("entries on %d masters, want all 3", holding)
+	}
+}
+
+// Topology options that would read from replicas, or that a topology
+// cannot honour, are refused with the reason and without the password.
+func TestRedisTopologyURLs(t *testing.T) {
+	const password = "topology-secret"
+	for bad, reason := range map[string]string{
+		"redis-sentinel://:" + password + "@127.0.0.1:26379/0":                                 "master_name",
+		"redis-sentinel://:" + password + "@127.0.0.1:26379/0?master_name=m&replica_only=true": "replicas",
+		"rediss-sentinel://127.0.0.1:26379/0?master_name=m&route_randomly=true":                "replicas",
+		"redis-cluster://:" + password + "@127.0.0.1:7000?read_only=true":                      "replicas",
+		"redis-cluster://127.0.0.1:7000?route_by_latency=true":                                 "replicas",
+		"redis-cluster://:" + password + "@127.0.0.1:7000/3":                                   "database 0",
+		"redis-cluster://127.0.0.1:7000?addr=nohost":                                           "addr",
+		"redis-replica://127.0.0.1:7000":                                                       "scheme",
+	} {
+		r, err := storage.OpenRedis(t.Context(), bad, "")
+		if err == nil {
+			r.Close()
+			t.Errorf("OpenRedis(%q) succeeded", bad)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "redis URL") || !strings.Contains(msg, reason) || strings.Contains(msg, password) {
+			t.Errorf("OpenRedis(%q) = %v, want an invalid URL error about %s without the password", bad, err, reason)
+		}
+	}
+}

@@ -1,18 +1,33 @@
-// Package redistest runs a real redis-server for tests.
+// Package redistest runs real redis-server processes for tests: a
+// standalone server, a server that speaks only TLS to an ACL user, a master
+// with a replica watched by Sentinel, and a Cluster.
 package redistest
 
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
+
+// startTimeout bounds how long a server or a topology takes to come up.
+const startTimeout = 10 * time.Second
 
 // Start starts a throwaway redis-server on a free loopback port, with
 // extra command-line arguments, stops it when the test ends, and returns
@@ -20,22 +35,186 @@ import (
 // CI is set (scripts/setup-e2e.sh installs it).
 func Start(t testing.TB, extra ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return "redis://" + StartServer(t, extra...) + "/0"
+}
+
+// StartServer is Start, but returns the server's host:port.
+func StartServer(t testing.TB, extra ...string) string {
+	t.Helper()
+	return launch(t, func(port int, dir string) []string {
+		return append([]string{"--save", "", "--appendonly", "no",
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir}, extra...)
+	}, dialTCP)
+}
+
+// TLS is a server that speaks only TLS and knows one ACL user.
+type TLS struct {
+	// URL is the rediss:// URL of the server, with the user and password.
+	URL string
+	// CAFile is the PEM file of the CA that signed the server's
+	// certificate, for SSL_CERT_FILE.
+	CAFile string
+}
+
+// StartTLS starts a server that listens only for TLS, with a certificate
+// for 127.0.0.1 from a CA of its own, where the default user is off and
+// user may run every command with password. Without TLS support in
+// redis-server the test is skipped.
+func StartTLS(t testing.TB, user, password string) TLS {
+	t.Helper()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeCertificates(t, dir)
+	roots := x509.NewCertPool()
+	pemCA, err := os.ReadFile(caFile)
 	if err != nil {
-		msg := "redis-server is not on PATH; scripts/setup-e2e.sh installs it"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		t.Fatal(err)
 	}
+	roots.AppendCertsFromPEM(pemCA)
+	addr, err := tryLaunch(t, func(port int, dir string) []string {
+		return []string{"--save", "", "--appendonly", "no", "--port", "0",
+			"--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
+			"--tls-auth-clients", "no",
+			"--user", "default", "off",
+			"--user", user, "on", ">" + password, "~*", "&*", "+@all"}
+	}, func(addr string) (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr,
+			&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	})
+	if err != nil {
+		// A build without TLS fails on the tls-* directives.
+		if strings.Contains(err.Error(), "TLS") || strings.Contains(err.Error(), "tls") {
+			t.Skipf("redis-server does not run with TLS, probably not built with it: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return TLS{URL: fmt.Sprintf("rediss://%s:%s@%s/0", user, password, addr), CAFile: caFile}
+}
+
+// Sentinel is a master with one replica, watched by one sentinel.
+type Sentinel struct {
+	// URL is the redis-sentinel:// URL of the store.
+	URL string
+	// Master is the name the sentinel knows the master by.
+	Master string
+	// SentinelAddr is the sentinel's host:port.
+	SentinelAddr string
+}
+
+// StartSentinel starts a master, a replica of it and a sentinel that
+// watches them under the name "mymaster", and waits until the sentinel
+// knows the replica, so that a failover can promote it.
+func StartSentinel(t testing.TB) Sentinel {
+	t.Helper()
+	const name = "mymaster"
+	master := StartServer(t)
+	host, masterPort, _ := net.SplitHostPort(master)
+	replica := StartServer(t, "--replicaof", host, masterPort)
+	waitFor(t, "the replica to sync", func() (bool, error) {
+		info, err := command(replica, "INFO", "replication")
+		return strings.Contains(info, "master_link_status:up"), err
+	})
+	sentinel := launch(t, func(port int, dir string) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+			"sentinel monitor %s %s %s 1\n"+
+			"sentinel down-after-milliseconds %[3]s 1000\n"+
+			"sentinel failover-timeout %[3]s 5000\n", port, dir, name, host, masterPort)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel"}
+	}, dialTCP)
+	waitFor(t, "the sentinel to know the replica", func() (bool, error) {
+		out, err := command(sentinel, "SENTINEL", "REPLICAS", name)
+		return strings.Contains(out, replica[strings.LastIndex(replica, ":")+1:]) &&
+			!strings.Contains(out, "disconnected") && !strings.Contains(out, "s_down"), err
+	})
+	return Sentinel{
+		URL:          fmt.Sprintf("redis-sentinel://%s/0?master_name=%s", sentinel, name),
+		Master:       name,
+		SentinelAddr: sentinel,
+	}
+}
+
+// Failover makes the sentinel promote the replica, and waits until the
+// sentinel names it as the master and it accepts writes.
+func (s Sentinel) Failover(t testing.TB) {
+	t.Helper()
+	before, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := command(s.SentinelAddr, "SENTINEL", "FAILOVER", s.Master); err != nil || out != "OK" {
+		t.Fatalf("SENTINEL FAILOVER: %q, %v", out, err)
+	}
+	waitFor(t, "the failover", func() (bool, error) {
+		now, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
+		if err != nil || now == before {
+			return false, err
+		}
+		host, port, _ := strings.Cut(now, "\n")
+		info, err := command(net.JoinHostPort(host, port), "INFO", "replication")
+		return strings.Contains(info, "role:master"), err
+	})
+}
+
+// StartCluster starts three masters, each with a third of the slots, and
+// returns the redis-cluster:// URL that names them all.
+func StartCluster(t testing.TB) string {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, launch(t, func(port int, dir string) []string {
+			return []string{"--save", "", "--appendonly", "no",
+				"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				// The bus would be port+10000, which may be taken or
+				// beyond 65535.
+				"--cluster-port", strconv.Itoa(freePort(t))}
+		}, dialTCP))
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli is not on PATH")
+	}
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, addr := range addrs {
+		waitFor(t, "the cluster to form at "+addr, func() (bool, error) {
+			info, err := command(addr, "CLUSTER", "INFO")
+			return strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:3"), err
+		})
+	}
+	return "redis-cluster://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
+}
+
+// launch starts redis-server with the arguments that args gives for a free
+// loopback port and a directory of its own, waits until it answers PING on
+// a connection from dial, stops it when the test ends, and returns its
+// host:port.
+func launch(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) string {
+	t.Helper()
+	addr, err := tryLaunch(t, args, dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// tryLaunch is launch, but returns why redis-server did not start, with
+// its output.
+func tryLaunch(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) (string, error) {
+	t.Helper()
+	bin := serverBinary(t)
 	// The port may be taken between freePort and redis-server binding it.
 	var lastErr error
 	for range 3 {
 		port := freePort(t)
 		var out bytes.Buffer
-		args := append([]string{"--save", "", "--appendonly", "no",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir()}, extra...)
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(bin, args(port, t.TempDir())...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("starting redis-server: %v", err)
@@ -47,22 +226,38 @@ func Start(t testing.TB, extra ...string) string {
 			<-exited
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitForRedis(addr, exited); lastErr == nil {
+		if lastErr = waitForRedis(addr, exited, dial); lastErr == nil {
 			t.Cleanup(stop)
-			return "redis://" + addr + "/0"
+			return addr, nil
 		}
 		stop()
 		lastErr = fmt.Errorf("%w\n%s", lastErr, out.Bytes())
 	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
-	return ""
+	return "", fmt.Errorf("redis-server did not start: %w", lastErr)
 }
 
+// serverBinary finds redis-server, or skips the test (fails it when CI is
+// set) without it.
+func serverBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server is not on PATH; scripts/setup-e2e.sh installs it"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return bin
+}
+
+func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }
+
 // waitForRedis waits until the server at addr answers PING.
-func waitForRedis(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
+func waitForRedis(addr string, exited <-chan struct{}, dial func(addr string) (net.Conn, error)) error {
+	deadline := time.Now().Add(startTimeout)
 	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		conn, err := dial(addr)
 		if err == nil {
 			_ = conn.SetDeadline(time.Now().Add(time.Second))
 			_, err = conn.Write([]byte("PING\r\n"))
@@ -71,7 +266,8 @@ func waitForRedis(addr string, exited <-chan struct{}) error {
 				line, err = bufio.NewReader(conn).ReadString('\n')
 			}
 			conn.Close()
-			if err == nil && line == "+PONG\r\n" {
+			// A server with the default user off answers NOAUTH: it is up.
+			if err == nil && (line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH")) {
 				return nil
 			}
 		}
@@ -87,6 +283,31 @@ func waitForRedis(addr string, exited <-chan struct{}) error {
 	}
 }
 
+// waitFor polls done until it reports true, failing the test after
+// startTimeout.
+func waitFor(t testing.TB, what string, done func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ok, err := done()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// command runs one command with redis-cli against the plain-TCP server at
+// addr and returns its output, trimmed.
+func command(addr string, args ...string) (string, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -95,4 +316,53 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeCertificates writes a CA and a certificate for 127.0.0.1 signed by
+// it into dir, and returns the paths of the CA's certificate, the server's
+// certificate and the server's key.
+func writeCertificates(t testing.TB, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, serverKey := newKey(), newKey()
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+	}
+	serverDER, err := x509.CreateCertificate(rand.Reader, server, ca, &serverKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, kind string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", serverDER),
+		write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }
