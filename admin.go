@@ -23,11 +23,12 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-auth",
-		Usage: "clients|grants|revoke|revoke-grant|delete-client|rotate-keys [...] [--issuer <site>] [--address <admin address>]",
+		Usage: "sites|clients|grants|revoke|revoke-grant|delete-client|rotate-keys [...] [--issuer <site>] [--address <admin address>]",
 		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy",
 		Long: `
 Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 
+  caddy mcp-auth sites                   list the sites (their issuers)
   caddy mcp-auth clients                 list registered clients
   caddy mcp-auth delete-client <id>      delete a client and revoke its grants
   caddy mcp-auth grants [<sub>]          list grants, of one user or all
@@ -57,6 +58,7 @@ var current struct {
 // adminAPI serves mcp_auth's admin endpoints under /mcp_auth/, protected
 // like the rest of Caddy's admin API:
 //
+//	GET    /mcp_auth/sites
 //	GET    /mcp_auth/clients
 //	DELETE /mcp_auth/clients/<client_id>
 //	GET    /mcp_auth/grants[?sub=<sub>]
@@ -114,6 +116,12 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	var result any
 	var err error
 	switch {
+	case resource == "sites" && id == "" && r.Method == http.MethodGet:
+		list := []map[string]string{}
+		for _, site := range sites {
+			list = append(list, map[string]string{"issuer": site.Issuer})
+		}
+		result = list
 	case resource == "clients" && id == "" && r.Method == http.MethodGet:
 		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.ClientInfo, error) { return site.Clients(ctx) })
 	case resource == "clients" && id != "" && r.Method == http.MethodDelete:
@@ -200,6 +208,8 @@ func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
 	}
 	var method, uri string
 	switch args[0] {
+	case "sites":
+		method, uri = http.MethodGet, "/mcp_auth/sites"
 	case "clients":
 		method, uri = http.MethodGet, "/mcp_auth/clients"
 	case "delete-client":

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -431,6 +432,12 @@ func TestAttackRevokingUserAtOneSiteOnly(t *testing.T) {
 	atB := ts.tokens(t, siteB(), "alice", "")
 	a := ts.clientAtA(t)
 
+	var sites []map[string]string
+	if err := json.Unmarshal([]byte(runCLI(t, "sites")), &sites); err != nil || len(sites) != 2 || sites[0]["issuer"] == sites[1]["issuer"] ||
+		!slices.ContainsFunc(sites, func(s map[string]string) bool { return s["issuer"] == siteAddr() }) ||
+		!slices.ContainsFunc(sites, func(s map[string]string) bool { return s["issuer"] == siteB() }) {
+		t.Errorf("sites: %v %v", sites, err)
+	}
 	var clients []map[string]any
 	if status, body := adminRequest(t, http.MethodGet, "/mcp_auth/clients?issuer="+url.QueryEscape(siteB())); status != http.StatusOK || json.Unmarshal(body, &clients) != nil || len(clients) != 0 {
 		t.Errorf("B's clients: %d %s, want none", status, body)
