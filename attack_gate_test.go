@@ -25,8 +25,9 @@ import (
 // so a test sees exactly what reached which backend.
 func pathBackend(t *testing.T, name string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"backend": name, "target": r.RequestURI, "session": r.Header.Values("Mcp-Session-Id")})
+		_ = json.NewEncoder(w).Encode(map[string]any{"backend": name, "target": r.RequestURI, "session": r.Header.Values("Mcp-Session-Id"), "body": string(body)})
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -205,5 +206,64 @@ func TestAttackPathVariantsOnSingleResourceSite(t *testing.T) {
 		if status, _, _ := rawRequest(t, "GET", target, bearerLine(origin), ""); status != http.StatusUnauthorized {
 			t.Errorf("token for the origin at %s: %d", target, status)
 		}
+	}
+}
+
+// The gate judges a tools/call by what the backend will read; a body that
+// JavaScript, Python and Go readers could read as different calls is
+// refused, and an accepted one reaches the backend byte for byte.
+func TestAttackToolScopeSmuggling(t *testing.T) {
+	mint := twoResourceSite(t, "tool_scope delete_todo admin")
+	todos := mint("/todos/mcp", "todos")
+	post := func(body string, extra ...[2]string) (int, string, map[string]any) {
+		return rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), append(extra, [2]string{"Content-Type", "application/json"})...), body)
+	}
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo","NAME":"x"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"x","name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"Method":"ping","method":"tools/call","params":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"ping","params":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"Params":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"paramſ":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"},"p\u0061rams":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","JSONRPC":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","Name":"delete_todo"}}]`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping"} {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_todo"}}`,
+		"\ufeff{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_todo\"}}",
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_todo\xff\"}}",
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo\ud800"}}`,
+	} {
+		if status, challenge, reached := post(body); status != http.StatusBadRequest || !strings.Contains(challenge, `error="invalid_request"`) {
+			t.Errorf("%s: %d %q reached %v", body, status, challenge, reached)
+		}
+	}
+	// What the backend reads as delete_todo needs the scope, in any spelling.
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"n\u0061me":"delete\u005ftodo"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_todo"}}]`,
+	} {
+		if status, challenge, reached := post(body); status != http.StatusForbidden || !strings.Contains(challenge, `scope="admin"`) {
+			t.Errorf("%s: %d %q reached %v", body, status, challenge, reached)
+		}
+	}
+	// Headers must agree with the body, and come once.
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_todos"}}`
+	for _, h := range [][][2]string{
+		{{"Mcp-Method", "tools/call"}, {"Mcp-Method", "tools/call"}},
+		{{"Mcp-Method", "tools/call"}, {"Mcp-Name", "list_todos"}, {"Mcp-Name", "delete_todo"}},
+		{{"Mcp-Method", "tools/list"}},
+	} {
+		if status, _, reached := post(call, h...); status != http.StatusBadRequest {
+			t.Errorf("headers %v: %d reached %v", h, status, reached)
+		}
+	}
+	// A call the token may make passes untouched.
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_todos","arguments":{"name":"delete_todo","Name":1}}}`
+	status, _, reached := post(body, [2]string{"Mcp-Method", "tools/call"}, [2]string{"Mcp-Name", "list_todos"})
+	if status != http.StatusOK || reached["backend"] != "todos" || reached["body"] != body {
+		t.Errorf("allowed call: %d %v", status, reached)
 	}
 }

@@ -98,8 +98,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		d.Status, d.Reason = http.StatusRequestEntityTooLarge, err.Error()
 		return d
 	case err != nil:
-		d.Status, d.Reason = http.StatusBadRequest, err.Error()
-		return d
+		return refuse(http.StatusBadRequest, "invalid_request", err.Error(), nil)
 	}
 	if missing := missingScopes(have, toolNeed); len(missing) > 0 {
 		// All scopes the call needs, in one challenge, so the client can step up.

@@ -7,25 +7,27 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
+	"unicode/utf8"
 )
 
 // maxInspectedBody bounds the JSON-RPC body the gate reads to find tool
 // calls; larger requests are refused when tool scopes are configured.
 const maxInspectedBody = 4 << 20
 
-// errBodyTooLarge and errBadJSONRPC classify bodies the gate refuses.
+// errBodyTooLarge, errBadJSONRPC and the others classify bodies the gate
+// refuses.
 var (
-	errBodyTooLarge = errors.New("request body too large to inspect")
-	errBadJSONRPC   = errors.New("request body is not JSON-RPC")
-	errHeaderBody   = errors.New("the Mcp-Method or Mcp-Name header disagrees with the body")
+	errBodyTooLarge     = errors.New("request body too large to inspect")
+	errBadJSONRPC       = errors.New("request body is not JSON-RPC")
+	errAmbiguousJSONRPC = errors.New("a JSON-RPC message repeats jsonrpc, method, params or params.name, or spells one in another letter case")
+	errHeaderBody       = errors.New("the Mcp-Method or Mcp-Name header disagrees with the body")
 )
 
-// jsonrpcMessage is the part of a JSON-RPC request the gate looks at.
-type jsonrpcMessage struct {
-	Method string `json:"method"`
-	Params struct {
-		Name string `json:"name"`
-	} `json:"params"`
+// rpcRequest is what the gate judges a JSON-RPC message by.
+type rpcRequest struct {
+	Method string // "method"
+	Name   string // "params"."name": the tool of a tools/call
 }
 
 // toolScopesNeeded reads a POST body (restoring it for the backend) and
@@ -48,38 +50,180 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 
-	var msgs []jsonrpcMessage
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		err = json.Unmarshal(body, &msgs)
-	} else {
-		var one jsonrpcMessage
-		err = json.Unmarshal(body, &one)
-		msgs = []jsonrpcMessage{one}
-	}
+	msgs, err := inspectJSONRPC(body)
 	if err != nil {
-		return nil, errBadJSONRPC
+		return nil, err
 	}
-	if m := r.Header.Get("Mcp-Method"); m != "" {
-		if len(msgs) != 1 || msgs[0].Method != m {
-			return nil, errHeaderBody
-		}
-	}
-	if n := r.Header.Get("Mcp-Name"); n != "" {
-		if len(msgs) != 1 || msgs[0].Params.Name != n {
-			return nil, errHeaderBody
-		}
+	if !headerAgrees(r.Header.Values("Mcp-Method"), msgs, func(m rpcRequest) string { return m.Method }) ||
+		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, func(m rpcRequest) string { return m.Name }) {
+		return nil, errHeaderBody
 	}
 	var need []string
 	for _, m := range msgs {
 		if m.Method != "tools/call" {
 			continue
 		}
-		for _, sc := range s.ToolScopes[m.Params.Name] {
+		for _, sc := range s.ToolScopes[m.Name] {
 			if !slices.Contains(need, sc) {
 				need = append(need, sc)
 			}
 		}
 	}
 	return need, nil
+}
+
+// headerAgrees reports whether an Mcp-Method or Mcp-Name header, if sent,
+// is sent once, with a single message, and names what the message does.
+func headerAgrees(values []string, msgs []rpcRequest, field func(rpcRequest) string) bool {
+	return len(values) == 0 || len(values) == 1 && len(msgs) == 1 && field(msgs[0]) == values[0]
+}
+
+// inspectJSONRPC reads a JSON-RPC message or batch in one pass and returns
+// what every reader of it agrees on. Backends read keys differently: the
+// JavaScript and Python SDKs by exact name with the last duplicate
+// winning, Go's encoding/json ignoring case (and folding ſ to s, K to k).
+// So a key that is "jsonrpc", "method", "params" or params' "name" in any
+// letter case must be spelt exactly and appear once; "\u" escapes count
+// as the characters they stand for, as they do for every reader. The body
+// must be valid UTF-8 and hold exactly one value (no trailing data, no
+// byte order mark), and method and name must be strings without lone
+// surrogates, which readers decode differently.
+func inspectJSONRPC(body []byte) ([]rpcRequest, error) {
+	if !utf8.Valid(body) {
+		return nil, errBadJSONRPC
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, errBadJSONRPC
+	}
+	var msgs []rpcRequest
+	switch tok {
+	case json.Delim('{'):
+		m, err := readMessage(dec)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	case json.Delim('['):
+		for dec.More() {
+			if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+				return nil, errBadJSONRPC
+			}
+			m, err := readMessage(dec)
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, m)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, errBadJSONRPC
+		}
+	default:
+		return nil, errBadJSONRPC
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errBadJSONRPC
+	}
+	return msgs, nil
+}
+
+// readMessage reads a message object after its "{".
+func readMessage(dec *json.Decoder) (rpcRequest, error) {
+	var m rpcRequest
+	err := readObject(dec, []string{"jsonrpc", "method", "params"}, func(key string) error {
+		switch key {
+		case "method":
+			return readString(dec, &m.Method)
+		case "params":
+			tok, err := dec.Token()
+			if err != nil {
+				return errBadJSONRPC
+			}
+			if tok != json.Delim('{') {
+				return skipFrom(dec, tok)
+			}
+			return readObject(dec, []string{"name"}, func(string) error { return readString(dec, &m.Name) })
+		}
+		return skipValue(dec)
+	})
+	return m, err
+}
+
+// readObject reads the members of an object after its "{" up to its "}".
+// It hands the value of each watched key to read and skips the others; a
+// watched key that repeats, or that another key matches ignoring case, is
+// refused.
+func readObject(dec *json.Decoder, watched []string, read func(key string) error) error {
+	var seen uint8 // bit i: watched[i] was read
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return errBadJSONRPC
+		}
+		key, _ := tok.(string)
+		i := slices.IndexFunc(watched, func(w string) bool { return strings.EqualFold(w, key) })
+		if i < 0 {
+			if err := skipValue(dec); err != nil {
+				return err
+			}
+			continue
+		}
+		if key != watched[i] || seen&(1<<i) != 0 {
+			return errAmbiguousJSONRPC
+		}
+		seen |= 1 << i
+		if err := read(key); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return errBadJSONRPC
+	}
+	return nil
+}
+
+// readString reads a value that must be a string as every reader sees it.
+func readString(dec *json.Decoder, into *string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errBadJSONRPC
+	}
+	s, ok := tok.(string)
+	// The body is valid UTF-8, so U+FFFD here is a lone surrogate escape
+	// (or the character itself, which no method or tool name holds).
+	if !ok || strings.ContainsRune(s, utf8.RuneError) {
+		return errBadJSONRPC
+	}
+	*into = s
+	return nil
+}
+
+// skipValue skips the next value.
+func skipValue(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return errBadJSONRPC
+	}
+	return skipFrom(dec, tok)
+}
+
+// skipFrom skips the rest of a value whose first token, tok, was read.
+func skipFrom(dec *json.Decoder, tok json.Token) error {
+	for depth := 0; ; {
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+		var err error
+		if tok, err = dec.Token(); err != nil {
+			return errBadJSONRPC
+		}
+	}
 }

@@ -1,0 +1,127 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestInspectJSONRPC(t *testing.T) {
+	call := func(name string) []rpcRequest { return []rpcRequest{{Method: "tools/call", Name: name}} }
+	for body, want := range map[string][]rpcRequest{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo","arguments":{"Name":"x","name":"y"}}}`: call("delete_todo"),
+		`{"method":"tools/call","params":{"n\u0061me":"delete_todo"}}`:                                                       call("delete_todo"),
+		`{"method":"tools\/call","params":{"name":"delete\u005ftodo"}}`:                                                      call("delete_todo"),
+		` [{"method":"tools/list"},{"method":"tools/call","params":{"name":"a"}}] `:                                          {{Method: "tools/list"}, {Method: "tools/call", Name: "a"}},
+		`{"method":"tools/call","params":null,"id":1e999}`:                                                                   {{Method: "tools/call"}},
+		`{"method":"x","params":[1,{"name":"a"}],"other":{"method":"tools/call"}}`:                                           {{Method: "x"}},
+		`{"method":"tools/call","params":{"name":"\ud83d\ude00"}}`:                                                           call("😀"),
+		`[]`: nil,
+	} {
+		got, err := inspectJSONRPC([]byte(body))
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: %v, %v; want %v", body, got, err, want)
+		}
+	}
+	for _, body := range []string{
+		`{"method":"tools/call","params":{"name":"delete_todo","NAME":"x"}}`,
+		`{"method":"tools/call","params":{"NAME":"x","name":"delete_todo"}}`,
+		`{"method":"tools/call","params":{"name":"delete_todo","name":"x"}}`,
+		`{"method":"tools/call","Method":"ping","params":{"name":"delete_todo"}}`,
+		`{"Method":"ping","method":"tools/call","params":{"name":"delete_todo"}}`,
+		`{"method":"tools/call","method":"ping"}`,
+		`{"method":"tools/call","params":{"name":"a"},"Params":{"name":"b"}}`,
+		`{"method":"tools/call","paramſ":{"name":"b"}}`,
+		`{"method":"tools/call","params":{"name":"a"},"p\u0061rams":{"name":"b"}}`,
+		`{"jsonrpc":"2.0","JSONRPC":"1.0","method":"ping"}`,
+		`[{"method":"ping"},{"method":"tools/call","params":{"name":"a","Name":"b"}}]`,
+		`{"method":"tools/call","params":{"name":"a"}} {"method":"ping"}`,
+		`{"method":"tools/call","params":{"name":"a"}}x`,
+		"\ufeff{\"method\":\"ping\"}",
+		"{\"method\":\"tools/call\",\"params\":{\"name\":\"a\xff\"}}",
+		`{"method":"tools/call","params":{"name":"a\ud800"}}`,
+		`{"method":1}`, `{"method":null}`, `{"method":"tools/call","params":{"name":["a"]}}`,
+		`"tools/call"`, `null`, `[[{"method":"tools/call"}]]`, `[1]`, `{"method":"x"`, ``,
+	} {
+		if got, err := inspectJSONRPC([]byte(body)); err == nil {
+			t.Errorf("%s: accepted as %v", body, got)
+		}
+	}
+}
+
+// FuzzInspectJSONRPC checks that what the gate reads from a body is what
+// every backend reads: accepted bodies give the same methods and tool
+// names to an exact-key, last-duplicate-wins reading (JavaScript's
+// JSON.parse, Python's json.loads) and to Go's case-insensitive struct
+// decoding (Go SDK backends), whenever that one can decode the body.
+func FuzzInspectJSONRPC(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`,
+		`{"method":"tools/call","params":{"name":"delete_todo","NAME":"x"}}`,
+		`{"Method":"ping","method":"tools/call"}`,
+		`[{"method":"tools/list"},{"method":"tools/call","params":{"n\u0061me":"a"}}]`,
+		`{"method":"tools/call","paramſ":{"name":"b"}}`,
+		`{"method":"tools/call","params":{"name":"a"}} []`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := inspectJSONRPC(body)
+		if err != nil {
+			return
+		}
+		var exact any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&exact); err != nil {
+			t.Fatalf("accepted %q, which is not JSON: %v", body, err)
+		}
+		if want := exactReading(t, exact); !slices.Equal(got, want) {
+			t.Fatalf("%q: gate read %v, exact-key reader %v", body, got, want)
+		}
+		type goMessage struct {
+			Method string
+			Params struct{ Name string }
+		}
+		var folded []goMessage
+		if strings.HasPrefix(strings.TrimLeft(string(body), " \t\r\n"), "[") {
+			err = json.Unmarshal(body, &folded)
+		} else {
+			folded = make([]goMessage, 1)
+			err = json.Unmarshal(body, &folded[0])
+		}
+		if err != nil {
+			return // a Go backend refuses the body too
+		}
+		for i, m := range folded {
+			if (rpcRequest{m.Method, m.Params.Name}) != got[i] {
+				t.Fatalf("%q: gate read %v, case-insensitive reader %+v", body, got, folded)
+			}
+		}
+	})
+}
+
+// exactReading reads methods and tool names from a decoded body as
+// JavaScript does.
+func exactReading(t *testing.T, v any) []rpcRequest {
+	msgs, isBatch := v.([]any)
+	if !isBatch {
+		msgs = []any{v}
+	}
+	var out []rpcRequest
+	for _, m := range msgs {
+		obj, ok := m.(map[string]any)
+		if !ok {
+			t.Fatalf("accepted a message that is not an object: %v", m)
+		}
+		var r rpcRequest
+		r.Method, _ = obj["method"].(string)
+		if params, ok := obj["params"].(map[string]any); ok {
+			r.Name, _ = params["name"].(string)
+		}
+		out = append(out, r)
+	}
+	return out
+}
