@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,10 +50,33 @@ them to one.
 	})
 }
 
-// current is the App of the running config, which the admin API acts on.
-var current struct {
+// running holds the Apps that started and have not stopped, oldest first.
+// The admin API acts on the newest: during a reload the new config's App
+// starts before the old one stops, and when a new config fails to load or
+// start, the old config's App, still serving, stays the one acted on.
+var running struct {
 	sync.Mutex
-	app *App
+	apps []*App
+}
+
+// currentApp returns the App of the running config, or nil.
+func currentApp() *App {
+	running.Lock()
+	defer running.Unlock()
+	if len(running.apps) == 0 {
+		return nil
+	}
+	return running.apps[len(running.apps)-1]
+}
+
+// setRunning adds a to the running Apps, or removes it.
+func (a *App) setRunning(on bool) {
+	running.Lock()
+	defer running.Unlock()
+	running.apps = slices.DeleteFunc(running.apps, func(other *App) bool { return other == a })
+	if on {
+		running.apps = append(running.apps, a)
+	}
 }
 
 // adminAPI serves mcp_auth's admin endpoints under /mcp_auth/, protected
@@ -89,9 +113,7 @@ func apiError(status int, format string, args ...any) error {
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	current.Lock()
-	app := current.app
-	current.Unlock()
+	app := currentApp()
 	if app == nil || app.store == nil {
 		return apiError(http.StatusServiceUnavailable, "mcp_auth is not running")
 	}

@@ -128,9 +128,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("signing keys in %s: %w", where, err)
 	}
 	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
-	current.Lock()
-	current.app = a
-	current.Unlock()
 	return nil
 }
 
@@ -270,20 +267,24 @@ func maintenanceInterval(rotation time.Duration) time.Duration {
 	return min(rotation/24, time.Hour)
 }
 
-// Start implements caddy.App. Everything is ready after Provision, because
-// the HTTP app may start first.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App. Everything the sites need is ready after
+// Provision, because the HTTP app may start first; starting makes this the
+// App the admin API acts on, which it must not be before its config runs.
+func (a *App) Start() error {
+	a.setRunning(true)
+	return nil
+}
 
-// Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop implements caddy.App. The admin API goes back to the App of the
+// config still running, if any.
+func (a *App) Stop() error {
+	a.setRunning(false)
+	return nil
+}
 
 // Cleanup releases the store; it is safe after a failed Provision.
 func (a *App) Cleanup() error {
-	current.Lock()
-	if current.app == a {
-		current.app = nil
-	}
-	current.Unlock()
+	a.setRunning(false)
 	if a.storeKey == "" {
 		return nil
 	}

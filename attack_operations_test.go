@@ -3,10 +3,14 @@ package mcpauth
 import (
 	"crypto/rand"
 	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Attacks on the operation of the server: its metrics, reloads, keys and
@@ -66,5 +70,49 @@ func TestAttackRandomDiscoveryPathsGrowMetrics(t *testing.T) {
 		if !slices.Contains(known, l) {
 			t.Errorf("endpoint label %q is not an endpoint name", l)
 		}
+	}
+}
+
+func TestAttackFailedReloadDisablesAdminAPI(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	site := asSite(t, storagePath, logDir, usersUpstream())
+	startCaddy(t, site)
+	client := mustTLSClient(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	for _, bad := range []struct{ name, caddyfile string }{
+		// A handler after mcp_auth fails to provision: the new App was
+		// provisioned, then cleaned up, and never ran.
+		{"handler fails to provision", strings.Replace(site, "header_up X-MCP-User {http.auth.user.id}",
+			"header_up X-MCP-User {http.auth.user.id}\n\t\ttransport http {\n\t\t\ttls_client_auth /nonexistent/cert.pem /nonexistent/key.pem\n\t\t}", 1)},
+		// Another app fails to start: the new App may have started, and
+		// stops again.
+		{"server fails to start", site + "\nhttp://127.0.0.1:" + strconv.Itoa(busy.Addr().(*net.TCPAddr).Port) + " {\n\trespond ok\n}\n"},
+	} {
+		if status, body := postConfig(t, bad.caddyfile); status == http.StatusOK {
+			t.Fatalf("%s: the config loaded: %s", bad.name, body)
+		}
+		if status, body := adminRequest(t, http.MethodGet, "/mcp_auth/clients"); status != http.StatusOK {
+			t.Errorf("%s: the admin API stopped working: %d %s", bad.name, status, body)
+		}
+		if status, _, _ := get(t, client, siteAddr()+"/.well-known/oauth-protected-resource", nil); status != http.StatusOK {
+			t.Errorf("%s: the old config stopped serving: %d", bad.name, status)
+		}
+	}
+	// A good reload still moves the admin API to the new config, and
+	// stopping Caddy leaves it with none.
+	reloadCaddy(t, strings.Replace(site, "scopes mcp:tools mcp:admin", "scopes mcp:tools", 1))
+	if status, body := adminRequest(t, http.MethodPost, "/mcp_auth/keys/rotate"); status != http.StatusOK {
+		t.Errorf("after a good reload: %d %s", status, body)
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if app := currentApp(); app != nil {
+		t.Errorf("after stopping, the admin API still acts on an App")
 	}
 }

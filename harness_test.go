@@ -228,6 +228,15 @@ var blankLines = regexp.MustCompile(`\n[ \t]*\n`)
 // like `caddy reload`.
 func reloadCaddy(t testing.TB, caddyfile string) {
 	t.Helper()
+	if status, body := postConfig(t, caddyfile); status != http.StatusOK {
+		t.Fatalf("reload: %d: %s", status, body)
+	}
+}
+
+// postConfig posts a Caddyfile's config to the admin API's /load and
+// returns the answer, which is not 200 when the config fails to load.
+func postConfig(t testing.TB, caddyfile string) (int, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", bytes.NewReader(adapt(t, caddyfile)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -236,9 +245,7 @@ func reloadCaddy(t testing.TB, caddyfile string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("reload: %s: %s", resp.Status, body)
-	}
+	return resp.StatusCode, body
 }
 
 // waitForTLS waits until the site answers over HTTPS with a certificate
