@@ -220,7 +220,8 @@ type Allow struct {
 	// address in exactly that domain (not its subdomains). An entry must
 	// be one bare address. With google, only addresses Google is
 	// authoritative for count: Gmail addresses and those in the account's
-	// own Workspace domain.
+	// own Workspace domain. With github, domains are refused: GitHub
+	// accounts keep addresses their owners verified long ago.
 	Emails []string `json:"emails,omitempty"`
 	// HostedDomains are Google Workspace domains: the accounts Google
 	// reports (in the ID token's hd claim) as managed by that Workspace.
@@ -297,6 +298,10 @@ func (a *Allow) allowList(u *Upstream) (handlers.AllowList, error) {
 	switch {
 	case len(a.Emails) > 0 && provider == "users":
 		return l, fmt.Errorf("emails: built-in users have no email addresses; name them in users")
+	case len(l.EmailDomains) > 0 && provider == "github":
+		// GitHub verified the address once; it does not know whether its
+		// owner still belongs to the organization behind the domain.
+		return l, fmt.Errorf("emails: %q: GitHub accounts keep addresses of organizations their owners have left; use orgs for membership", "*@"+l.EmailDomains[0])
 	case len(a.HostedDomains) > 0 && provider != "google":
 		return l, fmt.Errorf("hosted_domains: Google Workspace domains apply to upstream google only")
 	case len(a.Orgs) > 0 && provider != "github":
