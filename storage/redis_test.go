@@ -66,6 +66,19 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
+func TestRedisPrefixedContract(t *testing.T) {
+	url := redistest.Start(t)
+	var n atomic.Int64
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		r := openRedis(t, url, fmt.Sprintf("prefixed%d:", n.Add(1)))
+		// A neighbour whose prefix shares a beginning stays invisible.
+		if err := r.Put(t.Context(), "site/ab/k/neighbour", []byte("x"), 0); err != nil {
+			t.Fatal(err)
+		}
+		return storage.Prefixed(r, "site/a/")
+	})
+}
+
 // Two stores on one server and prefix are what two Caddy instances behind
 // a load balancer have: each sees the other's writes, and the atomic
 // operations hold between them.
