@@ -89,9 +89,16 @@ func TestUnusableStoreGivesClearError(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A store written by a newer release, which this one must not
+	// misread or overwrite.
+	newer := filepath.Join(t.TempDir(), "newer")
+	if err := os.CopyFS(newer, os.DirFS("storage/testdata/badger-newer-schema")); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ path, want string }{
 		{locked, "reload"},
 		{filepath.Join(file, "db"), "not a directory"},
+		{newer, "written with schema version 2 by caddy-mcp-auth v99.0.0"},
 	} {
 		cf := globalOptions(tc.path, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth {\n\t\t" + usersUpstream() + "\n\t}\n\trespond ok\n}\n"
 		err := caddy.Load(adapt(t, cf), true)

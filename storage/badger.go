@@ -105,6 +105,10 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 		gcDone: make(chan struct{}),
 	}
 	go b.runGC()
+	if err := checkSchema(context.Background(), b, fmt.Sprintf("badger database %q", dir)); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -307,6 +311,9 @@ func (b *Badger) List(ctx context.Context, prefix string, fn func(key string, va
 				return err
 			}
 			item := it.Item()
+			if isInternalKey(string(item.Key())) {
+				continue
+			}
 			value, live, err := decodeItem(item)
 			if err != nil {
 				return err

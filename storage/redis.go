@@ -98,7 +98,14 @@ func OpenRedis(ctx context.Context, rawURL string, prefix string) (*Redis, error
 	if err := probeRedis(ctx, target, addr, prefix); err != nil {
 		return nil, err
 	}
-	return &Redis{client: target.client(false), prefix: prefix, addr: addr}, nil
+	r := &Redis{client: target.client(false), prefix: prefix, addr: addr}
+	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
+	defer cancel()
+	if err := checkSchema(ctx, r, r.String()); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // redisTarget is a parsed Redis URL: exactly one of its fields is set.
@@ -477,12 +484,12 @@ func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, val
 func (r *Redis) scan(ctx context.Context, full string) ([]string, error) {
 	cluster, ok := r.client.(*redis.ClusterClient)
 	if !ok {
-		return scanNode(ctx, r.client, full)
+		return scanNode(ctx, r.client, r.prefix, full)
 	}
 	var mu sync.Mutex
 	var keys []string
 	err := cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-		found, err := scanNode(ctx, node, full)
+		found, err := scanNode(ctx, node, r.prefix, full)
 		mu.Lock()
 		defer mu.Unlock()
 		keys = append(keys, found...)
@@ -491,8 +498,9 @@ func (r *Redis) scan(ctx context.Context, full string) ([]string, error) {
 	return keys, err
 }
 
-// scanNode returns the keys of one server that begin with full.
-func scanNode(ctx context.Context, node redis.Cmdable, full string) ([]string, error) {
+// scanNode returns the keys of one server that begin with full, except the
+// store's own under prefix.
+func scanNode(ctx context.Context, node redis.Cmdable, prefix, full string) ([]string, error) {
 	match := escapeGlob(full) + "*"
 	var keys []string
 	var cursor uint64
@@ -503,7 +511,7 @@ func scanNode(ctx context.Context, node redis.Cmdable, full string) ([]string, e
 		}
 		for _, k := range page {
 			// The pattern is exact, but keys of other stores must never leak.
-			if strings.HasPrefix(k, full) {
+			if strings.HasPrefix(k, full) && !isInternalKey(strings.TrimPrefix(k, prefix)) {
 				keys = append(keys, k)
 			}
 		}
