@@ -35,7 +35,7 @@ func pathBackend(t *testing.T, name string) *httptest.Server {
 
 // twoResourceSite starts Caddy with the notes and todos MCP servers behind
 // their own handle blocks and returns a token minter for the site's keys.
-func twoResourceSite(t *testing.T, extra string) func(resource, scope string) string {
+func twoResourceSite(t *testing.T, extra string) func(sub, resource, scope string) string {
 	storagePath, logDir := t.TempDir(), t.TempDir()
 	notes, todos, other := pathBackend(t, "notes"), pathBackend(t, "todos"), pathBackend(t, "other")
 	startCaddy(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log"))+fmt.Sprintf(`
@@ -64,8 +64,9 @@ func twoResourceSite(t *testing.T, extra string) func(resource, scope string) st
 }
 `, siteAddr(), usersUpstream(), extra, notes.Listener.Addr(), todos.Listener.Addr(), other.Listener.Addr()))
 	ring := testRing(t, storagePath)
-	return func(resource, scope string) string {
+	return func(sub, resource, scope string) string {
 		return mint(t, ring, func(c *tokens.AccessClaims) {
+			c.Subject = sub
 			c.Audience = tokens.Audience{siteAddr() + resource}
 			c.Scope = scope
 		})
@@ -115,7 +116,7 @@ func bearerLine(token string) [][2]string { return [][2]string{{"Authorization",
 // never falls back to the default (first) resource.
 func TestAttackPathCaseReachesOtherResource(t *testing.T) {
 	mint := twoResourceSite(t, "")
-	notes, todos := mint("/notes/mcp", "notes"), mint("/todos/mcp", "todos")
+	notes, todos := mint("user-alice", "/notes/mcp", "notes"), mint("user-alice", "/todos/mcp", "todos")
 	for _, target := range []string{
 		"/TODOS/mcp", "/todos/MCP", "/Todos/Mcp/x", "/todos/mcpx", "/todos/mcp/", "/to%64os/mcp", "/%54ODOS/mcp",
 	} {
@@ -140,7 +141,7 @@ func TestAttackPathCaseReachesOtherResource(t *testing.T) {
 // another one. Every such spelling inside the protected area is a 400.
 func TestAttackEncodedTraversalReachesOtherResource(t *testing.T) {
 	mint := twoResourceSite(t, "")
-	notes, todos := mint("/notes/mcp", "notes"), mint("/todos/mcp", "todos")
+	notes, todos := mint("user-alice", "/notes/mcp", "notes"), mint("user-alice", "/todos/mcp", "todos")
 	for _, target := range []string{
 		"/todos/mcp/..%2F..%2Fnotes/mcp", "/todos/mcp/..%2f..%2fnotes/mcp", "/notes/mcp/..%2F..%2Ftodos/mcp",
 		"/todos/mcp/..%5C..%5Cnotes/mcp", `/todos/mcp/..\..\notes/mcp`, "/todos/mcp/%2E%2E/%2E%2E/notes/mcp",
@@ -161,7 +162,7 @@ func TestAttackEncodedTraversalReachesOtherResource(t *testing.T) {
 // skips the rule.
 func TestAttackRequireScopeSkippedByCase(t *testing.T) {
 	mint := twoResourceSite(t, "")
-	notes, notesAdmin, todos := mint("/notes/mcp", "notes"), mint("/notes/mcp", "notes admin"), mint("/todos/mcp", "todos")
+	notes, notesAdmin, todos := mint("user-alice", "/notes/mcp", "notes"), mint("user-alice", "/notes/mcp", "notes admin"), mint("user-alice", "/todos/mcp", "todos")
 	for target, token := range map[string]string{
 		"/notes/mcp/ADMIN": notes, "/notes/mcp/Admin/users": notes, "/NOTES/MCP/admin": notes, "/notes/mcp/%61dmin": notes,
 		"/notes/mcp/adminx": notes, "/todos/mcp/PURGE": todos, "/todos/mcp/purge/": todos, "/todos/mcp/%50urge": todos,
@@ -214,7 +215,7 @@ func TestAttackPathVariantsOnSingleResourceSite(t *testing.T) {
 // refused, and an accepted one reaches the backend byte for byte.
 func TestAttackToolScopeSmuggling(t *testing.T) {
 	mint := twoResourceSite(t, "tool_scope delete_todo admin")
-	todos := mint("/todos/mcp", "todos")
+	todos := mint("user-alice", "/todos/mcp", "todos")
 	post := func(body string, extra ...[2]string) (int, string, map[string]any) {
 		return rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), append(extra, [2]string{"Content-Type", "application/json"})...), body)
 	}
@@ -265,5 +266,60 @@ func TestAttackToolScopeSmuggling(t *testing.T) {
 	status, _, reached := post(body, [2]string{"Mcp-Method", "tools/call"}, [2]string{"Mcp-Name", "list_todos"})
 	if status != http.StatusOK || reached["backend"] != "todos" || reached["body"] != body {
 		t.Errorf("allowed call: %d %v", status, reached)
+	}
+}
+
+// An MCP session belongs to the user who started it. A second
+// Mcp-Session-Id header must not carry someone else's session past the
+// owner check, which looked only at the first.
+func TestAttackSecondSessionHeaderSkipsOwnerCheck(t *testing.T) {
+	mint := twoResourceSite(t, "")
+	alice := mint("user-alice", "/notes/mcp", "notes")
+	bob := mint("user-bob", "/notes/mcp", "notes")
+	if status, _, _ := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(alice), [2]string{"Mcp-Session-Id", "alice-session"}), ""); status != http.StatusOK {
+		t.Fatalf("alice starting her session: %d", status)
+	}
+	if status, _, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(bob), [2]string{"Mcp-Session-Id", "alice-session"}), ""); status != http.StatusNotFound {
+		t.Errorf("bob with alice's session: %d reached %v", status, reached)
+	}
+	for _, headers := range [][][2]string{
+		{{"Mcp-Session-Id", ""}, {"Mcp-Session-Id", "alice-session"}},
+		{{"Mcp-Session-Id", "bob-session"}, {"Mcp-Session-Id", "alice-session"}},
+		{{"Mcp-Session-Id", "alice-session"}, {"mcp-session-id", "alice-session"}},
+	} {
+		status, challenge, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(bob), headers...), "")
+		if status != http.StatusBadRequest || !strings.Contains(challenge, `error="invalid_request"`) {
+			t.Errorf("bob with %v: %d %q reached %v", headers, status, challenge, reached)
+		}
+	}
+	// One empty header is no session, for the gate and the backend alike.
+	status, _, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(bob), [2]string{"Mcp-Session-Id", ""}), "")
+	if status != http.StatusOK || reached["session"] != nil {
+		t.Errorf("empty session header: %d, backend saw %v", status, reached["session"])
+	}
+}
+
+// A session id the owner check does not look at must not reach the
+// backend: long or malformed ids are refused, never waved through.
+func TestAttackLongSessionIDSkipsOwnerCheck(t *testing.T) {
+	mint := twoResourceSite(t, "")
+	alice := mint("user-alice", "/notes/mcp", "notes")
+	bob := mint("user-bob", "/notes/mcp", "notes")
+	long := strings.Repeat("a", 513)
+	for _, id := range []string{long, strings.Repeat("b", 100<<10/8), "has space", "tab\there", "caf\u00e9"} {
+		for name, token := range map[string]string{"alice": alice, "bob": bob} {
+			status, challenge, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(token), [2]string{"Mcp-Session-Id", id}), "")
+			if status != http.StatusBadRequest || !strings.Contains(challenge, `error="invalid_request"`) {
+				t.Errorf("%s with a %d-byte id %.10q: %d %q reached %v", name, len(id), id, status, challenge, reached)
+			}
+		}
+	}
+	// The longest id allowed is bound to its first user like any other.
+	longest := strings.Repeat("c", 512)
+	if status, _, _ := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(alice), [2]string{"Mcp-Session-Id", longest}), ""); status != http.StatusOK {
+		t.Fatalf("alice with a 512-byte id: %d", status)
+	}
+	if status, _, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(bob), [2]string{"Mcp-Session-Id", longest}), ""); status != http.StatusNotFound {
+		t.Errorf("bob with alice's 512-byte session: %d reached %v", status, reached)
 	}
 }

@@ -693,7 +693,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, name := range h.stripHeaders {
 		r.Header.Del(name)
 	}
-	if owned, err := h.site.SessionOwnedBy(r.Context(), r.Header.Get("Mcp-Session-Id"), d.Claims.Subject); err != nil {
+	if owned, err := h.site.SessionOwnedBy(r.Context(), d.SessionID, d.Claims.Subject); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err))
 	} else if !owned {
 		// As if the session did not exist: the client starts a new one.
@@ -713,7 +713,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", d.Claims.Email)
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
-	if r.Header.Get("Mcp-Session-Id") == "" {
+	if d.SessionID == "" {
 		// A new session may start: bind it to this user when the backend names it.
 		w = &sessionBinder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, site: h.site, r: r, sub: d.Claims.Subject, logger: h.logger}
 	}

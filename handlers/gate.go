@@ -24,6 +24,9 @@ type Decision struct {
 	Challenge string
 	// Reason says why the request was refused, for logs; never a secret.
 	Reason string
+	// SessionID is the request's MCP session id (Mcp-Session-Id), checked
+	// for syntax; "" for none.
+	SessionID string
 }
 
 // Authorize decides whether r may reach the protected backend. Only the
@@ -51,6 +54,9 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		challengeScopes = res.Scopes
 	}
 
+	if d.SessionID, err = sessionID(r.Header); err != nil {
+		return refuse(http.StatusBadRequest, "invalid_request", err.Error(), nil)
+	}
 	values := r.Header.Values("Authorization")
 	if len(values) > 1 {
 		return refuse(http.StatusBadRequest, "invalid_request", "more than one Authorization header", nil)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -22,15 +24,46 @@ func SessionStore(shared storage.Store) storage.Store {
 // use by its owner.
 const sessionLifetime = 24 * time.Hour
 
+// maxSessionIDLength bounds an Mcp-Session-Id; the ids MCP servers issue
+// (UUIDs, random tokens) are far shorter.
+const maxSessionIDLength = 512
+
+var errBadSessionID = errors.New("the Mcp-Session-Id header must come at most once, as 1 to 512 visible ASCII characters")
+
+// sessionID returns the MCP session id of a request, "" for none. An
+// empty header counts as none and is removed, so the backend sees none
+// either. More than one header, or an id that is not the visible ASCII
+// the MCP specification allows, or longer than maxSessionIDLength, is
+// refused rather than passed unchecked: the backend must never see a
+// session the owner check did not.
+func sessionID(h http.Header) (string, error) {
+	values := h.Values("Mcp-Session-Id")
+	switch {
+	case len(values) == 0:
+		return "", nil
+	case len(values) > 1:
+		return "", errBadSessionID
+	case values[0] == "":
+		h.Del("Mcp-Session-Id")
+		return "", nil
+	}
+	id := values[0]
+	if len(id) > maxSessionIDLength || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return "", errBadSessionID
+	}
+	return id, nil
+}
+
 // SessionOwnedBy reports whether the MCP session id (the Mcp-Session-Id
 // header) may be used by sub: sessions are bound to the user whose request
 // created them, at the site where it was made, so a session id that leaks
 // is useless to anyone else (MCP security best practices, session
 // hijacking), also at another site that proxies to the same backend. A
 // session the server does not know (created before it kept bindings) is
-// bound to its first user.
+// bound to its first user. sessionID is a Decision's SessionID, which
+// Authorize checked.
 func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool, error) {
-	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
+	if s.AS == nil || sessionID == "" {
 		return true, nil
 	}
 	owner, err := s.AS.Sessions.Get(ctx, hashKey(sessionID))
@@ -45,7 +78,7 @@ func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool,
 
 // BindSession binds a session the backend just created to sub.
 func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
-	if s.AS == nil || sessionID == "" || len(sessionID) > 512 {
+	if s.AS == nil || sessionID == "" {
 		return nil
 	}
 	return s.AS.Sessions.Put(ctx, hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
