@@ -345,13 +345,20 @@ func TestAttackRemovedUserKeepsRefreshing(t *testing.T) {
 	if first.Scope != "mcp:tools mcp:admin" {
 		t.Fatalf("scope %q at login", first.Scope)
 	}
-	rt := e.mustRefresh(t, c, first.Refresh, nil).Refresh
+	current := e.mustRefresh(t, c, first.Refresh, nil)
+	rt := current.Refresh
 
 	t.Run("scopes shrink with the rules, for good", func(t *testing.T) {
 		reload(rules("allow users alice bob", "bob"))
 		ts := e.mustRefresh(t, c, rt, nil)
 		if ts.Scope != "mcp:tools" {
 			t.Errorf("scope %q after mcp:admin was taken away, want mcp:tools", ts.Scope)
+		}
+		if status := e.mcpStatus(t, current.Access); status != http.StatusUnauthorized {
+			t.Errorf("an access token with the withdrawn scope still works: %d", status)
+		}
+		if status := e.mcpStatus(t, ts.Access); status != http.StatusOK {
+			t.Errorf("the narrowed access token is refused: %d", status)
 		}
 		if status, m := e.refresh(t, c, ts.Refresh, url.Values{"scope": {"mcp:admin"}}); status == http.StatusOK {
 			t.Errorf("asking for the withdrawn scope again: %d %v", status, m)

@@ -105,6 +105,14 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		}
 
 		unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+		if len(permitted) < len(g.Scopes) {
+			// The grant's live access tokens carry the withdrawn scopes.
+			for _, t := range g.AccessTokenIDs {
+				if err := s.AS.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+					return nil, unavailable
+				}
+			}
+		}
 		resp, at, err := s.mintAccessToken(ctx, client.Client, g.User, res, scopes)
 		if err != nil {
 			s.AS.Logger.Error("issuing tokens", zap.Error(err))
