@@ -9,13 +9,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
 )
@@ -36,6 +36,8 @@ Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
   caddy mcp-auth revoke <sub>            revoke every grant of a user
   caddy mcp-auth revoke-grant <id>       revoke one grant
   caddy mcp-auth rotate-keys             make the next signing key active now
+  caddy mcp-auth rotate-keys --revoke    replace every signing key at once, after
+                                         a leak: all issued tokens stop working
 
 Each site keeps its own clients and grants. The commands act on every site
 of the running config; --issuer (such as https://mcp.example.com) limits
@@ -44,6 +46,7 @@ them to one.
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("address", "", "Address of the administration API (default: localhost:2019)")
 			cmd.Flags().String("issuer", "", "Only the site with this issuer (default: every site)")
+			cmd.Flags().Bool("revoke", false, "rotate-keys: drop every current key, so tokens signed with them stop working")
 			cmd.Args = cobra.RangeArgs(1, 2)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMCPAuth)
 		},
@@ -88,7 +91,7 @@ func (a *App) setRunning(on bool) {
 //	GET    /mcp_auth/grants[?sub=<sub>]
 //	DELETE /mcp_auth/grants?sub=<sub>
 //	DELETE /mcp_auth/grants/<id>
-//	POST   /mcp_auth/keys/rotate
+//	POST   /mcp_auth/keys/rotate[?revoke=true]
 //
 // Each site's authorization server keeps its own clients, grants and
 // tokens: the endpoints act on every site of the running config, or on
@@ -166,10 +169,13 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		err = everySite(sites, func(site *handlers.Admin) error { return site.RevokeGrant(ctx, id) })
 		result = map[string]string{"revoked": id}
 	case resource == "keys" && id == "rotate" && r.Method == http.MethodPost:
-		if err = app.ring.Rotate(ctx); err == nil {
-			app.logger.Named("audit").Info("signing key rotated", zap.String("kid", app.ring.SigningKeyID()), zap.String("by", "admin API"))
+		revoke := false
+		if raw := query.Get("revoke"); raw != "" {
+			if revoke, err = strconv.ParseBool(raw); err != nil {
+				return apiError(http.StatusBadRequest, "revoke=%q is not true or false", raw)
+			}
 		}
-		result = map[string]string{"kid": app.ring.SigningKeyID()}
+		result, err = app.rotateKeys(ctx, revoke, "admin API")
 	default:
 		return apiError(http.StatusNotFound, "no such mcp_auth endpoint or method: %s %s", r.Method, r.URL.Path)
 	}
@@ -259,6 +265,9 @@ func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
 		method, uri = http.MethodDelete, "/mcp_auth/grants/"+url.PathEscape(id)
 	case "rotate-keys":
 		method, uri = http.MethodPost, "/mcp_auth/keys/rotate"
+		if fl.Bool("revoke") {
+			uri += "?revoke=true"
+		}
 	default:
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown mcp-auth command %q", args[0])
 	}

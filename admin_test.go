@@ -33,6 +33,7 @@ func runCLI(t *testing.T, args ...string) string {
 	fs := pflag.NewFlagSet("mcp-auth", pflag.ContinueOnError)
 	fs.String("address", "", "")
 	fs.String("issuer", "", "")
+	fs.Bool("revoke", false, "")
 	if err := fs.Parse(append(args, "--address", adminAddr)); err != nil {
 		t.Fatal(err)
 	}

@@ -238,20 +238,29 @@ func (a *App) siteAdmins(issuer string) []*handlers.Admin {
 	return nil
 }
 
+// keyRefreshInterval bounds how long an instance sharing the store keeps
+// signing with, and accepting, keys another instance revoked.
+const keyRefreshInterval = 10 * time.Second
+
 // maintainKeys keeps the key ring rotated and in step with the store until
 // the config unloads, and audits each change of the signing key.
 func (a *App) maintainKeys(ctx caddy.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
+	maintain, refresh := time.NewTicker(every), time.NewTicker(keyRefreshInterval)
+	defer maintain.Stop()
+	defer refresh.Stop()
 	audit := a.logger.Named("audit")
 	last := a.ring.SigningKeyID()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-maintain.C:
+			err = a.ring.Maintain(ctx)
+		case <-refresh.C:
+			err = a.ring.Refresh(ctx)
 		}
-		if err := a.ring.Maintain(ctx); err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			a.logger.Error("maintaining signing keys", zap.Error(err))
 		}
 		if kid := a.ring.SigningKeyID(); kid != last {
@@ -259,6 +268,26 @@ func (a *App) maintainKeys(ctx caddy.Context, every time.Duration) {
 			last = kid
 		}
 	}
+}
+
+// rotateKeys makes the published successor key sign from now on or, with
+// revoke, replaces every signing key (see tokens.KeyRing.Revoke), and
+// audits the change.
+func (a *App) rotateKeys(ctx context.Context, revoke bool, by string) (map[string]any, error) {
+	audit := a.logger.Named("audit")
+	if !revoke {
+		if err := a.ring.Rotate(ctx); err != nil {
+			return nil, err
+		}
+		audit.Info("signing key rotated", zap.String("kid", a.ring.SigningKeyID()), zap.String("by", by))
+		return map[string]any{"kid": a.ring.SigningKeyID()}, nil
+	}
+	revoked, err := a.ring.Revoke(ctx)
+	if err != nil {
+		return nil, err
+	}
+	audit.Warn("signing keys revoked", zap.String("kid", a.ring.SigningKeyID()), zap.Strings("revoked_kids", revoked), zap.String("by", by))
+	return map[string]any{"kid": a.ring.SigningKeyID(), "revoked": revoked}, nil
 }
 
 // maintenanceInterval checks often enough to publish each successor key

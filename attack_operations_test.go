@@ -2,9 +2,11 @@ package mcpauth
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,5 +116,83 @@ func TestAttackFailedReloadDisablesAdminAPI(t *testing.T) {
 	}
 	if app := currentApp(); app != nil {
 		t.Errorf("after stopping, the admin API still acts on an App")
+	}
+}
+
+// publishedKids returns the kids of the site's JWKS.
+func publishedKids(t *testing.T, c *http.Client) []string {
+	t.Helper()
+	_, _, body := get(t, c, siteAddr()+"/jwks", nil)
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		t.Fatalf("JWKS: %v: %s", err, body)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	return kids
+}
+
+func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	issued := e.login(t, c, nil)
+	if status := e.mcpStatus(t, issued.Access); status != http.StatusOK {
+		t.Fatalf("test setup: %d", status)
+	}
+	// Whoever read the store has every key in it: the signing key, its
+	// published successor and retired keys. An ordinary rotation keeps
+	// them all trusted.
+	if status, body := adminRequest(t, http.MethodPost, "/mcp_auth/keys/rotate?revoke=false"); status != http.StatusOK {
+		t.Fatalf("rotate: %d %s", status, body)
+	}
+	leaked := publishedKids(t, e.http)
+	forged := mint(t, testRing(t, e.storagePath), nil) // by another instance, or the attacker
+	if status := e.mcpStatus(t, forged); status != http.StatusOK {
+		t.Fatalf("test setup: minted token refused: %d", status)
+	}
+	for _, bad := range []string{"yes", "2", "TRUE "} {
+		if status, _ := adminRequest(t, http.MethodPost, "/mcp_auth/keys/rotate?revoke="+url.QueryEscape(bad)); status != http.StatusBadRequest {
+			t.Errorf("revoke=%q: %d, want 400", bad, status)
+		}
+	}
+	if kids := publishedKids(t, e.http); !slices.Equal(kids, leaked) {
+		t.Fatalf("a refused request changed the keys: %v, then %v", leaked, kids)
+	}
+
+	out := runCLI(t, "rotate-keys", "--revoke")
+	var answer struct {
+		Kid     string   `json:"kid"`
+		Revoked []string `json:"revoked"`
+	}
+	if err := json.Unmarshal([]byte(out), &answer); err != nil || len(answer.Revoked) != len(leaked) {
+		t.Errorf("rotate-keys --revoke printed %q, want every key of %v revoked", out, leaked)
+	}
+	now := publishedKids(t, e.http)
+	for _, kid := range leaked {
+		if slices.Contains(now, kid) {
+			t.Errorf("revoked key %s is still published", kid)
+		}
+	}
+	if !slices.Contains(now, answer.Kid) {
+		t.Errorf("the new signing key %s is not published (%v)", answer.Kid, now)
+	}
+	for name, tok := range map[string]string{"issued before (verification cached)": issued.Access, "minted with a leaked key": forged} {
+		if status := e.mcpStatus(t, tok); status != http.StatusUnauthorized {
+			t.Errorf("access token %s: %d after revoking the keys, want 401", name, status)
+		}
+	}
+	// Clients recover by refreshing or logging in again, with the new key.
+	refreshed := e.exchange(t, refreshForm(c, issued.Refresh), nil)
+	if status := e.mcpStatus(t, refreshed.Access); status != http.StatusOK {
+		t.Errorf("token refreshed after revocation: %d", status)
+	}
+	if kid, _ := decodeJWT(t, refreshed.Access); kid["kid"] != answer.Kid {
+		t.Errorf("refreshed token signed by %v, want the new key %s", kid["kid"], answer.Kid)
 	}
 }

@@ -9,30 +9,45 @@ import (
 // claims were already checked, so a client's repeated requests cost a map
 // lookup instead of a signature verification. Entries leave when the token
 // expires; when the cache is full, expired entries are swept and, if that
-// frees nothing, the cache starts over.
+// frees nothing, the cache starts over. An entry is only good while the
+// ring's keys are the ones it was checked with: once the ring drops a key
+// (see KeyRing.removals), every token is checked again.
 type verifiedCache struct {
 	max     int
 	mu      sync.RWMutex
-	entries map[string]*AccessClaims
+	entries map[string]verifiedEntry
+}
+
+type verifiedEntry struct {
+	claims *AccessClaims
+	// removals is the ring's count of dropped keys when the token was checked.
+	removals uint64
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, entries: make(map[string]*AccessClaims)}
+	return &verifiedCache{max: max, entries: make(map[string]verifiedEntry)}
 }
 
-func (c *verifiedCache) get(token string) (*AccessClaims, bool) {
+// get returns the cached claims of token if it was checked while the ring
+// had dropped removals keys, as it has now.
+func (c *verifiedCache) get(token string, removals uint64) (*AccessClaims, bool) {
 	c.mu.RLock()
-	claims, ok := c.entries[token]
+	e, ok := c.entries[token]
 	c.mu.RUnlock()
-	return claims, ok
+	if !ok || e.removals != removals {
+		return nil, false
+	}
+	return e.claims, true
 }
 
-func (c *verifiedCache) put(token string, claims *AccessClaims, now time.Time) {
+// put caches claims; removals must be read before the token's signature
+// was checked, so that a key dropped meanwhile is not missed.
+func (c *verifiedCache) put(token string, claims *AccessClaims, removals uint64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
 		for k, v := range c.entries {
-			if now.Unix() > v.Expiry {
+			if now.Unix() > v.claims.Expiry {
 				delete(c.entries, k)
 			}
 		}
@@ -40,5 +55,5 @@ func (c *verifiedCache) put(token string, claims *AccessClaims, now time.Time) {
 			clear(c.entries)
 		}
 	}
-	c.entries[token] = claims
+	c.entries[token] = verifiedEntry{claims: claims, removals: removals}
 }

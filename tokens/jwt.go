@@ -222,7 +222,8 @@ func NewVerifier(ring *KeyRing, issuer string) *Verifier {
 // claims are cached until it expires.
 func (v *Verifier) Verify(ctx context.Context, token, audience string) (*AccessClaims, error) {
 	now := v.ring.now()
-	claims, ok := v.cache.get(token)
+	removals := v.ring.removals.Load()
+	claims, ok := v.cache.get(token, removals)
 	if !ok {
 		payload, err := v.ring.verifySignature(ctx, token, AccessTokenType)
 		if err != nil {
@@ -235,7 +236,7 @@ func (v *Verifier) Verify(ctx context.Context, token, audience string) (*AccessC
 		if err := v.checkStatic(claims, now); err != nil {
 			return nil, err
 		}
-		v.cache.put(token, claims, now)
+		v.cache.put(token, claims, removals, now)
 	}
 	if now.After(time.Unix(claims.Expiry, 0).Add(v.skew)) {
 		return nil, invalid("token has expired")

@@ -251,7 +251,7 @@ func TestVerifyRejectsTampering(t *testing.T) {
 			}
 			_, err := e.verify(bad)
 			wantInvalid(t, err, bad, "signature is invalid", "malformed")
-			if _, ok := e.v.cache.get(bad); ok {
+			if _, ok := e.v.cache.get(bad, e.kr.removals.Load()); ok {
 				t.Errorf("rejected token was cached")
 			}
 		})
@@ -402,7 +402,7 @@ func TestVerifyCachedToken(t *testing.T) {
 	if _, err := e.verify(tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.v.cache.get(tok); !ok {
+	if _, ok := e.v.cache.get(tok, e.kr.removals.Load()); !ok {
 		t.Fatal("a verified token is not cached")
 	}
 
@@ -428,24 +428,24 @@ func TestVerifyCachedToken(t *testing.T) {
 func TestVerifiedCacheEviction(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	c := newVerifiedCache(4)
-	c.put("expired-1", &AccessClaims{Expiry: now.Unix() - 10}, now)
-	c.put("expired-2", &AccessClaims{Expiry: now.Unix() - 1}, now)
-	c.put("live-1", &AccessClaims{Expiry: now.Unix() + 100}, now)
-	c.put("live-2", &AccessClaims{Expiry: now.Unix() + 100}, now)
+	c.put("expired-1", &AccessClaims{Expiry: now.Unix() - 10}, 0, now)
+	c.put("expired-2", &AccessClaims{Expiry: now.Unix() - 1}, 0, now)
+	c.put("live-1", &AccessClaims{Expiry: now.Unix() + 100}, 0, now)
+	c.put("live-2", &AccessClaims{Expiry: now.Unix() + 100}, 0, now)
 	// Full: the expired entries make room, the live ones stay.
-	c.put("live-3", &AccessClaims{Expiry: now.Unix() + 100}, now)
+	c.put("live-3", &AccessClaims{Expiry: now.Unix() + 100}, 0, now)
 	for key, want := range map[string]bool{"expired-1": false, "expired-2": false, "live-1": true, "live-2": true, "live-3": true} {
-		if _, ok := c.get(key); ok != want {
+		if _, ok := c.get(key, 0); ok != want {
 			t.Errorf("after sweep, cached(%s) = %v, want %v", key, ok, want)
 		}
 	}
 	// Full of live entries: the cache starts over rather than growing.
-	c.put("live-4", &AccessClaims{Expiry: now.Unix() + 100}, now)
-	c.put("live-5", &AccessClaims{Expiry: now.Unix() + 100}, now)
+	c.put("live-4", &AccessClaims{Expiry: now.Unix() + 100}, 0, now)
+	c.put("live-5", &AccessClaims{Expiry: now.Unix() + 100}, 0, now)
 	if n := len(c.entries); n > 4 {
 		t.Errorf("cache grew to %d entries, max 4", n)
 	}
-	if _, ok := c.get("live-5"); !ok {
+	if _, ok := c.get("live-5", 0); !ok {
 		t.Errorf("the newest entry is not cached")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -62,6 +63,9 @@ type ringKeyState struct {
 // active key signs; the next key is published one rotation period before it
 // starts signing, and a retired key stays published for RetainPeriod, so
 // relying parties that cache the JWKS never meet an unknown kid.
+//
+// The private keys are stored in plaintext: whoever can read the store can
+// sign tokens. Revoke answers a suspected leak.
 type KeyRing struct {
 	store storage.Store
 	cfg   KeyRingConfig
@@ -74,6 +78,9 @@ type KeyRing struct {
 	byKid  map[string]*ringKeyState
 	jwks   []byte
 	loaded time.Time
+	// removals counts installs that dropped a key, so that caches of
+	// verified tokens know their entries must be checked again.
+	removals atomic.Uint64
 
 	reloadMu   sync.Mutex
 	lastReload time.Time
@@ -131,6 +138,32 @@ func (kr *KeyRing) Rotate(ctx context.Context) error {
 	return kr.update(ctx, func(keys []storedKey, now time.Time) ([]storedKey, error) {
 		return kr.planRotation(keys, now, true)
 	})
+}
+
+// Revoke answers a compromise of the keys: it replaces every key of the
+// ring (retired, signing and published successor alike, since they were all
+// stored together) with a new signing key and a new successor, and returns
+// the kids it dropped. Tokens signed by a dropped key stop verifying at
+// once here, and at other instances sharing the store when they next
+// Refresh; every client must then obtain new tokens.
+func (kr *KeyRing) Revoke(ctx context.Context) ([]string, error) {
+	var revoked []string
+	err := kr.update(ctx, func(keys []storedKey, now time.Time) ([]storedKey, error) {
+		revoked = revoked[:0]
+		for _, k := range keys {
+			st, err := parseStoredKey(k)
+			if err != nil {
+				return nil, err
+			}
+			revoked = append(revoked, st.kid)
+		}
+		// The ring planned from nothing: a key that signs now and its successor.
+		return kr.planRotation(nil, now, false)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return revoked, nil
 }
 
 // update applies plan to the stored ring with optimistic concurrency and
@@ -377,6 +410,12 @@ func (kr *KeyRing) install(raw []byte, stored []storedKey) error {
 		return err
 	}
 	kr.mu.Lock()
+	for kid := range kr.byKid {
+		if _, kept := byKid[kid]; !kept {
+			kr.removals.Add(1)
+			break
+		}
+	}
 	kr.raw, kr.keys, kr.byKid, kr.jwks, kr.loaded = raw, keys, byKid, jwks, kr.now()
 	kr.mu.Unlock()
 	return nil
@@ -411,7 +450,7 @@ func (kr *KeyRing) verificationKey(ctx context.Context, kid string) (*ringKeySta
 		kr.lastReload = kr.now()
 	}
 	kr.reloadMu.Unlock()
-	if !due || kr.reload(ctx) != nil {
+	if !due || kr.Refresh(ctx) != nil {
 		return nil, false
 	}
 	kr.mu.RLock()
@@ -420,10 +459,11 @@ func (kr *KeyRing) verificationKey(ctx context.Context, kid string) (*ringKeySta
 	return k, ok
 }
 
-// reload re-reads the ring from the store without changing the store: an
+// Refresh re-reads the ring from the store without changing the store: an
 // instance whose configuration differs must not undo another's rotation.
-// If the store lost the ring, the keys in memory stay in use.
-func (kr *KeyRing) reload(ctx context.Context) error {
+// It is how a Revoke at another instance takes effect here. If the store
+// lost the ring, the keys in memory stay in use.
+func (kr *KeyRing) Refresh(ctx context.Context) error {
 	return kr.update(ctx, func([]storedKey, time.Time) ([]storedKey, error) { return nil, nil })
 }
 

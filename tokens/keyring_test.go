@@ -716,3 +716,72 @@ func TestCorruptRingData(t *testing.T) {
 		wantInvalid(t, err, other, "unknown key")
 	})
 }
+
+func TestRevokeDropsEveryStoredKey(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	a, b := newRing(t, store, testConfig("ES256")), newRing(t, store, testConfig("ES256"))
+	// A retired key, the signing key and its published successor.
+	if err := a.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored := jwksKids(t, a.JWKS())
+	if len(stored) != 3 {
+		t.Fatalf("test setup: %d keys, want 3", len(stored))
+	}
+	before := mint(t, b, time.Hour)
+	va, vb := NewVerifier(a, testIssuer), NewVerifier(b, testIssuer)
+	for _, v := range []*Verifier{va, vb} { // cached as verified
+		if _, err := v.Verify(ctx, before, testAudience); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	revoked, err := a.Revoke(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(revoked) != len(stored) {
+		t.Errorf("Revoke reports %v, the ring had %v", revoked, stored)
+	}
+	for kid := range jwksKids(t, a.JWKS()) {
+		if stored[kid] {
+			t.Errorf("key %s is still published after Revoke", kid)
+		}
+	}
+	if n := len(jwksKids(t, a.JWKS())); n != 2 {
+		t.Errorf("after Revoke, %d keys are published, want a signing key and its successor", n)
+	}
+	_, err = va.Verify(ctx, before, testAudience)
+	wantInvalid(t, err, before, "unknown key")
+	after := mint(t, a, time.Hour)
+	if stored[tokenKid(t, after)] {
+		t.Errorf("the ring still signs with a revoked key")
+	}
+
+	// Another instance drops the keys when it refreshes, cached
+	// verifications included, and signs with the new key.
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = vb.Verify(ctx, before, testAudience)
+	wantInvalid(t, err, before, "unknown key")
+	if kid := tokenKid(t, mint(t, b, time.Hour)); kid != tokenKid(t, after) {
+		t.Errorf("the other instance signs with %s, not the new key %s", kid, tokenKid(t, after))
+	}
+	if _, err := vb.Verify(ctx, after, testAudience); err != nil {
+		t.Errorf("the other instance refuses a token of the new key: %v", err)
+	}
+	// Maintenance keeps the new ring: nothing planned brings a revoked key back.
+	if err := b.Maintain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for kid := range jwksKids(t, b.JWKS()) {
+		if stored[kid] {
+			t.Errorf("maintenance brought back revoked key %s", kid)
+		}
+	}
+}
