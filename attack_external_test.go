@@ -339,7 +339,7 @@ func TestAttackSlowJWKSStallsVerification(t *testing.T) {
 		if status, _, body := initialize(t, client, "/mcp", good); status != 200 {
 			t.Fatalf("request %d with a known kid during the fetch: %d %s", i, status, body)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("request %d with a known kid took %v while the key set fetch hung", i, d)
 		}
 	}
