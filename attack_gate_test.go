@@ -147,7 +147,7 @@ func TestAttackEncodedTraversalReachesOtherResource(t *testing.T) {
 		"/todos/mcp/..%5C..%5Cnotes/mcp", `/todos/mcp/..\..\notes/mcp`, "/todos/mcp/%2E%2E/%2E%2E/notes/mcp",
 		"/todos/mcp/%2e%2e%2f%2e%2e%2fnotes/mcp", "/todos/mcp/..%252F..%252Fnotes/mcp", "/todos/mcp/../../notes/mcp",
 		"/notes/mcp/../../todos/mcp", "/todos/mcp/./x", "/todos/mcp/..;/..;/notes/mcp", "/todos/mcp;/x",
-		"/todos//mcp", "//todos/mcp", "/todos/mcp/%00", "/todos/mcp/%C0%AE%C0%AE%C0%AFnotes", "/todos/mcp/x%2Ejson",
+		"/todos//mcp", "//todos/mcp", "/todos./mcp", "/todos%20/mcp", "/todos/mcp/%00", "/todos/mcp/%C0%AE%C0%AE%C0%AFnotes", "/todos/mcp/x%2Ejson",
 	} {
 		for name, token := range map[string]string{"notes": notes, "todos": todos} {
 			status, challenge, reached := rawRequest(t, "GET", target, bearerLine(token), "")
@@ -249,6 +249,10 @@ func TestAttackToolScopeSmuggling(t *testing.T) {
 		if status, challenge, reached := post(body); status != http.StatusForbidden || !strings.Contains(challenge, `scope="admin"`) {
 			t.Errorf("%s: %d %q reached %v", body, status, challenge, reached)
 		}
+	}
+	// Whatever a backend could take for a POST is read.
+	if status, challenge, reached := rawRequest(t, "post", "/todos/mcp", bearerLine(todos), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`); status != http.StatusForbidden {
+		t.Errorf("lower-case post: %d %q reached %v", status, challenge, reached)
 	}
 	// Headers must agree with the body, and come once.
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_todos"}}`

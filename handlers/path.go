@@ -17,9 +17,9 @@ var errAmbiguousPath = errors.New("the request path has an encoded separator, a 
 // path matcher reads it: decoded and lower-cased. It refuses a path whose
 // raw form, the one reverse_proxy forwards, could name another resource to
 // a different reader: an encoded "/", "\", ".", "%" or ";", a dot or empty
-// segment, a backslash, a ";" (path parameters), a control character, or
-// bytes that are not UTF-8 (overlong encodings of "/" and ".") once
-// decoded. Without those, the decoded path has the raw path's segments,
+// segment or one ending in a dot or space, a backslash, a ";" (path
+// parameters), a control character, or bytes that are not UTF-8 (overlong
+// encodings of "/" and ".") once decoded. Without those, the decoded path has the raw path's segments,
 // cleaning it changes nothing, and only letter case is left to fold.
 func gatePath(u *url.URL) (string, error) {
 	raw := u.EscapedPath() // what the backend receives
@@ -29,11 +29,12 @@ func gatePath(u *url.URL) (string, error) {
 	if raw[0] != '/' {
 		return "", errAmbiguousPath
 	}
-	segStart := 1
+	segStart, last := 1, byte(0) // last: the segment's last byte, decoded
 	for i := 1; i <= len(raw); i++ {
 		if i == len(raw) || raw[i] == '/' {
-			seg := raw[segStart:i]
-			if seg == "." || seg == ".." || (seg == "" && i < len(raw)) {
+			// Windows, and Caddy's matchers there, ignore a segment's
+			// trailing dots and spaces; this also refuses "." and "..".
+			if i > segStart && (last == '.' || last == ' ') || i == segStart && i < len(raw) {
 				return "", errAmbiguousPath
 			}
 			segStart = i + 1
@@ -53,6 +54,7 @@ func gatePath(u *url.URL) (string, error) {
 		if c == '\\' || c == ';' || c < 0x20 || c == 0x7f {
 			return "", errAmbiguousPath
 		}
+		last = c
 	}
 	if !utf8.ValidString(u.Path) {
 		return "", errAmbiguousPath
@@ -78,7 +80,8 @@ func unhex(c byte) byte {
 // checkPlainPath checks a configured path (a resource or a scope rule's
 // path) for what no request that passes gatePath can match, so that a rule
 // is never silently dead: it must be absolute, without percent-encoding,
-// backslash, ";", control characters, empty or dot segments.
+// backslash, ";", control characters, empty segments or segments ending in
+// a dot or space.
 func checkPlainPath(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("path %q must start with /", p)
@@ -87,8 +90,8 @@ func checkPlainPath(p string) error {
 		return fmt.Errorf("path %q must be plain: no percent-encoding, backslash, semicolon or control character", p)
 	}
 	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
-		if seg == "" && p != "/" || seg == "." || seg == ".." {
-			return fmt.Errorf("path %q must not have empty, . or .. segments", p)
+		if seg == "" && p != "/" || strings.HasSuffix(seg, ".") || strings.HasSuffix(seg, " ") {
+			return fmt.Errorf("path %q must not have empty segments, or segments ending in a dot or space", p)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -96,6 +97,36 @@ func TestIsToken68(t *testing.T) {
 	} {
 		if got := isToken68(s); got != want {
 			t.Errorf("isToken68(%.20q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestSessionID(t *testing.T) {
+	for name, tc := range map[string]struct {
+		values []string
+		want   string
+		ok     bool
+	}{
+		"none":         {nil, "", true},
+		"one":          {[]string{"3f2a-Z~!"}, "3f2a-Z~!", true},
+		"empty":        {[]string{""}, "", true},
+		"512 bytes":    {[]string{strings.Repeat("a", 512)}, strings.Repeat("a", 512), true},
+		"513 bytes":    {[]string{strings.Repeat("a", 513)}, "", false},
+		"two":          {[]string{"", "x"}, "", false},
+		"space":        {[]string{"a b"}, "", false},
+		"non-ASCII":    {[]string{"caf\u00e9"}, "", false},
+		"control byte": {[]string{"a\x7f"}, "", false},
+	} {
+		h := http.Header{}
+		for _, v := range tc.values {
+			h.Add("Mcp-Session-Id", v)
+		}
+		got, err := sessionID(h)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("%s: %q, %v", name, got, err)
+		}
+		if tc.ok && tc.want == "" && len(h.Values("Mcp-Session-Id")) != 0 {
+			t.Errorf("%s: an empty header is left for the backend", name)
 		}
 	}
 }

@@ -36,7 +36,9 @@ type rpcRequest struct {
 // headers, when present, must agree with the body; they are never trusted
 // alone.
 func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
-	if len(s.ToolScopes) == 0 || r.Method != http.MethodPost || r.Body == nil {
+	// Methods are case-sensitive, but a backend that is not may take "post"
+	// for POST.
+	if len(s.ToolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
 		return nil, nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInspectedBody+1))
