@@ -196,3 +196,30 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 		t.Errorf("refreshed token signed by %v, want the new key %s", kid["kid"], answer.Kid)
 	}
 }
+
+func TestAttackIdentityTokenPassesAsAccessToken(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	host := strings.TrimPrefix(siteAddr(), "https://")
+	// An identity token for one of these audiences would be an access
+	// token (or an ID token's issuer) to a backend that checks only iss
+	// and aud: each spelling of the site's own URLs is refused at load.
+	for _, audience := range []string{
+		siteAddr() + "/mcp", siteAddr() + "/mcp/", "https://" + strings.ToUpper(host) + "/MCP",
+		"http://" + host + "/mcp", siteAddr() + "/%6dcp", siteAddr() + "/mcp?x=1", siteAddr(), siteAddr() + "/",
+	} {
+		err := caddy.Load(adapt(t, asSite(t, storagePath, logDir, usersUpstream()+"\n\t\tidentity_audience "+audience)), true)
+		if err == nil {
+			_ = caddy.Stop()
+			t.Errorf("identity_audience %s: loaded", audience)
+		} else if !strings.Contains(err.Error(), "identity_audience") {
+			t.Errorf("identity_audience %s: unclear error: %v", audience, err)
+		}
+	}
+	// A name of the backend is fine.
+	for _, audience := range []string{"urn:example:todo-backend", "https://backend.internal", siteAddr() + "/mcp-backend"} {
+		if err := caddy.Load(adapt(t, asSite(t, storagePath, logDir, usersUpstream()+"\n\t\tidentity_audience "+audience)), true); err != nil {
+			t.Errorf("identity_audience %s: %v", audience, err)
+		}
+		_ = caddy.Stop()
+	}
+}

@@ -440,7 +440,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if cfg.Ring == nil {
 			return fmt.Errorf("identity_audience: identity tokens are signed with this server's keys, which external mode does not have")
 		}
-		h.identity = &handlers.IdentityTokens{Ring: cfg.Ring, Issuer: site.Issuer, Audience: h.IdentityAudience}
+		if h.identity, err = handlers.NewIdentityTokens(site, h.IdentityAudience); err != nil {
+			return fmt.Errorf("identity_audience: %v", err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package handlers
 
 import (
+	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +29,42 @@ type IdentityTokens struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedIdentity
+}
+
+// NewIdentityTokens returns the identity tokens site makes for the backend
+// named audience. Identity tokens are signed with the keys, and carry the
+// iss, of the site's access and ID tokens, so the audience must not name the
+// issuer or a resource of the site in any spelling: a verifier that checks
+// only iss and aud would take such a token for an access token.
+func NewIdentityTokens(site *Site, audience string) (*IdentityTokens, error) {
+	own := []string{site.Issuer}
+	for _, r := range site.Resources {
+		own = append(own, r.URL)
+	}
+	for _, u := range own {
+		if sameResourceURL(audience, u) {
+			return nil, fmt.Errorf("%q names %s of this site, and identity tokens have the issuer and keys of its access tokens: name the backend instead, such as urn:example:todo-backend", audience, u)
+		}
+	}
+	return &IdentityTokens{Ring: site.Ring, Issuer: site.Issuer, Audience: audience}, nil
+}
+
+// sameResourceURL reports whether a and b may name the same URL to some
+// verifier: scheme, default port, letter case, escaping, a trailing slash,
+// query and fragment are ignored.
+func sameResourceURL(a, b string) bool {
+	key := func(raw string) string {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return strings.ToLower(strings.TrimRight(strings.TrimSpace(raw), "/"))
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "443" || port == "80" {
+			port = ""
+		}
+		return strings.ToLower(host + ":" + port + strings.TrimRight(u.Path, "/"))
+	}
+	return key(a) == key(b)
 }
 
 type cachedIdentity struct {
