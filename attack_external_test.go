@@ -94,6 +94,15 @@ func TestAttackJWTOfAnotherKindUsedAsAccessToken(t *testing.T) {
 			c["aud"], c["nonce"] = "mcp-client", "n-1"
 		}), 401},
 	})
+
+	// A server that leaves typ out (Okta), when configured.
+	client = startExternal(t, idp, "\n\t\t\taccept_jwt_typ \"\"")
+	assertExternalStatuses(t, client, map[string]externalStatusCase{
+		"no typ":         {externalToken(t, idp, "", nil), 200},
+		"at+jwt still":   {externalToken(t, idp, "at+jwt", nil), 200},
+		"typ JWT":        {externalToken(t, idp, "JWT", nil), 401},
+		"typ empty-ish ": {externalToken(t, idp, " ", nil), 401},
+	})
 }
 
 func TestAttackExternalTokenClaimsBent(t *testing.T) {

@@ -256,8 +256,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					h.Introspection = &IntrospectionCredentials{ClientID: args[0], ClientSecret: args[1]}
 				case "accept_jwt_typ":
 					args := d.RemainingArgs()
-					if len(args) == 0 || slices.Contains(args, "") {
-						return d.Errf("accept_jwt_typ takes one or more JOSE typ values, such as JWT")
+					if len(args) == 0 {
+						return d.Errf("accept_jwt_typ takes one or more JOSE typ values, such as JWT, or \"\" for none")
 					}
 					h.AcceptJWTTypes = append(h.AcceptJWTTypes, args...)
 				default:

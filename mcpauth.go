@@ -108,7 +108,9 @@ type Handler struct {
 	// server's JWT access tokens besides at+jwt, the type RFC 9068 gives
 	// them. Keycloak, Auth0 and Entra type their access tokens "JWT", as
 	// they do their ID tokens: name "JWT" here for such a server (the
-	// token's audience must still be the resource). Default: at+jwt only.
+	// token's audience must still be the resource). The empty string
+	// accepts tokens without typ, as Okta issues them. Default: at+jwt
+	// only.
 	AcceptJWTTypes []string `json:"accept_jwt_types,omitempty"`
 
 	// Allow decides who may finish a login. Required for github and
@@ -460,11 +462,6 @@ func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
 	issuer := h.AuthorizationServer
 	if _, err := handlers.CanonicalIssuer(issuer); err != nil {
 		return fmt.Errorf("authorization_server: %v", err)
-	}
-	for _, typ := range h.AcceptJWTTypes {
-		if typ == "" {
-			return fmt.Errorf("accept_jwt_types: a type must not be empty")
-		}
 	}
 	rc := tokens.RemoteConfig{Issuer: issuer, AcceptedTypes: h.AcceptJWTTypes, HTTPClient: externalHTTPClient}
 	if in := h.Introspection; in != nil {

@@ -28,7 +28,8 @@ type RemoteConfig struct {
 	// AcceptedTypes are JOSE "typ" values accepted on JWT access tokens
 	// besides at+jwt (RFC 9068), for servers that type theirs otherwise:
 	// Keycloak, Auth0 and Entra use "JWT". Compared like typ values are,
-	// case-insensitively and with an optional "application/" prefix.
+	// case-insensitively and with an optional "application/" prefix. The
+	// empty string accepts tokens without typ (Okta).
 	AcceptedTypes []string
 	// HTTPClient talks to the authorization server.
 	HTTPClient *http.Client
@@ -212,15 +213,15 @@ func (v *RemoteVerifier) fetchKeys(ctx context.Context) (jwk.Set, error) {
 	return set, nil
 }
 
-// typeAccepted reports whether typ, a JWT's JOSE "typ", marks an access
-// token. RFC 9068 requires at+jwt, which no ID token or other JWT of the
-// same server carries; other values only when configured.
+// typeAccepted reports whether typ, a JWT's JOSE "typ" ("" if absent),
+// marks an access token. RFC 9068 requires at+jwt, which no ID token or
+// other JWT of the same server carries; other values only when configured.
 func (v *RemoteVerifier) typeAccepted(typ string) bool {
 	if typeMatches(typ, AccessTokenType) {
 		return true
 	}
 	for _, t := range v.cfg.AcceptedTypes {
-		if typ != "" && typeMatches(typ, strings.ToLower(t)) {
+		if t == typ || t != "" && typeMatches(typ, strings.ToLower(t)) {
 			return true
 		}
 	}
