@@ -396,15 +396,6 @@ func TestAttackRemovedUserKeepsRefreshing(t *testing.T) {
 			t.Errorf("code redeemed after removal: %d %v", status, m)
 		}
 	})
-
-	t.Run("another provider takes over", func(t *testing.T) {
-		ts := e.login(t, c, nil)
-		idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "alice"})
-		reload(oidcUpstream(idp) + "\n\t\tallow everyone")
-		if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
-			t.Errorf("a users:alice grant refreshed under the oidc upstream: %d %v", status, m)
-		}
-	})
 }
 
 // The same for rules on what a grant recorded at login: GitHub
@@ -427,4 +418,34 @@ func TestAttackRemovedOrgKeepsRefreshing(t *testing.T) {
 	if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 		t.Errorf("refresh with neither the org nor the user allowed: %d %v", status, m)
 	}
+}
+
+// A grant outlived the identity provider that vouched for its user: after
+// the upstream changed (another provider, or another issuer of the same
+// kind, where the same sub may be someone else), the old grants kept
+// refreshing.
+func TestAttackGrantOutlivesItsIdentityProvider(t *testing.T) {
+	first := fakeidp.NewOIDC(t, fakeidp.User{Subject: "alice"})
+	second := fakeidp.NewOIDC(t, fakeidp.User{Subject: "alice"})
+	e := startAS(t, oidcUpstream(first)+"\n\t\tallow users oidc:alice")
+	reload := func(auth string) { reloadCaddy(t, asSite(t, e.storagePath, e.logDir, auth)) }
+	c := e.publicClient(t)
+	login := func(idpURL string) tokenSet {
+		p := newPKCE()
+		return e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), idpURL), p), nil)
+	}
+
+	ts := login(first.URL)
+	reload(oidcUpstream(second) + "\n\t\tallow users oidc:alice")
+	if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("a grant of issuer %s refreshed under issuer %s: %d %v", first.URL, second.URL, status, m)
+	}
+
+	ts = login(second.URL)
+	reload(usersUpstream() + "\n\t\tallow everyone")
+	if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("an oidc grant refreshed under the users upstream: %d %v", status, m)
+	}
+	// The new upstream's own logins work.
+	e.mustRefresh(t, c, e.login(t, c, nil).Refresh, nil)
 }

@@ -564,6 +564,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		Sessions:             handlers.SessionStore(app.store),
 		Upstream:             redirector,
 		Passwords:            passwords,
+		UpstreamIdentity:     h.Upstream.identity(),
 		Allow:                allow,
 		ScopeGrants:          grants,
 		AccessTokenLifetime:  time.Duration(h.AccessTokenLifetime),

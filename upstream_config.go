@@ -1,9 +1,11 @@
 package mcpauth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,6 +117,21 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 		}}, nil, nil
 	}
 	return nil, nil, fmt.Errorf("unknown upstream provider %q (use oidc, google, github or users)", u.Provider)
+}
+
+// identity names the provider and the instance of it (its issuer or base
+// URL) that vouches for users' identities: a grant made with one is not
+// honoured by another, even one of the same kind.
+func (u *Upstream) identity() string {
+	switch u.Provider {
+	case "github":
+		return "github " + cmp.Or(strings.TrimRight(u.BaseURL, "/"), upstream.GitHubBaseURL)
+	case "google":
+		return "google " + cmp.Or(u.Issuer, upstream.GoogleIssuer)
+	case "oidc":
+		return "oidc " + u.Issuer
+	}
+	return u.Provider
 }
 
 // discovered is a provider configured by discovery, done on first use and

@@ -111,23 +111,13 @@ func CanonicalDomain(s string) (string, bool) {
 // admit applies the current allow and grant_scope rules to a user, at
 // login and again at every refresh: ok is false when the user may not use
 // the server (any more), else scopes are those of requested the user may
-// have. A user of another provider than the configured one is refused:
-// its identity was vouched for by a provider this server no longer trusts.
+// have. A user another upstream vouched for is refused: its ids mean
+// nothing to the configured one, which this server trusts instead.
 func (a *AuthServer) admit(u *userInfo, requested []string) (scopes []string, ok bool) {
-	provider, _, _ := strings.Cut(u.Subject, ":")
-	if provider != a.providerName() || !a.Allow.Allows(u) {
+	if u.Upstream != a.UpstreamIdentity || !a.Allow.Allows(u) {
 		return nil, false
 	}
 	return a.grantedScopes(requested, u), true
-}
-
-// providerName is the name of the configured upstream, the prefix of its
-// users' subjects.
-func (a *AuthServer) providerName() string {
-	if a.Passwords != nil {
-		return a.Passwords.Name()
-	}
-	return a.Upstream.Name()
 }
 
 // grantedScopes narrows requested to what the user may have. OpenID

@@ -439,6 +439,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		AuthTime:     time.Now().Unix(),
 		HostedDomain: id.HostedDomain,
 		Orgs:         id.Orgs,
+		Upstream:     s.AS.UpstreamIdentity,
 	}
 	if provider == "github" && s.AS.namesLogin(id.Username) {
 		pinned, err := s.AS.pinLogin(r.Context(), id.Username, user.Subject)

@@ -55,6 +55,9 @@ type AuthServer struct {
 	// login page. Exactly one is set.
 	Upstream  upstream.Redirector
 	Passwords upstream.PasswordChecker
+	// UpstreamIdentity names the provider instance (kind and issuer) users
+	// log in with; grants made with another are refused.
+	UpstreamIdentity string
 	// Allow decides who may finish a login.
 	Allow AllowList
 	// ScopeGrants, when any are set, decide which resource scopes each
@@ -159,6 +162,8 @@ type userInfo struct {
 	// LoginPinned says the GitHub login Username is bound to this
 	// Subject (see AuthServer.pinLogin), so rules naming it may match.
 	LoginPinned bool `json:"login_pinned,omitempty"`
+	// Upstream is the AuthServer.UpstreamIdentity that vouched for the user.
+	Upstream string `json:"upstream,omitempty"`
 }
 
 // usedCode remembers what a redeemed code issued, to revoke it on replay.
