@@ -265,6 +265,14 @@ func TestAttackToolScopeSmuggling(t *testing.T) {
 			t.Errorf("headers %v: %d reached %v", h, status, reached)
 		}
 	}
+	// Mcp-Name mirrors the uri of resources/read (SEP-2243).
+	read := `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"todo://1"}}`
+	if status, _, reached := post(read, [2]string{"Mcp-Method", "resources/read"}, [2]string{"Mcp-Name", "todo://1"}); status != http.StatusOK {
+		t.Errorf("resources/read with its headers: %d reached %v", status, reached)
+	}
+	if status, _, reached := post(read, [2]string{"Mcp-Method", "resources/read"}, [2]string{"Mcp-Name", "todo://2"}); status != http.StatusBadRequest {
+		t.Errorf("resources/read with another uri in Mcp-Name: %d reached %v", status, reached)
+	}
 	// A call the token may make passes untouched.
 	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_todos","arguments":{"name":"delete_todo","Name":1}}}`
 	status, _, reached := post(body, [2]string{"Mcp-Method", "tools/call"}, [2]string{"Mcp-Name", "list_todos"})

@@ -20,7 +20,7 @@ const maxInspectedBody = 4 << 20
 var (
 	errBodyTooLarge     = errors.New("request body too large to inspect")
 	errBadJSONRPC       = errors.New("request body is not JSON-RPC")
-	errAmbiguousJSONRPC = errors.New("a JSON-RPC message repeats jsonrpc, method, params or params.name, or spells one in another letter case")
+	errAmbiguousJSONRPC = errors.New("a JSON-RPC message repeats jsonrpc, method, params or the name, uri or taskId of its params, or spells one in another letter case")
 	errHeaderBody       = errors.New("the Mcp-Method or Mcp-Name header disagrees with the body")
 )
 
@@ -28,6 +28,22 @@ var (
 type rpcRequest struct {
 	Method string // "method"
 	Name   string // "params"."name": the tool of a tools/call
+	URI    string // "params"."uri"
+	TaskID string // "params"."taskId"
+}
+
+// mcpName is the field of m that a 2026-07-28 client mirrors in the
+// Mcp-Name header (SEP-2243), "" for methods without one.
+func (m rpcRequest) mcpName() string {
+	switch m.Method {
+	case "tools/call", "prompts/get":
+		return m.Name
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return m.URI
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		return m.TaskID
+	}
+	return ""
 }
 
 // toolScopesNeeded reads a POST body (restoring it for the backend) and
@@ -57,7 +73,7 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 		return nil, err
 	}
 	if !headerAgrees(r.Header.Values("Mcp-Method"), msgs, func(m rpcRequest) string { return m.Method }) ||
-		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, func(m rpcRequest) string { return m.Name }) {
+		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, rpcRequest.mcpName) {
 		return nil, errHeaderBody
 	}
 	var need []string
@@ -84,12 +100,12 @@ func headerAgrees(values []string, msgs []rpcRequest, field func(rpcRequest) str
 // what every reader of it agrees on. Backends read keys differently: the
 // JavaScript and Python SDKs by exact name with the last duplicate
 // winning, Go's encoding/json ignoring case (and folding ſ to s, K to k).
-// So a key that is "jsonrpc", "method", "params" or params' "name" in any
-// letter case must be spelt exactly and appear once; "\u" escapes count
+// So a key that is "jsonrpc", "method", "params" or params' "name", "uri"
+// or "taskId" in any letter case must be spelt exactly and appear once; "\u" escapes count
 // as the characters they stand for, as they do for every reader. The body
 // must be valid UTF-8 and hold exactly one value (no trailing data, no
 // byte order mark), and method and name must be strings without lone
-// surrogates, which readers decode differently.
+// surrogates, which readers decode differently; so must uri and taskId.
 func inspectJSONRPC(body []byte) ([]rpcRequest, error) {
 	if !utf8.Valid(body) {
 		return nil, errBadJSONRPC
@@ -146,7 +162,15 @@ func readMessage(dec *json.Decoder) (rpcRequest, error) {
 			if tok != json.Delim('{') {
 				return skipFrom(dec, tok)
 			}
-			return readObject(dec, []string{"name"}, func(string) error { return readString(dec, &m.Name) })
+			return readObject(dec, []string{"name", "uri", "taskId"}, func(key string) error {
+				switch key {
+				case "name":
+					return readString(dec, &m.Name)
+				case "uri":
+					return readString(dec, &m.URI)
+				}
+				return readString(dec, &m.TaskID)
+			})
 		}
 		return skipValue(dec)
 	})

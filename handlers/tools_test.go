@@ -18,6 +18,7 @@ func TestInspectJSONRPC(t *testing.T) {
 		`{"method":"tools/call","params":null,"id":1e999}`:                                                                   {{Method: "tools/call"}},
 		`{"method":"x","params":[1,{"name":"a"}],"other":{"method":"tools/call"}}`:                                           {{Method: "x"}},
 		`{"method":"tools/call","params":{"name":"\ud83d\ude00"}}`:                                                           call("😀"),
+		`{"method":"resources/read","params":{"uri":"file:///a","name":"x"}}`:                                                {{Method: "resources/read", Name: "x", URI: "file:///a"}},
 		`[]`: nil,
 	} {
 		got, err := inspectJSONRPC([]byte(body))
@@ -33,6 +34,8 @@ func TestInspectJSONRPC(t *testing.T) {
 		`{"Method":"ping","method":"tools/call","params":{"name":"delete_todo"}}`,
 		`{"method":"tools/call","method":"ping"}`,
 		`{"method":"tools/call","params":{"name":"a"},"Params":{"name":"b"}}`,
+		`{"method":"resources/read","params":{"uri":"file:///a","URI":"file:///b"}}`,
+		`{"method":"tasks/get","params":{"taskId":"a","taskid":"b"}}`,
 		`{"method":"tools/call","paramſ":{"name":"b"}}`,
 		`{"method":"tools/call","params":{"name":"a"},"p\u0061rams":{"name":"b"}}`,
 		`{"jsonrpc":"2.0","JSONRPC":"1.0","method":"ping"}`,
@@ -83,7 +86,7 @@ func FuzzInspectJSONRPC(f *testing.F) {
 		}
 		type goMessage struct {
 			Method string
-			Params struct{ Name string }
+			Params struct{ Name, URI, TaskID string }
 		}
 		var folded []goMessage
 		if strings.HasPrefix(strings.TrimLeft(string(body), " \t\r\n"), "[") {
@@ -96,7 +99,7 @@ func FuzzInspectJSONRPC(f *testing.F) {
 			return // a Go backend refuses the body too
 		}
 		for i, m := range folded {
-			if (rpcRequest{m.Method, m.Params.Name}) != got[i] {
+			if (rpcRequest{m.Method, m.Params.Name, m.Params.URI, m.Params.TaskID}) != got[i] {
 				t.Fatalf("%q: gate read %v, case-insensitive reader %+v", body, got, folded)
 			}
 		}
@@ -120,6 +123,8 @@ func exactReading(t *testing.T, v any) []rpcRequest {
 		r.Method, _ = obj["method"].(string)
 		if params, ok := obj["params"].(map[string]any); ok {
 			r.Name, _ = params["name"].(string)
+			r.URI, _ = params["uri"].(string)
+			r.TaskID, _ = params["taskId"].(string)
 		}
 		out = append(out, r)
 	}
