@@ -3,13 +3,20 @@ package mcpauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
 // Attacks on the work anyone may make the server do without credentials:
@@ -298,5 +305,276 @@ func TestAttackAuthorizeManyPendingRequests(t *testing.T) {
 	// address is not held up.
 	if status, _, _ := authorizeFrom(t, clientFrom(t, "127.0.0.3"), authParams(c, newPKCE()), ""); status != http.StatusOK {
 		t.Errorf("another address: %d, want the consent page", status)
+	}
+}
+
+// browserFrom is a browser (cookies, no redirects) whose connections come
+// from the loopback address ip.
+func browserFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	c := clientFrom(t, ip)
+	c.Jar, _ = cookiejar.New(nil)
+	return c
+}
+
+// startPasswordLogin runs an authorization request for c in browser b up
+// to the built-in login form and returns the form's hidden fields.
+func startPasswordLogin(t *testing.T, b *http.Client, c testClient) url.Values {
+	t.Helper()
+	status, _, body := get(t, b, authorizeURL(authParams(c, newPKCE())), nil)
+	if status != http.StatusOK {
+		t.Fatalf("authorization request: %d %.300s", status, body)
+	}
+	form := formFields(string(body))
+	form.Set("decision", "approve")
+	status, hdr, body := postForm(t, b, siteAddr()+"/authorize/consent", form)
+	if status != http.StatusSeeOther || !strings.Contains(hdr.Get("Location"), "/authorize/login") {
+		t.Fatalf("consent: %d %v %.300s", status, hdr, body)
+	}
+	status, _, body = get(t, b, hdr.Get("Location"), nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `name="password"`) {
+		t.Fatalf("login form: %d %.300s", status, body)
+	}
+	return formFields(string(body))
+}
+
+func postForm(t *testing.T, c *http.Client, target string, form url.Values) (int, http.Header, []byte) {
+	t.Helper()
+	return do(t, c, http.MethodPost, target, http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()},
+	}, []byte(form.Encode()))
+}
+
+// postPassword posts the login form with a username and password.
+func postPassword(t *testing.T, b *http.Client, form url.Values, username, password string) (int, http.Header, []byte) {
+	t.Helper()
+	f := clone(form)
+	f.Set("username", username)
+	f.Set("password", password)
+	return postForm(t, b, siteAddr()+"/authorize/login", f)
+}
+
+// failuresCounted returns how many failed passwords the server counted
+// for username: how many guesses it actually checked.
+func failuresCounted(t *testing.T, st storage.Store, username string) int {
+	t.Helper()
+	raw, err := st.Get(context.Background(), "login-failures/user/"+secretKey(username))
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(string(raw))
+	return n
+}
+
+// assertLoginWaitPage checks the answer to a login post that must wait:
+// 429, a Retry-After, and a page that says when to try again.
+func assertLoginWaitPage(t *testing.T, what string, status int, hdr http.Header, body []byte) int {
+	t.Helper()
+	assertRetryAfter(t, what, status, hdr.Get("Retry-After"))
+	if !strings.Contains(string(body), "Try again in") {
+		t.Errorf("%s: the page does not say when to try again: %.400s", what, body)
+	}
+	n, _ := strconv.Atoi(hdr.Get("Retry-After"))
+	return n
+}
+
+func TestAttackPasswordGuessingAcrossLogins(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	attacker := browserFrom(t, "127.0.0.2")
+
+	// 16 guesses over 4 logins, as fast as the server answers.
+	var last struct {
+		status int
+		hdr    http.Header
+		body   []byte
+	}
+	for range 4 {
+		form := startPasswordLogin(t, attacker, c)
+		for range 4 {
+			last.status, last.hdr, last.body = postPassword(t, attacker, form, "alice", "guess")
+			if last.status == http.StatusSeeOther {
+				break // this login is used up
+			}
+		}
+	}
+	if n := failuresCounted(t, st, "alice"); n > 7 {
+		t.Errorf("%d of 16 guesses were checked, want the free ones and about one more", n)
+	}
+	assertLoginWaitPage(t, "a guess after the free ones", last.status, last.hdr, last.body)
+
+	// The right password from the guessing address waits too.
+	status, hdr, body := postPassword(t, attacker, startPasswordLogin(t, attacker, c), "alice", "correct horse")
+	assertLoginWaitPage(t, "the right password from the guessing address", status, hdr, body)
+
+	// An unknown username is limited the same way: the answers do not
+	// tell which usernames exist.
+	other := browserFrom(t, "127.0.0.3")
+	for range 8 {
+		status, hdr, body = postPassword(t, other, startPasswordLogin(t, other, c), "mallory", "guess")
+	}
+	assertLoginWaitPage(t, "guesses for an unknown username", status, hdr, body)
+}
+
+func TestAttackPasswordGuessingFromManyAddresses(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	waited := 0
+	for i := range 10 {
+		b := browserFrom(t, "127.0.0."+strconv.Itoa(10+i))
+		form := startPasswordLogin(t, b, c)
+		for range 3 {
+			if status, _, _ := postPassword(t, b, form, "alice", "guess-"+strconv.Itoa(i)); status == http.StatusTooManyRequests {
+				waited++
+			}
+		}
+	}
+	if n := failuresCounted(t, st, "alice"); n > 8 {
+		t.Errorf("%d of 30 guesses from 10 addresses were checked, want the per-username limit to hold", n)
+	}
+	if waited == 0 {
+		t.Errorf("no guess was told to wait")
+	}
+}
+
+func TestAttackPasswordLockoutOfTheOwner(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	// Someone keeps alice's account at the longest wait...
+	attacker := browserFrom(t, "127.0.0.2")
+	form := startPasswordLogin(t, attacker, c)
+	for range 7 {
+		postPassword(t, attacker, form, "alice", "guess")
+	}
+	now := time.Now()
+	wait, _ := json.Marshal(map[string]int64{"since": now.Add(-29 * time.Second).UnixNano(), "until": now.Add(15 * time.Minute).UnixNano()})
+	if err := st.Put(context.Background(), "login-wait/user/"+secretKey("alice"), wait, 15*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// ...yet alice, from a network with no failures, gets in after a
+	// short, bounded wait.
+	owner := browserFrom(t, "127.0.0.50")
+	form = startPasswordLogin(t, owner, c)
+	status, hdr, body := postPassword(t, owner, form, "alice", "correct horse")
+	if status == http.StatusTooManyRequests {
+		n := assertLoginWaitPage(t, "the owner from a clean network", status, hdr, body)
+		if n > 30 {
+			t.Fatalf("the owner must wait %ds, more than the 30s bound", n)
+		}
+		time.Sleep(time.Duration(n) * time.Second)
+		status, hdr, body = postPassword(t, owner, form, "alice", "correct horse")
+	}
+	if loc, err := url.Parse(hdr.Get("Location")); status != http.StatusSeeOther || err != nil || loc.Query().Get("code") == "" {
+		t.Fatalf("the owner's right password: %d %v %.300s", status, hdr, body)
+	}
+	// The attacker's address still waits the full time.
+	status, hdr, body = postPassword(t, attacker, startPasswordLogin(t, attacker, c), "alice", "correct horse")
+	if n := assertLoginWaitPage(t, "the guessing address", status, hdr, body); n < 60 {
+		t.Errorf("the guessing address waits only %ds", n)
+	}
+}
+
+func TestAttackParallelLoginPosts(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	st := testStore(t, e.storagePath)
+	b := browserFrom(t, "127.0.0.2")
+	form := startPasswordLogin(t, b, c)
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := clone(form)
+			f.Set("username", "bob")
+			f.Set("password", "guess")
+			req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/authorize/login", strings.NewReader(f.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", siteAddr())
+			if resp, err := b.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failuresCounted(t, st, "bob"); n > 5 {
+		t.Errorf("%d parallel guesses on one login were checked, want at most 5", n)
+	}
+	if status, _, body := postPassword(t, b, form, "alice", "correct horse"); status == http.StatusSeeOther && strings.Contains(string(body), "code=") {
+		t.Errorf("the used-up login still logs in")
+	}
+}
+
+func TestAttackCookieCrossingBetweenLocalSites(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	portA, portB := freePort(), freePort()
+	site := func(port int) string {
+		return fmt.Sprintf(`
+http://localhost:%d {
+	mcp_auth {
+		issuer http://localhost:%d
+		%s
+	}
+	respond "backend"
+}
+`, port, port, usersUpstream())
+	}
+	startCaddy(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log"))+site(portA)+site(portB))
+	origin := func(port int) string { return fmt.Sprintf("http://localhost:%d", port) }
+
+	jar, _ := cookiejar.New(nil)
+	b := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	consent := map[int]url.Values{}
+	cookies := map[int]*http.Cookie{}
+	for _, port := range []int{portA, portB} {
+		raw, _ := json.Marshal(map[string]any{"redirect_uris": []string{clientRedirect}, "token_endpoint_auth_method": "none"})
+		status, _, body := do(t, b, http.MethodPost, origin(port)+"/register", http.Header{"Content-Type": {"application/json"}}, raw)
+		var reg struct {
+			ClientID string `json:"client_id"`
+		}
+		if err := json.Unmarshal(body, &reg); status != http.StatusCreated || err != nil {
+			t.Fatalf("registering at %d: %d %s", port, status, body)
+		}
+		q := authParams(testClient{ID: reg.ClientID, Redirects: []string{clientRedirect}}, newPKCE())
+		q.Set("resource", origin(port))
+		status, hdr, body := get(t, b, origin(port)+"/authorize?"+q.Encode(), nil)
+		if status != http.StatusOK {
+			t.Fatalf("authorization request at %d: %d %.300s", port, status, body)
+		}
+		// Each site sets its own cookie, even though the browser sends
+		// the other site's (cookies ignore ports).
+		set := (&http.Response{Header: hdr}).Cookies()
+		if len(set) != 1 {
+			t.Fatalf("site %d set %d cookies, want its own browser cookie", port, len(set))
+		}
+		cookies[port], consent[port] = set[0], formFields(string(body))
+	}
+	if cookies[portA].Name == cookies[portB].Name {
+		t.Fatalf("both local sites use the cookie %q", cookies[portA].Name)
+	}
+	for _, c := range cookies {
+		if strings.HasPrefix(c.Name, "__Host-") || c.Secure || !c.HttpOnly || c.Path != "/" {
+			t.Errorf("cookie of an http site: %+v", c)
+		}
+	}
+
+	// B's consent form posted with A's cookie alone (same name or not) is
+	// not B's browser.
+	form := clone(consent[portB])
+	form.Set("decision", "approve")
+	for _, name := range []string{cookies[portA].Name, cookies[portB].Name} {
+		status, _, body := do(t, &http.Client{Timeout: 10 * time.Second, CheckRedirect: b.CheckRedirect}, http.MethodPost, origin(portB)+"/authorize/consent", http.Header{
+			"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {origin(portB)},
+			"Cookie": {name + "=" + cookies[portA].Value},
+		}, []byte(form.Encode()))
+		if status != http.StatusForbidden {
+			t.Errorf("B's consent with A's cookie value under %q: %d, want 403: %.300s", name, status, body)
+		}
 	}
 }

@@ -400,28 +400,55 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := r.PostForm.Get("username")
-	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
+	ctx, now := r.Context(), time.Now()
+	subjects := newLoginSubjects(username, s.source(r))
+	if wait, err := s.AS.loginWaitFor(ctx, subjects, now); err != nil {
+		s.serverError(w, r, "reading login limits", err)
+		return
+	} else if wait > 0 {
+		s.waitPage(w, wait, loginWaitMessage)
+		return
+	}
+	attempts, err := s.AS.countLoginAttempt(ctx, hashKey(state))
 	if err != nil {
-		login.Attempts++
-		s.observeLogin(r.Context(), s.AS.Passwords.Name(), "failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
-		if login.Attempts >= maxLoginAttempts {
-			_, _ = s.AS.Store.Take(r.Context(), key)
-			s.redirectError(w, r, login.Request.RedirectURI, login.Request.State, "access_denied", "too many failed logins")
+		s.serverError(w, r, "counting login attempts", err)
+		return
+	}
+	if attempts > maxLoginAttempts {
+		s.tooManyLoginAttempts(w, r, key, login.Request)
+		return
+	}
+	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
+	if errors.Is(err, upstream.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+		s.errorPage(w, http.StatusServiceUnavailable, "The server is busy checking other logins. Try again in a moment.")
+		return
+	}
+	if err != nil {
+		s.observeLogin(ctx, s.AS.Passwords.Name(), "failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
+		if err := s.AS.recordLoginFailure(ctx, subjects, now); err != nil {
+			s.serverError(w, r, "counting failed logins", err)
 			return
 		}
-		if err := s.AS.putJSON(r.Context(), key, login, requestLifetime); err != nil {
-			s.serverError(w, r, "saving login state", err)
+		if attempts >= maxLoginAttempts {
+			s.tooManyLoginAttempts(w, r, key, login.Request)
 			return
 		}
 		page["Failed"], page["Username"] = true, username
 		renderPage(w, http.StatusUnauthorized, "login", page)
 		return
 	}
-	if _, err := s.AS.Store.Take(r.Context(), key); err != nil {
+	if _, err := s.AS.Store.Take(ctx, key); err != nil {
 		s.errorPage(w, http.StatusBadRequest, "This login was already used. Start again from the app.")
 		return
 	}
 	s.finishLogin(w, r, login.Request, s.AS.Passwords.Name(), id)
+}
+
+// tooManyLoginAttempts ends a login that used up its password attempts.
+func (s *Site) tooManyLoginAttempts(w http.ResponseWriter, r *http.Request, loginKey string, req pendingRequest) {
+	_, _ = s.AS.Store.Take(r.Context(), loginKey)
+	s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "too many failed logins")
 }
 
 // maxLoginAttempts bounds password guesses per login.
@@ -503,12 +530,20 @@ func hostOf(uri string) string {
 
 // browser cookie: binds a flow to the browser that started it.
 
-func (s *Site) cookieName() string {
-	if strings.HasPrefix(s.Issuer, "https://") {
-		return "__Host-mcp_auth"
+// cookieName is the browser cookie's name, one per issuer: browsers send a
+// host's cookies to every port and path of it, so sites on one host (local
+// sites on several ports, issuers with paths) would otherwise share one
+// cookie and overwrite each other's. https issuers use the __Host- prefix,
+// which keeps the cookie to this host, secure and unscoped by Domain.
+func cookieName(issuer string) string {
+	name := "mcp_auth_" + hashKey(issuer)[:12]
+	if strings.HasPrefix(issuer, "https://") {
+		return "__Host-" + name
 	}
-	return "mcp_auth"
+	return name
 }
+
+func (s *Site) cookieName() string { return s.cookie }
 
 // browserID returns the browser's id cookie, setting a new one if needed.
 func (s *Site) browserID(w http.ResponseWriter, r *http.Request) string {

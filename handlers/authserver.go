@@ -131,8 +131,6 @@ type upstreamLogin struct {
 	Request  pendingRequest `json:"request"`
 	Verifier string         `json:"verifier,omitempty"`
 	Nonce    string         `json:"nonce,omitempty"`
-	// Attempts counts failed passwords on the built-in login page.
-	Attempts int `json:"attempts,omitempty"`
 }
 
 // authorizationCode is what an authorization code stands for.

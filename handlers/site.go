@@ -99,6 +99,8 @@ type Site struct {
 
 	issuerPath string
 	origin     string
+	// cookie is the name of the browser cookie (see cookieName).
+	cookie string
 	// scopeRules are checked in order; every matching rule's scopes are needed.
 	scopeRules []scopeRule
 }
@@ -148,6 +150,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		AS:             cfg.AS,
 		issuerPath:     u.Path,
 		origin:         u.Scheme + "://" + u.Host,
+		cookie:         cookieName(issuer),
 	}
 	if s.Realm == "" {
 		s.Realm = "mcp"

@@ -56,7 +56,7 @@ type Redirector interface {
 type PasswordChecker interface {
 	Name() string
 	// CheckPassword returns the identity of the user if the password is
-	// right, ErrDenied if not. It takes the same time whether or not the
-	// user exists.
+	// right, ErrDenied if not, ErrBusy if it cannot check now. It takes
+	// the same time whether or not the user exists.
 	CheckPassword(username, password string) (*Identity, error)
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -93,6 +95,20 @@ func fakeHash(cost int) []byte {
 // Name implements PasswordChecker.
 func (u *Users) Name() string { return "users" }
 
+// passwordChecks bounds the bcrypt comparisons running at once in this
+// process, whatever site they are for: each takes a core for tens of
+// milliseconds to a second, so password guessing could otherwise take
+// every core.
+var passwordChecks = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// passwordCheckWait is how long a password check waits for its turn
+// before ErrBusy: about one comparison at a high cost.
+const passwordCheckWait = time.Second
+
+// ErrBusy is returned when too many passwords are being checked at once;
+// the user should try again in a moment.
+var ErrBusy = errors.New("too many password checks at once")
+
 // CheckPassword implements PasswordChecker. An unknown user costs one
 // bcrypt comparison against a fake hash of the highest configured cost,
 // like a known one, so response time does not reveal which usernames
@@ -101,6 +117,14 @@ func (u *Users) CheckPassword(username, password string) (*Identity, error) {
 	hash, known := u.hashes[username]
 	if !known {
 		hash = u.fake
+	}
+	wait := time.NewTimer(passwordCheckWait)
+	defer wait.Stop()
+	select {
+	case passwordChecks <- struct{}{}:
+		defer func() { <-passwordChecks }()
+	case <-wait.C:
+		return nil, ErrBusy
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	if !known || err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -96,5 +97,31 @@ func TestNewUsersRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCheckPasswordBoundsConcurrentWork(t *testing.T) {
+	u, err := NewUsers(map[string]string{"alice": hashPassword(t, "correct horse", bcrypt.MinCost)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every slot is taken, as by a flood of guesses: a check gives up
+	// after a bounded wait instead of queueing.
+	for range cap(passwordChecks) {
+		passwordChecks <- struct{}{}
+	}
+	start := time.Now()
+	if id, err := u.CheckPassword("alice", "correct horse"); !errors.Is(err, ErrBusy) || id != nil {
+		t.Errorf("with every slot taken: %v, %v; want ErrBusy", id, err)
+	}
+	if waited := time.Since(start); waited < passwordCheckWait || waited > passwordCheckWait+time.Second {
+		t.Errorf("gave up after %v, want about %v", waited, passwordCheckWait)
+	}
+	<-passwordChecks // one check finishes
+	if _, err := u.CheckPassword("alice", "correct horse"); err != nil {
+		t.Errorf("with a free slot: %v", err)
+	}
+	for range cap(passwordChecks) - 1 {
+		<-passwordChecks
 	}
 }
