@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +25,8 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-auth",
-		Usage: "sites|clients|grants|revoke|revoke-grant|delete-client|rotate-keys [...] [--issuer <site>] [--address <admin address>]",
-		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy",
+		Usage: "sites|clients|grants|revoke|revoke-grant|delete-client|rotate-keys|export|import [...] [--issuer <site>] [--address <admin address>] [--storage-path <dir> | --redis <url> [--redis-prefix <prefix>]]",
+		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy; backs up and moves its state",
 		Long: `
 Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 
@@ -42,11 +43,22 @@ Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 Each site keeps its own clients and grants. The commands act on every site
 of the running config; --issuer (such as https://mcp.example.com) limits
 them to one.
+
+  caddy mcp-auth export > backup.jsonl   write the whole state store
+  caddy mcp-auth import < backup.jsonl   load a dump into an empty store
+
+export and import open the store themselves: the Badger database in
+--storage-path (default {caddy.AppDataDir}/mcp_auth; stop Caddy first, it
+locks the directory), or Redis at --redis (a URL as the redis option takes,
+or a placeholder such as {env.REDIS_URL}) under --redis-prefix.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("address", "", "Address of the administration API (default: localhost:2019)")
 			cmd.Flags().String("issuer", "", "Only the site with this issuer (default: every site)")
 			cmd.Flags().Bool("revoke", false, "rotate-keys: drop every current key, so tokens signed with them stop working")
+			cmd.Flags().String("storage-path", "", "export, import: the Badger database directory (default: {caddy.AppDataDir}/mcp_auth)")
+			cmd.Flags().String("redis", "", "export, import: the Redis URL, instead of a Badger database")
+			cmd.Flags().String("redis-prefix", "", "export, import: the key prefix in Redis (default: mcp_auth:)")
 			cmd.Args = cobra.RangeArgs(1, 2)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMCPAuth)
 		},
@@ -224,6 +236,9 @@ func everySite(sites []*handlers.Admin, act func(*handlers.Admin) error) error {
 // cmdMCPAuth runs `caddy mcp-auth ...` against the admin API.
 func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
 	args := fl.Args()
+	if args[0] == "export" || args[0] == "import" {
+		return cmdDump(context.Background(), fl, args[0], os.Stdin, os.Stdout, os.Stderr)
+	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err

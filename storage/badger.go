@@ -297,6 +297,25 @@ func (b *Badger) Delete(ctx context.Context, key string) error {
 // List implements Store. It reads from a consistent snapshot taken when it
 // starts, so fn may modify the store without disturbing the iteration.
 func (b *Badger) List(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	return b.walk(ctx, prefix, func(key string, value []byte, _ int64) error { return fn(key, value) })
+}
+
+// Dump implements Dumper, from one consistent snapshot.
+func (b *Badger) Dump(ctx context.Context, fn func(Entry) error) error {
+	return b.walk(ctx, "", func(key string, value []byte, deadline int64) error {
+		e := Entry{Key: key, Value: value}
+		if deadline != 0 {
+			// Still live, so at least a nanosecond.
+			e.TTL = max(time.Until(time.Unix(0, deadline)), 1)
+		}
+		return fn(e)
+	})
+}
+
+// walk calls fn for every live entry whose key starts with prefix, in
+// ascending key order, with its deadline (Unix nanoseconds, or zero for
+// none), from a consistent snapshot.
+func (b *Badger) walk(ctx context.Context, prefix string, fn func(key string, value []byte, deadline int64) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -321,7 +340,11 @@ func (b *Badger) List(ctx context.Context, prefix string, fn func(key string, va
 			if !live {
 				continue
 			}
-			if err := fn(string(item.Key()), value); err != nil {
+			deadline, err := itemDeadline(item)
+			if err != nil {
+				return err
+			}
+			if err := fn(string(item.Key()), value, deadline); err != nil {
 				return err
 			}
 		}

@@ -436,6 +436,17 @@ func (r *Redis) Delete(ctx context.Context, key string) error {
 // expires or is deleted (by fn too) before its batch is read is skipped,
 // and one created meanwhile may or may not be visited.
 func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	return r.walk(ctx, prefix, false, func(e Entry) error { return fn(e.Key, e.Value) })
+}
+
+// Dump implements Dumper. Like List, it is not a snapshot.
+func (r *Redis) Dump(ctx context.Context, fn func(Entry) error) error {
+	return r.walk(ctx, "", true, fn)
+}
+
+// walk calls fn for every entry whose key starts with prefix, in ascending
+// key order, with its remaining time to live if withTTL is set.
+func (r *Redis) walk(ctx context.Context, prefix string, withTTL bool, fn func(Entry) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -454,9 +465,13 @@ func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, val
 		// GETs rather than one MGET: in a Cluster the keys are in many
 		// slots, and the pipeline sends each GET to its key's master.
 		gets := make([]*redis.StringCmd, len(batch))
+		ttls := make([]*redis.DurationCmd, len(batch))
 		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range batch {
 				gets[i] = p.Get(ctx, k)
+				if withTTL {
+					ttls[i] = p.PTTL(ctx, k)
+				}
 			}
 			return nil
 		})
@@ -471,7 +486,21 @@ func (r *Redis) List(ctx context.Context, prefix string, fn func(key string, val
 			if err != nil {
 				return redisErr("GET", err)
 			}
-			if err := fn(strings.TrimPrefix(batch[i], r.prefix), value); err != nil {
+			e := Entry{Key: strings.TrimPrefix(batch[i], r.prefix), Value: value}
+			if withTTL {
+				ttl, err := ttls[i].Result()
+				if err != nil {
+					return redisErr("PTTL", err)
+				}
+				switch {
+				case ttl == -1: // go-redis's value for no expiry
+				case ttl > 0:
+					e.TTL = ttl
+				default:
+					continue // gone since the GET, or expiring this millisecond
+				}
+			}
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
