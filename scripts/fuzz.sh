@@ -14,13 +14,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-30s}
 
-# go test -list prints a package's matching test names, then its "ok"
-# line; a package that does not build prints FAIL, which stops here.
-listing=$(go test -list '^Fuzz' ./...)
+# go test -list prints each package's matching test names, then its "ok"
+# line.
+if ! listing=$(go test -list '^Fuzz' ./...); then
+	echo "$listing"
+	echo "cannot list the fuzz targets" >&2
+	exit 1
+fi
 targets=$(awk '
 	/^Fuzz/ { names[n++] = $1; next }
-	/^ok/   { for (i = 0; i < n; i++) print $2, names[i]; n = 0; next }
-	/^FAIL/ { print "cannot list fuzz targets: " $0 > "/dev/stderr"; exit 1 }
+	/^ok/   { for (i = 0; i < n; i++) print $2, names[i]; n = 0 }
 ' <<<"$listing")
 
 if [ -z "$targets" ]; then
