@@ -166,3 +166,21 @@ func FuzzGatePath(f *testing.F) {
 		}
 	})
 }
+
+// The path check runs on every gated request: a plain path costs no
+// allocation.
+func TestGatePathAllocations(t *testing.T) {
+	u := requestURL(t, "/todos/mcp/x")
+	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/notes/mcp"}, {Path: "/todos/mcp"}},
+		ScopeRules: []ScopeRule{{Pattern: "/todos/mcp/admin*", Scopes: []string{"admin"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		p, _ := gatePath(u)
+		_ = s.ResourceFor(p)
+		_ = s.requiredScopes(p)
+	}); n != 0 {
+		t.Errorf("%v allocations per request", n)
+	}
+}
