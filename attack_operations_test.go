@@ -11,8 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 )
 
 // Attacks on the operation of the server: its metrics, reloads, keys and
@@ -221,5 +224,45 @@ func TestAttackIdentityTokenPassesAsAccessToken(t *testing.T) {
 			t.Errorf("identity_audience %s: %v", audience, err)
 		}
 		_ = caddy.Stop()
+	}
+}
+
+func TestAttackDisconnectDuringDiscoveryBlocksLogins(t *testing.T) {
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "u-1", Email: "alice@example.com", EmailVerified: true})
+	_, _, doc := get(t, http.DefaultClient, idp.URL+fakeidp.DiscoveryPath, nil)
+	release := make(chan struct{})
+	idp.Handle(fakeidp.DiscoveryPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release // a slow provider
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	}))
+	e := startAS(t, oidcUpstream(idp))
+	c := e.publicClient(t)
+	approve := func(b *browser) url.Values {
+		form := consentForm(t, b, authParams(c, newPKCE()))
+		form.Set("decision", "approve")
+		return form
+	}
+
+	// The attacker starts logins that need discovery and hangs up.
+	for range 3 {
+		b := newBrowser(t)
+		form := approve(b)
+		b.client.Timeout = 200 * time.Millisecond
+		if _, err := b.client.Post(siteAddr()+"/authorize/consent", "application/x-www-form-urlencoded", strings.NewReader(form.Encode())); err == nil {
+			t.Fatal("test setup: the consent answered before discovery")
+		}
+	}
+	close(release)
+
+	// A user's login right after goes to the provider: the abandoned
+	// requests neither cancelled discovery nor left a failure behind.
+	b := newBrowser(t)
+	status, hdr, body := postConsent(t, b, approve(b))
+	if status != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), idp.URL) {
+		t.Errorf("login after abandoned ones: %d %s %.200s", status, hdr.Get("Location"), body)
+	}
+	if n := idp.Requests(fakeidp.DiscoveryPath); n != 2 { // ours above, and one by the server
+		t.Errorf("the server fetched discovery %d times, want once", n-1)
 	}
 }

@@ -101,7 +101,7 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 			return nil, nil, err
 		}
 		cfg := upstream.GoogleConfig{ClientID: clientID, ClientSecret: clientSecret, Issuer: u.Issuer}
-		return &discovered{name: "google", discover: func(ctx context.Context) (upstream.Redirector, error) {
+		return &discovered{name: "google", refreshIn: discoveryRefresh, discover: func(ctx context.Context) (upstream.Redirector, error) {
 			return upstream.NewGoogle(ctx, cfg, upstreamHTTPClient)
 		}}, nil, nil
 	case "oidc":
@@ -112,7 +112,7 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 			return nil, nil, err
 		}
 		cfg := upstream.OIDCConfig{Issuer: u.Issuer, ClientID: clientID, ClientSecret: clientSecret, Scopes: u.Scopes}
-		return &discovered{name: "oidc", discover: func(ctx context.Context) (upstream.Redirector, error) {
+		return &discovered{name: "oidc", refreshIn: discoveryRefresh, discover: func(ctx context.Context) (upstream.Redirector, error) {
 			return upstream.NewOIDC(ctx, cfg, upstreamHTTPClient)
 		}}, nil, nil
 	}
@@ -134,32 +134,91 @@ func (u *Upstream) identity() string {
 	return u.Provider
 }
 
-// discovered is a provider configured by discovery, done on first use and
-// retried (at most every 10 s) until it succeeds.
+// Discovery is retried at most every discoveryRetry after a failure, and
+// repeated every discoveryRefresh so that a provider's changed endpoints
+// are picked up without a reload. One attempt takes at most
+// discoveryTimeout.
+const (
+	discoveryRetry   = 10 * time.Second
+	discoveryRefresh = time.Hour
+	discoveryTimeout = 10 * time.Second
+)
+
+// discovered is a provider configured by discovery, done on first use.
+// Discovery runs on its own, never with a request's context: one attempt
+// at a time, which the requests that need it wait for (each only as long
+// as its client does), so a client that goes away neither cancels it nor
+// leaves a failure behind for others. Once discovered, the provider serves
+// at once while a refresh runs in the background; a failed refresh keeps
+// the provider it has.
 type discovered struct {
 	name     string
 	discover func(context.Context) (upstream.Redirector, error)
 
-	mu      sync.Mutex
-	ready   upstream.Redirector
-	lastTry time.Time
-	lastErr error
+	mu        sync.Mutex
+	ready     upstream.Redirector
+	readyAt   time.Time
+	lastErr   error
+	failedAt  time.Time
+	attempt   chan struct{} // closed when the running attempt ends; nil when none runs
+	refreshIn time.Duration // discoveryRefresh; shorter in tests
 }
 
 func (d *discovered) Name() string { return d.name }
 
 func (d *discovered) get(ctx context.Context) (upstream.Redirector, error) {
 	d.mu.Lock()
+	failedRecently := d.lastErr != nil && time.Since(d.failedAt) < discoveryRetry
+	if d.ready != nil {
+		if time.Since(d.readyAt) >= d.refreshIn && !failedRecently {
+			d.startLocked()
+		}
+		ready := d.ready
+		d.mu.Unlock()
+		return ready, nil
+	}
+	if failedRecently {
+		err := d.lastErr
+		d.mu.Unlock()
+		return nil, err
+	}
+	done := d.startLocked()
+	d.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.ready != nil {
 		return d.ready, nil
 	}
-	if time.Since(d.lastTry) < 10*time.Second && d.lastErr != nil {
-		return nil, d.lastErr
+	return nil, d.lastErr
+}
+
+// startLocked starts a discovery attempt unless one is running, and
+// returns a channel closed when it ends. d.mu must be held.
+func (d *discovered) startLocked() <-chan struct{} {
+	if d.attempt == nil {
+		done := make(chan struct{})
+		d.attempt = done
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), discoveryTimeout)
+			defer cancel()
+			p, err := d.discover(ctx)
+			d.mu.Lock()
+			if err == nil {
+				d.ready, d.readyAt, d.lastErr = p, time.Now(), nil
+			} else {
+				d.lastErr, d.failedAt = err, time.Now()
+			}
+			d.attempt = nil
+			d.mu.Unlock()
+			close(done)
+		}()
 	}
-	d.lastTry = time.Now()
-	d.ready, d.lastErr = d.discover(ctx)
-	return d.ready, d.lastErr
+	return d.attempt
 }
 
 // Prepare runs discovery; the authorization server calls it before
