@@ -76,6 +76,7 @@ func TestAttackRedirectQueryRewritten(t *testing.T) {
 		"https://client.test/cb?",
 		"https://client.test/cb?x=1&",
 		"https://client.test/cb?next=%2Fa%3Fb%3Dc",
+		"https://client.test/cb??a=1",
 		"com.example.app:/cb?Mixed=Case",
 		"http://127.0.0.1:5555/cb?b=%7E&a=~",
 	} {

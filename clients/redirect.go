@@ -134,11 +134,11 @@ func MatchRedirectURI(registered []string, requested string) (string, bool) {
 // matched a registered one cannot have one either.
 func ResponseURL(redirectURI string, params url.Values) string {
 	sep := "?"
-	switch {
-	case strings.HasSuffix(redirectURI, "?") || strings.HasSuffix(redirectURI, "&"):
-		sep = ""
-	case strings.Contains(redirectURI, "?"):
+	if _, query, ok := strings.Cut(redirectURI, "?"); ok {
 		sep = "&"
+		if query == "" || strings.HasSuffix(query, "&") {
+			sep = ""
+		}
 	}
 	return redirectURI + sep + params.Encode()
 }
