@@ -157,8 +157,10 @@ func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*a
 func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret string) *OAuthError {
 	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 	limit, key := s.AS.SecretFailureLimit, client.ClientID+"\x00"+s.source(r)
-	if limit != nil && limit.Exhausted(key) {
-		return oauthError(http.StatusTooManyRequests, "invalid_client", "too many failed authentications; try again later")
+	if limit != nil {
+		if wait := limit.Wait(key); wait > 0 {
+			return &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_client", Description: "too many failed authentications; try again later", RetryAfter: wait}
+		}
 	}
 	if client.SecretHash == "" || !client.CheckSecret(secret) {
 		if limit != nil {

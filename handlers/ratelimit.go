@@ -55,23 +55,28 @@ func (l *RateLimiter) Allow(key string) bool {
 // Reserve counts one event for key if it is allowed now and returns 0;
 // otherwise it counts nothing and returns how long until it would be.
 func (l *RateLimiter) Reserve(key string) time.Duration {
+	return l.check(key, true)
+}
+
+// Wait returns how long until one more event for key would be allowed
+// (0: now), without counting one.
+func (l *RateLimiter) Wait(key string) time.Duration {
+	return l.check(key, false)
+}
+
+func (l *RateLimiter) check(key string, count bool) time.Duration {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucket(key, now)
-	if b.AllowN(now, 1) {
+	tokens := b.TokensAt(now)
+	if tokens >= 1 {
+		if count {
+			b.AllowN(now, 1)
+		}
 		return 0
 	}
-	missing := 1 - b.TokensAt(now)
-	return time.Duration(missing / float64(l.limit) * float64(time.Second))
-}
-
-// Exhausted reports whether key has no events left now, without counting one.
-func (l *RateLimiter) Exhausted(key string) bool {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.bucket(key, now).TokensAt(now) < 1
+	return time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
 }
 
 // bucket returns key's token bucket, creating it if needed. l.mu is held.

@@ -56,8 +56,17 @@ func TestRateLimiterReserve(t *testing.T) {
 	if wait := l.Reserve("a"); wait <= 50*time.Second || wait > time.Minute {
 		t.Errorf("second event: wait %v, want about a minute", wait)
 	}
-	if !l.Exhausted("a") || l.Exhausted("b") {
-		t.Errorf("Exhausted: a %v, b %v", l.Exhausted("a"), l.Exhausted("b"))
+	// Wait reports without counting: asking again changes nothing.
+	for range 3 {
+		if wait := l.Wait("a"); wait <= 50*time.Second || wait > time.Minute {
+			t.Errorf("Wait(a) = %v, want about a minute", wait)
+		}
+		if wait := l.Wait("b"); wait != 0 {
+			t.Errorf("Wait(b) = %v, want 0", wait)
+		}
+	}
+	if wait := l.Reserve("b"); wait != 0 {
+		t.Errorf("Reserve(b) after Wait(b): %v, want 0: Wait must not count", wait)
 	}
 }
 

@@ -102,8 +102,7 @@ func (a *AuthServer) registrationsFull(ctx context.Context, now time.Time) (time
 // tooManyRequests answers 429 with a Retry-After of wait, rounded up to
 // whole seconds.
 func tooManyRequests(w http.ResponseWriter, wait time.Duration, description string) {
-	w.Header().Set("Retry-After", retryAfter(wait))
-	writeJSONError(w, http.StatusTooManyRequests, "invalid_request", description)
+	writeOAuthError(w, &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_request", Description: description, RetryAfter: wait})
 }
 
 // retryAfter formats wait as a Retry-After value: whole seconds, at least 1.

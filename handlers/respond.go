@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 )
@@ -24,6 +25,9 @@ type OAuthError struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter is how long a client refused for too many requests
+	// (429) must wait; it is sent as Retry-After.
+	RetryAfter time.Duration
 }
 
 func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
@@ -57,6 +61,9 @@ func writeJSONError(w http.ResponseWriter, status int, code, description string)
 }
 
 func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
+	if e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
+	}
 	writeJSONError(w, e.Status, e.Code, e.Description)
 }
 
