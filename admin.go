@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
 )
@@ -25,14 +26,18 @@ func init() {
 	caddy.RegisterModule(adminAPI{})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mcp-auth",
-		Usage: "sites|clients|grants|revoke|revoke-grant|delete-client|rotate-keys|export|import [...] [--issuer <site>] [--address <admin address>] [--storage-path <dir> | --redis <url> [--redis-prefix <prefix>]]",
+		Usage: "sites|clients|grants|revoke|revoke-grant|delete-client|blocked-clients|unblock-client|rotate-keys|export|import [...] [--issuer <site>] [--address <admin address>] [--storage-path <dir> | --redis <url> [--redis-prefix <prefix>]]",
 		Short: "Manages mcp_auth clients, grants and signing keys of a running Caddy; backs up and moves its state",
 		Long: `
 Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 
   caddy mcp-auth sites                   list the sites (their issuers)
   caddy mcp-auth clients                 list registered clients
-  caddy mcp-auth delete-client <id>      delete a client and revoke its grants
+  caddy mcp-auth delete-client <id>      revoke a client's grants and tokens and
+                                         delete it; a metadata-document client
+                                         (a client_id URL) is blocked instead
+  caddy mcp-auth blocked-clients         list blocked clients
+  caddy mcp-auth unblock-client <id>     let a blocked client back in
   caddy mcp-auth grants [<sub>]          list grants, of one user or all
   caddy mcp-auth revoke <sub>            revoke every grant of a user
   caddy mcp-auth revoke-grant <id>       revoke one grant
@@ -100,6 +105,8 @@ func (a *App) setRunning(on bool) {
 //	GET    /mcp_auth/sites
 //	GET    /mcp_auth/clients
 //	DELETE /mcp_auth/clients/<client_id>
+//	GET    /mcp_auth/blocked-clients
+//	DELETE /mcp_auth/blocked-clients/<client_id>
 //	GET    /mcp_auth/grants[?sub=<sub>]
 //	DELETE /mcp_auth/grants?sub=<sub>
 //	DELETE /mcp_auth/grants/<id>
@@ -107,7 +114,10 @@ func (a *App) setRunning(on bool) {
 //
 // Each site's authorization server keeps its own clients, grants and
 // tokens: the endpoints act on every site of the running config, or on
-// one with ?issuer=<issuer>. Listings name each entry's issuer.
+// one with ?issuer=<issuer>. Listings name each entry's issuer. Deleting
+// a client revokes its grants and tokens, and blocks a metadata-document
+// client (a client_id URL) until it is unblocked. Every change is
+// written to the audit log.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -145,13 +155,19 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusNotFound, "no mcp_auth site has the issuer %s", issuer)
 	}
 	ctx := r.Context()
-	path := strings.Trim(strings.TrimPrefix(r.URL.Path, "/mcp_auth/"), "/")
+	// The escaped path, unescaped once: a client_id is a URL and may hold
+	// escapes of its own.
+	path := strings.Trim(strings.TrimPrefix(r.URL.EscapedPath(), "/mcp_auth/"), "/")
 	resource, id, _ := strings.Cut(path, "/")
-	if unescaped, err := url.PathUnescape(id); err == nil {
-		id = unescaped
+	id, err := url.PathUnescape(id)
+	if err != nil {
+		return apiError(http.StatusBadRequest, "malformed id in the path")
 	}
-	var result any
-	var err error
+	var (
+		result any
+		action string // what the audit log records; empty for reads
+		target = []zap.Field{zap.String("by", "admin API"), zap.String("issuer", issuer)}
+	)
 	switch {
 	case resource == "sites" && id == "" && r.Method == http.MethodGet:
 		list := []map[string]string{}
@@ -162,12 +178,28 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	case resource == "clients" && id == "" && r.Method == http.MethodGet:
 		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.ClientInfo, error) { return site.Clients(ctx) })
 	case resource == "clients" && id != "" && r.Method == http.MethodDelete:
-		err = everySite(sites, func(site *handlers.Admin) error { return site.DeleteClient(ctx, id) })
-		result = map[string]string{"deleted": id}
+		action, target = "client deleted", append(target, zap.String("client_id", id))
+		deletions := []*handlers.ClientDeletion{}
+		err = everySite(sites, func(site *handlers.Admin) error {
+			d, err := site.DeleteClient(ctx, id)
+			if err == nil {
+				deletions = append(deletions, d)
+			}
+			return err
+		})
+		target = append(target, zap.Any("result", deletions))
+		result = deletions
+	case resource == "blocked-clients" && id == "" && r.Method == http.MethodGet:
+		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.BlockedClient, error) { return site.BlockedClients(ctx) })
+	case resource == "blocked-clients" && id != "" && r.Method == http.MethodDelete:
+		action, target = "client unblocked", append(target, zap.String("client_id", id))
+		err = everySite(sites, func(site *handlers.Admin) error { return site.UnblockClient(ctx, id) })
+		result = map[string]string{"unblocked": id}
 	case resource == "grants" && id == "" && r.Method == http.MethodGet:
 		sub := query.Get("sub")
 		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.GrantInfo, error) { return site.Grants(ctx, sub) })
 	case resource == "grants" && id == "" && r.Method == http.MethodDelete:
+		action, target = "user revoked", append(target, zap.String("sub", query.Get("sub")))
 		total := 0
 		for _, site := range sites {
 			n, serr := site.RevokeUser(ctx, query.Get("sub"))
@@ -176,8 +208,10 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 				break
 			}
 		}
+		target = append(target, zap.Int("revoked", total))
 		result = map[string]int{"revoked": total}
 	case resource == "grants" && id != "" && r.Method == http.MethodDelete:
+		action, target = "grant revoked", append(target, zap.String("grant_id", id))
 		err = everySite(sites, func(site *handlers.Admin) error { return site.RevokeGrant(ctx, id) })
 		result = map[string]string{"revoked": id}
 	case resource == "keys" && id == "rotate" && r.Method == http.MethodPost:
@@ -188,8 +222,20 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		result, err = app.rotateKeys(ctx, revoke, "admin API")
+		// rotateKeys audits a rotation; a failed one is audited below.
+		if err != nil {
+			action = "signing key rotation"
+		}
 	default:
 		return apiError(http.StatusNotFound, "no such mcp_auth endpoint or method: %s %s", r.Method, r.URL.Path)
+	}
+	if action != "" {
+		// Every change an operator makes is audited, failed ones too.
+		if err != nil {
+			action += " failed"
+			target = append(target, zap.Error(err))
+		}
+		app.logger.Named("audit").Info(action, target...)
 	}
 	switch {
 	case errors.Is(err, handlers.ErrNotFound):
@@ -261,6 +307,14 @@ func cmdMCPAuth(fl caddycmd.Flags) (int, error) {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		method, uri = http.MethodDelete, "/mcp_auth/clients/"+url.PathEscape(id)
+	case "blocked-clients":
+		method, uri = http.MethodGet, "/mcp_auth/blocked-clients"
+	case "unblock-client":
+		id, err := arg()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		method, uri = http.MethodDelete, "/mcp_auth/blocked-clients/"+url.PathEscape(id)
 	case "grants":
 		method, uri = http.MethodGet, "/mcp_auth/grants"
 		if len(args) == 2 {

@@ -43,7 +43,11 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client, err := s.AS.client(r.Context(), q.clientID)
-	if err != nil {
+	switch {
+	case errors.Is(err, errBlockedClient):
+		s.errorPage(w, http.StatusForbidden, "The app that sent you here has been blocked by this server's operator.")
+		return
+	case err != nil:
 		s.logDebug("authorization request for an unknown client", zap.Error(err))
 		s.errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
 		return

@@ -201,6 +201,9 @@ type grant struct {
 	AccessTokenIDs []tokenID `json:"access_tokens,omitempty"`
 	CreatedAt      int64     `json:"created_at"`
 	ExpiresAt      int64     `json:"expires_at"`
+	// Revoked marks a grant being revoked (see revokeGrant): it refreshes
+	// nothing any more.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Storage key prefixes.
@@ -220,6 +223,14 @@ const (
 	// so that revoking either finds the tokens no grant records.
 	keyTokenOfUser   = "token-of-user/"
 	keyTokenOfClient = "token-of-client/"
+	// A revocation of all of a user's or client's tokens leaves a mark
+	// that code redemptions running meanwhile notice (see revokeMark).
+	keyRevokedUser   = "revoked-user/"
+	keyRevokedClient = "revoked-client/"
+	// keyBlockedClient holds the clients an operator blocked, by the hash
+	// of their client_id; metadata-document clients have no record to
+	// delete, so they are kept out this way. It never expires.
+	keyBlockedClient = "blocked-client/"
 	// keyLoginPin binds a GitHub login (lowercased) to the subject that
 	// first logged in with it; it never expires.
 	keyLoginPin = "login-pin/github/"
@@ -255,14 +266,25 @@ func (a *AuthServer) takeJSON(ctx context.Context, key string, v any) error {
 	return json.Unmarshal(buf, v)
 }
 
-// errUnknownClient is returned for a client_id that names no client.
-var errUnknownClient = errors.New("unknown client")
+// errUnknownClient is returned for a client_id that names no client;
+// errBlockedClient, which is one, for a client an operator blocked.
+var (
+	errUnknownClient = errors.New("unknown client")
+	errBlockedClient = fmt.Errorf("%w: blocked by the operator", errUnknownClient)
+)
 
 // client returns a registered client, or the client described by the
-// metadata document its client_id points to.
+// metadata document its client_id points to, unless an operator blocked
+// it (see Admin.DeleteClient).
 func (a *AuthServer) client(ctx context.Context, clientID string) (*clients.Client, error) {
 	if clientID == "" || len(clientID) > 2048 {
 		return nil, errUnknownClient
+	}
+	switch _, err := a.Store.Get(ctx, blockedClientKey(clientID)); {
+	case err == nil:
+		return nil, errBlockedClient
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, err
 	}
 	if clients.IsMetadataURL(clientID) {
 		if a.Metadata == nil {

@@ -48,7 +48,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, invalidGrant
 		}
 		var g grant
-		if json.Unmarshal(raw, &g) != nil || g.ClientID != client.ClientID {
+		if json.Unmarshal(raw, &g) != nil || g.Revoked || g.ClientID != client.ClientID {
 			return nil, invalidGrant
 		}
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
@@ -74,7 +74,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		// apply today's to the identity recorded then.
 		permitted, allowed := s.AS.admit(&g.User, g.Scopes)
 		if !allowed {
-			_ = s.AS.revokeFamily(ctx, &g)
+			_, _ = s.AS.revokeGrant(ctx, g.ID)
 			s.audit(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 			return nil, invalidGrant
 		}
@@ -96,7 +96,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			}
 			return &resp, nil
 		default:
-			_ = s.AS.revokeFamily(ctx, &g)
+			_, _ = s.AS.revokeGrant(ctx, g.ID)
 			if s.AS.Observer != nil {
 				s.AS.Observer.RefreshTokenReused()
 			}
@@ -145,6 +145,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
 			continue
 		case err != nil:
+			// Revoked meanwhile (revokeGrant): nothing is issued.
 			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
 			return nil, invalidGrant
 		}
@@ -152,19 +153,6 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		return resp, nil
 	}
 	return nil, invalidGrant
-}
-
-// revokeFamily revokes a grant with its refresh tokens and the access
-// tokens issued from it.
-func (a *AuthServer) revokeFamily(ctx context.Context, g *grant) error {
-	// Deny the access tokens first: if this fails midway, the grant still
-	// exists and revoking it again finishes the job.
-	for _, t := range g.AccessTokenIDs {
-		if err := a.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
-			return err
-		}
-	}
-	return a.Store.Delete(ctx, keyGrant+g.ID)
 }
 
 func liveTokenIDs(ids []tokenID, now time.Time) []tokenID {

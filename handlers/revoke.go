@@ -66,7 +66,9 @@ func (s *Site) revokeRefreshToken(ctx context.Context, client *authenticatedClie
 	if !ok || g.ClientID != client.ClientID || authStrength(client.Method) < authStrength(g.ClientAuth) {
 		return false
 	}
-	_ = s.AS.revokeFamily(ctx, g)
+	if _, err := s.AS.revokeGrant(ctx, g.ID); err != nil {
+		s.AS.Logger.Error("revoking a grant", zap.Error(err))
+	}
 	s.audit(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 	return true
 }
@@ -101,7 +103,7 @@ func (a *AuthServer) grantOf(ctx context.Context, token string) (*grant, bool) {
 		return nil, false
 	}
 	var g grant
-	if json.Unmarshal(raw, &g) != nil || time.Now().Unix() >= g.ExpiresAt {
+	if json.Unmarshal(raw, &g) != nil || g.Revoked || time.Now().Unix() >= g.ExpiresAt {
 		return nil, false
 	}
 	if h != g.RefreshHash && (h != g.PreviousHash || time.Now().After(time.Unix(0, g.PreviousUntil))) {

@@ -146,6 +146,12 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		return nil, invalidGrant
 	}
 	req.Scopes = scopes
+	unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+	marks, err := s.AS.revocationMarks(ctx, ac.User.Subject, client.ClientID)
+	if err != nil {
+		s.AS.Logger.Error("reading revocation marks", zap.Error(err))
+		return nil, unavailable
+	}
 	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
@@ -156,7 +162,20 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	}
 	if err != nil {
 		s.AS.Logger.Error("issuing tokens", zap.Error(err))
-		return nil, oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+		return nil, unavailable
+	}
+	// The user or client was revoked while this ran: the revocation may
+	// have listed their tokens before these were stored (see revokeMark).
+	after, markErr := s.AS.revocationMarks(ctx, ac.User.Subject, client.ClientID)
+	if markErr != nil || after != marks {
+		if err := s.AS.revokeIssued(ctx, &used); err != nil {
+			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
+		}
+		if markErr != nil {
+			return nil, unavailable
+		}
+		s.audit(ctx, "authorization code redeemed while its user or client was revoked; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+		return nil, invalidGrant
 	}
 	if err := s.AS.putJSON(ctx, keyUsedCode+key, used, usedCodeMemory); err != nil {
 		s.AS.Logger.Warn("remembering a used code failed", zap.Error(err))
@@ -182,12 +201,21 @@ func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, ke
 	if s.AS.getJSON(ctx, keyUsedCode+key, &used) != nil || used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
 		return
 	}
-	var g grant
-	if used.GrantID != "" && s.AS.getJSON(ctx, keyGrant+used.GrantID, &g) == nil {
-		_ = s.AS.revokeFamily(ctx, &g)
+	if err := s.AS.revokeIssued(ctx, &used); err != nil {
+		s.AS.Logger.Error("revoking the tokens of a replayed code", zap.Error(err))
 	}
-	_ = s.AS.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
 	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
+}
+
+// revokeIssued revokes what one code redemption issued: its grant, if
+// any, and its access token.
+func (a *AuthServer) revokeIssued(ctx context.Context, used *usedCode) error {
+	if used.GrantID != "" {
+		if _, err := a.revokeGrant(ctx, used.GrantID); err != nil {
+			return err
+		}
+	}
+	return a.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
 }
 
 // mintAccessToken mints an access token for res and indexes it by user and

@@ -1,0 +1,198 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
+)
+
+// hookedStore runs beforePut once, just before the first Put of a key
+// with the prefix, so that a test can interleave another request with the
+// writes of one.
+type hookedStore struct {
+	storage.Store
+	prefix    string
+	once      sync.Once
+	beforePut func()
+}
+
+func (h *hookedStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if h.beforePut != nil && strings.HasPrefix(key, h.prefix) {
+		h.once.Do(h.beforePut)
+	}
+	return h.Store.Put(ctx, key, value, ttl)
+}
+
+// codeSite is a site whose authorization server issues refresh tokens to
+// alice, with store as its store.
+func codeSite(t *testing.T, store storage.Store) *Site {
+	t.Helper()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	users, err := upstream.NewUsers(map[string]string{"alice": string(hash)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := tokens.NewKeyRing(context.Background(), store, tokens.KeyRingConfig{RotationPeriod: 24 * time.Hour, RetainPeriod: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
+		Store: store, Passwords: users, Allow: AllowList{Everyone: true},
+		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,
+		Logger: zap.NewNop(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// redeemCode stores an authorization code for alice and redeems it.
+func redeemCode(t *testing.T, s *Site) (*tokenResponse, *OAuthError) {
+	t.Helper()
+	ctx := context.Background()
+	verifier := randomToken()
+	code := authorizationCode{
+		Request: pendingRequest{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
+		User:    userInfo{Subject: "users:alice", Username: "alice"},
+	}
+	raw := randomToken()
+	if err := s.AS.putJSON(ctx, keyCode+hashKey(raw), code, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
+		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
+	return s.exchangeCode(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func countKeys(t *testing.T, st storage.Store, prefix string) int {
+	t.Helper()
+	n := 0
+	if err := st.List(context.Background(), prefix, func(string, []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An operator revokes a user while a code of theirs is being redeemed,
+// after the redemption indexed its access token and before it stored its
+// grant: the revocation's listing finds the token but not the grant. The
+// redemption must notice and issue nothing, or the refresh token would
+// outlive the revocation.
+func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
+	for _, by := range []string{"user", "client"} {
+		t.Run(by, func(t *testing.T) {
+			db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			hooked := &hookedStore{Store: db, prefix: keyGrant}
+			s := codeSite(t, hooked)
+			admin := &Admin{Issuer: s.Issuer, Store: db}
+			hooked.beforePut = func() {
+				var err error
+				if by == "user" {
+					_, err = admin.RevokeUser(context.Background(), "users:alice")
+				} else {
+					_, err = admin.DeleteClient(context.Background(), "c1")
+				}
+				if err != nil && err != ErrNotFound {
+					t.Errorf("revoking: %v", err)
+				}
+			}
+			resp, oerr := redeemCode(t, s)
+			if oerr == nil || oerr.Code != "invalid_grant" {
+				t.Fatalf("redemption during the revocation: %+v %v, want invalid_grant", resp, oerr)
+			}
+			if n := countKeys(t, db, keyGrant); n != 0 {
+				t.Errorf("%d grants outlive the revocation", n)
+			}
+			if n := countKeys(t, db, keyDenied); n != 1 {
+				t.Errorf("%d access tokens denied, want the one indexed", n)
+			}
+
+			// Later redemptions are new authorizations and work.
+			hooked.beforePut = nil
+			if resp, oerr := redeemCode(t, s); oerr != nil || resp.RefreshToken == "" {
+				t.Fatalf("redemption after the revocation: %+v %v", resp, oerr)
+			}
+		})
+	}
+}
+
+// A revocation that finds its grant rotated by a refresh since it read it
+// revokes what the refresh wrote, access token included.
+func TestRevokeGrantFollowsARotation(t *testing.T) {
+	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	s := codeSite(t, db)
+	resp, oerr := redeemCode(t, s)
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	g, ok := s.AS.grantOf(context.Background(), resp.RefreshToken)
+	if !ok {
+		t.Fatal("no grant")
+	}
+	// The refresh's Swap lands between the revocation's Get and its Swap.
+	var refreshed *tokenResponse
+	rotate := func() {
+		client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
+			GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
+		var oerr *OAuthError
+		if refreshed, oerr = s.refresh(context.Background(), client, map[string]string{"refresh_token": resp.RefreshToken}, nil); oerr != nil {
+			t.Errorf("refresh: %v", oerr)
+		}
+	}
+	s.AS.Store = &swapOnce{Store: db, before: rotate}
+	revoked, err := s.AS.revokeGrant(context.Background(), g.ID)
+	if err != nil || revoked == nil {
+		t.Fatalf("revokeGrant: %v %v", revoked, err)
+	}
+	if refreshed == nil {
+		t.Fatal("the refresh did not run")
+	}
+	if n := countKeys(t, db, keyGrant); n != 0 {
+		t.Errorf("%d grants left", n)
+	}
+	if n := countKeys(t, db, keyDenied); n != 2 {
+		t.Errorf("%d access tokens denied, want both the first and the refreshed one", n)
+	}
+}
+
+// swapOnce runs before just before the first Swap; Swaps that before
+// makes go through.
+type swapOnce struct {
+	storage.Store
+	done   bool
+	before func()
+}
+
+func (s *swapOnce) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
+	if !s.done {
+		s.done = true
+		s.before()
+	}
+	return s.Store.Swap(ctx, key, old, value, ttl)
+}
