@@ -34,7 +34,20 @@ func runCLI(t *testing.T, args ...string) string {
 	fs.String("address", "", "")
 	fs.String("issuer", "", "")
 	fs.Bool("revoke", false, "")
-	if err := fs.Parse(append(args, "--address", adminAddr)); err != nil {
+	// Flags first, then the rest after "--": ids may begin with "-".
+	flags, positional := []string{"--address", adminAddr}, []string{"--"}
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == "--issuer" && i+1 < len(args):
+			flags = append(flags, args[i], args[i+1])
+			i++
+		case strings.HasPrefix(args[i], "--"):
+			flags = append(flags, args[i])
+		default:
+			positional = append(positional, args[i])
+		}
+	}
+	if err := fs.Parse(append(flags, positional...)); err != nil {
 		t.Fatal(err)
 	}
 	r, w, _ := os.Pipe()
