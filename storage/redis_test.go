@@ -448,15 +448,13 @@ func TestRedisTLSWithACLUserContract(t *testing.T) {
 	}
 }
 
-func TestRedisSentinelContract(t *testing.T) {
-	storagetest.Run(t, contractPrefixes(t, redistest.StartSentinel(t).URL))
-}
-
-// After Sentinel promotes the replica, the store finds the new master on
-// its own: what was replicated is there, and writes, single-use takes and
-// swaps work again.
-func TestRedisSentinelFailover(t *testing.T) {
+// The contract holds with Sentinel, and after Sentinel promotes the
+// replica the store finds the new master on its own: what was replicated
+// is there, and writes, single-use takes and swaps work again. (One
+// Sentinel setup for both: it takes seconds to come up.)
+func TestRedisSentinelContractAndFailover(t *testing.T) {
 	sentinel := redistest.StartSentinel(t)
+	storagetest.Run(t, contractPrefixes(t, sentinel.URL))
 	ctx := t.Context()
 	s := openRedis(t, sentinel.URL, "")
 	for i := range 50 {

@@ -137,13 +137,18 @@ func StartSentinel(t testing.TB) Sentinel {
 	}
 }
 
-// Failover makes the sentinel promote the replica, and waits until the
-// sentinel names it as the master and it accepts writes.
+// Failover waits until the replica has every write the master
+// acknowledged, as in a planned failover, makes the sentinel promote it,
+// and waits until the sentinel names it as the master and it is one.
 func (s Sentinel) Failover(t testing.TB) {
 	t.Helper()
 	before, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
 	if err != nil {
 		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(before, "\n")
+	if out, err := command(net.JoinHostPort(host, port), "WAIT", "1", "5000"); err != nil || out != "1" {
+		t.Fatalf("WAIT for the replica: %q, %v", out, err)
 	}
 	if out, err := command(s.SentinelAddr, "SENTINEL", "FAILOVER", s.Master); err != nil || out != "OK" {
 		t.Fatalf("SENTINEL FAILOVER: %q, %v", out, err)
