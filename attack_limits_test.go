@@ -10,11 +10,14 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
@@ -576,5 +579,68 @@ http://localhost:%d {
 		if status != http.StatusForbidden {
 			t.Errorf("B's consent with A's cookie value under %q: %d, want 403: %.300s", name, status, body)
 		}
+	}
+}
+
+func TestAttackPasswordCheckFlood(t *testing.T) {
+	// A slow hash, as in production (cost 13: about half a second).
+	hash, err := bcrypt.GenerateFromPassword([]byte("slow horse"), 13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startAS(t, "upstream users {\n\t\t\tcarol "+string(hash)+"\n\t\t}")
+	c := e.publicClient(t)
+	// More simultaneous guesses than the process checks at once, each
+	// from its own address and login so that no other limit applies.
+	n := 6 * max(2, runtime.GOMAXPROCS(0))
+	browsers, forms := make([]*http.Client, n), make([]url.Values, n)
+	for i := range n {
+		browsers[i] = browserFrom(t, "127.0.1."+strconv.Itoa(i+1))
+		forms[i] = startPasswordLogin(t, browsers[i], c)
+	}
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		busy, checked    int
+		slowest, started = time.Duration(0), time.Now()
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := clone(forms[i])
+			f.Set("username", "carol-"+strconv.Itoa(i))
+			f.Set("password", "guess")
+			req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/authorize/login", strings.NewReader(f.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", siteAddr())
+			resp, err := browsers[i].Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			slowest = max(slowest, time.Since(started))
+			switch resp.StatusCode {
+			case http.StatusServiceUnavailable:
+				if resp.Header.Get("Retry-After") == "" {
+					t.Errorf("503 without Retry-After")
+				}
+				busy++
+			case http.StatusUnauthorized:
+				checked++
+			default:
+				t.Errorf("guess answered %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	if busy == 0 {
+		t.Errorf("all %d simultaneous password checks ran (%d checked): nothing bounds the bcrypt work", n, checked)
+	}
+	if slowest > 10*time.Second {
+		t.Errorf("the slowest guess was answered after %v: guesses queue up", slowest)
 	}
 }

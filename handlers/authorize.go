@@ -33,7 +33,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	// pending request: limited per source before any of that work.
 	if l := s.AS.AuthorizeLimit; l != nil {
 		if wait := l.Reserve(s.source(r)); wait > 0 {
-			s.waitPage(w, wait, "Too many sign-in attempts came from your network.")
+			s.waitPage(w, http.StatusTooManyRequests, wait, "Too many sign-in attempts came from your network.")
 			return
 		}
 	}
@@ -410,7 +410,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, r, "reading login limits", err)
 		return
 	} else if wait > 0 {
-		s.waitPage(w, wait, loginWaitMessage)
+		s.waitPage(w, http.StatusTooManyRequests, wait, loginWaitMessage)
 		return
 	}
 	attempts, err := s.AS.countLoginAttempt(ctx, hashKey(state))
@@ -424,8 +424,9 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
 	if errors.Is(err, upstream.ErrBusy) {
-		w.Header().Set("Retry-After", "1")
-		s.errorPage(w, http.StatusServiceUnavailable, "The server is busy checking other logins. Try again in a moment.")
+		// Counted as one of the login's attempts: the count had to be
+		// taken before the check to hold under parallel posts.
+		s.waitPage(w, http.StatusServiceUnavailable, time.Second, "The server is busy checking other logins.")
 		return
 	}
 	if err != nil {

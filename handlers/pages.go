@@ -92,11 +92,11 @@ func renderPage(w http.ResponseWriter, status int, name string, data map[string]
 	_, _ = w.Write(buf.Bytes())
 }
 
-// waitPage answers 429 with a page saying how long to wait, and the same
-// in Retry-After.
-func (s *Site) waitPage(w http.ResponseWriter, wait time.Duration, message string) {
+// waitPage answers status (429, or 503 when the server itself is busy)
+// with a page saying how long to wait, and the same in Retry-After.
+func (s *Site) waitPage(w http.ResponseWriter, status int, wait time.Duration, message string) {
 	w.Header().Set("Retry-After", retryAfter(wait))
-	renderPage(w, http.StatusTooManyRequests, "wait", map[string]any{"Title": "Please wait", "Message": message, "Wait": humanWait(wait)})
+	renderPage(w, status, "wait", map[string]any{"Title": "Please wait", "Message": message, "Wait": humanWait(wait)})
 }
 
 // humanWait says how long wait is, rounded up to a whole second or minute.
