@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,10 +55,11 @@ type RemoteVerifier struct {
 	cfg  RemoteConfig
 	skew time.Duration
 
-	mu        sync.Mutex
-	meta      *remoteMetadata
-	metaErr   error
-	metaTried time.Time
+	mu          sync.Mutex
+	meta        *remoteMetadata
+	metaErr     error
+	metaTried   time.Time
+	discovering chan struct{} // closed when the running discovery ends
 
 	keys *remoteKeySet
 
@@ -132,19 +134,54 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*A
 	return claims, nil
 }
 
-// metadata discovers the authorization server, retrying at most every 10 s.
+// metadata returns the authorization server's metadata, discovered once
+// it answers. Discovery runs in the background, one at a time and, after a
+// failure, at most every 10 s; a verification waits for it at most
+// remoteFetchWait, so an unreachable server makes requests fail quickly
+// rather than pile up.
 func (v *RemoteVerifier) metadata(ctx context.Context) (*remoteMetadata, error) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.meta != nil {
+		defer v.mu.Unlock()
 		return v.meta, nil
 	}
-	if v.metaErr != nil && time.Since(v.metaTried) < 10*time.Second {
+	done := v.discovering
+	if done == nil {
+		if v.metaErr != nil && time.Since(v.metaTried) < 10*time.Second {
+			defer v.mu.Unlock()
+			return nil, v.metaErr
+		}
+		done = make(chan struct{})
+		v.discovering, v.metaTried = done, time.Now()
+		go func() {
+			// Detached from the request, like key fetches.
+			ctx, cancel := context.WithTimeout(context.Background(), remoteFetchTimeout)
+			defer cancel()
+			meta, err := v.discover(ctx)
+			v.mu.Lock()
+			v.meta, v.metaErr, v.discovering = meta, err, nil
+			v.mu.Unlock()
+			close(done)
+		}()
+	}
+	v.mu.Unlock()
+
+	timer := time.NewTimer(remoteFetchWait)
+	select {
+	case <-done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	timer.Stop()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case v.meta != nil:
+		return v.meta, nil
+	case v.metaErr != nil:
 		return nil, v.metaErr
 	}
-	v.metaTried = time.Now()
-	v.meta, v.metaErr = v.discover(ctx)
-	return v.meta, v.metaErr
+	return nil, errors.New("the authorization server's metadata did not arrive in time")
 }
 
 func (v *RemoteVerifier) discover(ctx context.Context) (*remoteMetadata, error) {

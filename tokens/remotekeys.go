@@ -21,18 +21,18 @@ const (
 	unknownKidInterval = time.Minute
 	// maxUnknownKids bounds the unknown kids remembered.
 	maxUnknownKids = 1024
-	// unknownKidWait is how long a token naming an unknown kid waits for
-	// the fetch that may bring its key.
-	unknownKidWait = 5 * time.Second
-	// remoteKeysFetchTimeout bounds one fetch.
-	remoteKeysFetchTimeout = 10 * time.Second
+	// remoteFetchWait is how long a verification waits for a fetch it
+	// needs: the server's metadata, or the keys for an unknown kid.
+	remoteFetchWait = 5 * time.Second
+	// remoteFetchTimeout bounds one fetch, or one discovery.
+	remoteFetchTimeout = 10 * time.Second
 )
 
 // remoteKeySet holds an external authorization server's published keys and
 // fetches them again off the request path: at most one fetch runs at a
 // time, and while it does, tokens signed by known keys go on verifying
 // against the keys already known. Only a token naming an unknown kid waits
-// for a fetch, and at most unknownKidWait. Unknown kids may start a fetch
+// for a fetch, and at most remoteFetchWait. Unknown kids may start a fetch
 // once per unknownKidInterval each and all together once per
 // remoteKeysFetchInterval.
 type remoteKeySet struct {
@@ -74,7 +74,7 @@ func (s *remoteKeySet) key(ctx context.Context, kid string) (jwk.Key, error) {
 	s.mu.Unlock()
 
 	if done != nil {
-		timer := time.NewTimer(unknownKidWait)
+		timer := time.NewTimer(remoteFetchWait)
 		select {
 		case <-done:
 		case <-timer.C:
@@ -138,7 +138,7 @@ func (s *remoteKeySet) startFetch(now time.Time) chan struct{} {
 	go func() {
 		// Detached from the request that started it: the others waiting
 		// for it must not fail because that one client went away.
-		ctx, cancel := context.WithTimeout(context.Background(), remoteKeysFetchTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), remoteFetchTimeout)
 		defer cancel()
 		set, err := s.fetch(ctx)
 		s.mu.Lock()
