@@ -236,10 +236,12 @@ const (
 	keyLoginPin = "login-pin/github/"
 )
 
-// refreshTTL is how long a refresh token issued now stays valid unused:
-// the idle lifetime, cut short by the grant's absolute expiry.
-func (a *AuthServer) refreshTTL(grantExpires int64) time.Duration {
-	return min(a.RefreshTokenIdle, time.Until(time.Unix(grantExpires, 0)))
+// ttlUntil is the ttl of a record that must be gone at the Unix time
+// deadline, and false once the deadline has passed: such a record is not
+// written at all, since a store keeps one with a ttl of zero forever.
+func ttlUntil(deadline int64) (time.Duration, bool) {
+	ttl := time.Until(time.Unix(deadline, 0))
+	return ttl, ttl > 0
 }
 
 func (a *AuthServer) getJSON(ctx context.Context, key string, v any) error {

@@ -133,9 +133,12 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, unavailable
 		}
 		nextRaw, _ := json.Marshal(next)
-		remaining := time.Until(time.Unix(g.ExpiresAt, 0))
+		remaining, live := ttlUntil(g.ExpiresAt)
+		if !live { // the grant expired while the tokens were made
+			return nil, invalidGrant
+		}
 		// The new token's lookup entry exists before the grant names it.
-		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), s.AS.refreshTTL(g.ExpiresAt)); err != nil {
+		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), min(s.AS.RefreshTokenIdle, remaining)); err != nil {
 			return nil, unavailable
 		}
 		switch err := s.AS.Store.Swap(ctx, keyGrant+g.ID, raw, nextRaw, remaining); {

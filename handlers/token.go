@@ -256,7 +256,10 @@ func (a *AuthServer) indexAccessToken(ctx context.Context, sub, clientID string,
 	if err != nil {
 		return err
 	}
-	ttl := time.Until(time.Unix(id.ExpiresAt, 0))
+	ttl, live := ttlUntil(id.ExpiresAt)
+	if !live {
+		return nil // an expired token needs no revoking
+	}
 	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
 		if err := a.Store.Put(ctx, key+id.ID, raw, ttl); err != nil {
 			return err
@@ -283,7 +286,7 @@ func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user u
 	if err := s.AS.putJSON(ctx, keyGrant+g.ID, g, s.AS.RefreshTokenLifetime); err != nil {
 		return "", "", err
 	}
-	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), s.AS.refreshTTL(g.ExpiresAt)); err != nil {
+	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), min(s.AS.RefreshTokenIdle, s.AS.RefreshTokenLifetime)); err != nil {
 		return "", "", err
 	}
 	return g.ID, rt, nil
@@ -291,8 +294,9 @@ func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user u
 
 // denyAccessToken makes the gate refuse an access token until it expires.
 func (a *AuthServer) denyAccessToken(ctx context.Context, jti string, expiresAt int64) error {
-	ttl := time.Until(time.Unix(expiresAt, 0)) + time.Minute // covers the verifier's clock skew
-	if ttl <= time.Minute {
+	// Denied as long as the verifier, allowing for clock skew, could take it.
+	ttl, live := ttlUntil(expiresAt + int64(time.Minute/time.Second))
+	if !live {
 		return nil
 	}
 	return a.Store.Put(ctx, keyDenied+jti, nil, ttl)

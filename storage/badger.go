@@ -174,7 +174,7 @@ func (b *Badger) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Put implements Store.
 func (b *Badger) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	return b.update(func(txn *badger.Txn) error {
@@ -184,7 +184,7 @@ func (b *Badger) Put(ctx context.Context, key string, value []byte, ttl time.Dur
 
 // Create implements Store.
 func (b *Badger) Create(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	return b.update(func(txn *badger.Txn) error {
@@ -223,7 +223,7 @@ func (b *Badger) Take(ctx context.Context, key string) ([]byte, error) {
 
 // Swap implements Store.
 func (b *Badger) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	return b.update(func(txn *badger.Txn) error {
@@ -240,7 +240,7 @@ func (b *Badger) Swap(ctx context.Context, key string, old, value []byte, ttl ti
 
 // Increment implements Store.
 func (b *Badger) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return 0, err
 	}
 	h := fnv.New32a()

@@ -300,7 +300,7 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Put implements Store with SET, plus PX for a ttl.
 func (r *Redis) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	args := []any{"SET", r.key(key), value}
@@ -316,7 +316,7 @@ func (r *Redis) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 // Create implements Store with SET NX: Redis sets the key only if it does
 // not exist (an expired key does not), in one step.
 func (r *Redis) Create(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	args := []any{"SET", r.key(key), value, "NX"}
@@ -377,7 +377,7 @@ const (
 
 // Swap implements Store with a Lua script (see swapScript).
 func (r *Redis) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return err
 	}
 	// A nil []byte is sent as an empty string, as Store's nil means empty.
@@ -409,7 +409,7 @@ return n
 
 // Increment implements Store with a Lua script (see incrementScript).
 func (r *Redis) Increment(ctx context.Context, key string, ttl time.Duration) (int64, error) {
-	if err := ctx.Err(); err != nil {
+	if err := checkWrite(ctx, ttl); err != nil {
 		return 0, err
 	}
 	n, err := incrementScript.Run(ctx, r.client, []string{r.key(key)}, redisTTL(ttl)).Int64()

@@ -14,6 +14,21 @@ import (
 // ErrNotFound is returned when a key does not exist or has expired.
 var ErrNotFound = errors.New("storage: not found")
 
+// ErrExpired is returned by a write whose ttl is negative.
+var ErrExpired = errors.New("storage: the entry's expiry has passed")
+
+// NoExpiry is the ttl of an entry that never expires.
+const NoExpiry time.Duration = 0
+
+// checkWrite refuses a write whose context is done or whose ttl is
+// negative.
+func checkWrite(ctx context.Context, ttl time.Duration) error {
+	if ttl < 0 {
+		return ErrExpired
+	}
+	return ctx.Err()
+}
+
 // ErrConflict is returned when a conditional write loses: Create finds the
 // key already present, or Swap finds a value other than the expected one.
 var ErrConflict = errors.New("storage: conflict")
@@ -22,8 +37,11 @@ var ErrConflict = errors.New("storage: conflict")
 // authorization server needs. Keys are printable strings; callers namespace
 // them with a prefix such as "client/" or "code/". Values are opaque bytes.
 //
-// A ttl of zero or less means the entry never expires. An expired entry is
-// never returned, whatever the backend's own expiry granularity.
+// A ttl of zero (NoExpiry) means the entry never expires. A negative ttl,
+// an expiry that has already passed, is refused with ErrExpired and nothing
+// is written: a deadline computed a moment too late must not make an entry
+// that never expires. An expired entry is never returned, whatever the
+// backend's own expiry granularity.
 //
 // All methods are safe for concurrent use, also across processes that share
 // the same backend.

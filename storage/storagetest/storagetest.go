@@ -516,6 +516,30 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		assertValue(t, s, "k/present", []byte("v"))
 	})
 
+	t.Run("NegativeTTL", func(t *testing.T) {
+		// A deadline that passed while it was computed: the write is
+		// refused, never stored as an entry that does not expire.
+		s := newStore(t)
+		ctx := context.Background()
+		mustPut(t, s, "k/swap", []byte("old"), time.Hour)
+		for name, write := range map[string]func(ttl time.Duration) error{
+			"Put":       func(ttl time.Duration) error { return s.Put(ctx, "k/put", []byte("v"), ttl) },
+			"Create":    func(ttl time.Duration) error { return s.Create(ctx, "k/create", []byte("v"), ttl) },
+			"Swap":      func(ttl time.Duration) error { return s.Swap(ctx, "k/swap", []byte("old"), []byte("new"), ttl) },
+			"Increment": func(ttl time.Duration) error { _, err := s.Increment(ctx, "k/increment", ttl); return err },
+		} {
+			for _, ttl := range []time.Duration{-1, -time.Millisecond, -time.Hour} {
+				if err := write(ttl); !errors.Is(err, storage.ErrExpired) {
+					t.Errorf("%s with ttl %v: %v, want ErrExpired", name, ttl, err)
+				}
+			}
+		}
+		assertNotFound(t, s, "k/put")
+		assertNotFound(t, s, "k/create")
+		assertNotFound(t, s, "k/increment")
+		assertValue(t, s, "k/swap", []byte("old"))
+	})
+
 	t.Run("Expiry", func(t *testing.T) { runExpiry(t, newStore(t)) })
 }
 
@@ -551,8 +575,7 @@ var expiryCases = []expiryCase{
 		setup: func(t *testing.T, s storage.Store, p string) {
 			ctx := context.Background()
 			mustPut(t, s, p+"zero", []byte("zero"), 0)
-			mustPut(t, s, p+"negative", []byte("negative"), -time.Second)
-			if err := s.Create(ctx, p+"created", []byte("created"), -1); err != nil {
+			if err := s.Create(ctx, p+"created", []byte("created"), storage.NoExpiry); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
 			// Replacing a short-lived entry replaces its TTL too.
@@ -565,7 +588,6 @@ var expiryCases = []expiryCase{
 		},
 		after: func(t *testing.T, s storage.Store, p string) {
 			assertValue(t, s, p+"zero", []byte("zero"))
-			assertValue(t, s, p+"negative", []byte("negative"))
 			assertValue(t, s, p+"created", []byte("created"))
 			assertValue(t, s, p+"swapped", []byte("b"))
 			assertValue(t, s, p+"overwritten", []byte("b"))
