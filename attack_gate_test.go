@@ -11,9 +11,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -333,5 +335,68 @@ func TestAttackLongSessionIDSkipsOwnerCheck(t *testing.T) {
 	}
 	if status, _, reached := rawRequest(t, "GET", "/notes/mcp", append(bearerLine(bob), [2]string{"Mcp-Session-Id", longest}), ""); status != http.StatusNotFound {
 		t.Errorf("bob with alice's 512-byte session: %d reached %v", status, reached)
+	}
+}
+
+// A session id that leaks is useless to another user in external mode
+// too, where the tokens come from another authorization server.
+func TestAttackSessionHijackInExternalMode(t *testing.T) {
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "kc-1"})
+	client := startExternal(t, idp, "\n\t\t\taccept_jwt_typ JWT")
+	alice := externalToken(t, idp, "at+jwt", nil)
+	bob := externalToken(t, idp, "at+jwt", func(c map[string]any) { c["sub"] = "kc-bob" })
+
+	status, header, body := initialize(t, client, "/mcp", alice)
+	session := header.Get("Mcp-Session-Id")
+	if status != http.StatusOK || session == "" {
+		t.Fatalf("initialize: %d %s, session %q", status, body, session)
+	}
+	list := []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	withSession := func(token string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + token}, "Mcp-Session-Id": {session},
+			"Mcp-Protocol-Version": {"2025-06-18"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
+	}
+	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(bob), list); status != http.StatusNotFound {
+		t.Errorf("bob with alice's session: %d %s, want 404", status, body)
+	}
+	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(alice), list); status != http.StatusOK {
+		t.Errorf("alice with her session: %d %s", status, body)
+	}
+}
+
+// A session id the gate has no binding for is claimed by one user only,
+// however many present it at the same moment.
+func TestAttackUnboundSessionClaimedByTwoUsers(t *testing.T) {
+	storagePath := t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, t.TempDir(), ""))
+	client := mustTLSClient(t)
+	ring := testRing(t, storagePath)
+	alice := mint(t, ring, nil)
+	mallory := mint(t, ring, func(c *tokens.AccessClaims) { c.Subject = "user-mallory" })
+	for round := range 10 {
+		session := fmt.Sprintf("unbound-session-%d", round)
+		statuses := make(chan int, 2)
+		for _, token := range []string{alice, mallory} {
+			req, err := http.NewRequest(http.MethodGet, siteAddr()+"/other", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Mcp-Session-Id", session)
+			go func() {
+				resp, err := client.Do(req)
+				if err != nil {
+					statuses <- 0
+					return
+				}
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+		got := []int{<-statuses, <-statuses}
+		slices.Sort(got)
+		if got[0] != http.StatusOK || got[1] != http.StatusNotFound {
+			t.Errorf("round %d: two users presenting one unbound session got %v, want one 200 and one 404", round, got)
+		}
 	}
 }

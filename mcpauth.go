@@ -416,6 +416,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	// Every site binds MCP sessions to their users in the shared store,
+	// also in external mode.
+	app, err := appFrom(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.Sessions = handlers.SessionStore(app.store)
 	if h.AuthorizationServer != "" {
 		if err := h.provisionExternal(&cfg); err != nil {
 			return err
@@ -423,10 +430,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else {
 		if len(h.AcceptJWTTypes) > 0 {
 			return fmt.Errorf("accept_jwt_types: applies to the tokens of an external authorization_server only")
-		}
-		app, err := appFrom(ctx)
-		if err != nil {
-			return err
 		}
 		cfg.Ring = app.ring
 		if cfg.AS, err = h.provisionAuthServer(ctx, app); err != nil {
@@ -561,7 +564,6 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	}
 	as := &handlers.AuthServer{
 		Store:                store,
-		Sessions:             handlers.SessionStore(app.store),
 		Upstream:             redirector,
 		Passwords:            passwords,
 		UpstreamIdentity:     h.Upstream.identity(),

@@ -46,11 +46,6 @@ type AuthServer struct {
 	// a key space of its own (see storage.Prefixed), so that a client,
 	// code, login or grant of one site is unknown at every other.
 	Store storage.Store
-	// Sessions holds the bindings of MCP sessions to their users, for
-	// every site (see SessionStore): sites that proxy to one backend all
-	// see its session ids. A binding names its issuer, so a session is
-	// refused at every site but its own.
-	Sessions storage.Store
 	// Upstream logs users in by redirection; Passwords by the built-in
 	// login page. Exactly one is set.
 	Upstream  upstream.Redirector

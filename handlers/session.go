@@ -15,7 +15,7 @@ import (
 const keySession = "session/"
 
 // SessionStore is the view of the store that every site shares that holds
-// the bindings of MCP sessions (AuthServer.Sessions), and nothing else.
+// the bindings of MCP sessions (Site.Sessions), and nothing else.
 func SessionStore(shared storage.Store) storage.Store {
 	return storage.Prefixed(shared, keySession)
 }
@@ -59,29 +59,41 @@ func sessionID(h http.Header) (string, error) {
 // created them, at the site where it was made, so a session id that leaks
 // is useless to anyone else (MCP security best practices, session
 // hijacking), also at another site that proxies to the same backend. A
-// session the server does not know (created before it kept bindings) is
-// bound to its first user. sessionID is a Decision's SessionID, which
-// Authorize checked.
+// session the server does not know (created before it kept bindings, or
+// whose binding expired) is bound to the first user who claims it, and to
+// that user only, however many claim it at once. sessionID is a
+// Decision's SessionID, which Authorize checked.
 func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool, error) {
-	if s.AS == nil || sessionID == "" {
+	if s.Sessions == nil || sessionID == "" {
 		return true, nil
 	}
-	owner, err := s.AS.Sessions.Get(ctx, hashKey(sessionID))
+	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+	stored, err := s.Sessions.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		switch err := s.Sessions.Create(ctx, key, owner, sessionLifetime); {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, storage.ErrConflict):
+			return false, err
+		}
+		// Another request claimed it first: it is theirs unless it is ours.
+		stored, err = s.Sessions.Get(ctx, key)
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return true, s.BindSession(ctx, sessionID, sub)
+		return false, nil // claimed and gone again: the client starts anew
 	case err != nil:
 		return false, err
 	}
-	return subtle.ConstantTimeCompare(owner, s.sessionOwner(sub)) == 1, nil
+	return subtle.ConstantTimeCompare(stored, owner) == 1, nil
 }
 
 // BindSession binds a session the backend just created to sub.
 func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
-	if s.AS == nil || sessionID == "" {
+	if s.Sessions == nil || sessionID == "" {
 		return nil
 	}
-	return s.AS.Sessions.Put(ctx, hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
+	return s.Sessions.Put(ctx, hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
 }
 
 // sessionOwner is how a binding names its owner: the same sub at another

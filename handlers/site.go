@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -90,6 +91,11 @@ type Site struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	Verifier       TokenVerifier
+	// Sessions holds the bindings of MCP sessions to their users, for
+	// every site (see SessionStore): sites that proxy to one backend all
+	// see its session ids. A binding names its issuer, so a session is
+	// refused at every site but its own. Nil binds no sessions.
+	Sessions storage.Store
 	// AS is the authorization server; nil when tokens come from an
 	// external one.
 	AS *AuthServer
@@ -118,6 +124,8 @@ type SiteConfig struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	AS             *AuthServer
+	// Sessions is the store of MCP session bindings (see SessionStore).
+	Sessions storage.Store
 	// External, when set, is the external authorization server whose
 	// tokens the site accepts; it then serves no authorization endpoints.
 	External *tokens.RemoteVerifier
@@ -148,6 +156,7 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		AllowedOrigins: cfg.AllowedOrigins,
 		Ring:           cfg.Ring,
 		AS:             cfg.AS,
+		Sessions:       cfg.Sessions,
 		issuerPath:     u.Path,
 		origin:         u.Scheme + "://" + u.Host,
 		cookie:         cookieName(issuer),
