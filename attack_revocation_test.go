@@ -62,10 +62,20 @@ func TestAttackRefreshRacingRevokeKeepsAccessToken(t *testing.T) {
 	c := e.publicClient(t)
 	for trial := range raceTrials {
 		raceRefresh(t, e, c, trial, func(first tokenSet) {
-			form := url.Values{"token": {first.Refresh}, "client_id": {c.ID}}
-			if status, _, _ := do(t, e.http, http.MethodPost, siteAddr()+"/revoke",
-				http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode())); status != http.StatusOK {
-				t.Errorf("trial %d: /revoke answered %d", trial, status)
+			// However the revocation is phrased: any token_type_hint, the
+			// client named in the form or by HTTP Basic without a password.
+			form := url.Values{"token": {first.Refresh}}
+			header := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+			if hint := []string{"", "refresh_token", "access_token"}[trial%3]; hint != "" {
+				form.Set("token_type_hint", hint)
+			}
+			if trial%2 == 0 {
+				form.Set("client_id", c.ID)
+			} else {
+				header.Set("Authorization", "Basic "+basicAuth(c.ID, ""))
+			}
+			if status, _, body := do(t, e.http, http.MethodPost, siteAddr()+"/revoke", header, []byte(form.Encode())); status != http.StatusOK {
+				t.Errorf("trial %d: /revoke answered %d %s", trial, status, body)
 			}
 		})
 	}
