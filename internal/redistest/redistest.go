@@ -107,6 +107,7 @@ type Sentinel struct {
 func StartSentinel(t testing.TB) Sentinel {
 	t.Helper()
 	const name = "mymaster"
+	binary(t, "redis-cli") // for command
 	master := StartServer(t)
 	host, masterPort, _ := net.SplitHostPort(master)
 	replica := StartServer(t, "--replicaof", host, masterPort)
@@ -168,6 +169,7 @@ func (s Sentinel) Failover(t testing.TB) {
 // returns the redis-cluster:// URL that names them all.
 func StartCluster(t testing.TB) string {
 	t.Helper()
+	cli := binary(t, "redis-cli")
 	var addrs []string
 	for range 3 {
 		addrs = append(addrs, launch(t, func(port int, dir string) []string {
@@ -178,10 +180,6 @@ func StartCluster(t testing.TB) string {
 				// beyond 65535.
 				"--cluster-port", strconv.Itoa(freePort(t))}
 		}, dialTCP))
-	}
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		t.Fatal("redis-cli is not on PATH")
 	}
 	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
@@ -213,7 +211,7 @@ func launch(t testing.TB, args func(port int, dir string) []string, dial func(ad
 // its output.
 func tryLaunch(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) (string, error) {
 	t.Helper()
-	bin := serverBinary(t)
+	bin := binary(t, "redis-server")
 	// The port may be taken between freePort and redis-server binding it.
 	var lastErr error
 	for range 3 {
@@ -241,13 +239,13 @@ func tryLaunch(t testing.TB, args func(port int, dir string) []string, dial func
 	return "", fmt.Errorf("redis-server did not start: %w", lastErr)
 }
 
-// serverBinary finds redis-server, or skips the test (fails it when CI is
-// set) without it.
-func serverBinary(t testing.TB) string {
+// binary finds the Redis program name (redis-server, redis-cli), or skips
+// the test (fails it when CI is set) without it.
+func binary(t testing.TB, name string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	bin, err := exec.LookPath(name)
 	if err != nil {
-		msg := "redis-server is not on PATH; scripts/setup-e2e.sh installs it"
+		msg := name + " is not on PATH; scripts/setup-e2e.sh installs it"
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
 		}
