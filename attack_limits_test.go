@@ -31,7 +31,8 @@ import (
 func clientFrom(t *testing.T, ip string) *http.Client {
 	t.Helper()
 	c := mustTLSClient(t)
-	tr := c.Transport.(*http.Transport)
+	tr := c.Transport.(*http.Transport).Clone()
+	c.Transport = tr
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 	tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
 		_, port, _ := net.SplitHostPort(addr)

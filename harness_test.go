@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,6 +232,9 @@ func reloadCaddy(t testing.TB, caddyfile string) {
 	if status, body := postConfig(t, caddyfile); status != http.StatusOK {
 		t.Fatalf("reload: %d: %s", status, body)
 	}
+	if transport, err := siteTransport(); err == nil {
+		transport.CloseIdleConnections()
+	}
 }
 
 // postConfig posts a Caddyfile's config to the admin API's /load and
@@ -272,6 +276,18 @@ func waitForTLS(t testing.TB) {
 
 // tlsClient returns an HTTP client that trusts Caddy's local CA.
 func tlsClient() (*http.Client, error) {
+	transport, err := siteTransport()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: transport, Timeout: 10 * time.Second}, nil
+}
+
+// siteTransport is the one transport of every test client of the sites, so
+// that reloadCaddy can drop its idle connections: a reload closes them on
+// the server's side, and a POST sent on one just then fails with EOF
+// rather than being retried.
+var siteTransport = sync.OnceValues(func() (*http.Transport, error) {
 	pem, err := os.ReadFile(filepath.Join(dataHome, "caddy", "pki", "authorities", "local", "root.crt"))
 	if err != nil {
 		return nil, err
@@ -280,11 +296,8 @@ func tlsClient() (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("no certificate in root.crt")
 	}
-	return &http.Client{
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-		Timeout:   10 * time.Second,
-	}, nil
-}
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, nil
+})
 
 func mustTLSClient(t testing.TB) *http.Client {
 	t.Helper()
