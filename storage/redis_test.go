@@ -427,10 +427,13 @@ func contractPrefixes(t *testing.T, url string) func(t *testing.T) storage.Store
 }
 
 // An ACL user over TLS, verified against a CA the process trusts through
-// SSL_CERT_FILE, as an operator with a private CA would configure it.
+// SSL_CERT_FILE, as an operator with a private CA would configure it. The
+// user has the least rights the README recommends: its prefix (and the
+// contract's), and no dangerous commands.
 func TestRedisTLSWithACLUserContract(t *testing.T) {
 	const user, password = "mcp", "acl-password-9d2e"
-	server := redistest.StartTLS(t, user, password)
+	server := redistest.StartTLS(t, user, password,
+		"~mcp_auth:*", "~contract*", "+@read", "+@write", "+@scripting", "+@connection", "-@dangerous")
 	// Go reads the system roots once; no TLS connection in this test
 	// binary precedes this one.
 	t.Setenv("SSL_CERT_FILE", server.CAFile)

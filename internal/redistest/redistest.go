@@ -58,9 +58,9 @@ type TLS struct {
 
 // StartTLS starts a server that listens only for TLS, with a certificate
 // for 127.0.0.1 from a CA of its own, where the default user is off and
-// user may run every command with password. Without TLS support in
-// redis-server the test is skipped.
-func StartTLS(t testing.TB, user, password string) TLS {
+// user logs in with password and has the ACL rules, such as "~app:*" and
+// "+@read". Without TLS support in redis-server the test is skipped.
+func StartTLS(t testing.TB, user, password string, rules ...string) TLS {
 	t.Helper()
 	dir := t.TempDir()
 	caFile, certFile, keyFile := writeCertificates(t, dir)
@@ -71,12 +71,13 @@ func StartTLS(t testing.TB, user, password string) TLS {
 	}
 	roots.AppendCertsFromPEM(pemCA)
 	addr, err := tryLaunch(t, func(port int, dir string) []string {
-		return []string{"--save", "", "--appendonly", "no", "--port", "0",
+		args := []string{"--save", "", "--appendonly", "no", "--port", "0",
 			"--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile,
 			"--tls-auth-clients", "no",
 			"--user", "default", "off",
-			"--user", user, "on", ">" + password, "~*", "&*", "+@all"}
+			"--user", user, "on", ">" + password}
+		return append(args, rules...)
 	}, func(addr string) (net.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr,
 			&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
