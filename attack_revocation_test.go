@@ -147,6 +147,24 @@ func TestAttackConcurrentRefreshesRacingRevokeKeepAccessToken(t *testing.T) {
 	}
 }
 
+// A code obtained before an operator revokes the user, redeemed after:
+// it must not mint what the revocation just ended.
+func TestAttackCodeFromBeforeUserRevocationRedeemedAfter(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	p := newPKCE()
+	code := loginCode(t, authParams(c, p))
+	if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape("users:alice")); status != http.StatusOK {
+		t.Fatalf("revoking the user: %d %s", status, body)
+	}
+	if status, _, m := e.tokenRequest(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("redeeming a code from before the revocation: %d %v, want invalid_grant", status, m)
+	}
+	if entries := auditLog(t, e.logDir, "authorization code of a revoked user or client redeemed; nothing issued"); len(entries) != 1 {
+		t.Errorf("audit entries: %v", entries)
+	}
+}
+
 // After a revocation of the user, a login of the same user is a new
 // authorization and works: the mark that guards concurrent redemptions
 // does not block later ones.

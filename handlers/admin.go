@@ -174,8 +174,9 @@ func (a *Admin) Grants(ctx context.Context, sub string) ([]GrantInfo, error) {
 
 // RevokeGrant revokes one grant: its refresh tokens and access tokens stop working.
 func (a *Admin) RevokeGrant(ctx context.Context, id string) error {
-	n, err := a.revokeWhere(ctx, func(g *grant) bool { return g.ID == id }, "", "")
-	if err == nil && n == 0 {
+	as := &AuthServer{Store: a.Store}
+	g, err := as.revokeGrant(ctx, id)
+	if err == nil && g == nil {
 		return ErrNotFound
 	}
 	return err
@@ -191,16 +192,14 @@ func (a *Admin) RevokeUser(ctx context.Context, sub string) (int, error) {
 }
 
 // revokeWhere revokes the grants match selects and the access tokens
-// indexed under tokenIndex (none if empty). With a mark (see revokeMark),
-// it writes the mark first, so that a code redeemed while it lists issues
-// nothing. It returns the number of grants plus that of the access tokens
-// that belonged to none of them.
+// indexed under tokenIndex, after writing the revocation mark under mark,
+// so that no code issued before now issues anything (see revokeMark). It
+// returns the number of grants plus that of the access tokens that
+// belonged to none of them.
 func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool, mark, tokenIndex string) (int, error) {
 	as := &AuthServer{Store: a.Store}
-	if mark != "" {
-		if err := as.revokeMark(ctx, mark); err != nil {
-			return 0, err
-		}
+	if err := as.revokeMark(ctx, mark); err != nil {
+		return 0, err
 	}
 	var selected []string
 	err := a.Store.List(ctx, keyGrant, func(_ string, v []byte) error {
@@ -227,9 +226,6 @@ func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool, mark, 
 		for _, t := range g.AccessTokenIDs {
 			ofGrants[t.ID] = true
 		}
-	}
-	if tokenIndex == "" {
-		return revoked, nil
 	}
 	indexed := map[string]tokenID{}
 	err = a.Store.List(ctx, tokenIndex, func(key string, v []byte) error {

@@ -499,7 +499,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 	}
 	req.Scopes = scopes
 	code := randomToken()
-	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user}, codeLifetime); err != nil {
+	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user, IssuedAt: time.Now().UnixNano()}, codeLifetime); err != nil {
 		s.serverError(w, r, "saving authorization code", err)
 		return
 	}

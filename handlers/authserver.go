@@ -132,6 +132,9 @@ type upstreamLogin struct {
 type authorizationCode struct {
 	Request pendingRequest `json:"request"`
 	User    userInfo       `json:"user"`
+	// IssuedAt (Unix nanoseconds) tells a code issued before a revocation
+	// of its user or client from one issued after (see revokeMark).
+	IssuedAt int64 `json:"issued_at"`
 }
 
 // userInfo is the identity a grant carries, namespaced by upstream: what

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -65,39 +66,45 @@ func (a *AuthServer) revokeGrant(ctx context.Context, id string) (*grant, error)
 	return nil, errors.New("the grant kept changing while it was being revoked")
 }
 
-// Revoking all of a user's or a client's grants and tokens lists them; an
-// authorization code redeemed during that listing could write its grant
-// and token just after the listing passed them. So revocation first
-// writes a fresh mark for the user or client (revokeMark), and redeeming a
-// code reads the marks of its user and client before it issues anything
-// and again after it stored everything (revocationMarks): if they changed,
-// the redemption takes back what it issued. Either the redemption's writes
-// came before the mark, and the listing after it finds them, or its second
-// read sees the mark. Refreshes need no mark: they rotate grants the
-// listing finds, and revokeGrant settles those races.
+// Revoking all of a user's or a client's tokens lists them; a code
+// redeemed during that listing could write its grant and token just after
+// the listing passed them, and a code issued before the revocation could be
+// redeemed after it. So revocation first writes a mark with its time for
+// the user or client (revokeMark), and a redemption, once it stored all it
+// issues, takes it back if its user or client was revoked at or after its
+// code was issued (revokedSince). Either the redemption's writes came
+// before the mark, and the listing after it finds them, or its check sees
+// the mark. Refreshes need no mark: they rotate grants the listing finds,
+// and revokeGrant settles those races. Across instances the times come
+// from different clocks: a code issued within their skew before the
+// revocation may survive it.
 
 // revocationMarkLifetime is how long a mark is kept: far longer than a
-// code redemption can take, which is all the mark must outlive.
+// code lives and its redemption takes, which is all the mark must outlive.
 const revocationMarkLifetime = time.Hour
 
 func revocationMarkOfUser(sub string) string        { return keyRevokedUser + hashKey(sub) }
 func revocationMarkOfClient(clientID string) string { return keyRevokedClient + hashKey(clientID) }
 
-// revokeMark writes a fresh revocation mark under key.
+// revokeMark records under key that a revocation starts now.
 func (a *AuthServer) revokeMark(ctx context.Context, key string) error {
-	return a.Store.Put(ctx, key, []byte(randomToken()), revocationMarkLifetime)
+	return a.Store.Put(ctx, key, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), revocationMarkLifetime)
 }
 
-// revocationMarks returns the current revocation marks of a user and a
-// client, to compare before and after an issuance.
-func (a *AuthServer) revocationMarks(ctx context.Context, sub, clientID string) (string, error) {
-	var marks string
+// revokedSince reports whether the user or the client was revoked at or
+// after issued (Unix nanoseconds).
+func (a *AuthServer) revokedSince(ctx context.Context, sub, clientID string, issued int64) (bool, error) {
 	for _, key := range []string{revocationMarkOfUser(sub), revocationMarkOfClient(clientID)} {
 		mark, err := a.Store.Get(ctx, key)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return "", err
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
 		}
-		marks += string(mark) + "\x00"
+		if err != nil {
+			return false, err
+		}
+		if at, err := strconv.ParseInt(string(mark), 10, 64); err != nil || at >= issued {
+			return true, nil
+		}
 	}
-	return marks, nil
+	return false, nil
 }

@@ -59,14 +59,16 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 	return s
 }
 
-// redeemCode stores an authorization code for alice and redeems it.
-func redeemCode(t *testing.T, s *Site) (*tokenResponse, *OAuthError) {
+// issueCode stores an authorization code for alice, as a login does, and
+// returns a function that redeems it.
+func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *OAuthError) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := randomToken()
 	code := authorizationCode{
-		Request: pendingRequest{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
-		User:    userInfo{Subject: "users:alice", Username: "alice"},
+		Request:  pendingRequest{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
+		User:     userInfo{Subject: "users:alice", Username: "alice"},
+		IssuedAt: time.Now().UnixNano(),
 	}
 	raw := randomToken()
 	if err := s.AS.putJSON(ctx, keyCode+hashKey(raw), code, time.Minute); err != nil {
@@ -74,7 +76,54 @@ func redeemCode(t *testing.T, s *Site) (*tokenResponse, *OAuthError) {
 	}
 	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
 		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
-	return s.exchangeCode(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
+	return func() (*tokenResponse, *OAuthError) {
+		return s.exchangeCode(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
+	}
+}
+
+// redeemCode issues an authorization code for alice and redeems it.
+func redeemCode(t *testing.T, s *Site) (*tokenResponse, *OAuthError) {
+	t.Helper()
+	return issueCode(t, s)()
+}
+
+// revokeAlice revokes alice, or deletes her client.
+func revokeAlice(t *testing.T, admin *Admin, by string) {
+	var err error
+	if by == "user" {
+		_, err = admin.RevokeUser(context.Background(), "users:alice")
+	} else {
+		_, err = admin.DeleteClient(context.Background(), "c1")
+	}
+	if err != nil && err != ErrNotFound {
+		t.Errorf("revoking: %v", err)
+	}
+}
+
+// A code issued before a revocation of its user or client and redeemed
+// after it is part of what was revoked.
+func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
+	for _, by := range []string{"user", "client"} {
+		t.Run(by, func(t *testing.T) {
+			db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			s := codeSite(t, db)
+			redeem := issueCode(t, s)
+			revokeAlice(t, &Admin{Issuer: s.Issuer, Store: db}, by)
+			if resp, oerr := redeem(); oerr == nil || oerr.Code != "invalid_grant" {
+				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
+			}
+			if n := countKeys(t, db, keyGrant); n != 0 {
+				t.Errorf("%d grants outlive the revocation", n)
+			}
+			if resp, oerr := redeemCode(t, s); oerr != nil || resp.RefreshToken == "" {
+				t.Fatalf("code from after the revocation: %+v %v", resp, oerr)
+			}
+		})
+	}
 }
 
 func s256(verifier string) string {
@@ -107,17 +156,7 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 			hooked := &hookedStore{Store: db, prefix: keyGrant}
 			s := codeSite(t, hooked)
 			admin := &Admin{Issuer: s.Issuer, Store: db}
-			hooked.beforePut = func() {
-				var err error
-				if by == "user" {
-					_, err = admin.RevokeUser(context.Background(), "users:alice")
-				} else {
-					_, err = admin.DeleteClient(context.Background(), "c1")
-				}
-				if err != nil && err != ErrNotFound {
-					t.Errorf("revoking: %v", err)
-				}
-			}
+			hooked.beforePut = func() { revokeAlice(t, admin, by) }
 			resp, oerr := redeemCode(t, s)
 			if oerr == nil || oerr.Code != "invalid_grant" {
 				t.Fatalf("redemption during the revocation: %+v %v, want invalid_grant", resp, oerr)

@@ -147,11 +147,6 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	}
 	req.Scopes = scopes
 	unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
-	marks, err := s.AS.revocationMarks(ctx, ac.User.Subject, client.ClientID)
-	if err != nil {
-		s.AS.Logger.Error("reading revocation marks", zap.Error(err))
-		return nil, unavailable
-	}
 	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
@@ -164,17 +159,18 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		s.AS.Logger.Error("issuing tokens", zap.Error(err))
 		return nil, unavailable
 	}
-	// The user or client was revoked while this ran: the revocation may
-	// have listed their tokens before these were stored (see revokeMark).
-	after, markErr := s.AS.revocationMarks(ctx, ac.User.Subject, client.ClientID)
-	if markErr != nil || after != marks {
+	// Checked after everything is stored, so that a revocation listing
+	// the user's or client's tokens meanwhile either found them or is seen
+	// here (see revokeMark).
+	revoked, markErr := s.AS.revokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
+	if markErr != nil || revoked {
 		if err := s.AS.revokeIssued(ctx, &used); err != nil {
 			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
 		}
 		if markErr != nil {
 			return nil, unavailable
 		}
-		s.audit(ctx, "authorization code redeemed while its user or client was revoked; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+		s.audit(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
 		return nil, invalidGrant
 	}
 	if err := s.AS.putJSON(ctx, keyUsedCode+key, used, usedCodeMemory); err != nil {
