@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,9 +22,9 @@ import (
 // Attacks on the operation of the server: its metrics, reloads, keys and
 // stored state.
 
-// endpointLabels returns the endpoint label values of the duration
-// histogram that Caddy's metrics endpoint serves.
-func endpointLabels(t *testing.T) []string {
+// metricLabels returns the values of each label (but le) of the plugin's
+// metrics that Caddy's metrics endpoint serves, and the number of series.
+func metricLabels(t *testing.T) (map[string][]string, int) {
 	t.Helper()
 	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
@@ -31,23 +32,41 @@ func endpointLabels(t *testing.T) []string {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	var labels []string
+	values, series := map[string][]string{}, 0
 	for _, line := range strings.Split(string(body), "\n") {
-		if rest, ok := strings.CutPrefix(line, `caddy_mcp_auth_endpoint_duration_seconds_count{endpoint="`); ok {
-			labels = append(labels, rest[:strings.IndexByte(rest, '"')])
+		if !strings.HasPrefix(line, "caddy_mcp_auth_") {
+			continue
+		}
+		series++
+		for _, m := range promLabel.FindAllStringSubmatch(line, -1) {
+			if m[1] != "le" && !slices.Contains(values[m[1]], m[2]) {
+				values[m[1]] = append(values[m[1]], m[2])
+			}
 		}
 	}
-	return labels
+	return values, series
 }
+
+var promLabel = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
 
 func TestAttackRandomDiscoveryPathsGrowMetrics(t *testing.T) {
 	e := usersAS(t, "")
-	// Every endpoint once, so that the series an honest client creates exist.
-	for _, p := range []string{"/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/mcp",
-		"/.well-known/oauth-protected-resource/nothing", "/jwks", "/token", "/register", "/authorize"} {
-		get(t, e.http, siteAddr()+p, nil)
+	// What the attack below sends, once, so that the series an honest
+	// client creates exist.
+	attack := func(paths []string, grantType, token string) {
+		for _, p := range paths {
+			status, _, _ := get(t, e.http, siteAddr()+p, nil)
+			if status == http.StatusInternalServerError {
+				t.Errorf("GET %s: 500", p)
+			}
+		}
+		e.tokenRequest(t, url.Values{"grant_type": {grantType}, "client_id": {grantType}}, nil)
+		e.mcpStatus(t, token)
 	}
-	before := endpointLabels(t)
+	attack([]string{"/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/mcp",
+		"/.well-known/oauth-protected-resource/nothing", "/jwks", "/token", "/register", "/authorize",
+		"/mcp", "/mcp/%2e%2e/mcp"}, "password", "x.y.z")
+	_, before := metricLabels(t)
 
 	var paths []string
 	for _, prefix := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
@@ -59,21 +78,24 @@ func TestAttackRandomDiscoveryPathsGrowMetrics(t *testing.T) {
 		paths = append(paths, prefix+"x", prefix+".json", strings.ToUpper(prefix), prefix+"/%2e%2e/mcp",
 			"/"+prefix, prefix+"//mcp", prefix+"/mcp/../"+rand.Text(), prefix+"%2Fmcp", prefix+"/MCP")
 	}
-	for _, p := range paths {
-		status, _, _ := get(t, e.http, siteAddr()+p, nil)
-		if status == http.StatusInternalServerError {
-			t.Errorf("GET %s: 500", p)
-		}
+	attack(paths, rand.Text(), rand.Text()+"."+rand.Text()+"."+rand.Text())
+	labels, after := metricLabels(t)
+	if after != before {
+		t.Errorf("%d requests to made-up paths, grant types and tokens changed the number of series from %d to %d", len(paths), before, after)
 	}
-	after := endpointLabels(t)
-	if !slices.Equal(after, before) {
-		t.Errorf("%d requests to made-up paths changed the duration series from %q to %q", len(paths), before, after)
+	closed := map[string][]string{
+		"endpoint": {"metadata", "resource_metadata", "jwks", "register", "authorize", "consent", "login",
+			"callback", "token", "revoke", "introspect", "userinfo", "not_found"},
+		"grant_type": {"authorization_code", "refresh_token"},
+		"upstream":   {"users", "github", "google", "oidc"},
+		"outcome": {"success", "denied", "failed", "allowed", "no_token", "invalid_token", "insufficient_scope",
+			"origin_denied", "bad_request", "unavailable", "foreign_session"},
 	}
-	known := []string{"metadata", "resource_metadata", "jwks", "register", "authorize", "consent", "login",
-		"callback", "token", "revoke", "introspect", "userinfo", "not_found"}
-	for _, l := range after {
-		if !slices.Contains(known, l) {
-			t.Errorf("endpoint label %q is not an endpoint name", l)
+	for label, values := range labels {
+		for _, v := range values {
+			if !slices.Contains(closed[label], v) {
+				t.Errorf("label %s=%q is not one of a fixed set", label, v)
+			}
 		}
 	}
 }
