@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,6 +18,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // Attacks on the operation of the server: its metrics, reloads, keys and
@@ -217,8 +221,8 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 	if status := e.mcpStatus(t, refreshed.Access); status != http.StatusOK {
 		t.Errorf("token refreshed after revocation: %d", status)
 	}
-	if kid, _ := decodeJWT(t, refreshed.Access); kid["kid"] != answer.Kid {
-		t.Errorf("refreshed token signed by %v, want the new key %s", kid["kid"], answer.Kid)
+	if header, _ := decodeJWT(t, refreshed.Access); header["kid"] != answer.Kid {
+		t.Errorf("refreshed token signed by %v, want the new key %s", header["kid"], answer.Kid)
 	}
 }
 
@@ -286,5 +290,44 @@ func TestAttackDisconnectDuringDiscoveryBlocksLogins(t *testing.T) {
 	}
 	if n := idp.Requests(fakeidp.DiscoveryPath); n != 2 { // ours above, and one by the server
 		t.Errorf("the server fetched discovery %d times, want once", n-1)
+	}
+}
+
+func TestAttackLeakedSigningKeyStillTrustedByOtherInstances(t *testing.T) {
+	url := redistest.Start(t)
+	logDir := t.TempDir()
+	e := startASWith(t, redisASSite(t, redisGlobalOptions(url, "", filepath.Join(logDir, "caddy.log")), logDir, usersUpstream()), logDir)
+	issued := e.login(t, e.publicClient(t), nil)
+	if status := e.mcpStatus(t, issued.Access); status != http.StatusOK { // now cached as verified
+		t.Fatalf("test setup: %d", status)
+	}
+	// Another instance sharing the Redis store revokes the keys.
+	other, err := storage.OpenRedis(t.Context(), url, storage.DefaultRedisPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	ring, err := tokens.NewKeyRing(t.Context(), other, tokens.KeyRingConfig{RotationPeriod: 30 * 24 * time.Hour, RetainPeriod: 30 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Revoke(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// This instance follows within keyRefreshInterval: the old token is
+	// refused, and new tokens are signed with the new key.
+	deadline := time.Now().Add(keyRefreshInterval + 5*time.Second)
+	for e.mcpStatus(t, issued.Access) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatalf("a token of a revoked key still works %v after the revocation", keyRefreshInterval+5*time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if kids := publishedKids(t, e.http); len(kids) != 2 || !slices.Contains(kids, ring.SigningKeyID()) {
+		t.Errorf("JWKS after the revocation: %v, want the new key %s and its successor", kids, ring.SigningKeyID())
+	}
+	fresh := e.login(t, e.publicClient(t), nil)
+	if header, _ := decodeJWT(t, fresh.Access); header["kid"] != ring.SigningKeyID() {
+		t.Errorf("new token signed by %v, want the new key %s", header["kid"], ring.SigningKeyID())
 	}
 }
