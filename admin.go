@@ -48,6 +48,8 @@ Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 Each site keeps its own clients and grants. The commands act on every site
 of the running config; --issuer (such as https://mcp.example.com) limits
 them to one.
+Client and grant ids may begin with "-": put them after "--", as in
+caddy mcp-auth delete-client -- -x1y2.
 
   caddy mcp-auth export > backup.jsonl   write the whole state store
   caddy mcp-auth import < backup.jsonl   load a dump into an empty store

@@ -41,7 +41,7 @@ func runCLI(t *testing.T, args ...string) string {
 		case args[i] == "--issuer" && i+1 < len(args):
 			flags = append(flags, args[i], args[i+1])
 			i++
-		case strings.HasPrefix(args[i], "--"):
+		case args[i] == "--revoke":
 			flags = append(flags, args[i])
 		default:
 			positional = append(positional, args[i])
