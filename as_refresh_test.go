@@ -239,6 +239,11 @@ func TestRefreshConcurrent(t *testing.T) {
 	if n := len(storeKeys(t, st, "refresh/")); n != 2 {
 		t.Errorf("%d refresh tokens stored, want 2 (current and previous)", n)
 	}
+	// Only the access tokens handed out are indexed: the login's and the
+	// successor's, not those of the refreshes that lost the race.
+	if n := len(storeKeys(t, st, "token-of-user/")); n != 2 {
+		t.Errorf("%d access tokens indexed for the user, want 2", n)
+	}
 	if status := e.mcpStatus(t, successor.AccessToken); status != http.StatusOK {
 		t.Errorf("successor access token: %d", status)
 	}

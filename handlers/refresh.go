@@ -118,6 +118,12 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			s.AS.Logger.Error("issuing tokens", zap.Error(err))
 			return nil, unavailable
 		}
+		issued := false
+		defer func() {
+			if !issued { // never handed out: revocations need not find it
+				s.AS.unindexAccessToken(ctx, g.User.Subject, client.ClientID, at.ID)
+			}
+		}()
 		resp.RefreshToken = randomToken()
 		if resp.IDToken, err = s.idToken(client.ClientID, g.User, scopes, ""); err != nil {
 			return nil, unavailable
@@ -152,6 +158,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
 			return nil, invalidGrant
 		}
+		issued = true
 		s.tokensIssued("refresh_token", client.ClientID, g.User.Subject)
 		return resp, nil
 	}

@@ -264,6 +264,14 @@ func (a *AuthServer) indexAccessToken(ctx context.Context, sub, clientID string,
 	return nil
 }
 
+// unindexAccessToken removes an access token from the indexes of its user
+// and client.
+func (a *AuthServer) unindexAccessToken(ctx context.Context, sub, clientID, jti string) {
+	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
+		_ = a.Store.Delete(ctx, key+jti)
+	}
+}
+
 // tokenOfUserPrefix and tokenOfClientPrefix are the index prefixes of a
 // user's and a client's access tokens. The ids are hashed: they may hold
 // any character, and no id may be a prefix of another's entries.
