@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"bufio"
+	"compress/gzip"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -253,7 +254,7 @@ func TestAttackToolScopeSmuggling(t *testing.T) {
 		}
 	}
 	// Whatever a backend could take for a POST is read.
-	if status, challenge, reached := rawRequest(t, "post", "/todos/mcp", bearerLine(todos), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`); status != http.StatusForbidden {
+	if status, challenge, reached := rawRequest(t, "post", "/todos/mcp", append(bearerLine(todos), [2]string{"Content-Type", "application/json"}), `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`); status != http.StatusForbidden {
 		t.Errorf("lower-case post: %d %q reached %v", status, challenge, reached)
 	}
 	// Headers must agree with the body, and come once.
@@ -280,6 +281,79 @@ func TestAttackToolScopeSmuggling(t *testing.T) {
 	status, _, reached := post(body, [2]string{"Mcp-Method", "tools/call"}, [2]string{"Mcp-Name", "list_todos"})
 	if status != http.StatusOK || reached["backend"] != "todos" || reached["body"] != body {
 		t.Errorf("allowed call: %d %v", status, reached)
+	}
+}
+
+// A backend decodes the body by its declared charset and content coding
+// (Express's json parser takes any utf-* charset, UTF-7 included, and
+// inflates gzip), so a tools/call hidden that way must not pass the gate
+// as a body it reads differently: it never reaches the backend.
+func TestAttackBodyCharsetHidesToolCall(t *testing.T) {
+	mint := twoResourceSite(t, "tool_scope delete_todo admin")
+	todos := mint("user-alice", "/todos/mcp", "todos")
+	utf7Call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"+AGQ-elete_todo"}}`
+	utf7Method := `{"jsonrpc":"2.0","id":1,"+AG0-ethod":"tools/call","method":"ping","params":{"name":"delete_todo"}}`
+	utf7Batch := `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"+AGQ-elete_todo"}}]`
+	var gzipped strings.Builder
+	zw := gzip.NewWriter(&gzipped)
+	_, _ = io.WriteString(zw, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`)
+	_ = zw.Close()
+	for _, c := range []struct {
+		body   string
+		header [][2]string
+	}{
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset=utf-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset=UTF-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", `application/json; charset="utf-7"`}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset*=utf-8''utf-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset=utf-8; charset=utf-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json"}, {"Content-Type", "application/json; charset=utf-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset=utf-7"}, {"Content-Type", "application/json"}}},
+		{utf7Call, [][2]string{{"Content-Type", `application/json; x=";charset=utf-7"`}}},
+		{utf7Call, nil},
+		{utf7Call, [][2]string{{"Content-Type", "text/plain; charset=utf-7"}}},
+		{utf7Method, [][2]string{{"Content-Type", "application/json; charset=utf-7"}}},
+		{utf7Batch, [][2]string{{"Content-Type", "application/json; charset=utf-7"}}},
+		{utf7Call, [][2]string{{"Content-Type", "application/json; charset=utf-16le"}}},
+		{gzipped.String(), [][2]string{{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}}},
+		{gzipped.String(), [][2]string{{"Content-Type", "application/json"}, {"Content-Encoding", "identity, gzip"}}},
+		{gzipped.String(), [][2]string{{"Content-Type", "application/json"}, {"Content-Encoding", "identity"}, {"Content-Encoding", "gzip"}}},
+	} {
+		if status, _, reached := rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), c.header...), c.body); status != http.StatusUnsupportedMediaType || reached != nil {
+			t.Errorf("%v %.40q: %d reached %v", c.header, c.body, status, reached)
+		}
+	}
+	// UTF-8, declared in any spelling or not at all, is read as the gate reads it.
+	for _, ct := range []string{"application/json", "Application/JSON; Charset=UTF-8", `application/json;charset="utf-8"`} {
+		call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`
+		if status, challenge, reached := rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), [2]string{"Content-Type", ct}), call); status != http.StatusForbidden || !strings.Contains(challenge, `scope="admin"`) {
+			t.Errorf("%s: %d %q reached %v", ct, status, challenge, reached)
+		}
+		list := `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
+		if status, _, reached := rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), [2]string{"Content-Type", ct}, [2]string{"Content-Encoding", "identity"}), list); status != http.StatusOK || reached["backend"] != "todos" {
+			t.Errorf("tools/list as %s: %d reached %v", ct, status, reached)
+		}
+	}
+}
+
+// Deeply nested JSON must not cost the gate memory in proportion to the
+// body: values nested past 64 levels are refused before they are read.
+func TestAttackDeepJSONNestingExhaustsMemory(t *testing.T) {
+	mint := twoResourceSite(t, "tool_scope delete_todo admin")
+	todos := mint("user-alice", "/todos/mcp", "todos")
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":` + strings.Repeat("[", 1<<20),
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":` + strings.Repeat(`{"a":`, 65) + "1" + strings.Repeat("}", 66) + `}`,
+	} {
+		status, challenge, reached := rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), [2]string{"Content-Type", "application/json"}), body)
+		if status != http.StatusBadRequest || !strings.Contains(challenge, `error="invalid_request"`) || reached != nil {
+			t.Errorf("%d-byte body nested deep: %d %q reached %v", len(body), status, challenge, reached)
+		}
+	}
+	nested := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"x":` + strings.Repeat("[", 60) + strings.Repeat("]", 60) + `}}`
+	if status, _, reached := rawRequest(t, "POST", "/todos/mcp", append(bearerLine(todos), [2]string{"Content-Type", "application/json"}), nested); status != http.StatusOK || reached["backend"] != "todos" {
+		t.Errorf("60 levels: %d reached %v", status, reached)
 	}
 }
 

@@ -17,7 +17,7 @@ type Decision struct {
 	Claims *tokens.AccessClaims
 	// Resource is the protected resource the request was matched to.
 	Resource *Resource
-	// Status is the HTTP status of a refusal: 400, 401, 403, 413, or 503
+	// Status is the HTTP status of a refusal: 400, 401, 403, 413, 415, or 503
 	// when the token could not be checked; 0 when allowed.
 	Status int
 	// Challenge is the WWW-Authenticate value of a refusal.
@@ -102,6 +102,11 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		d.Status, d.Reason = http.StatusRequestEntityTooLarge, err.Error()
+		return d
+	case errors.Is(err, errUnsupportedBody):
+		// RFC 9110 section 15.5.16: the media type or content coding is
+		// the problem, not the token, so no challenge.
+		d.Status, d.Reason = http.StatusUnsupportedMediaType, err.Error()
 		return d
 	case err != nil:
 		return refuse(http.StatusBadRequest, "invalid_request", err.Error(), nil)

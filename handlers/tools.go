@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,7 +23,15 @@ var (
 	errBadJSONRPC       = errors.New("request body is not JSON-RPC")
 	errAmbiguousJSONRPC = errors.New("a JSON-RPC message repeats jsonrpc, method, params or the name, uri or taskId of its params, or spells one in another letter case")
 	errHeaderBody       = errors.New("the Mcp-Method or Mcp-Name header disagrees with the body")
+	errJSONTooDeep      = errors.New("request body nests JSON more than 64 levels deep")
+	errUnsupportedBody  = errors.New("a JSON-RPC body must be sent once as Content-Type application/json, charset utf-8 if any, without Content-Encoding")
 )
+
+// maxJSONNesting bounds how deep the gate follows nested arrays and
+// objects while skipping values it does not judge: the decoder keeps a
+// frame per level, so an unbounded "[[[[..." body costs memory in
+// proportion to its size. JSON-RPC messages nest a few levels.
+const maxJSONNesting = 64
 
 // rpcRequest is what the gate judges a JSON-RPC message by.
 type rpcRequest struct {
@@ -57,6 +66,9 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 	if len(s.ToolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
 		return nil, nil
 	}
+	if !inspectableBody(r.Header) {
+		return nil, errUnsupportedBody
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxInspectedBody+1))
 	if err != nil {
 		return nil, errBadJSONRPC
@@ -88,6 +100,38 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 		}
 	}
 	return need, nil
+}
+
+// inspectableBody reports whether the body's headers tell every backend
+// to read it as the UTF-8 JSON the gate reads. Backends decode by the
+// declared charset (Express's json parser takes any "utf-*", UTF-7
+// included, in which "+AGQ-elete_todo" reads as delete_todo) and inflate a
+// declared Content-Encoding, so a body the gate could not read the same
+// way is refused rather than judged by a different reading: one
+// Content-Type, application/json in any case, with no parameter but a
+// charset of utf-8, and no content coding but identity.
+func inspectableBody(h http.Header) bool {
+	for _, coding := range h.Values("Content-Encoding") {
+		if !strings.EqualFold(strings.TrimSpace(coding), "identity") {
+			return false
+		}
+	}
+	types := h.Values("Content-Type")
+	// "*" marks RFC 2231 parameters (charset*=utf-8''utf-7), which most
+	// backends' parsers do not decode as Go's does.
+	if len(types) != 1 || strings.Contains(types[0], "*") {
+		return false
+	}
+	mediaType, params, err := mime.ParseMediaType(types[0])
+	if err != nil || mediaType != "application/json" {
+		return false
+	}
+	for name, value := range params {
+		if name != "charset" || !strings.EqualFold(value, "utf-8") {
+			return false
+		}
+	}
+	return true
 }
 
 // headerAgrees reports whether an Mcp-Method or Mcp-Name header, if sent,
@@ -240,7 +284,9 @@ func skipFrom(dec *json.Decoder, tok json.Token) error {
 	for depth := 0; ; {
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
-			depth++
+			if depth++; depth > maxJSONNesting {
+				return errJSONTooDeep
+			}
 		case json.Delim('}'), json.Delim(']'):
 			depth--
 		}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +48,9 @@ func TestInspectJSONRPC(t *testing.T) {
 		`{"method":"tools/call","params":{"name":"a\ud800"}}`,
 		`{"method":1}`, `{"method":null}`, `{"method":"tools/call","params":{"name":["a"]}}`,
 		`"tools/call"`, `null`, `[[{"method":"tools/call"}]]`, `[1]`, `{"method":"x"`, ``,
+		`{"method":"ping","params":` + strings.Repeat("[", maxJSONNesting+1) + strings.Repeat("]", maxJSONNesting+1) + `}`,
+		`{"method":"ping","id":` + strings.Repeat(`{"a":`, maxJSONNesting+1) + "1" + strings.Repeat("}", maxJSONNesting+1) + `}`,
+		`{"method":"ping","params":` + strings.Repeat("[", 1<<20),
 	} {
 		if got, err := inspectJSONRPC([]byte(body)); err == nil {
 			t.Errorf("%s: accepted as %v", body, got)
@@ -67,6 +71,7 @@ func FuzzInspectJSONRPC(f *testing.F) {
 		`[{"method":"tools/list"},{"method":"tools/call","params":{"n\u0061me":"a"}}]`,
 		`{"method":"tools/call","paramſ":{"name":"b"}}`,
 		`{"method":"tools/call","params":{"name":"a"}} []`,
+		`{"method":"ping","params":` + strings.Repeat("[", maxJSONNesting) + strings.Repeat("]", maxJSONNesting) + `}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -74,6 +79,10 @@ func FuzzInspectJSONRPC(f *testing.F) {
 		got, err := inspectJSONRPC(body)
 		if err != nil {
 			return
+		}
+		// A batch, a message and its params hold the skipped values.
+		if depth := jsonNesting(body); depth > maxJSONNesting+3 {
+			t.Fatalf("accepted %q, nested %d levels deep", body, depth)
 		}
 		var exact any
 		dec := json.NewDecoder(bytes.NewReader(body))
@@ -106,6 +115,26 @@ func FuzzInspectJSONRPC(f *testing.F) {
 	})
 }
 
+// jsonNesting is how deep the arrays and objects of a valid JSON text nest.
+func jsonNesting(body []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // exactReading reads methods and tool names from a decoded body as
 // JavaScript does.
 func exactReading(t *testing.T, v any) []rpcRequest {
@@ -129,4 +158,80 @@ func exactReading(t *testing.T, v any) []rpcRequest {
 		out = append(out, r)
 	}
 	return out
+}
+
+func TestInspectableBody(t *testing.T) {
+	for _, h := range []http.Header{
+		{"Content-Type": {"application/json"}},
+		{"Content-Type": {"Application/JSON; Charset=UTF-8"}},
+		{"Content-Type": {`application/json;charset="utf-8"`}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {"identity"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {" IDENTITY"}},
+	} {
+		if !inspectableBody(h) {
+			t.Errorf("%v refused", h)
+		}
+	}
+	for _, h := range []http.Header{
+		{},
+		{"Content-Type": {""}},
+		{"Content-Type": {"application/json; charset=utf-7"}},
+		{"Content-Type": {"application/json; charset=UTF-16"}},
+		{"Content-Type": {"application/json; charset=utf-16le"}},
+		{"Content-Type": {"application/json; charset=latin1"}},
+		{"Content-Type": {`application/json; charset="utf-7"`}},
+		{"Content-Type": {"application/json; charset*=utf-8''utf-7"}},
+		{"Content-Type": {"application/json; charset=utf-8; charset=utf-7"}},
+		{"Content-Type": {"application/json; CHARSET=utf-7"}},
+		{"Content-Type": {`application/json; x=";charset=utf-7"`}},
+		{"Content-Type": {"application/json, charset=utf-7"}},
+		{"Content-Type": {"text/plain"}},
+		{"Content-Type": {"application/json-seq"}},
+		{"Content-Type": {"application/json", "application/json; charset=utf-7"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {"identity, gzip"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {"identity", "deflate"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {"br"}},
+		{"Content-Type": {"application/json"}, "Content-Encoding": {""}},
+	} {
+		if inspectableBody(h) {
+			t.Errorf("%v accepted", h)
+		}
+	}
+}
+
+// FuzzInspectableBody checks that a Content-Type the gate accepts is
+// application/json with at most a utf-8 charset also to a reader that
+// splits parameters at every ";" without Go's quoting rules.
+func FuzzInspectableBody(f *testing.F) {
+	for _, seed := range []string{
+		"application/json", "application/json; charset=utf-8", "application/json; charset=utf-7",
+		`application/json; x=";charset=utf-7"`, "application/json; charset*=utf-8''utf-7", `application/json;charset="utf-8"`,
+	} {
+		f.Add(seed, "")
+	}
+	f.Add("application/json", "gzip")
+	f.Fuzz(func(t *testing.T, contentType, contentEncoding string) {
+		h := http.Header{"Content-Type": {contentType}}
+		if contentEncoding != "" {
+			h.Set("Content-Encoding", contentEncoding)
+		}
+		if !inspectableBody(h) {
+			return
+		}
+		if contentEncoding != "" && !strings.EqualFold(strings.TrimSpace(contentEncoding), "identity") {
+			t.Fatalf("accepted Content-Encoding %q", contentEncoding)
+		}
+		mediaType, params, _ := strings.Cut(contentType, ";")
+		if !strings.EqualFold(strings.TrimSpace(mediaType), "application/json") {
+			t.Fatalf("accepted media type %q", contentType)
+		}
+		for _, param := range strings.Split(params, ";") {
+			name, value, _ := strings.Cut(param, "=")
+			value = strings.NewReplacer(`"`, "", `\`, "").Replace(strings.TrimSpace(value))
+			if strings.TrimSpace(param) != "" && (!strings.EqualFold(strings.TrimSpace(name), "charset") || !strings.EqualFold(value, "utf-8")) {
+				t.Fatalf("accepted %q: a simple reader sees parameter %q", contentType, param)
+			}
+		}
+	})
 }
