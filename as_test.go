@@ -797,6 +797,9 @@ func TestConsent(t *testing.T) {
 			{"csrf of the request id", b, func() url.Values { f := clone(form); f.Set("csrf", form.Get("request")); return f }},
 			{"another browser", other, func() url.Values { return clone(form) }},
 			{"another browser with its own session", withOwnCookie, func() url.Values { return clone(form) }},
+			// A reader taking the first value would deny, another the last.
+			{"repeated decision", b, func() url.Values { f := clone(form); f["decision"] = []string{"deny", "approve"}; return f }},
+			{"repeated request", b, func() url.Values { f := clone(form); f.Add("request", form.Get("request")); return f }},
 		} {
 			status, hdr, body := postConsent(t, tc.b, tc.form())
 			if (status != http.StatusForbidden && status != http.StatusBadRequest) || hdr.Get("Location") != "" {

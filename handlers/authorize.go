@@ -276,18 +276,17 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "Consent is given with the form.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+	form, ok := s.pageForm(w, r)
+	if !ok {
 		return
 	}
-	id := r.PostForm.Get("request")
+	id := form["request"]
 	var req pendingRequest
 	if id == "" || len(id) > 100 || s.AS.getJSON(r.Context(), keyRequest+id, &req) != nil {
 		s.errorPage(w, http.StatusBadRequest, "This authorization request has expired. Start again from the app.")
 		return
 	}
-	if !s.sameBrowser(r, req.Browser) || subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(req.CSRF)) != 1 {
+	if !s.sameBrowser(r, req.Browser) || subtle.ConstantTimeCompare([]byte(form["csrf"]), []byte(req.CSRF)) != 1 {
 		s.errorPage(w, http.StatusForbidden, "This form was not sent from the page this server showed you.")
 		return
 	}
@@ -296,7 +295,7 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusBadRequest, "This authorization request was already answered.")
 		return
 	}
-	switch r.PostForm.Get("decision") {
+	switch form["decision"] {
 	case "approve":
 		s.audit(r.Context(), "consent given", zap.String("client_id", req.ClientID), zap.String("redirect_uri", req.RedirectURI),
 			zap.String("resource", req.Resource), zap.Strings("scopes", req.Scopes))
@@ -375,12 +374,11 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "Unexpected request.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+	form, ok := s.pageForm(w, r)
+	if !ok {
 		return
 	}
-	state := r.Form.Get("state")
+	state := form["state"]
 	key := keyLogin + hashKey(state)
 	var login upstreamLogin
 	if state == "" || len(state) > 200 || s.AS.getJSON(r.Context(), key, &login) != nil {
@@ -399,11 +397,11 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		renderPage(w, http.StatusOK, "login", page)
 		return
 	}
-	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(login.Request.CSRF)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(form["csrf"]), []byte(login.Request.CSRF)) != 1 {
 		s.errorPage(w, http.StatusForbidden, "This form was not sent from the page this server showed you.")
 		return
 	}
-	username := r.PostForm.Get("username")
+	username := form["username"]
 	ctx, now := r.Context(), time.Now()
 	subjects := newLoginSubjects(username, s.source(r))
 	if wait, err := s.AS.loginWaitFor(ctx, subjects, now); err != nil {
@@ -422,7 +420,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		s.tooManyLoginAttempts(w, r, key, login.Request)
 		return
 	}
-	id, err := s.AS.Passwords.CheckPassword(username, r.PostForm.Get("password"))
+	id, err := s.AS.Passwords.CheckPassword(username, form["password"])
 	if errors.Is(err, upstream.ErrBusy) {
 		// Counted as one of the login's attempts: the count had to be
 		// taken before the check to hold under parallel posts.
@@ -624,4 +622,26 @@ func (s *Site) logDebug(msg string, fields ...zap.Field) {
 	if s.AS.Logger != nil {
 		s.AS.Logger.Debug(msg, fields...)
 	}
+}
+
+// pageForm reads the parameters of a request to a page: the query of a
+// GET, the posted form (and only it) of a POST. Like the endpoints' forms,
+// no parameter may repeat, so no reader takes another value than this one;
+// anything else is answered with an error page.
+func (s *Site) pageForm(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
+	values := r.URL.Query()
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if err := r.ParseForm(); err != nil {
+			s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+			return nil, false
+		}
+		values = r.PostForm
+	}
+	form, _, oerr := singleValues(values)
+	if oerr != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read: "+oerr.Description+".")
+		return nil, false
+	}
+	return form, true
 }

@@ -155,3 +155,54 @@ func assertOAuthRefusal(t *testing.T, status int, body []byte) {
 		t.Fatalf("refused with %d %q", status, body)
 	}
 }
+
+// FuzzPageForm posts bodies (with a URL query beside them) to the form
+// reading of the consent and login pages, and sends the query alone as a
+// GET. A refusal is a 400 page. Whatever is accepted is what the strict
+// reference parse reads: no parameter repeated, not even with an empty
+// value, the same values, and a POST's query ignored.
+func FuzzPageForm(f *testing.F) {
+	f.Add("request=r1&csrf=c&decision=approve", "")
+	f.Add("decision=deny&decision=approve&request=r1&csrf=c", "")
+	f.Add("state=s&csrf=c&username=alice&password=p%26w", "state=other")
+	f.Add("username=&username=alice", "")
+	f.Add("a=1;b=2", "state=%zz")
+	f.Fuzz(func(t *testing.T, body, query string) {
+		var s Site
+		for _, method := range []string{http.MethodPost, http.MethodGet} {
+			r := httptest.NewRequest(method, "/authorize/login", strings.NewReader(body))
+			r.URL.RawQuery = query
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			w := httptest.NewRecorder()
+			form, ok := s.pageForm(w, r)
+			raw := body
+			if method == http.MethodGet {
+				raw = query
+			}
+			if !ok {
+				if w.Code != http.StatusBadRequest || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+					t.Fatalf("%s refused with %d %q", method, w.Code, w.Header().Get("Content-Type"))
+				}
+				continue
+			}
+			reference, strictOK := referenceForm(raw)
+			want := map[string]string{}
+			for k, vs := range reference {
+				if len(vs) > 1 {
+					t.Fatalf("%s accepted %q repeated: %q", method, k, raw)
+				}
+				if vs[0] != "" {
+					want[k] = vs[0]
+				}
+			}
+			// Go's query parser skips pairs it cannot read; the body's
+			// parser refuses them.
+			if method == http.MethodPost && !strictOK {
+				t.Fatalf("POST accepted a body the reference cannot parse: %q", body)
+			}
+			if strictOK && !maps.Equal(form, want) {
+				t.Fatalf("%s read %v, the reference reads %v", method, form, want)
+			}
+		}
+	})
+}
