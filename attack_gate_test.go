@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
@@ -472,5 +473,82 @@ func TestAttackUnboundSessionClaimedByTwoUsers(t *testing.T) {
 		if got[0] != http.StatusOK || got[1] != http.StatusNotFound {
 			t.Errorf("round %d: two users presenting one unbound session got %v, want one 200 and one 404", round, got)
 		}
+	}
+}
+
+// sessionBackend is an MCP server that knows its sessions: a request
+// without Mcp-Session-Id starts one, an id it did not issue gets 404.
+// start adds a session it issued before the gate bound it.
+func sessionBackend(t *testing.T) (addr string, start func(id string)) {
+	var mu sync.Mutex
+	known := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		id := r.Header.Get("Mcp-Session-Id")
+		switch {
+		case id == "":
+			id = fmt.Sprintf("session-%d", len(known))
+			known[id] = true
+			w.Header().Set("Mcp-Session-Id", id)
+		case !known[id]:
+			http.Error(w, "no such session", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"backend": "sessions", "session": id})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), func(id string) { mu.Lock(); known[id] = true; mu.Unlock() }
+}
+
+// Presenting made-up session ids must not make the gate store a binding
+// for each: an id is claimed only once the backend accepts it, so ids the
+// backend refuses cost nothing, and the user who first uses a real
+// unbound session gets it, not whoever guessed its id earlier.
+func TestAttackMadeUpSessionIDsFillSessionStore(t *testing.T) {
+	storagePath := t.TempDir()
+	backend, startSession := sessionBackend(t)
+	startCaddy(t, globalOptions(storagePath, filepath.Join(t.TempDir(), "caddy.log"))+fmt.Sprintf(`
+%s {
+	mcp_auth {
+		%s
+		resource /mcp
+	}
+	reverse_proxy %s
+}
+`, siteAddr(), usersUpstream(), backend))
+	ring := testRing(t, storagePath)
+	alice := mint(t, ring, nil)
+	mallory := mint(t, ring, func(c *tokens.AccessClaims) { c.Subject = "user-mallory" })
+	get := func(token, session string) (int, map[string]any) {
+		status, _, reached := rawRequest(t, "GET", "/mcp", append(bearerLine(token), [2]string{"Mcp-Session-Id", session}), "")
+		return status, reached
+	}
+	for i := range 50 {
+		if status, _ := get(mallory, fmt.Sprintf("made-up-%d", i)); status != http.StatusNotFound {
+			t.Fatalf("made-up id %d: %d", i, status)
+		}
+	}
+	// The backend issues made-up-7 only now (an id mallory guessed): alice
+	// uses it first and it is hers; mallory's earlier 404 claimed nothing.
+	startSession("made-up-7")
+	if status, reached := get(alice, "made-up-7"); status != http.StatusOK || reached["session"] != "made-up-7" {
+		t.Fatalf("alice with the new session: %d %v", status, reached)
+	}
+	if status, reached := get(mallory, "made-up-7"); status != http.StatusNotFound || reached != nil {
+		t.Errorf("mallory with alice's session: %d %v", status, reached)
+	}
+	// A session the backend creates is bound to its creator at once.
+	status, _, reached := rawRequest(t, "GET", "/mcp", bearerLine(alice), "")
+	created, _ := reached["session"].(string)
+	if status != http.StatusOK || created == "" {
+		t.Fatalf("starting a session: %d %v", status, reached)
+	}
+	if status, reached := get(mallory, created); status != http.StatusNotFound || reached != nil {
+		t.Errorf("mallory with alice's new session: %d %v", status, reached)
+	}
+	if status, _ := get(alice, created); status != http.StatusOK {
+		t.Errorf("alice with her new session: %d", status)
 	}
 }

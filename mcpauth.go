@@ -6,6 +6,7 @@ package mcpauth
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -695,7 +696,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, name := range h.stripHeaders {
 		r.Header.Del(name)
 	}
-	if owned, err := h.site.SessionOwnedBy(r.Context(), d.SessionID, d.Claims.Subject); err != nil {
+	owned, unbound, err := h.site.SessionOwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
+	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err))
 	} else if !owned {
 		// As if the session did not exist: the client starts a new one.
@@ -715,28 +717,52 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", d.Claims.Email)
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
-	if d.SessionID == "" {
-		// A new session may start: bind it to this user when the backend names it.
-		w = &sessionBinder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, site: h.site, r: r, sub: d.Claims.Subject, logger: h.logger}
+	if d.SessionID == "" || unbound {
+		// A new session may start, or an unbound one be claimed: bind it to
+		// this user when the backend names or accepts it.
+		w = &sessionBinder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, site: h.site, r: r, claim: d.SessionID, sub: d.Claims.Subject, logger: h.logger}
 	}
 	return next.ServeHTTP(w, r)
 }
 
 // sessionBinder binds the MCP session a response creates (its
-// Mcp-Session-Id header) to the user who made the request. It wraps the
-// response writer the Caddy way, so streaming keeps working.
+// Mcp-Session-Id header), or the unbound session the request named
+// (claim) once the backend accepts it, to the user who made the request.
+// It decides before the status goes out, so a claim another user's
+// request won in the meantime is answered 404 instead of the backend's
+// response. It wraps the response writer the Caddy way, so streaming
+// keeps working.
 type sessionBinder struct {
 	*caddyhttp.ResponseWriterWrapper
-	site   *handlers.Site
-	r      *http.Request
-	sub    string
-	logger *zap.Logger
-	done   bool
+	site    *handlers.Site
+	r       *http.Request
+	claim   string
+	sub     string
+	logger  *zap.Logger
+	done    bool
+	refused bool // the claim was lost: the backend's response is dropped
 }
 
 func (sb *sessionBinder) WriteHeader(status int) {
-	if !sb.done {
-		sb.done = true
+	if sb.done {
+		sb.ResponseWriterWrapper.WriteHeader(status)
+		return
+	}
+	sb.done = true
+	switch {
+	case sb.claim != "" && status != http.StatusNotFound:
+		switch owned, err := sb.site.ClaimSession(sb.r.Context(), sb.claim, sb.sub); {
+		case err != nil:
+			sb.logger.Error("claiming MCP session", zap.Error(err))
+			sb.refuse(http.StatusServiceUnavailable)
+			return
+		case !owned:
+			// As if the session did not exist, as for any foreign session.
+			metrics.gate.WithLabelValues("foreign_session").Inc()
+			sb.refuse(http.StatusNotFound)
+			return
+		}
+	case sb.claim == "":
 		if id := sb.Header().Get("Mcp-Session-Id"); id != "" {
 			if err := sb.site.BindSession(sb.r.Context(), id, sb.sub); err != nil {
 				sb.logger.Error("binding MCP session", zap.Error(err))
@@ -746,11 +772,43 @@ func (sb *sessionBinder) WriteHeader(status int) {
 	sb.ResponseWriterWrapper.WriteHeader(status)
 }
 
+// refuse answers status instead of the backend's response, which is dropped.
+func (sb *sessionBinder) refuse(status int) {
+	sb.refused = true
+	clear(sb.Header())
+	sb.ResponseWriterWrapper.WriteHeader(status)
+}
+
 func (sb *sessionBinder) Write(p []byte) (int, error) {
 	if !sb.done {
 		sb.WriteHeader(http.StatusOK)
 	}
+	if sb.refused {
+		return len(p), nil
+	}
 	return sb.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom and FlushError keep the wrapped writer's shortcuts from sending
+// a status or body before the binding is decided.
+func (sb *sessionBinder) ReadFrom(r io.Reader) (int64, error) {
+	if !sb.done {
+		sb.WriteHeader(http.StatusOK)
+	}
+	if sb.refused {
+		return io.Copy(io.Discard, r)
+	}
+	return sb.ResponseWriterWrapper.ReadFrom(r)
+}
+
+func (sb *sessionBinder) FlushError() error {
+	if !sb.done {
+		sb.WriteHeader(http.StatusOK)
+	}
+	if sb.refused {
+		return nil
+	}
+	return http.NewResponseController(sb.ResponseWriterWrapper.ResponseWriter).Flush()
 }
 
 // Interface guards

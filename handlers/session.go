@@ -1,10 +1,12 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +23,8 @@ func SessionStore(shared storage.Store) storage.Store {
 }
 
 // sessionLifetime is how long a session binding is kept after its last
-// use by its owner.
+// use by its owner; a use extends it once less than half of it remains,
+// so a live session stays bound with a write every 12 hours at most.
 const sessionLifetime = 24 * time.Hour
 
 // maxSessionIDLength bounds an Mcp-Session-Id; the ids MCP servers issue
@@ -58,34 +61,57 @@ func sessionID(h http.Header) (string, error) {
 // header) may be used by sub: sessions are bound to the user whose request
 // created them, at the site where it was made, so a session id that leaks
 // is useless to anyone else (MCP security best practices, session
-// hijacking), also at another site that proxies to the same backend. A
-// session the server does not know (created before it kept bindings, or
-// whose binding expired) is bound to the first user who claims it, and to
-// that user only, however many claim it at once. sessionID is a
-// Decision's SessionID, which Authorize checked.
-func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (bool, error) {
+// hijacking), also at another site that proxies to the same backend.
+// unbound reports a session the server has no binding for (created before
+// it kept bindings, or whose binding expired, or never created): the
+// request may go on, and ClaimSession binds it once the backend has
+// accepted it, so ids the backend does not know cost no writes. An owner's
+// use extends the binding. sessionID is a Decision's SessionID, which
+// Authorize checked.
+func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned, unbound bool, err error) {
 	if s.Sessions == nil || sessionID == "" {
-		return true, nil
+		return true, false, nil
 	}
 	key, owner := hashKey(sessionID), s.sessionOwner(sub)
 	stored, err := s.Sessions.Get(ctx, key)
-	if errors.Is(err, storage.ErrNotFound) {
-		switch err := s.Sessions.Create(ctx, key, owner, sessionLifetime); {
-		case err == nil:
-			return true, nil
-		case !errors.Is(err, storage.ErrConflict):
-			return false, err
-		}
-		// Another request claimed it first: it is theirs unless it is ours.
-		stored, err = s.Sessions.Get(ctx, key)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return true, true, nil
+	case err != nil:
+		return false, false, err
 	}
+	storedOwner, expires := parseBinding(stored)
+	if subtle.ConstantTimeCompare(storedOwner, owner) != 1 {
+		return false, false, nil
+	}
+	if time.Until(expires) < sessionLifetime/2 {
+		if err := s.Sessions.Put(ctx, key, newBinding(owner), sessionLifetime); err != nil {
+			return false, false, err
+		}
+	}
+	return true, false, nil
+}
+
+// ClaimSession binds an unbound session the backend accepted to sub,
+// unless another user's request claimed it first: only one of the users
+// who present an unbound id at once gets it.
+func (s *Site) ClaimSession(ctx context.Context, sessionID, sub string) (bool, error) {
+	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+	switch err := s.Sessions.Create(ctx, key, newBinding(owner), sessionLifetime); {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, storage.ErrConflict):
+		return false, err
+	}
+	stored, err := s.Sessions.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return false, nil // claimed and gone again: the client starts anew
 	case err != nil:
 		return false, err
 	}
-	return subtle.ConstantTimeCompare(stored, owner) == 1, nil
+	storedOwner, _ := parseBinding(stored)
+	return subtle.ConstantTimeCompare(storedOwner, owner) == 1, nil
 }
 
 // BindSession binds a session the backend just created to sub.
@@ -93,11 +119,30 @@ func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
 	if s.Sessions == nil || sessionID == "" {
 		return nil
 	}
-	return s.Sessions.Put(ctx, hashKey(sessionID), s.sessionOwner(sub), sessionLifetime)
+	return s.Sessions.Put(ctx, hashKey(sessionID), newBinding(s.sessionOwner(sub)), sessionLifetime)
 }
 
 // sessionOwner is how a binding names its owner: the same sub at another
 // issuer is another user.
 func (s *Site) sessionOwner(sub string) []byte {
 	return []byte(s.Issuer + " " + sub)
+}
+
+// newBinding is a binding's stored value: when it expires (Unix seconds),
+// a space, and its owner. The store's own expiry is not readable through
+// storage.Store, and the owner's use must know when to extend it.
+func newBinding(owner []byte) []byte {
+	return append(strconv.AppendInt(nil, time.Now().Add(sessionLifetime).Unix(), 10), append([]byte(" "), owner...)...)
+}
+
+// parseBinding splits a binding into its owner and expiry. A binding
+// stored before expiries were kept is all owner (an issuer URL never is
+// all digits) and counts as expiring now, so its next use extends it.
+func parseBinding(stored []byte) (owner []byte, expires time.Time) {
+	if at, rest, ok := bytes.Cut(stored, []byte(" ")); ok {
+		if unix, err := strconv.ParseInt(string(at), 10, 64); err == nil {
+			return rest, time.Unix(unix, 0)
+		}
+	}
+	return stored, time.Now()
 }
