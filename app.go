@@ -192,16 +192,17 @@ func (a *App) openRedis(ctx caddy.Context) (string, error) {
 }
 
 // siteStore returns the key space of the authorization server whose
-// canonical issuer is issuer, and registers it for the admin API. Every
-// record of the server lives there and nowhere else, so that no other site
-// can read or redeem it: only the signing keys are shared. Handlers with
-// the same issuer are one authorization server and share one key space.
-func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime time.Duration) (storage.Store, error) {
+// canonical issuer is issuer, with its revoked access tokens in memory,
+// and registers it for the admin API. Every record of the server lives
+// there and nowhere else, so that no other site can read or redeem it:
+// only the signing keys are shared. Handlers with the same issuer are one
+// authorization server and share one key space.
+func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime time.Duration) (*handlers.Admin, error) {
 	a.sites.Lock()
 	defer a.sites.Unlock()
 	for _, site := range a.sites.list {
 		if site.Issuer == issuer {
-			return site.Store, nil
+			return site, nil
 		}
 	}
 	store := storage.Prefixed(a.store, siteKeyPrefix(issuer))
@@ -210,9 +211,23 @@ func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime 
 	if err := handlers.CarryOverDenials(ctx, a.store, store, accessTokenLifetime); err != nil {
 		return nil, fmt.Errorf("carrying over revoked access tokens: %w", err)
 	}
-	a.sites.list = append(a.sites.list, &handlers.Admin{Issuer: issuer, Store: store})
-	return store, nil
+	var bound time.Duration // Badger: this process alone writes revocations
+	if a.Redis != "" {
+		bound = revocationBound
+	}
+	denied, err := handlers.NewDeniedTokens(ctx, store, bound, accessTokenLifetime, a.logger.Named("revocations"))
+	if err != nil {
+		return nil, fmt.Errorf("reading revoked access tokens: %w", err)
+	}
+	site := &handlers.Admin{Issuer: issuer, Store: store, Denied: denied}
+	a.sites.list = append(a.sites.list, site)
+	return site, nil
 }
+
+// revocationBound is, with Redis, how long after a revocation at one
+// instance every other may still accept the token: beyond it, an instance
+// that has not heard from Redis refuses every token with 503.
+const revocationBound = time.Second
 
 // siteKeyPrefix is the key prefix of an issuer's records: a short, stable
 // id of the issuer. All prefixes have the same length, so none begins

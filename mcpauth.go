@@ -537,7 +537,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if err != nil {
 		return nil, err
 	}
-	store, err := app.siteStore(ctx, issuer, time.Duration(h.AccessTokenLifetime))
+	site, err := app.siteStore(ctx, issuer, time.Duration(h.AccessTokenLifetime))
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +564,8 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
 	}
 	as := &handlers.AuthServer{
-		Store:                store,
+		Store:                site.Store,
+		Denied:               site.Denied,
 		Upstream:             redirector,
 		Passwords:            passwords,
 		UpstreamIdentity:     h.Upstream.identity(),

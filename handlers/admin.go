@@ -19,6 +19,8 @@ type Admin struct {
 	// the AuthServer's Store.
 	Issuer string
 	Store  storage.Store
+	// Denied is the AuthServer's Denied.
+	Denied *DeniedTokens
 }
 
 // ClientInfo describes a registered client for operators; never a secret.
@@ -174,7 +176,7 @@ func (a *Admin) Grants(ctx context.Context, sub string) ([]GrantInfo, error) {
 
 // RevokeGrant revokes one grant: its refresh tokens and access tokens stop working.
 func (a *Admin) RevokeGrant(ctx context.Context, id string) error {
-	as := &AuthServer{Store: a.Store}
+	as := &AuthServer{Store: a.Store, Denied: a.Denied}
 	g, err := as.revokeGrant(ctx, id)
 	if err == nil && g == nil {
 		return ErrNotFound
@@ -197,7 +199,7 @@ func (a *Admin) RevokeUser(ctx context.Context, sub string) (int, error) {
 // returns the number of grants plus that of the access tokens that
 // belonged to none of them.
 func (a *Admin) revokeWhere(ctx context.Context, match func(*grant) bool, mark, tokenIndex string) (int, error) {
-	as := &AuthServer{Store: a.Store}
+	as := &AuthServer{Store: a.Store, Denied: a.Denied}
 	if err := as.revokeMark(ctx, mark); err != nil {
 		return 0, err
 	}

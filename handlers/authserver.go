@@ -46,6 +46,8 @@ type AuthServer struct {
 	// a key space of its own (see storage.Prefixed), so that a client,
 	// code, login or grant of one site is unknown at every other.
 	Store storage.Store
+	// Denied holds the revoked access tokens of Store, for the gate.
+	Denied *DeniedTokens
 	// Upstream logs users in by redirection; Passwords by the built-in
 	// login page. Exactly one is set.
 	Upstream  upstream.Redirector

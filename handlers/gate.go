@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -85,13 +84,13 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
 	}
 	if s.AS != nil {
-		switch _, err := s.AS.Store.Get(r.Context(), keyDenied+claims.JWTID); {
-		case err == nil:
-			return refuse(http.StatusUnauthorized, "invalid_token", "token has been revoked", challengeScopes)
-		case !errors.Is(err, storage.ErrNotFound):
-			// Fail closed: a revoked token must not pass because the store hiccuped.
+		switch revoked, err := s.AS.Denied.Revoked(claims.JWTID); {
+		case err != nil:
+			// Fail closed: a revoked token must not pass because the store is out of reach.
 			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()
 			return d
+		case revoked:
+			return refuse(http.StatusUnauthorized, "invalid_token", "token has been revoked", challengeScopes)
 		}
 	}
 	have := s.effectiveScopes(claims.Scopes())

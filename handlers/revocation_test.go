@@ -48,8 +48,12 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 	if err != nil {
 		t.Fatal(err)
 	}
+	denied, err := NewDeniedTokens(t.Context(), store, 0, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
-		Store: store, Passwords: users, Allow: AllowList{Everyone: true},
+		Store: store, Denied: denied, Passwords: users, Allow: AllowList{Everyone: true},
 		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,
 		Logger: zap.NewNop(),
 	}})
@@ -112,7 +116,7 @@ func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			s := codeSite(t, db)
 			redeem := issueCode(t, s)
-			revokeAlice(t, &Admin{Issuer: s.Issuer, Store: db}, by)
+			revokeAlice(t, &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}, by)
 			if resp, oerr := redeem(); oerr == nil || oerr.Code != "invalid_grant" {
 				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
@@ -155,7 +159,7 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			hooked := &hookedStore{Store: db, prefix: keyGrant}
 			s := codeSite(t, hooked)
-			admin := &Admin{Issuer: s.Issuer, Store: db}
+			admin := &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}
 			hooked.beforePut = func() { revokeAlice(t, admin, by) }
 			resp, oerr := redeemCode(t, s)
 			if oerr == nil || oerr.Code != "invalid_grant" {

@@ -299,11 +299,7 @@ func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user u
 // denyAccessToken makes the gate refuse an access token until it expires.
 func (a *AuthServer) denyAccessToken(ctx context.Context, jti string, expiresAt int64) error {
 	// Denied as long as the verifier, allowing for clock skew, could take it.
-	ttl, live := ttlUntil(expiresAt + int64(time.Minute/time.Second))
-	if !live {
-		return nil
-	}
-	return a.Store.Put(ctx, keyDenied+jti, nil, ttl)
+	return a.Denied.deny(ctx, jti, expiresAt+int64(time.Minute/time.Second))
 }
 
 // CarryOverDenials copies the access tokens that legacy, a store from

@@ -32,6 +32,10 @@ type Badger struct {
 	// until they give up.
 	incrementLocks [64]sync.Mutex
 
+	// Only this process can open the database, so its notifications
+	// stay within it.
+	localNotifier
+
 	stopGC    chan struct{}
 	gcDone    chan struct{}
 	closeOnce sync.Once

@@ -17,8 +17,28 @@ type prefixed struct {
 // outside the prefix are out of reach: List lists only below it and hands
 // fn the keys without it. The prefix must not begin another one given to a
 // Prefixed view of the same store; end it with a separator such as "/".
+// If store is a Notifier, so is the view, and its channels are below the
+// prefix too.
 func Prefixed(store Store, prefix string) Store {
-	return &prefixed{store: store, prefix: prefix}
+	p := &prefixed{store: store, prefix: prefix}
+	if n, ok := store.(Notifier); ok {
+		return &prefixedNotifier{prefixed: p, notifier: n}
+	}
+	return p
+}
+
+// prefixedNotifier is a prefixed view of a Notifier.
+type prefixedNotifier struct {
+	*prefixed
+	notifier Notifier
+}
+
+func (p *prefixedNotifier) Publish(ctx context.Context, channel string, message []byte) error {
+	return p.notifier.Publish(ctx, p.prefix+channel, message)
+}
+
+func (p *prefixedNotifier) Subscribe(ctx context.Context, channel string, onMessage func([]byte), onListening func(bool)) {
+	p.notifier.Subscribe(ctx, p.prefix+channel, onMessage, onListening)
 }
 
 func (p *prefixed) Get(ctx context.Context, key string) ([]byte, error) {

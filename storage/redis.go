@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -576,4 +577,54 @@ func escapeGlob(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Interface guard
+var _ Notifier = (*Redis)(nil)
+
+// Publish publishes message on channel, under the store's prefix, with
+// Redis pub/sub.
+func (r *Redis) Publish(ctx context.Context, channel string, message []byte) error {
+	return r.client.Publish(ctx, r.key(channel), message).Err()
+}
+
+// Subscribe subscribes to channel, under the store's prefix, with Redis
+// pub/sub. While no message comes it pings the server at half the
+// heartbeat: the answer comes on the subscription's connection after any
+// message published before it, so it proves that none was missed.
+func (r *Redis) Subscribe(ctx context.Context, channel string, onMessage func([]byte), onListening func(bool)) {
+	go func() {
+		sub := r.client.Subscribe(ctx, r.key(channel))
+		defer sub.Close()
+		listening := false
+		for ctx.Err() == nil {
+			msg, err := sub.ReceiveTimeout(ctx, NotifierHeartbeat/2)
+			if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() && listening {
+				err = sub.Ping(ctx)
+			}
+			if err != nil {
+				if listening {
+					listening = false
+					onListening(false)
+				}
+				// The next receive reconnects and subscribes again.
+				select {
+				case <-ctx.Done():
+				case <-time.After(NotifierHeartbeat / 2):
+				}
+				continue
+			}
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				listening = true
+				onListening(true)
+			case *redis.Message:
+				onMessage([]byte(m.Payload))
+			case *redis.Pong:
+				if listening {
+					onListening(true)
+				}
+			}
+		}
+	}()
 }
