@@ -332,6 +332,10 @@ func (a *App) Cleanup() error {
 	if a.storeKey == "" {
 		return nil
 	}
+	// The sites' contexts are done: wait until they let go of the store.
+	for _, site := range a.siteAdmins("") {
+		site.Denied.Wait()
+	}
 	_, err := stores.Delete(a.storeKey)
 	a.storeKey = ""
 	return err

@@ -53,6 +53,8 @@ type DeniedTokens struct {
 	legacyLifetime time.Duration
 	logger         *zap.Logger
 	resubscribed   chan struct{}
+	stopped        chan struct{}
+	limit          int // maxDeniedTokens but in tests
 
 	mu     sync.RWMutex
 	until  map[string]int64 // jti → Unix second after which it needs no denial
@@ -71,7 +73,8 @@ type DeniedTokens struct {
 func NewDeniedTokens(ctx context.Context, store storage.Store, bound, tokenLifetime time.Duration, logger *zap.Logger) (*DeniedTokens, error) {
 	d := &DeniedTokens{
 		store: store, bound: bound, legacyLifetime: tokenLifetime + time.Minute, logger: logger,
-		resubscribed: make(chan struct{}, 1), until: map[string]int64{},
+		resubscribed: make(chan struct{}, 1), until: map[string]int64{}, limit: maxDeniedTokens,
+		stopped: make(chan struct{}),
 	}
 	// Listen first, then read: a revocation is either read or heard.
 	if n, ok := store.(storage.Notifier); ok {
@@ -139,10 +142,10 @@ func (d *DeniedTokens) add(jti string, until int64) {
 		d.until[jti] = max(known, until)
 		return
 	}
-	if len(d.until) >= maxDeniedTokens {
+	if len(d.until) >= d.limit {
 		d.dropExpiredLocked(time.Now().Unix())
 	}
-	if len(d.until) >= maxDeniedTokens {
+	if len(d.until) >= d.limit {
 		d.full = true
 		return
 	}
@@ -200,6 +203,7 @@ func (d *DeniedTokens) requestReconcile() {
 // maintain reads the store again every deniedReconcileInterval, at once
 // after the subscription restarts, and twice per bound while it is down.
 func (d *DeniedTokens) maintain(ctx context.Context) {
+	defer close(d.stopped)
 	for {
 		wait := deniedReconcileInterval
 		d.mu.RLock()
@@ -222,14 +226,21 @@ func (d *DeniedTokens) maintain(ctx context.Context) {
 	}
 }
 
+// Wait returns once the set, its context done, no longer uses the store,
+// which may then be closed.
+func (d *DeniedTokens) Wait() { <-d.stopped }
+
 // reconcile adds every revocation in the store to the set and drops the
 // expired ones. Revocations are never withdrawn, so what the set holds
 // and the store does not (yet) list is kept.
 func (d *DeniedTokens) reconcile(ctx context.Context) error {
 	start := time.Now()
+	d.mu.RLock()
+	limit := d.limit
+	d.mu.RUnlock()
 	listed := map[string]int64{}
 	err := d.store.List(ctx, keyDenied, func(key string, value []byte) error {
-		if len(listed) >= maxDeniedTokens {
+		if len(listed) >= limit {
 			return errDeniedFull
 		}
 		until, err := strconv.ParseInt(string(value), 10, 64)
@@ -251,7 +262,7 @@ func (d *DeniedTokens) reconcile(ctx context.Context) error {
 	for jti, until := range listed {
 		d.until[jti] = max(d.until[jti], until)
 	}
-	d.full = len(d.until) > maxDeniedTokens
+	d.full = len(d.until) > d.limit
 	d.synced = start
 	return nil
 }

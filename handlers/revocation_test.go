@@ -52,6 +52,7 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(denied.Wait) // before the store closes
 	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
 		Store: store, Denied: denied, Passwords: users, Allow: AllowList{Everyone: true},
 		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,

@@ -370,3 +370,62 @@ func writeCertificates(t testing.TB, dir string) (caFile, certFile, keyFile stri
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", serverDER),
 		write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }
+
+// Restartable is a standalone server that a test can kill and start again
+// at the same address, with its data: every write is synced to an
+// append-only file before it is acknowledged.
+type Restartable struct {
+	// URL is the redis:// URL of the server.
+	URL string
+
+	t    testing.TB
+	port int
+	dir  string
+}
+
+// StartRestartable starts a Restartable server; it stops when the test
+// ends.
+func StartRestartable(t testing.TB) *Restartable {
+	t.Helper()
+	r := &Restartable{t: t, dir: t.TempDir()}
+	addr := launch(t, func(port int, _ string) []string {
+		r.port = port
+		return r.args()
+	}, dialTCP)
+	r.URL = "redis://" + addr + "/0"
+	return r
+}
+
+func (r *Restartable) args() []string {
+	return []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always",
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir}
+}
+
+// Stop shuts the server down at once and waits until its port is closed.
+func (r *Restartable) Stop() {
+	r.t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	_, _ = command(addr, "SHUTDOWN", "NOSAVE") // it closes the connection instead of answering
+	waitFor(r.t, "redis-server to stop", func() (bool, error) {
+		conn, err := dialTCP(addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil, nil
+	})
+}
+
+// Restart starts the stopped server again at the same address.
+func (r *Restartable) Restart() {
+	r.t.Helper()
+	cmd := exec.Command(binary(r.t, "redis-server"), r.args()...)
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("restarting redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	r.t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	if err := waitForRedis(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), exited, dialTCP); err != nil {
+		r.t.Fatal(err)
+	}
+}

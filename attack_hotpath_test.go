@@ -1,0 +1,165 @@
+package mcpauth
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+)
+
+// Attacks on what the gate keeps in memory instead of asking the store on
+// every request: revoked tokens and session owners.
+
+// TestHelperCaddyInstance is another Caddy instance, in a process of its
+// own, for tests of several instances sharing a store: it runs the
+// Caddyfile in MCPAUTH_HELPER_CADDYFILE until it is killed.
+func TestHelperCaddyInstance(t *testing.T) {
+	caddyfile := os.Getenv("MCPAUTH_HELPER_CADDYFILE")
+	if caddyfile == "" {
+		t.Skip("helper process only")
+	}
+	if err := caddy.Load(adapt(t, caddyfile), true); err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString("ready\n")
+	time.Sleep(time.Hour)
+}
+
+// startOtherInstance starts, in another process, a Caddy that gates
+// http://127.0.0.1:<port>/mcp for this test's authorization server with
+// the state in redisURL, and returns the URL of its resource.
+func startOtherInstance(t *testing.T, redisURL string) string {
+	t.Helper()
+	port := freePort()
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	log {
+		output discard
+	}
+	http_port %d
+	https_port %d
+	storage file_system %s
+	mcp_auth {
+		redis %s
+	}
+}
+http://127.0.0.1:%d {
+	mcp_auth {
+		issuer %s
+		resource /mcp {
+			scopes mcp:tools mcp:admin
+		}
+		%s
+	}
+	respond "ok"
+}
+`, freePort(), freePort(), t.TempDir(), redisURL, port, siteAddr(), usersUpstream())
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCaddyInstance$", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), "MCPAUTH_HELPER_CADDYFILE="+caddyfile)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the other instance did not start: %v %q", err, line)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+}
+
+// statusAt sends a gated request with token to resource.
+func statusAt(t *testing.T, resource, token string) int {
+	t.Helper()
+	status, _, _ := do(t, http.DefaultClient, http.MethodPost, resource, bearer(token), []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	return status
+}
+
+// waitForStatus polls until resource answers want for token, and returns
+// how long that took; it fails the test after limit.
+func waitForStatus(t *testing.T, resource, token string, want int, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := statusAt(t, resource, token)
+		if got == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s still answers %d, not %d, %v later", resource, got, want, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two instances share Redis. A token revoked at one must be refused at the
+// other within the bound the README states, and an instance that can no
+// longer hear of revocations must refuse every token rather than pass one
+// that may have been revoked.
+func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
+	redisServer := redistest.StartRestartable(t)
+	logDir := t.TempDir()
+	e := startASWith(t, redisASSite(t, redisGlobalOptions(redisServer.URL, "", filepath.Join(logDir, "caddy.log")), logDir, usersUpstream()), logDir)
+	other := startOtherInstance(t, redisServer.URL)
+	c := e.publicClient(t)
+	revoked, kept := e.login(t, c, nil), e.login(t, c, nil)
+	for _, token := range []string{revoked.Access, kept.Access} {
+		if status := statusAt(t, other, token); status != http.StatusOK {
+			t.Fatalf("test setup: a fresh token at the other instance: %d", status)
+		}
+	}
+
+	form := url.Values{"token": {revoked.Access}, "client_id": {c.ID}}
+	revokedAt := time.Now()
+	if status, _, body := do(t, e.http, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode())); status != http.StatusOK {
+		t.Fatalf("revoking: %d %s", status, body)
+	}
+	if status := e.mcpStatus(t, revoked.Access); status != http.StatusUnauthorized {
+		t.Errorf("the revoked token at the instance that revoked it: %d, want 401", status)
+	}
+	took := waitForStatus(t, other, revoked.Access, http.StatusUnauthorized, 2*revocationBound)
+	if since := time.Since(revokedAt); since > revocationBound {
+		t.Errorf("the other instance refused the revoked token only %v after the revocation (polling took %v), beyond the %v bound", since, took, revocationBound)
+	}
+
+	// Redis goes away: within the bound, both instances refuse with 503,
+	// and the revoked token never passes.
+	redisServer.Stop()
+	stoppedAt := time.Now()
+	for time.Since(stoppedAt) < revocationBound+time.Second {
+		if status := statusAt(t, other, revoked.Access); status == http.StatusOK {
+			t.Fatalf("the revoked token passed %v after Redis went away", time.Since(stoppedAt))
+		}
+		status := statusAt(t, other, kept.Access)
+		if time.Since(stoppedAt) > revocationBound+100*time.Millisecond && status != http.StatusServiceUnavailable {
+			t.Fatalf("%v after Redis went away, a token passed the other instance unchecked: %d, want 503", time.Since(stoppedAt), status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status := e.mcpStatus(t, kept.Access); status != http.StatusServiceUnavailable {
+		t.Errorf("without Redis, this instance: %d, want 503", status)
+	}
+
+	// Redis is back: both recover on their own, and still know the
+	// revocation.
+	redisServer.Restart()
+	waitForStatus(t, other, kept.Access, http.StatusOK, 10*time.Second)
+	if status := statusAt(t, other, revoked.Access); status != http.StatusUnauthorized {
+		t.Errorf("after Redis came back, the revoked token at the other instance: %d, want 401", status)
+	}
+	if status := e.mcpStatus(t, kept.Access); status != http.StatusOK {
+		t.Errorf("after Redis came back, this instance: %d, want 200", status)
+	}
+}

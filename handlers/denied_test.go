@@ -1,0 +1,154 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+func openBadger(t testing.TB) *storage.Badger {
+	t.Helper()
+	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func newDenied(t testing.TB, store storage.Store, bound time.Duration) *DeniedTokens {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := NewDeniedTokens(ctx, store, bound, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after the store's cleanup, so it runs before it.
+	t.Cleanup(func() { cancel(); d.Wait() })
+	return d
+}
+
+func wantRevoked(t *testing.T, d *DeniedTokens, jti string, want bool) {
+	t.Helper()
+	if got, err := d.Revoked(jti); err != nil || got != want {
+		t.Errorf("Revoked(%q) = %v, %v; want %v", jti, got, err, want)
+	}
+}
+
+func TestDeniedTokensLoadedKeptAndShared(t *testing.T) {
+	db := openBadger(t)
+	site := storage.Prefixed(db, "site/a/")
+	ctx := context.Background()
+	// Recorded by an older release, without its expiry.
+	if err := site.Put(ctx, keyDenied+"old", nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Another site's revocation is not this one's.
+	other := newDenied(t, storage.Prefixed(db, "site/b/"), 0)
+	if err := other.deny(ctx, "elsewhere", time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	first, second := newDenied(t, site, 0), newDenied(t, site, 0)
+	wantRevoked(t, first, "old", true)
+	wantRevoked(t, first, "elsewhere", false)
+
+	if err := first.deny(ctx, "new", time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	// The other set of the same key space (a config being replaced by a
+	// reload) hears of it before deny returns.
+	wantRevoked(t, second, "new", true)
+	wantRevoked(t, newDenied(t, site, 0), "new", true)
+	// Expired tokens need no denial, and are not kept.
+	if err := first.deny(ctx, "expired", time.Now().Add(-time.Second).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	wantRevoked(t, first, "expired", false)
+}
+
+func TestDeniedTokensFullFailsClosed(t *testing.T) {
+	db := openBadger(t)
+	d := newDenied(t, db, 0)
+	d.mu.Lock()
+	d.limit = 2
+	d.mu.Unlock()
+	ctx := context.Background()
+	for _, jti := range []string{"a", "b", "c"} {
+		if err := d.deny(ctx, jti, time.Now().Add(time.Hour).Unix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, jti := range []string{"a", "c", "unknown"} {
+		if _, err := d.Revoked(jti); !errors.Is(err, errDeniedFull) {
+			t.Errorf("Revoked(%q) with more revocations than the set holds: %v, want it to fail", jti, err)
+		}
+	}
+	// Reading the store again does not forget the excess either.
+	if err := d.reconcile(ctx); !errors.Is(err, errDeniedFull) {
+		t.Errorf("reconcile: %v", err)
+	}
+	if _, err := d.Revoked("unknown"); !errors.Is(err, errDeniedFull) {
+		t.Errorf("after reconcile: %v, want it to fail", err)
+	}
+	// Room again: the set is whole and trusted.
+	d.mu.Lock()
+	d.limit = 3
+	d.mu.Unlock()
+	if err := d.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantRevoked(t, d, "c", true)
+	wantRevoked(t, d, "unknown", false)
+}
+
+// unreachable is a store whose List fails while down is set, and that has
+// no notifier: only reading it vouches for the set.
+type unreachable struct {
+	storage.Store
+	down atomic.Bool
+}
+
+func (u *unreachable) List(ctx context.Context, prefix string, fn func(string, []byte) error) error {
+	if u.down.Load() {
+		return errors.New("connection refused")
+	}
+	return u.Store.List(ctx, prefix, fn)
+}
+
+func TestDeniedTokensStaleFailsClosed(t *testing.T) {
+	store := &unreachable{Store: openBadger(t)}
+	const bound = 100 * time.Millisecond
+	d := newDenied(t, store, bound)
+	wantRevoked(t, d, "x", false)
+	store.down.Store(true)
+	time.Sleep(bound + 20*time.Millisecond)
+	if _, err := d.Revoked("x"); !errors.Is(err, errDeniedStale) {
+		t.Errorf("Revoked with the store out of reach for longer than the bound: %v, want it to fail", err)
+	}
+	store.down.Store(false)
+	deadline := time.Now().Add(time.Second) // it reads the store twice per bound
+	for {
+		if _, err := d.Revoked("x"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the set did not recover once the store was back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDeniedTokensIgnoresUnreadableNotification(t *testing.T) {
+	d := newDenied(t, openBadger(t), 0)
+	for _, m := range []string{"", " 123", "jti", "jti x", "jti 1 2"} {
+		d.onMessage([]byte(m))
+	}
+	wantRevoked(t, d, "jti", false)
+	wantRevoked(t, d, "", false)
+}
