@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -80,15 +81,32 @@ type siteRegistry struct {
 var stores = caddy.NewUsagePool()
 
 // pooledStore lets the pool close the database when its last user is gone.
-type pooledStore struct{ *storage.Badger }
+type pooledStore struct {
+	*storage.Badger
+	logger *zap.Logger
+}
 
-func (p pooledStore) Destruct() error { return p.Close() }
+func (p pooledStore) Destruct() error { return closeStore(p.logger, p.Badger) }
 
 // pooledRedis lets the pool close the Redis client when its last user is
 // gone.
-type pooledRedis struct{ *storage.Redis }
+type pooledRedis struct {
+	*storage.Redis
+	logger *zap.Logger
+}
 
-func (p pooledRedis) Destruct() error { return p.Close() }
+func (p pooledRedis) Destruct() error { return closeStore(p.logger, p.Redis) }
+
+// closeStore closes a store and logs why it failed. Closing gives up after
+// storage.CloseTimeout, so a failing disk cannot keep Caddy from exiting or
+// reloading; the error names the store.
+func closeStore(logger *zap.Logger, store io.Closer) error {
+	err := store.Close()
+	if err != nil {
+		logger.Error("closing the state store", zap.Error(err))
+	}
+	return err
+}
 
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
@@ -145,7 +163,7 @@ func (a *App) openBadger() (string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{db}, nil
+		return pooledStore{db, a.logger}, nil
 	})
 	if err != nil {
 		return "", err
@@ -181,7 +199,7 @@ func (a *App) openRedis(ctx caddy.Context) (string, error) {
 			return nil, err
 		}
 		a.logger.Info("state store is redis", zap.Stringer("redis", r))
-		return pooledRedis{r}, nil
+		return pooledRedis{r, a.logger}, nil
 	})
 	if err != nil {
 		return "", err

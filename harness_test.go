@@ -41,6 +41,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if args := os.Getenv(caddyProcessArgs); args != "" {
+		runCaddyProcess(args) // this is a Caddy started by startCaddyProcess
+		return
+	}
 	os.Exit(runTests(m))
 }
 

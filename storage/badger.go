@@ -24,6 +24,7 @@ import (
 // only one process can have it open at a time.
 type Badger struct {
 	db     *badger.DB
+	dir    string
 	logger *zap.Logger
 
 	// incrementLocks serialise increments of a key within this process
@@ -104,6 +105,7 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 
 	b := &Badger{
 		db:     db,
+		dir:    dir,
 		logger: logger,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
@@ -116,14 +118,17 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 	return b, nil
 }
 
-// Close stops the background garbage collection and closes the database.
-// It is safe to call more than once; later calls return the first result.
+// Close stops the background garbage collection and closes the database,
+// giving up after CloseTimeout. It is safe to call more than once; later
+// calls return the first result.
 func (b *Badger) Close() error {
 	b.closeOnce.Do(func() {
-		// GC must not run against a closing database.
-		close(b.stopGC)
-		<-b.gcDone
-		b.closeErr = b.db.Close()
+		b.closeErr = closeWithin(CloseTimeout, fmt.Sprintf("badger database %q", b.dir), func() error {
+			// GC must not run against a closing database.
+			close(b.stopGC)
+			<-b.gcDone
+			return b.db.Close()
+		})
 	})
 	return b.closeErr
 }

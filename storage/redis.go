@@ -253,10 +253,11 @@ func (r *Redis) String() string {
 	return fmt.Sprintf("%s prefix %q", r.addr, r.prefix)
 }
 
-// Close closes the connections to Redis. It is safe to call more than once;
-// later calls return the first result. Entries stay in Redis.
+// Close closes the connections to Redis, giving up after CloseTimeout. It
+// is safe to call more than once; later calls return the first result.
+// Entries stay in Redis.
 func (r *Redis) Close() error {
-	r.closeOnce.Do(func() { r.closeErr = r.client.Close() })
+	r.closeOnce.Do(func() { r.closeErr = closeWithin(CloseTimeout, "redis "+r.String(), r.client.Close) })
 	return r.closeErr
 }
 

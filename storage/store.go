@@ -8,6 +8,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -19,6 +20,27 @@ var ErrExpired = errors.New("storage: the entry's expiry has passed")
 
 // NoExpiry is the ttl of an entry that never expires.
 const NoExpiry time.Duration = 0
+
+// CloseTimeout bounds how long closing a store may take. Badger retries a
+// failed flush forever (its directory removed, a disk error), and a close
+// that never returns would keep Caddy from exiting or reloading.
+const CloseTimeout = 10 * time.Second
+
+// closeWithin runs closeStore and waits at most timeout for it. Past that
+// it returns an error naming the store and leaves closeStore running, so
+// that the caller, and the process, can go on.
+func closeWithin(timeout time.Duration, store string, closeStore func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- closeStore() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("storage: closing %s did not finish within %s; gave up, so writes not yet on disk may be lost", store, timeout)
+	}
+}
 
 // checkWrite refuses a write whose context is done or whose ttl is
 // negative.
