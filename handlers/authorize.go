@@ -337,8 +337,11 @@ func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, http.StatusMethodNotAllowed, "Unexpected request.")
 		return
 	}
-	q := r.URL.Query()
-	state := q.Get("state")
+	q, ok := s.pageForm(w, r)
+	if !ok {
+		return
+	}
+	state := q["state"]
 	var login upstreamLogin
 	if state == "" || len(state) > 200 {
 		s.errorPage(w, http.StatusBadRequest, "The login response is missing its state.")
@@ -354,12 +357,12 @@ func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := login.Request
-	if q.Get("error") != "" || q.Get("code") == "" {
-		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q.Get("error"))))
+	if q["error"] != "" || q["code"] == "" {
+		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q["error"])))
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider did not complete")
 		return
 	}
-	id, err := s.AS.Upstream.Exchange(r.Context(), q.Get("code"), login.Verifier, login.Nonce, s.Issuer+pathCallback)
+	id, err := s.AS.Upstream.Exchange(r.Context(), q["code"], login.Verifier, login.Nonce, s.Issuer+pathCallback)
 	if err != nil {
 		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.Error(err))
 		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider failed")
