@@ -552,3 +552,75 @@ func TestAttackMadeUpSessionIDsFillSessionStore(t *testing.T) {
 		t.Errorf("alice with her new session: %d", status)
 	}
 }
+
+// outsideResourcesSite starts Caddy with the given resources and routes
+// every path below /todos/ to the todos backend, the way
+// `handle_path /todos/*` serves an MCP server's other endpoints (SSE,
+// messages) next to its resource path.
+func outsideResourcesSite(t *testing.T, resources ...string) func(resource string) string {
+	storagePath := t.TempDir()
+	todos, other := pathBackend(t, "todos"), pathBackend(t, "other")
+	var declared strings.Builder
+	for _, r := range resources {
+		fmt.Fprintf(&declared, "\t\tresource %s\n", r)
+	}
+	startCaddy(t, globalOptions(storagePath, filepath.Join(t.TempDir(), "caddy.log"))+fmt.Sprintf(`
+%s {
+	mcp_auth {
+		%s
+%s	}
+	handle_path /todos/* {
+		reverse_proxy %s
+	}
+	handle {
+		reverse_proxy %s
+	}
+}
+`, siteAddr(), usersUpstream(), declared.String(), todos.Listener.Addr(), other.Listener.Addr()))
+	ring := testRing(t, storagePath)
+	return func(resource string) string {
+		return mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{siteAddr() + resource} })
+	}
+}
+
+// A path outside every resource must not fall back to the default (first)
+// resource when it lies beside another resource: /todos/sse reaches the
+// todos backend, so it needs a todos token, in any spelling.
+func TestAttackPathOutsideResourcesFallsBackToDefault(t *testing.T) {
+	mint := outsideResourcesSite(t, "/notes/mcp", "/todos/mcp")
+	notes, todos := mint("/notes/mcp"), mint("/todos/mcp")
+	for _, target := range []string{"/todos/sse", "/Todos/messages", "/todos/", "/TODOS/sse?x=1", "/to%64os/sse", "/todos/a/b"} {
+		if status, challenge, reached := rawRequest(t, "GET", target, bearerLine(notes), ""); status != http.StatusUnauthorized || !strings.Contains(challenge, "/.well-known/oauth-protected-resource/todos/mcp") {
+			t.Errorf("notes token at %s: %d %q reached %v", target, status, challenge, reached)
+		}
+		if status, _, reached := rawRequest(t, "GET", target, bearerLine(todos), ""); status != http.StatusOK || reached["backend"] != "todos" {
+			t.Errorf("todos token at %s: %d reached %v", target, status, reached)
+		}
+	}
+	// A path beside no resource is still guarded by the default one.
+	for _, target := range []string{"/", "/other", "/todosx/sse"} {
+		if status, _, reached := rawRequest(t, "GET", target, bearerLine(todos), ""); status != http.StatusUnauthorized {
+			t.Errorf("todos token at %s: %d reached %v", target, status, reached)
+		}
+		if status, _, reached := rawRequest(t, "GET", target, bearerLine(notes), ""); status != http.StatusOK || reached["backend"] != "other" {
+			t.Errorf("notes token at %s: %d reached %v", target, status, reached)
+		}
+	}
+}
+
+// A path as close to two resources, neither of which leads to the other,
+// is no resource's: no token takes it past the gate.
+func TestAttackPathBetweenResourcesPicksOne(t *testing.T) {
+	mint := outsideResourcesSite(t, "/notes/mcp", "/todos/mcp", "/todos/admin/mcp")
+	for _, resource := range []string{"/notes/mcp", "/todos/mcp", "/todos/admin/mcp"} {
+		for _, target := range []string{"/todos/sse", "/Todos/messages", "/todos/"} {
+			if status, _, reached := rawRequest(t, "GET", target, bearerLine(mint(resource)), ""); status != http.StatusNotFound || reached != nil {
+				t.Errorf("%s token at %s: %d reached %v", resource, target, status, reached)
+			}
+		}
+	}
+	// Below either resource, its own token works as before.
+	if status, _, reached := rawRequest(t, "GET", "/todos/admin/sse", bearerLine(mint("/todos/admin/mcp")), ""); status != http.StatusOK || reached["backend"] != "todos" {
+		t.Errorf("admin token at /todos/admin/sse: %d reached %v", status, reached)
+	}
+}

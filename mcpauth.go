@@ -686,7 +686,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			w.Header().Set("WWW-Authenticate", d.Challenge)
 		}
 		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
-			c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", d.Resource.URL))
+			resource := ""
+			if d.Resource != nil {
+				resource = d.Resource.URL
+			}
+			c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", resource))
 		}
 		return caddyhttp.Error(d.Status, fmt.Errorf("mcp_auth: %s", d.Reason))
 	}

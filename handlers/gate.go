@@ -14,9 +14,11 @@ import (
 type Decision struct {
 	// Claims are the verified token's claims; nil when the request is refused.
 	Claims *tokens.AccessClaims
-	// Resource is the protected resource the request was matched to.
+	// Resource is the protected resource the request was matched to; nil
+	// when its path addresses none (ResourceFor).
 	Resource *Resource
-	// Status is the HTTP status of a refusal: 400, 401, 403, 413, 415, or 503
+	// Status is the HTTP status of a refusal: 400, 401, 403, 404, 413, 415,
+	// or 503
 	// when the token could not be checked; 0 when allowed.
 	Status int
 	// Challenge is the WWW-Authenticate value of a refusal.
@@ -28,6 +30,8 @@ type Decision struct {
 	SessionID string
 }
 
+var errAmbiguousResource = errors.New("the request path is outside every resource and as close to several of them")
+
 // Authorize decides whether r may reach the protected backend. Only the
 // Authorization header is considered: a token in the query string is never
 // accepted (OAuth 2.1 section 5.1), so such a request counts as anonymous.
@@ -36,10 +40,17 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	if err != nil {
 		// Named in the challenge: the resource Caddy's matchers see.
 		res := s.ResourceFor(strings.ToLower(path.Clean("/" + r.URL.Path)))
+		if res == nil {
+			res = s.Resources[0]
+		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
 			Challenge: s.challenge(res, "invalid_request", err.Error(), nil)}
 	}
 	res := s.ResourceFor(reqPath)
+	if res == nil {
+		// Nothing is there to authorize: no token is the right one.
+		return Decision{Status: http.StatusNotFound, Reason: errAmbiguousResource.Error()}
+	}
 	need := s.requiredScopes(reqPath)
 	d := Decision{Resource: res}
 

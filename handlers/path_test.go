@@ -141,18 +141,22 @@ func FuzzGatePath(f *testing.F) {
 		}
 		// Reference decisions: the longest resource whose lower-cased path
 		// prefixes the normalised one, as Caddy's `handle <path>*` blocks
-		// route; rules by prefix or exact path (trailing slash included).
+		// route; else the todos resource for /todos/... (which leads to
+		// /todos/mcp/admin), the default (notes) for any other; rules by
+		// prefix or exact path (trailing slash included).
 		var wantRes *Resource
 		for _, r := range s.Resources {
 			if strings.HasPrefix(want, strings.ToLower(r.Path)) && (wantRes == nil || len(r.Path) > len(wantRes.Path)) {
 				wantRes = r
 			}
 		}
-		if wantRes == nil {
+		if first, _, _ := strings.Cut(strings.TrimPrefix(want, "/"), "/"); wantRes == nil && first == "todos" {
+			wantRes = s.Resources[1]
+		} else if wantRes == nil {
 			wantRes = s.Resources[0]
 		}
 		if res := s.ResourceFor(got); res != wantRes {
-			t.Fatalf("%q went to %s, want %s", raw, res.URL, wantRes.URL)
+			t.Fatalf("%q went to %v, want %v", raw, res, wantRes)
 		}
 		var wantScopes []string
 		if strings.HasPrefix(want, "/notes/mcp/admin") {

@@ -266,8 +266,14 @@ func cleanResourcePath(p string) (string, error) {
 // ResourceFor returns the resource that a request path, as gatePath
 // returns it, addresses: the one with the longest path that is a prefix of
 // it, the way `handle /todos/mcp*` routes /todos/mcp, /todos/mcp/x and
-// /todos/mcpx alike, else the default (first declared) resource, so
-// nothing is left unguarded.
+// /todos/mcpx alike. A path outside every resource belongs to the one it
+// shares most leading segments with, since routes such as
+// `handle_path /todos/*` send /todos/sse to the todos backend too; of
+// several that share as many, the one whose path leads to all the others
+// (/todos/mcp before /todos/mcp/admin), and none (nil) if no such one
+// exists, as no token can be chosen for the path. Only a path that shares
+// no segment with any resource is guarded by the default (first declared)
+// resource, so nothing is left unguarded.
 func (s *Site) ResourceFor(path string) *Resource {
 	var best *Resource
 	for _, r := range s.Resources {
@@ -275,10 +281,40 @@ func (s *Site) ResourceFor(path string) *Resource {
 			best = r
 		}
 	}
-	if best == nil {
+	if best != nil {
+		return best
+	}
+	most := 0
+	for _, r := range s.Resources {
+		if n := sharedSegments(path, r.matchPath); n > most || n == most && best != nil && len(r.matchPath) < len(best.matchPath) {
+			best, most = r, n
+		}
+	}
+	if most == 0 {
 		return s.Resources[0]
 	}
+	for _, r := range s.Resources {
+		if !covers(best.matchPath, r.matchPath) && sharedSegments(path, r.matchPath) == most {
+			return nil
+		}
+	}
 	return best
+}
+
+// sharedSegments counts the leading path segments a and b have in common.
+func sharedSegments(a, b string) int {
+	a, b = strings.TrimPrefix(a, "/"), strings.TrimPrefix(b, "/")
+	n := 0
+	for a != "" && b != "" {
+		var segA, segB string
+		segA, a, _ = strings.Cut(a, "/")
+		segB, b, _ = strings.Cut(b, "/")
+		if segA != segB {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 func covers(prefix, path string) bool {

@@ -54,13 +54,49 @@ func TestResourceFor(t *testing.T) {
 		"/a/mcp/b/mcp":       "https://h.example/a/mcp",
 		"/":                  "https://h.example/a/mcp",
 		"/other":             "https://h.example/a/mcp",
+		"/a":                 "https://h.example/a/mcp",
+		"/a/sse":             "https://h.example/a/mcp",
+		"/A/Messages":        "https://h.example/a/mcp",
+		"/ax/mcp":            "https://h.example/a/mcp", // no shared segment: the default
+		"/bx/mcp":            "https://h.example/a/mcp",
+		"/b/mcpx/admin":      "https://h.example/b/mcp",
+		"/b/":                "https://h.example/b/mcp", // /b/mcp leads to /b/mcp/admin
+		"/B/sse":             "https://h.example/b/mcp",
 	} {
 		p, err := gatePath(&url.URL{Path: path})
 		if err != nil {
 			t.Fatalf("gatePath(%q): %v", path, err)
 		}
-		if got := s.ResourceFor(p).URL; got != want {
+		got := ""
+		if res := s.ResourceFor(p); res != nil {
+			got = res.URL
+		}
+		if got != want {
 			t.Errorf("ResourceFor(%q) = %q, want %q", path, got, want)
+		}
+	}
+	// A path as close to two resources, neither leading to the other,
+	// belongs to neither.
+	forked, err := NewSite(SiteConfig{Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/notes/mcp"}, {Path: "/notes/admin/mcp"}, {Path: "/todos/mcp"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]*Resource{
+		"/notes/sse": nil, "/notes/": nil, "/notes/admin/sse": forked.Resources[1], "/notes/mcp/x": forked.Resources[0],
+		"/todos/sse": forked.Resources[2], "/other": forked.Resources[0],
+	} {
+		if res := forked.ResourceFor(path); res != want {
+			t.Errorf("ResourceFor(%q) = %v, want %v", path, res, want)
+		}
+	}
+	// One resource guards every path, as it always has.
+	single, err := NewSite(SiteConfig{Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/a/mcp"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/", "/a", "/b/mcp", "/a/sse"} {
+		if res := single.ResourceFor(path); res != single.Resources[0] {
+			t.Errorf("single resource: ResourceFor(%q) = %v", path, res)
 		}
 	}
 	if got := s.Resources[1].MetadataURL; got != "https://h.example/.well-known/oauth-protected-resource/b/mcp" {
