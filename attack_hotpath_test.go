@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // Attacks on what the gate keeps in memory instead of asking the store on
@@ -161,5 +163,47 @@ func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
 	}
 	if status := e.mcpStatus(t, kept.Access); status != http.StatusOK {
 		t.Errorf("after Redis came back, this instance: %d, want 200", status)
+	}
+}
+
+// Session owners answered from memory: once alice's session is known to
+// be hers, no other user, however close their sub is to hers, may use it,
+// before or after her uses warm the cache.
+func TestAttackCachedSessionServesAnotherUser(t *testing.T) {
+	storagePath, logDir := t.TempDir(), t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
+	client := mustTLSClient(t)
+	ring := testRing(t, storagePath)
+	alice := mint(t, ring, nil)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "session-test", Version: "0"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: client, OAuthHandler: staticToken(alice)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	list := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
+	send := func(token string) int {
+		h := bearer(token)
+		h.Set("Mcp-Session-Id", cs.ID())
+		h.Set("Mcp-Protocol-Version", cs.InitializeResult().ProtocolVersion)
+		h.Set("Content-Type", "application/json")
+		h.Set("Accept", "application/json, text/event-stream")
+		status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/mcp", h, list)
+		return status
+	}
+	for range 3 {
+		if status := send(alice); status != http.StatusOK {
+			t.Fatalf("alice with her session: %d", status)
+		}
+	}
+	// Subs that a sloppy comparison of "issuer sub" could take for hers.
+	for _, sub := range []string{"user-bob", "user-ALICE", "user-alic", "user-alice ", " user-alice", "user-alice\x00", "user-alicee"} {
+		other := mint(t, ring, func(c *tokens.AccessClaims) { c.Subject = sub })
+		if status := send(other); status != http.StatusNotFound {
+			t.Errorf("sub %q with alice's session: %d, want 404", sub, status)
+		}
+		if status := send(alice); status != http.StatusOK {
+			t.Errorf("alice after %q tried her session: %d", sub, status)
+		}
 	}
 }

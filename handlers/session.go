@@ -2,12 +2,14 @@ package handlers
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -68,11 +70,20 @@ func sessionID(h http.Header) (string, error) {
 // accepted it, so ids the backend does not know cost no writes. An owner's
 // use extends the binding. sessionID is a Decision's SessionID, which
 // Authorize checked.
+//
+// A binding never changes owner while it lives, so the bindings this
+// process read, wrote or extended answer for their owner from memory until
+// they need extending; anything else (another user, an unbound session)
+// asks the store.
 func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned, unbound bool, err error) {
 	if s.Sessions == nil || sessionID == "" {
 		return true, false, nil
 	}
-	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+	key := hashKey(sessionID)
+	if s.sessionOwners.owns(key, s.Issuer, sub, time.Now().Add(sessionLifetime/2)) {
+		return true, false, nil
+	}
+	owner := s.sessionOwner(sub)
 	stored, err := s.Sessions.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -85,10 +96,13 @@ func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned
 		return false, false, nil
 	}
 	if time.Until(expires) < sessionLifetime/2 {
-		if err := s.Sessions.Put(ctx, key, newBinding(owner), sessionLifetime); err != nil {
+		var value []byte
+		value, expires = newBinding(owner)
+		if err := s.Sessions.Put(ctx, key, value, sessionLifetime); err != nil {
 			return false, false, err
 		}
 	}
+	s.sessionOwners.add(key, owner, expires)
 	return true, false, nil
 }
 
@@ -97,8 +111,10 @@ func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned
 // who present an unbound id at once gets it.
 func (s *Site) ClaimSession(ctx context.Context, sessionID, sub string) (bool, error) {
 	key, owner := hashKey(sessionID), s.sessionOwner(sub)
-	switch err := s.Sessions.Create(ctx, key, newBinding(owner), sessionLifetime); {
+	value, expires := newBinding(owner)
+	switch err := s.Sessions.Create(ctx, key, value, sessionLifetime); {
 	case err == nil:
+		s.sessionOwners.add(key, owner, expires)
 		return true, nil
 	case !errors.Is(err, storage.ErrConflict):
 		return false, err
@@ -119,7 +135,13 @@ func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
 	if s.Sessions == nil || sessionID == "" {
 		return nil
 	}
-	return s.Sessions.Put(ctx, hashKey(sessionID), newBinding(s.sessionOwner(sub)), sessionLifetime)
+	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+	value, expires := newBinding(owner)
+	if err := s.Sessions.Put(ctx, key, value, sessionLifetime); err != nil {
+		return err
+	}
+	s.sessionOwners.add(key, owner, expires)
+	return nil
 }
 
 // sessionOwner is how a binding names its owner: the same sub at another
@@ -130,9 +152,11 @@ func (s *Site) sessionOwner(sub string) []byte {
 
 // newBinding is a binding's stored value: when it expires (Unix seconds),
 // a space, and its owner. The store's own expiry is not readable through
-// storage.Store, and the owner's use must know when to extend it.
-func newBinding(owner []byte) []byte {
-	return append(strconv.AppendInt(nil, time.Now().Add(sessionLifetime).Unix(), 10), append([]byte(" "), owner...)...)
+// storage.Store, and the owner's use must know when to extend it. It also
+// returns that expiry, which the store's, set after, is not before.
+func newBinding(owner []byte) ([]byte, time.Time) {
+	expires := time.Unix(time.Now().Add(sessionLifetime).Unix(), 0)
+	return append(strconv.AppendInt(nil, expires.Unix(), 10), append([]byte(" "), owner...)...), expires
 }
 
 // parseBinding splits a binding into its owner and expiry. A binding
@@ -145,4 +169,69 @@ func parseBinding(stored []byte) (owner []byte, expires time.Time) {
 		}
 	}
 	return stored, time.Now()
+}
+
+// maxCachedSessions bounds the session bindings kept in memory (about 200
+// bytes each); the least recently used make room.
+const maxCachedSessions = 100_000
+
+// sessionCache holds session bindings (by key) this process read or wrote,
+// each with the expiry its stored value names. The zero value is ready to
+// use.
+type sessionCache struct {
+	mu      sync.Mutex
+	max     int                      // maxCachedSessions but in tests
+	entries map[string]*list.Element // of *cachedSession
+	recent  list.List                // most recently used first
+}
+
+type cachedSession struct {
+	key, owner string
+	expires    time.Time
+}
+
+// owns reports whether key is cached as bound to sub at issuer (see
+// sessionOwner) until after until.
+func (c *sessionCache) owns(key, issuer, sub string, until time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok {
+		return false
+	}
+	cs := e.Value.(*cachedSession)
+	if !time.Now().Before(cs.expires) {
+		c.recent.Remove(e)
+		delete(c.entries, key)
+		return false
+	}
+	c.recent.MoveToFront(e)
+	o := cs.owner // compared without building issuer+" "+sub
+	return cs.expires.After(until) && len(o) == len(issuer)+1+len(sub) &&
+		o[:len(issuer)] == issuer && o[len(issuer)] == ' ' && o[len(issuer)+1:] == sub
+}
+
+// add caches that key is bound to owner until expires.
+func (c *sessionCache) add(key string, owner []byte, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[string]*list.Element)
+	}
+	if e, ok := c.entries[key]; ok {
+		cs := e.Value.(*cachedSession)
+		cs.owner, cs.expires = string(owner), expires
+		c.recent.MoveToFront(e)
+		return
+	}
+	limit := c.max
+	if limit == 0 {
+		limit = maxCachedSessions
+	}
+	if len(c.entries) >= limit {
+		oldest := c.recent.Back()
+		c.recent.Remove(oldest)
+		delete(c.entries, oldest.Value.(*cachedSession).key)
+	}
+	c.entries[key] = c.recent.PushFront(&cachedSession{key: key, owner: string(owner), expires: expires})
 }

@@ -64,3 +64,70 @@ func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
 		t.Errorf("alice claimed mallory's session: %v %v", ok, err)
 	}
 }
+
+// countingStore counts reads.
+type countingStore struct {
+	storage.Store
+	gets int
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	c.gets++
+	return c.Store.Get(ctx, key)
+}
+
+// Known owners are answered from memory; anyone else is asked of the
+// store every time, and a binding close to expiring goes back to the
+// store so that it is extended.
+func TestSessionOwnersCached(t *testing.T) {
+	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	store := &countingStore{Store: SessionStore(db)}
+	s := &Site{Issuer: "https://as.example", Sessions: store}
+	s.sessionOwners.max = 2
+	owned := func(id, sub string, want bool, wantGets int) {
+		t.Helper()
+		before := store.gets
+		if got, _, err := s.SessionOwnedBy(ctx, id, sub); err != nil || got != want {
+			t.Errorf("%s by %s: %v %v, want %v", id, sub, got, err, want)
+		}
+		if got := store.gets - before; got != wantGets {
+			t.Errorf("%s by %s: %d reads of the store, want %d", id, sub, got, wantGets)
+		}
+	}
+	if err := s.BindSession(ctx, "one", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	owned("one", "alice", true, 0)
+	owned("one", "bob", false, 1)
+	owned("one", "bob", false, 1)
+	owned("one", "alice", true, 0)
+
+	// Read once from the store, then from memory.
+	value, _ := newBinding(s.sessionOwner("carol"))
+	if err := store.Put(ctx, hashKey("two"), value, sessionLifetime); err != nil {
+		t.Fatal(err)
+	}
+	owned("two", "carol", true, 1)
+	owned("two", "carol", true, 0)
+
+	// The least recently used goes when a third is cached.
+	if ok, err := s.ClaimSession(ctx, "three", "dave"); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	owned("three", "dave", true, 0)
+	owned("one", "alice", true, 1)
+
+	// A binding due for extension is not answered from memory.
+	soon := time.Now().Add(time.Hour)
+	if err := store.Put(ctx, hashKey("four"), append([]byte(strconv.FormatInt(soon.Unix(), 10)+" "), s.sessionOwner("erin")...), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	s.sessionOwners.add(hashKey("four"), s.sessionOwner("erin"), soon)
+	owned("four", "erin", true, 1)
+	owned("four", "erin", true, 0) // extended, and cached as such
+}

@@ -109,6 +109,8 @@ type Site struct {
 	cookie string
 	// scopeRules are checked in order; every matching rule's scopes are needed.
 	scopeRules []scopeRule
+	// sessionOwners caches bindings of Sessions.
+	sessionOwners sessionCache
 }
 
 // SiteConfig is what NewSite builds a Site from.
