@@ -336,3 +336,43 @@ func TestAttackSecretGuessingLocksOutAnotherAddress(t *testing.T) {
 	ts := pe.login(t, victim, pflow{wantScope: allScopes})
 	pe.mustRefresh(t, victim, pflow{wantScope: allScopes}, ts.Refresh)
 }
+
+// A private_key_jwt assertion names its audience: this server's issuer,
+// its token endpoint, or the endpoint it is posted to (libraries differ),
+// each spelt exactly. An assertion for another server, for another
+// endpoint of this one, or for a look-alike URL authenticates nobody.
+func TestAttackAssertionAudienceOfAnotherEndpoint(t *testing.T) {
+	pe, c, _ := signedClients(t, func(string) string { return "" })
+	f := pflow{wantScope: allScopes}
+	ts := pe.login(t, c, f)
+	for_ := func(aud string) *pclient { out := *c; out.aud = aud; return &out }
+	base := siteAddr()
+	lookAlikes := []string{base + "/", base + "//token", base + "/token/", base + "/TOKEN", strings.ToUpper(base), "https://evil.example/token", "https://evil.example"}
+
+	for _, aud := range []string{base, base + "/token", base + "/introspect"} {
+		if status, m := pe.introspect(t, for_(aud), ts.Access); status != 200 || m["active"] != true {
+			t.Errorf("introspect with aud %s: %d %v", aud, status, m)
+		}
+	}
+	for _, aud := range append(lookAlikes, base+"/revoke", base+"/introspect/") {
+		if status, m := pe.introspect(t, for_(aud), ts.Access); status != 401 || m["error"] != "invalid_client" {
+			t.Errorf("introspect with aud %s: %d %v", aud, status, m)
+		}
+	}
+	for _, aud := range append(lookAlikes, base+"/revoke", base+"/introspect") {
+		if status, m := pe.token(t, for_(aud), f.refreshForm(ts.Refresh)); status != 401 || m["error"] != "invalid_client" {
+			t.Errorf("refresh with aud %s: %d %v", aud, status, m)
+		}
+	}
+	ts = pe.mustRefresh(t, for_(base), f, ts.Refresh)
+	for _, aud := range append(lookAlikes, base+"/introspect") {
+		form := url.Values{"token": {ts.Refresh}}
+		if status, _, m := pe.postForm(t, "/revoke", form, for_(aud).credentials(t, form)); status != 401 || m["error"] != "invalid_client" {
+			t.Errorf("revoke with aud %s: %d %v", aud, status, m)
+		}
+	}
+	pe.revoke(t, for_(base+"/revoke"), ts.Refresh)
+	if status, m := pe.token(t, c, f.refreshForm(ts.Refresh)); status != 400 || m["error"] != "invalid_grant" {
+		t.Errorf("refresh after revocation with aud /revoke: %d %v", status, m)
+	}
+}

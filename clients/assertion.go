@@ -116,8 +116,9 @@ func AssertionSubject(assertion string) string {
 // The JWT must be signed with one of the client's keys (chosen by kid, or
 // the only key when there is no kid) using an allowed asymmetric algorithm
 // that fits the key; iss and sub must both be the client_id; aud must be,
-// or contain, audience exactly (pass the token_endpoint URL exactly as the
-// authorization server metadata advertises it); exp must be present, not
+// or contain, one of audiences exactly (pass the URLs exactly as the
+// authorization server metadata advertises them: the issuer, the
+// token_endpoint, the endpoint being called); exp must be present, not
 // past and at most 10 minutes ahead; nbf and iat must not be in the
 // future; and jti must be present and never seen before for this client.
 // The jti is recorded in store until the assertion expires.
@@ -128,10 +129,10 @@ func AssertionSubject(assertion string) string {
 //
 // Rejections are *AssertionError. Any other error (the store failing, ctx
 // ending) is the server's problem, not the client's.
-func VerifyAssertion(ctx context.Context, assertion string, client *Client, audience string,
+func VerifyAssertion(ctx context.Context, assertion string, client *Client, audiences []string,
 	keys func(ctx context.Context) (jwk.Set, error), store storage.Store, now time.Time) error {
-	if audience == "" {
-		return errors.New("clients: VerifyAssertion needs the token endpoint URL as audience")
+	if len(audiences) == 0 || slices.Contains(audiences, "") {
+		return errors.New("clients: VerifyAssertion needs the authorization server's URLs as audiences")
 	}
 	if client.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
 		return badAssertion("client is not registered for private_key_jwt authentication")
@@ -155,7 +156,7 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 	if err != nil {
 		return &AssertionError{Reason: "client assertion claims are malformed", cause: err}
 	}
-	if err := claims.check(client.ClientID, audience, now); err != nil {
+	if err := claims.check(client.ClientID, audiences, now); err != nil {
 		return err
 	}
 
@@ -324,15 +325,15 @@ func decodeClaims(payload []byte) (*assertionClaims, error) {
 }
 
 // check applies the RFC 7523 section 3 claim rules for clientID at now.
-func (c *assertionClaims) check(clientID, aud string, now time.Time) error {
+func (c *assertionClaims) check(clientID string, audiences []string, now time.Time) error {
 	switch {
 	case c.Issuer != clientID || c.Subject != clientID:
 		return badAssertion("client assertion iss and sub must both be the client_id")
-	case !slices.Contains(c.Audience, aud):
-		// Exact string: "https://as//token" or "https://as/token/" is
+	case !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(audiences, aud) }):
+		// Exact strings: "https://as//token" or "https://as/token/" is
 		// another endpoint, and accepting look-alikes would let an
 		// assertion made for one server work at another.
-		return badAssertion("client assertion audience is not this token endpoint")
+		return badAssertion("client assertion audience is not this authorization server or endpoint")
 	case c.Expiry == nil:
 		return badAssertion("client assertion has no exp")
 	case now.After(c.Expiry.Time().Add(assertionSkew)):

@@ -60,16 +60,21 @@ func fuzzAssertion(t testing.TB, keyName, kid string, claims map[string]any) str
 // FuzzVerifyAssertion mutates client assertions. Whatever VerifyAssertion
 // accepts must pass a reference check done by hand: the JWS is EdDSA and
 // its signature verifies with one of the client's two keys, iss and sub
-// are exactly the client_id, aud is or contains the token endpoint, exp is
+// are exactly the client_id, aud is or contains the token endpoint or the
+// issuer (fuzzAudiences) and nothing that merely resembles them, exp is
 // present and neither past nor more than ten minutes ahead, nbf and iat
 // are not in the future, jti is present; and the same assertion is never
 // accepted twice.
+var fuzzAudiences = []string{testAudience, "https://mcp.example.com"}
+
 func FuzzVerifyAssertion(f *testing.F) {
 	valid := claimsAt(fuzzNow, map[string]any{"jti": "seed"})
 	for _, seed := range []string{
 		fuzzAssertion(f, "k1", "k1", valid),
 		fuzzAssertion(f, "k2", "k2", claimsAt(fuzzNow, map[string]any{"jti": "seed-2", "aud": []string{"https://other.example", testAudience}})),
 		fuzzAssertion(f, "k1", "", valid),
+		fuzzAssertion(f, "k1", "k1", claimsAt(fuzzNow, map[string]any{"jti": "seed-4", "aud": "https://mcp.example.com"})),
+		fuzzAssertion(f, "k1", "k1", claimsAt(fuzzNow, map[string]any{"jti": "seed-5", "aud": "https://mcp.example.com/"})),
 		fuzzAssertion(f, "k3", "k1", valid),
 		fuzzAssertion(f, "k1", "k1", claimsAt(fuzzNow, map[string]any{"jti": "seed-3", "ISS": "https://evil.example/c.json", "Sub": "x"})),
 		fuzzAssertion(f, "k1", "k1", claimsAt(fuzzNow, map[string]any{"exp": fuzzNow.Add(time.Hour).Unix()})),
@@ -89,7 +94,7 @@ func FuzzVerifyAssertion(f *testing.F) {
 	keys := func(context.Context) (jwk.Set, error) { return set, nil }
 	f.Fuzz(func(t *testing.T, assertion string) {
 		store := &jtiStore{keys: map[string]bool{}}
-		err := VerifyAssertion(context.Background(), assertion, pkjClient(), testAudience, keys, store, fuzzNow)
+		err := VerifyAssertion(context.Background(), assertion, pkjClient(), fuzzAudiences, keys, store, fuzzNow)
 		var aerr *AssertionError
 		if err != nil {
 			if !errors.As(err, &aerr) {
@@ -100,7 +105,7 @@ func FuzzVerifyAssertion(f *testing.F) {
 		if reason := referenceAssertionCheck(assertion); reason != "" {
 			t.Fatalf("accepted an assertion the reference refuses: %s", reason)
 		}
-		err = VerifyAssertion(context.Background(), assertion, pkjClient(), testAudience, keys, store, fuzzNow)
+		err = VerifyAssertion(context.Background(), assertion, pkjClient(), fuzzAudiences, keys, store, fuzzNow)
 		if !errors.As(err, &aerr) {
 			t.Fatalf("accepted the same assertion twice: %v", err)
 		}
@@ -138,12 +143,12 @@ func referenceAssertionCheck(assertion string) string {
 	}
 	switch aud := claims["aud"].(type) {
 	case string:
-		if aud != testAudience {
+		if aud != testAudience && aud != "https://mcp.example.com" {
 			return "aud is another audience"
 		}
 	case []any:
-		if !slices.Contains(aud, any(testAudience)) {
-			return "aud does not contain the token endpoint"
+		if !slices.Contains(aud, any(testAudience)) && !slices.Contains(aud, any("https://mcp.example.com")) {
+			return "aud contains neither the token endpoint nor the issuer"
 		}
 	default:
 		return "aud is missing"

@@ -91,7 +91,7 @@ func TestVerifyAssertionValid(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := sign(t, tc.priv, tc.alg, tc.kid, claimsAt(testNow, tc.over))
-			if err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, store, testNow); err != nil {
+			if err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, store, testNow); err != nil {
 				t.Fatalf("VerifyAssertion: %v", err)
 			}
 		})
@@ -102,12 +102,12 @@ func TestVerifyAssertionSingleKeyWithoutKid(t *testing.T) {
 	k := testKeys()
 	keys := staticKeys(t, jwksJSON(t, publicJWK(t, &k.ec.PublicKey, "")))
 	a := sign(t, k.ec, jwa.ES256(), "", claimsAt(testNow, nil))
-	if err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, newStore(t), testNow); err != nil {
+	if err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, newStore(t), testNow); err != nil {
 		t.Fatal(err)
 	}
 	// A kid the set does not have is still unknown, even with one key.
 	a = sign(t, k.ec, jwa.ES256(), "nope", claimsAt(testNow, nil))
-	wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, newStore(t), testNow), "unknown key")
+	wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, newStore(t), testNow), "unknown key")
 }
 
 func TestVerifyAssertionRejects(t *testing.T) {
@@ -229,7 +229,7 @@ func TestVerifyAssertionRejects(t *testing.T) {
 			if c == nil {
 				c = pkjClient()
 			}
-			err := VerifyAssertion(context.Background(), tc.assertion(), c, testAudience, keys, newStore(t), testNow)
+			err := VerifyAssertion(context.Background(), tc.assertion(), c, []string{testAudience}, keys, newStore(t), testNow)
 			wantRejected(t, err, tc.want)
 		})
 	}
@@ -254,13 +254,13 @@ func TestVerifyAssertionKeyConstraints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			keys := staticKeys(t, jwksJSON(t, tc.key))
 			a := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, nil))
-			wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, newStore(t), testNow), tc.want)
+			wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, newStore(t), testNow), tc.want)
 		})
 	}
 	t.Run("alg pinned and matching", func(t *testing.T) {
 		keys := staticKeys(t, jwksJSON(t, withMember(publicJWK(t, &k.rsa.PublicKey, "k1"), jwk.AlgorithmKey, jwa.RS256())))
 		a := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, nil))
-		if err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, newStore(t), testNow); err != nil {
+		if err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, newStore(t), testNow); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -271,14 +271,14 @@ func TestVerifyAssertionReplay(t *testing.T) {
 	store := newStore(t)
 	keys := testSet(t)
 	a := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, map[string]any{"jti": "once"}))
-	if err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, store, testNow); err != nil {
+	if err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, store, testNow); err != nil {
 		t.Fatal(err)
 	}
-	wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, store, testNow.Add(time.Second)), "already been used")
+	wantRejected(t, VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, store, testNow.Add(time.Second)), "already been used")
 
 	// A fresh assertion reusing the jti is a replay too.
 	b := sign(t, k.ec, jwa.ES256(), "k2", claimsAt(testNow, map[string]any{"jti": "once", "exp": testNow.Add(time.Minute).Unix()}))
-	wantRejected(t, VerifyAssertion(context.Background(), b, pkjClient(), testAudience, keys, store, testNow), "already been used")
+	wantRejected(t, VerifyAssertion(context.Background(), b, pkjClient(), []string{testAudience}, keys, store, testNow), "already been used")
 
 	// The jti is kept, hashed, under the client's namespace.
 	sum := sha256.Sum256([]byte("once"))
@@ -288,9 +288,9 @@ func TestVerifyAssertionReplay(t *testing.T) {
 
 	// A rejected assertion does not burn its jti.
 	bad := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, map[string]any{"jti": "later", "aud": "https://wrong.test/token"}))
-	wantRejected(t, VerifyAssertion(context.Background(), bad, pkjClient(), testAudience, keys, store, testNow), "audience")
+	wantRejected(t, VerifyAssertion(context.Background(), bad, pkjClient(), []string{testAudience}, keys, store, testNow), "audience")
 	good := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, map[string]any{"jti": "later"}))
-	if err := VerifyAssertion(context.Background(), good, pkjClient(), testAudience, keys, store, testNow); err != nil {
+	if err := VerifyAssertion(context.Background(), good, pkjClient(), []string{testAudience}, keys, store, testNow); err != nil {
 		t.Fatalf("jti burnt by a rejected assertion: %v", err)
 	}
 }
@@ -306,7 +306,7 @@ func TestVerifyAssertionConcurrentReplay(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, keys, store, testNow)
+			err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, store, testNow)
 			var ae *AssertionError
 			switch {
 			case err == nil:
@@ -330,7 +330,7 @@ func TestVerifyAssertionKeySourceFailure(t *testing.T) {
 	failing := func(context.Context) (jwk.Set, error) {
 		return nil, &MetadataError{Description: "client key set could not be fetched: timed out", cause: errors.New("dial tcp 10.1.2.3:443: i/o timeout")}
 	}
-	err := VerifyAssertion(context.Background(), a, pkjClient(), testAudience, failing, newStore(t), testNow)
+	err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, failing, newStore(t), testNow)
 	wantRejected(t, err, "could not be loaded")
 	if strings.Contains(err.Error(), "10.1.2.3") {
 		t.Errorf("error %q leaks the cause", err)
@@ -345,7 +345,7 @@ func TestVerifyAssertionStoreFailure(t *testing.T) {
 	}
 	_ = s.Close()
 	a := sign(t, k.rsa, jwa.RS256(), "k1", claimsAt(testNow, nil))
-	err = VerifyAssertion(context.Background(), a, pkjClient(), testAudience, testSet(t), s, testNow)
+	err = VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, testSet(t), s, testNow)
 	var ae *AssertionError
 	if err == nil || errors.As(err, &ae) {
 		t.Fatalf("err = %v; a store failure is a server error, not an *AssertionError", err)
@@ -381,7 +381,7 @@ func TestVerifyAssertionKeyRotation(t *testing.T) {
 	store := newStore(t)
 	verify := func(priv any, kid string) error {
 		claims := claimsAt(clock.Now(), map[string]any{"iss": url, "sub": url})
-		return VerifyAssertion(context.Background(), sign(t, priv, jwa.RS256(), kid, claims), c, testAudience, f.Keys(c), store, clock.Now())
+		return VerifyAssertion(context.Background(), sign(t, priv, jwa.RS256(), kid, claims), c, []string{testAudience}, f.Keys(c), store, clock.Now())
 	}
 
 	if err := verify(k.rsa, "old"); err != nil {

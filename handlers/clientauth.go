@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -179,7 +180,7 @@ func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion
 	if s.AS.Metadata == nil {
 		return oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
 	}
-	err := clients.VerifyAssertion(r.Context(), assertion, client, s.Issuer+pathToken, s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
+	err := clients.VerifyAssertion(r.Context(), assertion, client, s.assertionAudiences(r), s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
 	var aerr *clients.AssertionError
 	switch {
 	case errors.As(err, &aerr):
@@ -190,6 +191,20 @@ func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion
 		return oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the client assertion could not be checked")
 	}
 	return nil
+}
+
+// assertionAudiences are the aud values a client assertion may carry at
+// the endpoint r calls: RFC 7523 section 3 names the token endpoint, RFC
+// 7523 and libraries also use the issuer, and some the URL they post to
+// (/revoke, /introspect). Each must match exactly as the metadata
+// advertises it, so an assertion made for another server never works
+// here; its jti is spent at whichever endpoint takes it first.
+func (s *Site) assertionAudiences(r *http.Request) []string {
+	audiences := []string{s.Issuer, s.Issuer + pathToken}
+	if endpoint, ok := strings.CutPrefix(path.Clean("/"+r.URL.Path), s.issuerPath); ok && (endpoint == pathRevoke || endpoint == pathIntrospect) {
+		audiences = append(audiences, s.Issuer+endpoint)
+	}
+	return audiences
 }
 
 // assertionOptional reports whether client, a metadata-document client
