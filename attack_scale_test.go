@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,8 +120,7 @@ func TestAttackStoreRemovedBeforeShutdownHangsCaddy(t *testing.T) {
 // base and returns the status.
 func registerStatus(t *testing.T, base string) int {
 	t.Helper()
-	body := `{"client_name":"scale test","redirect_uris":["` + clientRedirect + `"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`
-	status, _, _ := do(t, http.DefaultClient, http.MethodPost, base+"/register", http.Header{"Content-Type": {"application/json"}}, []byte(body))
+	status, _, _ := do(t, http.DefaultClient, http.MethodPost, base+"/register", http.Header{"Content-Type": {"application/json"}}, []byte(refreshingClientBody))
 	return status
 }
 
@@ -188,9 +189,18 @@ http://127.0.0.1:%d {
 // body.
 func (in *instance) request(t *testing.T, method, path string, header http.Header, body string) (int, http.Header, []byte) {
 	t.Helper()
+	status, hdr, raw, err := in.try(method, path, header, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return status, hdr, raw
+}
+
+// try is request for callers that expect the instance to go away.
+func (in *instance) try(method, path string, header http.Header, body string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequest(method, in.base+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	req.Host = in.host
 	for k, v := range header {
@@ -198,14 +208,11 @@ func (in *instance) request(t *testing.T, method, path string, header http.Heade
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, raw
+	return resp.StatusCode, resp.Header, raw, err
 }
 
 // token posts a form to the instance's /token and returns the status and
@@ -236,32 +243,60 @@ func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int
 
 const mcpInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"scale-test","version":"0"}}}`
 
-// loginThrough registers a public client at in and logs alice in there,
-// and returns the client and the token answer.
-func loginThrough(t *testing.T, in *instance) (testClient, map[string]any) {
+// refreshingClientBody registers a public client with the refresh_token grant.
+const refreshingClientBody = `{"client_name":"scale test","redirect_uris":["` + clientRedirect + `"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`
+
+// register registers a public client at the instance.
+func (in *instance) register(t *testing.T) testClient {
 	t.Helper()
-	body := `{"client_name":"scale test","redirect_uris":["` + clientRedirect + `"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`
-	status, _, raw := in.request(t, http.MethodPost, "/register", http.Header{"Content-Type": {"application/json"}}, body)
+	status, _, raw := in.request(t, http.MethodPost, "/register", http.Header{"Content-Type": {"application/json"}}, refreshingClientBody)
 	var reg map[string]any
 	if err := json.Unmarshal(raw, &reg); err != nil || status != http.StatusCreated {
 		t.Fatalf("registering: %d %s", status, raw)
 	}
-	c := testClient{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
-	p := newPKCE()
-	q := url.Values{
+	return testClient{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
+}
+
+// authorizeParams is the authorization request of c at the instance.
+func (in *instance) authorizeParams(c testClient, p pkce) url.Values {
+	return url.Values{
 		"response_type": {"code"}, "client_id": {c.ID}, "redirect_uri": {clientRedirect},
 		"code_challenge": {p.challenge}, "code_challenge_method": {"S256"},
 		"state": {"st"}, "resource": {in.base + "/mcp"},
 	}
-	loc := redirectedTo(t, walk(t, aliceBrowser(t), in.base+"/authorize?"+q.Encode(), in.base))
+}
+
+// authorize logs alice in at the instance for c, from the source address
+// source when it is not empty (each source may start only so many
+// authorizations an hour), and returns the code.
+func (in *instance) authorize(t *testing.T, c testClient, p pkce, source string) string {
+	t.Helper()
+	b := aliceBrowser(t)
+	if source != "" {
+		b.client.Transport = clientFrom(t, source).Transport
+	}
+	loc := redirectedTo(t, walk(t, b, in.base+"/authorize?"+in.authorizeParams(c, p).Encode(), in.base))
 	code := loc.Query().Get("code")
 	if code == "" {
 		t.Fatalf("authorization failed: %s", loc)
 	}
-	status, m := in.token(t, url.Values{
+	return code
+}
+
+// codeForm redeems code for c at the instance.
+func (in *instance) codeForm(c testClient, code string, p pkce) url.Values {
+	return url.Values{
 		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {p.verifier},
 		"client_id": {c.ID}, "redirect_uri": {clientRedirect}, "resource": {in.base + "/mcp"},
-	})
+	}
+}
+
+// loginThrough registers a public client at in and logs alice in there,
+// and returns the client and the token answer.
+func loginThrough(t *testing.T, in *instance) (testClient, map[string]any) {
+	t.Helper()
+	c, p := in.register(t), newPKCE()
+	status, m := in.token(t, in.codeForm(c, in.authorize(t, c, p, ""), p))
 	if status != http.StatusOK {
 		t.Fatalf("exchanging the code: %d %v", status, m)
 	}
@@ -369,4 +404,172 @@ func adminPost(t *testing.T, admin, path string) (int, []byte) {
 	t.Helper()
 	status, _, raw := do(t, http.DefaultClient, http.MethodPost, "http://"+admin+path, nil, nil)
 	return status, raw
+}
+
+// crashCycles is how many times each crash test kills Caddy: a few in CI,
+// more with MCPAUTH_CRASH_CYCLES.
+func crashCycles(t *testing.T) int {
+	n, err := strconv.Atoi(os.Getenv("MCPAUTH_CRASH_CYCLES"))
+	if err != nil || n < 1 {
+		return 3
+	}
+	if n > 200 {
+		t.Fatalf("MCPAUTH_CRASH_CYCLES=%d: at most 200 (each cycle logs in from a source address of its own)", n)
+	}
+	return n
+}
+
+// crashWorkers is how many clients work in parallel when Caddy is killed.
+const crashWorkers = 4
+
+// acknowledged is what clients got a 2xx answer for before a crash.
+type acknowledged struct {
+	sync.Mutex
+	clients map[string]bool   // registered client ids
+	grants  map[string]string // client id → its grant's latest refresh token
+}
+
+func (a *acknowledged) client(id string) {
+	a.Lock()
+	defer a.Unlock()
+	a.clients[id] = true
+}
+
+func (a *acknowledged) grant(clientID, refreshToken string) {
+	a.Lock()
+	defer a.Unlock()
+	a.grants[clientID] = refreshToken
+}
+
+// crashWorker redeems its code, then registers clients and refreshes its
+// grant until the instance goes away, recording what was acknowledged.
+func crashWorker(t *testing.T, in *instance, acks *acknowledged, c testClient, code string, p pkce) {
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	status, _, raw, err := in.try(http.MethodPost, "/token", form, in.codeForm(c, code, p).Encode())
+	for err == nil {
+		var answer struct {
+			ClientID     string `json:"client_id"`
+			RefreshToken string `json:"refresh_token"`
+		}
+		if status/100 != 2 || json.Unmarshal(raw, &answer) != nil {
+			t.Errorf("before the crash: %d %s", status, raw)
+			return
+		}
+		if answer.RefreshToken != "" {
+			acks.grant(c.ID, answer.RefreshToken)
+			status, _, raw, err = in.try(http.MethodPost, "/register", http.Header{"Content-Type": {"application/json"}}, refreshingClientBody)
+			continue
+		}
+		acks.client(answer.ClientID)
+		acks.Lock()
+		rt := acks.grants[c.ID]
+		acks.Unlock()
+		status, _, raw, err = in.try(http.MethodPost, "/token", form, refreshForm(c, rt).Encode())
+	}
+}
+
+// checkAcknowledged fails the test unless everything acknowledged before
+// the crash is there after it, and nothing half-written is: every client
+// the store lists is whole, every acknowledged client is listed, and
+// every acknowledged refresh token refreshes (the README's rule: the
+// previous refresh token presented again within 30 seconds returns the
+// same pair, so a rotation the crash cut off before its answer does not
+// count as a reuse), giving an access token that works.
+func checkAcknowledged(t *testing.T, in *instance, acks *acknowledged) {
+	t.Helper()
+	status, _, raw := in.request(t, http.MethodGet, "/.well-known/oauth-authorization-server", nil, "") // the site is up
+	if status != http.StatusOK {
+		t.Fatalf("after the restart: %d %s", status, raw)
+	}
+	_, _, raw = do(t, http.DefaultClient, http.MethodGet, "http://"+in.proc.Admin+"/mcp_auth/clients", nil, nil)
+	var listed []struct {
+		ClientID     string   `json:"client_id"`
+		RedirectURIs []string `json:"redirect_uris"`
+		GrantTypes   []string `json:"grant_types"`
+	}
+	if err := json.Unmarshal(raw, &listed); err != nil {
+		t.Fatalf("listing clients: %v %s", err, raw)
+	}
+	found := map[string]bool{}
+	for _, c := range listed {
+		found[c.ClientID] = true
+		if len(c.RedirectURIs) != 1 || c.RedirectURIs[0] != clientRedirect || len(c.GrantTypes) != 2 {
+			t.Errorf("client %s is not whole after the crash: %+v", c.ClientID, c)
+		}
+	}
+	acks.Lock()
+	defer acks.Unlock()
+	for id := range acks.clients {
+		if !found[id] {
+			t.Errorf("acknowledged client %s is gone after the crash", id)
+		}
+	}
+	for id, rt := range acks.grants {
+		status, m := in.token(t, refreshForm(testClient{ID: id}, rt))
+		if status != http.StatusOK {
+			t.Errorf("the acknowledged refresh token of client %s after the crash: %d %v", id, status, m)
+			continue
+		}
+		acks.grants[id] = m["refresh_token"].(string)
+		if status, _, raw := in.request(t, http.MethodGet, "/mcp", bearer(m["access_token"].(string)), ""); status != http.StatusOK {
+			t.Errorf("an access token refreshed after the crash: %d %s", status, raw)
+		}
+	}
+	t.Logf("after the crash: %d clients listed, %d acknowledged; %d grants refresh", len(listed), len(acks.clients), len(acks.grants))
+}
+
+// crashLoop kills Caddy (kill -9) while clients register, redeem codes and
+// refresh, restarts it on the same store and checks what survived, for
+// crashCycles cycles.
+func crashLoop(t *testing.T, storeLine string) {
+	dir, admin, port := t.TempDir(), freePort(), freePort()
+	site := processGlobals(dir, admin, storeLine) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	mcp_auth {
+		resource /mcp {
+			scopes mcp:tools
+		}
+		registration {
+			rate_limit 1000000
+			global_rate_limit 1000000
+		}
+		%s
+	}
+	respond ok
+}
+`, port, usersUpstream())
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	in := &instance{base: base, host: strings.TrimPrefix(base, "http://")}
+	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
+	cycles := crashCycles(t)
+	for cycle := range cycles + 1 {
+		in.proc = startCaddyProcess(t, dir, site)
+		if cycle > 0 {
+			checkAcknowledged(t, in, acks)
+		}
+		if cycle == cycles || t.Failed() {
+			return
+		}
+		// Each worker's code, logged in from a source of its own: a
+		// source may start only 300 authorizations an hour.
+		var wg sync.WaitGroup
+		for w := range crashWorkers {
+			c, p := in.register(t), newPKCE()
+			acks.client(c.ID)
+			code := in.authorize(t, c, p, fmt.Sprintf("127.0.%d.%d", 1+cycle, 1+w))
+			wg.Go(func() { crashWorker(t, in, acks, c, code, p) })
+		}
+		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+		in.proc.kill()
+		wg.Wait()
+		<-in.proc.exited
+	}
+}
+
+func TestAttackCrashLosesAcknowledgedStateBadger(t *testing.T) {
+	crashLoop(t, "storage_path "+filepath.Join(t.TempDir(), "badger"))
+}
+
+func TestAttackCrashLosesAcknowledgedStateRedis(t *testing.T) {
+	crashLoop(t, "redis "+redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always"))
 }
