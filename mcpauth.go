@@ -716,7 +716,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		r.Header.Set("X-MCP-Identity", tok)
 	}
-	metrics.gate.WithLabelValues("allowed").Inc()
+	metrics.gateAllowed.Inc()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.auth.user.id", d.Claims.Subject)
 	repl.Set("http.auth.user.email", d.Claims.Email)

@@ -19,7 +19,10 @@ var metrics struct {
 	tokens        *prometheus.CounterVec
 	refreshReuse  prometheus.Counter
 	gate          *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
+	// gateAllowed is gate's series for allowed requests, looked up once:
+	// it counts every gated request that passes.
+	gateAllowed prometheus.Counter
+	duration    *prometheus.HistogramVec
 }
 
 func initMetrics() {
@@ -45,6 +48,7 @@ func initMetrics() {
 			Namespace: ns, Subsystem: sub, Name: "gate_decisions_total",
 			Help: "Requests to protected resources, by outcome.",
 		}, []string{"outcome"})
+		metrics.gateAllowed = metrics.gate.WithLabelValues("allowed")
 		metrics.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "endpoint_duration_seconds",
 			Help:    "Time to answer the authorization server's endpoints, by endpoint name.",
