@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
@@ -572,4 +575,74 @@ func TestAttackCrashLosesAcknowledgedStateBadger(t *testing.T) {
 
 func TestAttackCrashLosesAcknowledgedStateRedis(t *testing.T) {
 	crashLoop(t, "redis "+redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always"))
+}
+
+// makeReadOnly makes dir unwritable, even for root (with the immutable
+// attribute), until the test ends.
+func makeReadOnly(t *testing.T, dir string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(dir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+		return
+	}
+	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chattr +i %s: %v %s", dir, err, out)
+		}
+		t.Skipf("running as root, and chattr +i (the only way to make a directory read-only for root) failed: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
+}
+
+// A Badger directory Caddy cannot write to, new or holding a store, or
+// below a directory it cannot write to: Caddy refuses to start, at once,
+// with an error naming the directory and the cause.
+func TestAttackReadOnlyStoreHangsStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, dir string) (storagePath string)
+		want    string
+	}{
+		{"empty directory", func(t *testing.T, dir string) string {
+			makeReadOnly(t, dir)
+			return dir
+		}, "is not writable"},
+		{"existing store", func(t *testing.T, dir string) string {
+			db, err := storage.OpenBadger(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			makeReadOnly(t, dir)
+			return dir
+		}, "is not writable"},
+		{"directory to create", func(t *testing.T, dir string) string {
+			makeReadOnly(t, dir)
+			return filepath.Join(dir, "badger")
+		}, "creating badger directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storagePath := tc.prepare(t, t.TempDir())
+			cf := globalOptions(storagePath, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth {\n\t\t" + usersUpstream() + "\n\t}\n\trespond ok\n}\n"
+			loaded := make(chan error, 1)
+			go func() { loaded <- caddy.Load(adapt(t, cf), true) }()
+			select {
+			case err := <-loaded:
+				if err == nil {
+					_ = caddy.Stop()
+					t.Fatal("Caddy started on a read-only store")
+				}
+				if !strings.Contains(err.Error(), storagePath) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error %q should name %s and say %q", err, storagePath, tc.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Caddy hangs starting on a read-only store")
+			}
+		})
+	}
 }

@@ -100,6 +100,12 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 				"Caddy process using the same storage directory; to apply a new config use "+
 				"`caddy reload` instead of starting a second instance: %w", dir, err)
 		}
+		// Badger's errors do not wrap the file system's, so ask it directly.
+		if werr := checkWritable(dir); werr != nil {
+			return nil, fmt.Errorf("storage: badger database %q is not writable: Caddy must be able "+
+				"to create and write files in it (check its owner and permissions, and that its "+
+				"file system is not mounted read-only): %w", dir, werr)
+		}
 		return nil, fmt.Errorf("storage: opening badger database in %q: %w", dir, err)
 	}
 
@@ -116,6 +122,16 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// checkWritable reports why a file cannot be created in dir, if it cannot.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // Close stops the background garbage collection and closes the database,
