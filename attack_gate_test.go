@@ -103,7 +103,11 @@ func rawRequest(t *testing.T, method, target string, header [][2]string, body st
 	if _, err := io.WriteString(conn, req.String()); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 { // informational: the answer follows
+		resp, err = http.ReadResponse(br, nil)
+	}
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)
 	}
@@ -492,6 +496,8 @@ func sessionBackend(t *testing.T) (addr string, start func(id string)) {
 			known[id] = true
 			w.Header().Set("Mcp-Session-Id", id)
 		case !known[id]:
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints) // a final answer follows
 			http.Error(w, "no such session", http.StatusNotFound)
 			return
 		}

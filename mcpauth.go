@@ -749,7 +749,9 @@ type sessionBinder struct {
 }
 
 func (sb *sessionBinder) WriteHeader(status int) {
-	if sb.done {
+	// An informational response (103 Early Hints) comes before the one
+	// that says whether the backend accepted the session.
+	if sb.done || status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 		sb.ResponseWriterWrapper.WriteHeader(status)
 		return
 	}
