@@ -217,7 +217,10 @@ func TestVerifyAssertionRejects(t *testing.T) {
 		{name: "two parts", assertion: func() string { return "a.b" }, want: "not a signed JWT"},
 		{name: "padding", assertion: func() string { return sign(t, k.rsa, alg, "k1", claimsAt(testNow, nil)) + "==" }, want: "not a signed JWT"},
 		{name: "JWE-shaped", assertion: func() string { return "a.b.c.d.e" }, want: "not a signed JWT"},
-		{name: "garbage", assertion: func() string { return "aaa.bbb.ccc" }, want: "signature is invalid"},
+		{name: "garbage", assertion: func() string { return "aaaa.bbbb.cccc" }, want: "signature is invalid"},
+		// The unused bits of "aaa"'s last character are not zero: another
+		// spelling of the bytes "aaa" with zero bits would decode to.
+		{name: "non-canonical base64", assertion: func() string { return "aaa.bbb.ccc" }, want: "not a signed JWT"},
 		{name: "too large", assertion: func() string { return strings.Repeat("a", maxAssertionLength) + ".b.c" }, want: "too large"},
 		{name: "client not private_key_jwt", assertion: func() string {
 			return sign(t, k.rsa, alg, "k1", claimsAt(testNow, nil))

@@ -183,16 +183,60 @@ func (kr *KeyRing) verifySignature(ctx context.Context, token, typ string) ([]by
 }
 
 // IsCompactJWSText reports whether s holds only the characters of a
-// compact JWS. The base64 decoders also take newlines, padding and the
-// standard alphabet, which would give one token many accepted spellings.
+// compact JWS, each part in canonical unpadded base64url. The base64
+// decoders also take newlines, padding, the standard alphabet and
+// non-zero unused bits in a part's last character, which would give one
+// token many accepted spellings (and a signature valid for them all).
 func IsCompactJWSText(s string) bool {
-	for i := 0; i < len(s); i++ {
+	partStart := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if !canonicalBase64URLTail(s[partStart:i]) {
+				return false
+			}
+			partStart = i + 1
+			continue
+		}
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}
 	return true
+}
+
+// canonicalBase64URLTail reports whether a part of base64url characters
+// has a length unpadded base64 can have and zero unused bits in its last
+// character, as the one encoding of its bytes does.
+func canonicalBase64URLTail(part string) bool {
+	var unused byte
+	switch len(part) % 4 {
+	case 0:
+		return true
+	case 1:
+		return false
+	case 2:
+		unused = 0x0f
+	case 3:
+		unused = 0x03
+	}
+	return base64URLValue(part[len(part)-1])&unused == 0
+}
+
+// base64URLValue is the 6-bit value of a base64url character.
+func base64URLValue(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c - 'A'
+	case 'a' <= c && c <= 'z':
+		return c - 'a' + 26
+	case '0' <= c && c <= '9':
+		return c - '0' + 52
+	case c == '-':
+		return 62
+	default:
+		return 63
+	}
 }
 
 // typeMatches compares a JOSE typ, which RFC 7515 section 4.1.9 lets omit

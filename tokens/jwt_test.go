@@ -237,7 +237,10 @@ func TestVerifyRejectsTampering(t *testing.T) {
 		"swapped payload":    p[0] + "." + q[1] + "." + p[2],
 		"truncated sig":      p[0] + "." + p[1] + "." + p[2][:len(p[2])-4],
 		"empty sig":          p[0] + "." + p[1] + ".",
-		"doubled sig":        p[0] + "." + p[1] + "." + p[2] + p[2],
+		// The same signature bytes, spelled with a non-zero unused bit.
+		"non-canonical sig": p[0] + "." + p[1] + "." + p[2][:len(p[2])-1] +
+			string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[strings.IndexByte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", p[2][len(p[2])-1])|1]),
+		"doubled sig": p[0] + "." + p[1] + "." + p[2] + p[2],
 		"payload with claim added": p[0] + "." + b64(func() []byte {
 			m := claimsMap(e.clk.Now())
 			m["scope"] = "admin"
@@ -250,7 +253,7 @@ func TestVerifyRejectsTampering(t *testing.T) {
 				t.Fatal("test bug: token unchanged")
 			}
 			_, err := e.verify(bad)
-			wantInvalid(t, err, bad, "signature is invalid", "malformed")
+			wantInvalid(t, err, bad, "signature is invalid", "malformed", "not a JWT")
 			if _, ok := e.v.cache.get(bad, e.kr.removals.Load()); ok {
 				t.Errorf("rejected token was cached")
 			}
