@@ -133,9 +133,13 @@ func (d *DeniedTokens) deny(ctx context.Context, jti string, until int64) error 
 	return d.notifier.Publish(ctx, deniedChannel, []byte(jti+" "+value))
 }
 
-// add puts jti in the set; when the set is full it drops expired entries
-// and, if none are, marks the set as full instead of forgetting one.
+// add puts jti in the set unless it has expired; when the set is full it
+// drops expired entries and, if none are, marks the set as full instead
+// of forgetting one.
 func (d *DeniedTokens) add(jti string, until int64) {
+	if until <= time.Now().Unix() {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if known, ok := d.until[jti]; ok {

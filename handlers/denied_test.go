@@ -3,6 +3,8 @@ package handlers
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,4 +153,45 @@ func TestDeniedTokensIgnoresUnreadableNotification(t *testing.T) {
 	}
 	wantRevoked(t, d, "jti", false)
 	wantRevoked(t, d, "", false)
+}
+
+// A notification names one revoked token and until when: any other
+// message changes nothing, and one that reads so denies exactly that
+// token, for exactly that long, however its bytes are spelled.
+func FuzzDeniedTokensMessage(f *testing.F) {
+	later := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	for _, seed := range []string{"jti " + later, "jti 1", "jti", " " + later, "a b c", "jti +" + later, "jti -1", "jti 0x10", "é " + later, "jti  " + later, ""} {
+		f.Add(seed)
+	}
+	d := newDenied(f, openBadger(f), 0)
+	size := func() int {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		return len(d.until)
+	}
+	f.Fuzz(func(t *testing.T, message string) {
+		before := size()
+		// The reference reading: "<jti> <Unix seconds>", split at the first space.
+		jti, value, _ := strings.Cut(message, " ")
+		until, err := strconv.ParseInt(value, 10, 64)
+		readable := jti != "" && err == nil
+		var wasRevoked bool
+		if readable {
+			wasRevoked, _ = d.Revoked(jti)
+		}
+		d.onMessage([]byte(message))
+		if !readable {
+			if after := size(); after > before { // expired ones may go meanwhile
+				t.Fatalf("unreadable message %q grew the set from %d to %d tokens", message, before, after)
+			}
+			return
+		}
+		revoked, err := d.Revoked(jti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wasRevoked || time.Now().Unix() < until; revoked != want {
+			t.Fatalf("message %q: revoked %v, want %v", message, revoked, want)
+		}
+	})
 }
