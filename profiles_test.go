@@ -632,10 +632,11 @@ func TestProfileChatGPT(t *testing.T) {
 		code, p, _ := pe.authorize(t, c, full)
 		for name, assertion := range map[string]string{
 			// exomem PR #380: the aud must be the advertised token
-			// endpoint byte for byte.
+			// endpoint (or the issuer) byte for byte.
 			"audience //token":        c.assertion(t, siteAddr()+"//token"),
 			"audience with a slash":   c.assertion(t, siteAddr()+"/token/"),
-			"audience is the issuer":  c.assertion(t, siteAddr()),
+			"audience is the issuer/": c.assertion(t, siteAddr()+"/"),
+			"audience is /revoke":     c.assertion(t, siteAddr()+"/revoke"),
 			"signed with another key": c.withKey(fakeidp.NewRSAKey(t)).assertion(t, c.aud),
 			"replayed assertion":      used,
 		} {
