@@ -23,9 +23,14 @@ const maxDeniedTokens = 500_000
 const deniedChannel = "denied-jti"
 
 // deniedReconcileInterval is how often the revoked tokens are read again
-// from the store while notifications flow; they cover what a notifier
-// cannot (a message lost in a reconnection, a store without notifier).
-const deniedReconcileInterval = 5 * time.Second
+// from a shared store while notifications flow; they cover what a
+// notifier cannot (a message lost in a reconnection, a store without
+// notifier). A set that is authoritative is read again only to drop
+// expired tokens, and to recover once it is no longer full.
+const (
+	deniedReconcileInterval        = 5 * time.Second
+	authoritativeReconcileInterval = time.Minute
+)
 
 var (
 	errDeniedStale = errors.New("the revoked tokens are not known to be current: the store cannot be reached")
@@ -209,10 +214,13 @@ func (d *DeniedTokens) requestReconcile() {
 func (d *DeniedTokens) maintain(ctx context.Context) {
 	defer close(d.stopped)
 	for {
-		wait := deniedReconcileInterval
+		wait := authoritativeReconcileInterval
 		d.mu.RLock()
-		if d.bound > 0 && d.listeningSince.IsZero() {
+		switch {
+		case d.bound > 0 && d.listeningSince.IsZero():
 			wait = d.bound / 2
+		case d.bound > 0:
+			wait = deniedReconcileInterval
 		}
 		d.mu.RUnlock()
 		timer := time.NewTimer(wait)

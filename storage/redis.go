@@ -621,6 +621,7 @@ func (r *Redis) Subscribe(ctx context.Context, channel string, onMessage func([]
 				onListening(true)
 			case *redis.Message:
 				onMessage([]byte(m.Payload))
+				onListening(true) // as good a sign of life as a pong
 			case *redis.Pong:
 				if listening {
 					onListening(true)
