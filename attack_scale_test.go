@@ -534,9 +534,9 @@ func checkAcknowledged(t *testing.T, in *instance, acks *acknowledged) {
 }
 
 // crashLoop kills Caddy (kill -9) while clients register, redeem codes and
-// refresh, restarts it on the same store and checks what survived, for
-// crashCycles cycles.
-func crashLoop(t *testing.T, storeLine string) {
+// refresh, then runs crashStore, if any, restarts Caddy on the same store
+// and checks what survived, for crashCycles cycles.
+func crashLoop(t *testing.T, storeLine string, crashStore func()) {
 	dir, admin, port := t.TempDir(), freePort(), freePort()
 	site := processGlobals(dir, admin, storeLine) + fmt.Sprintf(`
 http://127.0.0.1:%d {
@@ -578,15 +578,21 @@ http://127.0.0.1:%d {
 		in.proc.kill()
 		wg.Wait()
 		<-in.proc.exited
+		if crashStore != nil {
+			crashStore()
+		}
 	}
 }
 
 func TestAttackCrashLosesAcknowledgedStateBadger(t *testing.T) {
-	crashLoop(t, "storage_path "+filepath.Join(t.TempDir(), "badger"))
+	crashLoop(t, "storage_path "+filepath.Join(t.TempDir(), "badger"), nil)
 }
 
+// Redis with appendfsync always goes down with Caddy, without saving, and
+// comes back from its append-only file.
 func TestAttackCrashLosesAcknowledgedStateRedis(t *testing.T) {
-	crashLoop(t, "redis "+redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always"))
+	r := redistest.StartRestartable(t)
+	crashLoop(t, "redis "+r.URL, func() { r.Stop(); r.Restart() })
 }
 
 // makeReadOnly makes dir unwritable, even for root (with the immutable
