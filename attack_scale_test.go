@@ -232,7 +232,7 @@ func (in *instance) token(t *testing.T, form url.Values) (int, map[string]any) {
 
 // mcp posts a JSON-RPC message to the instance's /mcp and returns the
 // status, and the headers, which name the instance that answered.
-func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int, http.Header) {
+func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int, http.Header, []byte) {
 	t.Helper()
 	h := bearer(accessToken)
 	h.Set("Content-Type", "application/json")
@@ -240,8 +240,7 @@ func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int
 	if session != "" {
 		h.Set("Mcp-Session-Id", session)
 	}
-	status, hdr, _ := in.request(t, http.MethodPost, "/mcp", h, message)
-	return status, hdr
+	return in.request(t, http.MethodPost, "/mcp", h, message)
 }
 
 const mcpInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"scale-test","version":"0"}}}`
@@ -330,16 +329,22 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 
 	// Tool calls through the load balancer reach both instances, in one
 	// MCP session.
-	status, hdr := lb.mcp(t, access, "", mcpInitialize)
+	status, hdr, _ := lb.mcp(t, access, "", mcpInitialize)
 	session := hdr.Get("Mcp-Session-Id")
 	if status != http.StatusOK || session == "" {
 		t.Fatalf("initialize: %d, session %q", status, session)
 	}
 	seen := map[string]int{hdr.Get("X-Instance"): 1}
+	status, hdr, body := lb.mcp(t, access, session, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if status != http.StatusAccepted {
+		t.Fatalf("notifications/initialized: %d %s", status, body)
+	}
+	seen[hdr.Get("X-Instance")]++
 	for i := range 5 {
-		status, hdr := lb.mcp(t, access, session, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/list"}`, i+2))
-		if status != http.StatusOK {
-			t.Fatalf("tools/list %d: %d", i, status)
+		text := fmt.Sprintf("call %d", i)
+		status, hdr, body := lb.mcp(t, access, session, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":%q}}}`, i+2, text))
+		if status != http.StatusOK || !strings.Contains(string(body), `"text":"`+text+`"`) {
+			t.Fatalf("tools/call %d: %d %s", i, status, body)
 		}
 		seen[hdr.Get("X-Instance")]++
 	}
@@ -391,7 +396,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 	if header, _ := decodeJWT(t, access); header["kid"] != rotated.Kid {
 		t.Fatalf("the access token is signed by %v, not the new key %s", header["kid"], rotated.Kid)
 	}
-	if status, _ := b.mcp(t, access, "", mcpInitialize); status != http.StatusOK {
+	if status, _, _ := b.mcp(t, access, "", mcpInitialize); status != http.StatusOK {
 		t.Fatalf("a token of the new key at the other instance: %d", status)
 	}
 
@@ -402,7 +407,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 	}
 	revoked := time.Now()
 	for {
-		status, _ := b.mcp(t, access, "", mcpInitialize)
+		status, _, _ := b.mcp(t, access, "", mcpInitialize)
 		if status == http.StatusUnauthorized {
 			break
 		}
