@@ -46,26 +46,30 @@ http://127.0.0.1:%d {
 `, port, usersUpstream())
 }
 
-// The Badger directory removed under a running Caddy: its last flush at
-// close fails, and Badger retries it forever. However Caddy is asked to
-// stop, or to move to another store, it must finish within the bound and
-// say which store it gave up on.
-func TestAttackStoreRemovedBeforeShutdownHangsCaddy(t *testing.T) {
+// The Badger directory removed, or made read-only, under a running Caddy:
+// its last flush at close fails, and Badger retries it forever. However
+// Caddy is asked to stop, or to move to another store, it must finish
+// within the bound and say which store it gave up on.
+func TestAttackStoreFailingAtShutdownHangsCaddy(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		stop func(t *testing.T, p *caddyProcess, dir string, admin, port int)
+		name     string
+		readOnly bool // rather than removed
+		stop     func(t *testing.T, p *caddyProcess, dir string, admin, port int)
 	}{
-		{"SIGTERM", func(t *testing.T, p *caddyProcess, _ string, _, _ int) {
+		{"SIGTERM", false, func(t *testing.T, p *caddyProcess, _ string, _, _ int) {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		}},
-		{"caddy stop", func(t *testing.T, p *caddyProcess, _ string, _, _ int) {
+		{"SIGTERM, read-only", true, func(t *testing.T, p *caddyProcess, _ string, _, _ int) {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}},
+		{"caddy stop", false, func(t *testing.T, p *caddyProcess, _ string, _, _ int) {
 			// What `caddy stop` does; the answer may not come, as Caddy exits.
 			resp, err := http.Post("http://"+p.Admin+"/stop", "", nil)
 			if err == nil {
 				resp.Body.Close()
 			}
 		}},
-		{"reload to another store", func(t *testing.T, p *caddyProcess, dir string, admin, port int) {
+		{"reload to another store", false, func(t *testing.T, p *caddyProcess, dir string, admin, port int) {
 			moved := badgerProcessSite(dir, admin, port, filepath.Join(dir, "moved"))
 			done := make(chan int, 1)
 			go func() {
@@ -102,7 +106,9 @@ func TestAttackStoreRemovedBeforeShutdownHangsCaddy(t *testing.T) {
 			if status := registerStatus(t, fmt.Sprintf("http://127.0.0.1:%d", port)); status != http.StatusCreated {
 				t.Fatalf("registering: %d", status)
 			}
-			if err := os.RemoveAll(store); err != nil {
+			if tc.readOnly {
+				makeReadOnly(t, store)
+			} else if err := os.RemoveAll(store); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
