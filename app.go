@@ -63,6 +63,9 @@ type App struct {
 	storeKey string
 	ring     *tokens.KeyRing
 	logger   *zap.Logger
+	// keysMaintained is closed when maintainKeys has stopped using the
+	// store.
+	keysMaintained chan struct{}
 
 	sites *siteRegistry
 }
@@ -145,6 +148,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("signing keys in %s: %w", where, err)
 	}
+	a.keysMaintained = make(chan struct{})
 	go a.maintainKeys(ctx, maintenanceInterval(time.Duration(a.KeyRotation)))
 	return nil
 }
@@ -278,6 +282,7 @@ const keyRefreshInterval = 10 * time.Second
 // maintainKeys keeps the key ring rotated and in step with the store until
 // the config unloads, and audits each change of the signing key.
 func (a *App) maintainKeys(ctx caddy.Context, every time.Duration) {
+	defer close(a.keysMaintained)
 	maintain, refresh := time.NewTicker(every), time.NewTicker(keyRefreshInterval)
 	defer maintain.Stop()
 	defer refresh.Stop()
@@ -350,7 +355,11 @@ func (a *App) Cleanup() error {
 	if a.storeKey == "" {
 		return nil
 	}
-	// The sites' contexts are done: wait until they let go of the store.
+	// The config's context is done: wait until the key maintenance and
+	// the sites let go of the store, which may close now.
+	if a.keysMaintained != nil {
+		<-a.keysMaintained
+	}
 	for _, site := range a.siteAdmins("") {
 		site.Denied.Wait()
 	}
