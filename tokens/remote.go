@@ -166,13 +166,7 @@ func (v *RemoteVerifier) metadata(ctx context.Context) (*remoteMetadata, error) 
 	}
 	v.mu.Unlock()
 
-	timer := time.NewTimer(remoteFetchWait)
-	select {
-	case <-done:
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	timer.Stop()
+	awaitFetch(ctx, done)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	switch {

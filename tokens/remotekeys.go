@@ -74,13 +74,7 @@ func (s *remoteKeySet) key(ctx context.Context, kid string) (jwk.Key, error) {
 	s.mu.Unlock()
 
 	if done != nil {
-		timer := time.NewTimer(remoteFetchWait)
-		select {
-		case <-done:
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-		timer.Stop()
+		awaitFetch(ctx, done)
 	}
 
 	s.mu.Lock()
@@ -167,4 +161,16 @@ func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
 		return nil, false
 	}
 	return k, true
+}
+
+// awaitFetch waits for a fetch to finish (done closed), at most
+// remoteFetchWait and never past ctx: whoever waits then uses what is known.
+func awaitFetch(ctx context.Context, done <-chan struct{}) {
+	timer := time.NewTimer(remoteFetchWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
 }
