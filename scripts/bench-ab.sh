@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# A/B benchmark of the gate against plain reverse_proxy, with an external
+# load generator (wrk), and writes the figures into BENCHMARKS.md and a
+# latency plot into docs/bench-ab-latency.svg.
+#
+# One Caddy binary runs two sites on loopback, plain reverse_proxy and
+# mcp_auth + reverse_proxy, in front of one trivial backend; a second Caddy
+# does the same with its state in a throwaway redis-server. The token is a
+# real one, from a login through the consent and login forms. Each gated
+# run sits between two plain runs in the same Caddy; its ratio is its
+# throughput over the mean of those neighbours. Caddy CPU per request is
+# the process's utime+stime over each run divided by its requests.
+#
+# Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5: about 5 minutes)
+# Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis row is skipped without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+secs=${2:-5}
+conns=32
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk" >&2
+	if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null; else sudo apt-get install -y wrk >/dev/null; fi
+fi
+
+go build -o "$work/caddy" ./cmd/caddy
+go build -o "$work/benchab" ./internal/benchab
+read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port < <("$work/benchab" ports 6)
+
+"$work/benchab" backend "127.0.0.1:$backend_port" &
+pids+=($!)
+
+password="bench-ab password"
+hash=$("$work/caddy" hash-password --plaintext "$password")
+
+# caddyfile <plain port> <gated port> <mcp_auth global storage line>
+caddyfile() {
+	cat <<CADDY
+{
+	admin off
+	persist_config off
+	storage file_system $work/caddy-$1
+	mcp_auth {
+		$3
+	}
+}
+http://127.0.0.1:$1 {
+	reverse_proxy 127.0.0.1:$backend_port
+}
+http://127.0.0.1:$2 {
+	mcp_auth {
+		resource /mcp {
+			scopes mcp:tools mcp:search
+		}
+		tool_scope search mcp:search
+		upstream users {
+			alice $hash
+		}
+	}
+	reverse_proxy 127.0.0.1:$backend_port
+}
+CADDY
+}
+
+# start_caddy <name> <plain port> <gated port> <storage line>: sets caddy_pid.
+start_caddy() {
+	caddyfile "$2" "$3" "$4" >"$work/Caddyfile.$1"
+	"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.$1" >"$work/caddy-$1.log" 2>&1 &
+	caddy_pid=$!
+	pids+=("$caddy_pid")
+	for _ in $(seq 100); do
+		curl -fs -o /dev/null "http://127.0.0.1:$3/.well-known/oauth-authorization-server" && return
+		sleep 0.1
+	done
+	echo "caddy ($1) did not start; log:" >&2
+	cat "$work/caddy-$1.log" >&2
+	exit 1
+}
+
+start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger"
+badger_pid=$caddy_pid
+badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
+
+redis_pid=
+if command -v redis-server >/dev/null; then
+	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0"
+	redis_pid=$caddy_pid
+	redis_token=$("$work/benchab" login "http://127.0.0.1:$redis_gated" alice "$password")
+else
+	echo "redis-server not found: skipping the Redis row" >&2
+fi
+
+session=4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b
+ping='{"jsonrpc":"2.0","id":2,"method":"ping"}'
+tools_call='{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"caddy mcp auth","limit":10}}}'
+
+# lua <file> <token> <session> <body>: the wrk script of one request shape.
+# Plain reverse_proxy gets the same request, Authorization header included.
+lua() {
+	{
+		echo 'wrk.method = "POST"'
+		echo "wrk.body = [[$4]]"
+		echo 'wrk.headers["Content-Type"] = "application/json"'
+		echo "wrk.headers[\"Authorization\"] = \"Bearer $2\""
+		[ -z "$3" ] || echo "wrk.headers[\"Mcp-Session-Id\"] = \"$3\""
+	} >"$1"
+}
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
+
+# run <pid> <conns> <url> <lua>: one wrk run; prints
+# "requests req/s cpu-µs-per-request p50 p75 p90 p99" (latencies in µs).
+run() {
+	local before after out
+	before=$(cpu_ticks "$1")
+	out=$(wrk -t "$(( $2 < 2 ? 1 : 2 ))" -c "$2" -d "${secs}s" --latency -s "$4" "$3")
+	after=$(cpu_ticks "$1")
+	if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+		echo "errors in a run against $3:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	awk -v cpu=$((after - before)) -v hz="$clk_tck" '
+		function us(v) {
+			if (v ~ /us$/) return v + 0
+			if (v ~ /ms$/) return v * 1000
+			if (v ~ /s$/) return v * 1000000
+			return v
+		}
+		/requests in/ { n = $1 }
+		/Requests\/sec/ { rps = $2 }
+		/^ +50%/ { p50 = us($2) } /^ +75%/ { p75 = us($2) } /^ +90%/ { p90 = us($2) } /^ +99%/ { p99 = us($2) }
+		END { printf "%d %.1f %.2f %.1f %.1f %.1f %.1f\n", n, rps, cpu / hz * 1e6 / n, p50, p75, p90, p99 }' <<<"$out"
+}
+
+results="$work/results"
+# ab <row> <pid> <conns> <plain url> <gated url> <lua>: plain, then rounds of
+# gated + plain; records "row round ratio cpu_plain cpu_gated p50..p99 plain p50..p99 gated".
+ab() {
+	local row=$1 pid=$2 c=$3 plain=$4 gated=$5 script=$6 prev cur g r
+	echo "== $row" >&2
+	prev=$(run "$pid" "$c" "$plain" "$script")
+	for r in $(seq "$rounds"); do
+		g=$(run "$pid" "$c" "$gated" "$script")
+		cur=$(run "$pid" "$c" "$plain" "$script")
+		read -r _ prps pcpu p50 p75 p90 p99 <<<"$prev"
+		read -r _ crps ccpu _ <<<"$cur"
+		read -r _ grps gcpu g50 g75 g90 g99 <<<"$g"
+		awk -v row="$row" -v r="$r" -v p="$prps" -v c="$crps" -v g="$grps" -v pc="$pcpu" -v cc="$ccpu" -v gc="$gcpu" \
+			-v pl="$p50 $p75 $p90 $p99" -v gl="$g50 $g75 $g90 $g99" \
+			'BEGIN { printf "%s %d %.3f %.2f %.2f %s %s\n", row, r, g / ((p + c) / 2), (pc + cc) / 2, gc, pl, gl }' | tee -a "$results" >&2
+		prev=$cur
+	done
+}
+
+lua "$work/no_session.lua" "$badger_token" "" "$ping"
+lua "$work/session.lua" "$badger_token" "$session" "$ping"
+lua "$work/tools_call.lua" "$badger_token" "$session" "$tools_call"
+b_plain="http://127.0.0.1:$badger_plain/mcp" b_gated="http://127.0.0.1:$badger_gated/mcp"
+ab no_session "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/no_session.lua"
+ab session "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/session.lua"
+ab tools_call "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/tools_call.lua"
+if [ -n "$redis_pid" ]; then
+	lua "$work/redis.lua" "$redis_token" "$session" "$ping"
+	ab redis_session "$redis_pid" "$conns" "http://127.0.0.1:$redis_plain/mcp" "http://127.0.0.1:$redis_gated/mcp" "$work/redis.lua"
+fi
+ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
+
+# Per row: median and range of the ratio, median CPU µs/request, median latencies.
+summary=$(awk '
+	function median(key, n,   a, i, j, t) {
+		for (i = 1; i <= n; i++) a[i] = v[key, i]
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		lo[key] = a[1]; hi[key] = a[n]
+		return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	{
+		if (!($1 in n)) order[++k] = $1
+		i = ++n[$1]
+		for (f = 3; f <= NF; f++) v[$1 SUBSEP f, i] = $f
+	}
+	END {
+		for (x = 1; x <= k; x++) {
+			row = order[x]; c = n[row]; line = row
+			for (f = 3; f <= 13; f++) line = line " " median(row SUBSEP f, c)
+			printf "%s %s %s\n", line, lo[row SUBSEP 3], hi[row SUBSEP 3]
+		}
+	}' "$results")
+# summary fields: row ratio cpu_plain cpu_gated p50 p75 p90 p99 (plain) p50 p75 p90 p99 (gated) ratio_min ratio_max
+
+awk '$1 == "latency_1conn" { print "plain", $5, $6, $7, $8; print "mcp_auth", $9, $10, $11, $12 }' <<<"$summary" |
+	"$work/benchab" svg "1 connection, POST with Mcp-Session-Id, Badger: latency (median of $rounds runs)" >docs/bench-ab-latency.svg
+
+section=$(
+	echo "## A/B against plain reverse_proxy (wrk)"
+	echo
+	echo "Written by \`scripts/bench-ab.sh $rounds $secs\` on $(date -u +%Y-%m-%d) ($(go version | cut -d' ' -f3), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(redis-server --version 2>/dev/null | cut -d' ' -f1-3))."
+	echo "wrk, HTTP/1.1 keep-alive, $conns connections (2 threads), ${secs} s per run, a trivial Go backend, a token from a real login;"
+	echo "each gated run is between two plain reverse_proxy runs in the same Caddy and its ratio is its throughput over their mean;"
+	echo "$rounds interleaved rounds, median (min–max). CPU is Caddy's utime+stime per request, median over the rounds."
+	echo
+	echo "| traffic | throughput ratio | target | CPU µs/req plain | CPU µs/req gated | added | target |"
+	echo "|---|---|---|---:|---:|---:|---|"
+	awk '
+		BEGIN {
+			name["no_session"] = "POST, no `Mcp-Session-Id`, Badger"; target["no_session"] = "≥ 0.98"
+			name["session"] = "POST with `Mcp-Session-Id`, Badger"; target["session"] = "≥ 0.97"
+			name["tools_call"] = "`tools/call` body with `tool_scope`, with session, Badger"; target["tools_call"] = "≥ 0.95"
+			name["redis_session"] = "with session, Redis store"; target["redis_session"] = "≥ 0.95"
+		}
+		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | ≤ +5 µs |\n", name[$1], $2, $13, $14, target[$1], $3, $4, $4 - $3 }' <<<"$summary"
+	echo
+	echo "1 connection, POST with \`Mcp-Session-Id\`, Badger (target: p50 ≤ +20 µs, p99 ≤ +60 µs):"
+	echo
+	echo "| | p50 µs | p75 µs | p90 µs | p99 µs |"
+	echo "|---|---:|---:|---:|---:|"
+	awk '$1 == "latency_1conn" {
+		printf "| plain reverse_proxy | %.0f | %.0f | %.0f | %.0f |\n", $5, $6, $7, $8
+		printf "| mcp_auth + reverse_proxy | %.0f | %.0f | %.0f | %.0f |\n", $9, $10, $11, $12
+		printf "| added | %+.0f | %+.0f | %+.0f | %+.0f |\n", $9 - $5, $10 - $6, $11 - $7, $12 - $8 }' <<<"$summary"
+	echo
+	echo "![latency percentiles, 1 connection](docs/bench-ab-latency.svg)"
+	echo
+	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated):"
+	echo
+	echo '```'
+	cat "$results"
+	echo '```'
+)
+
+# Replace the previous A/B section (it runs to the end of the file), keep the rest.
+{
+	[ -f BENCHMARKS.md ] && awk '/^## A\/B against plain reverse_proxy/ { exit } /^$/ { blank++; next } { for (; blank; blank--) print ""; print }' BENCHMARKS.md
+	echo
+	echo "$section"
+} >"$work/BENCHMARKS.md"
+mv "$work/BENCHMARKS.md" BENCHMARKS.md
+echo "wrote BENCHMARKS.md and docs/bench-ab-latency.svg" >&2
