@@ -149,7 +149,9 @@ run() {
 
 results="$work/results"
 # ab <row> <pid> <conns> <plain url> <gated url> <lua>: plain, then rounds of
-# gated + plain; records "row round ratio cpu_plain cpu_gated p50..p99 plain p50..p99 gated".
+# gated + plain; records "row round ratio cpu_plain cpu_gated p50..p99 plain
+# p50..p99 gated cpu_added": cpu_added is gated minus the mean of its
+# neighbours, paired within the round so slow drifts of the machine cancel.
 ab() {
 	local row=$1 pid=$2 c=$3 plain=$4 gated=$5 script=$6 prev cur g r
 	echo "== $row" >&2
@@ -162,7 +164,7 @@ ab() {
 		read -r _ grps gcpu g50 g75 g90 g99 <<<"$g"
 		awk -v row="$row" -v r="$r" -v p="$prps" -v c="$crps" -v g="$grps" -v pc="$pcpu" -v cc="$ccpu" -v gc="$gcpu" \
 			-v pl="$p50 $p75 $p90 $p99" -v gl="$g50 $g75 $g90 $g99" \
-			'BEGIN { printf "%s %d %.3f %.2f %.2f %s %s\n", row, r, g / ((p + c) / 2), (pc + cc) / 2, gc, pl, gl }' | tee -a "$results" >&2
+			'BEGIN { printf "%s %d %.3f %.2f %.2f %s %s %.2f\n", row, r, g / ((p + c) / 2), (pc + cc) / 2, gc, pl, gl, gc - (pc + cc) / 2 }' | tee -a "$results" >&2
 		prev=$cur
 	done
 }
@@ -196,11 +198,11 @@ summary=$(awk '
 	END {
 		for (x = 1; x <= k; x++) {
 			row = order[x]; c = n[row]; line = row
-			for (f = 3; f <= 13; f++) line = line " " median(row SUBSEP f, c)
+			for (f = 3; f <= 14; f++) line = line " " median(row SUBSEP f, c)
 			printf "%s %s %s\n", line, lo[row SUBSEP 3], hi[row SUBSEP 3]
 		}
 	}' "$results")
-# summary fields: row ratio cpu_plain cpu_gated p50 p75 p90 p99 (plain) p50 p75 p90 p99 (gated) ratio_min ratio_max
+# summary fields: row ratio cpu_plain cpu_gated p50 p75 p90 p99 (plain) p50 p75 p90 p99 (gated) cpu_added ratio_min ratio_max
 
 awk '$1 == "latency_1conn" { print "plain", $5, $6, $7, $8; print "mcp_auth", $9, $10, $11, $12 }' <<<"$summary" |
 	"$work/benchab" svg "1 connection, POST with Mcp-Session-Id, Badger: latency (median of $rounds runs)" >docs/bench-ab-latency.svg
@@ -211,7 +213,8 @@ section=$(
 	echo "Written by \`scripts/bench-ab.sh $rounds $secs\` on $(date -u +%Y-%m-%d) ($(go version | cut -d' ' -f3), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(redis-server --version 2>/dev/null | cut -d' ' -f1-3))."
 	echo "wrk, HTTP/1.1 keep-alive, $conns connections (2 threads), ${secs} s per run, a trivial Go backend, a token from a real login;"
 	echo "each gated run is between two plain reverse_proxy runs in the same Caddy and its ratio is its throughput over their mean;"
-	echo "$rounds interleaved rounds, median (min–max). CPU is Caddy's utime+stime per request, median over the rounds."
+	echo "$rounds interleaved rounds, median (min–max). CPU is Caddy's utime+stime per request, median over the rounds;"
+	echo "*added* is the median of each round's gated CPU minus its neighbours' mean."
 	echo
 	echo "| traffic | throughput ratio | target | CPU µs/req plain | CPU µs/req gated | added | target |"
 	echo "|---|---|---|---:|---:|---:|---|"
@@ -222,7 +225,10 @@ section=$(
 			name["tools_call"] = "`tools/call` body with `tool_scope`, with session, Badger"; target["tools_call"] = "≥ 0.95"
 			name["redis_session"] = "with session, Redis store"; target["redis_session"] = "≥ 0.95"
 		}
-		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | ≤ +5 µs |\n", name[$1], $2, $13, $14, target[$1], $3, $4, $4 - $3 }' <<<"$summary"
+		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | ≤ +5 µs |\n", name[$1], $2, $14, $15, target[$1], $3, $4, $13 }' <<<"$summary"
+	echo
+	awk '$1 != "latency_1conn" { if (lo == "" || $4 < lo) lo = $4; if ($4 > hi) hi = $4 }
+		END { printf "Noise: plain reverse_proxy alone, same request shapes, ranged from %.0f to %.0f µs of CPU per request over these runs; compare each row with the spread of its ratio.\n", lo, hi }' "$results"
 	echo
 	echo "1 connection, POST with \`Mcp-Session-Id\`, Badger (target: p50 ≤ +20 µs, p99 ≤ +60 µs):"
 	echo
@@ -235,7 +241,7 @@ section=$(
 	echo
 	echo "![latency percentiles, 1 connection](docs/bench-ab-latency.svg)"
 	echo
-	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated):"
+	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo
 	echo '```'
 	cat "$results"
