@@ -108,3 +108,142 @@ func (b *browser) ours(u *url.URL, servers []string) bool {
 	}
 	return false
 }
+
+// step is one response a browser got.
+type step struct {
+	Method string
+	URL    *url.URL
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// location returns the step's Location, or nil.
+func (s step) location() *url.URL {
+	if s.Header.Get("Location") == "" {
+		return nil
+	}
+	u, err := s.URL.Parse(s.Header.Get("Location"))
+	if err != nil {
+		return nil
+	}
+	return u
+}
+
+// walk drives b from start like browser.authorize does (approving or
+// denying consent, filling the login form, following redirects through
+// the server and the upstream servers), with two differences: it records
+// every response, and it stops without failing at the first response
+// that is neither a form it knows nor a redirect within those servers.
+// Form posts go to the origin of start, with the Origin header a browser
+// sends.
+func walk(t *testing.T, b *browser, start string, servers ...string) []step {
+	t.Helper()
+	next, method, form := start, http.MethodGet, url.Values(nil)
+	u, err := url.Parse(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := u.Scheme + "://" + u.Host // the authorization server's
+	var steps []step
+	for hops := 0; hops < 12; hops++ {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequest(method, next, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := b.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, next, err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		s := step{Method: method, URL: req.URL, Status: resp.StatusCode, Header: resp.Header, Body: string(page)}
+		steps = append(steps, s)
+		method, form = http.MethodGet, nil
+		switch {
+		case resp.StatusCode >= 300 && resp.StatusCode < 400 && s.location() != nil:
+			if !b.ours(s.location(), servers) {
+				return steps
+			}
+			next = s.location().String()
+		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="decision"`):
+			form = formFields(s.Body)
+			form.Set("decision", map[bool]string{true: "deny", false: "approve"}[b.Deny])
+			method, next = http.MethodPost, origin+"/authorize/consent"
+		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="password"`):
+			form = formFields(s.Body)
+			form.Set("username", b.Username)
+			form.Set("password", b.Password)
+			method, next = http.MethodPost, origin+"/authorize/login"
+		default:
+			return steps
+		}
+	}
+	t.Fatalf("too many redirects from %s", start)
+	return nil
+}
+
+// redirectedTo returns where the last step sent the browser: the client's
+// redirect URI with the authorization response. It fails the test unless
+// that was a 302 (OAuth 2.1 section 4.1.2 allows 302 and 303, never 307).
+func redirectedTo(t *testing.T, steps []step) *url.URL {
+	t.Helper()
+	last := steps[len(steps)-1]
+	// 303 after a form POST (consent, login), 302 otherwise.
+	want := http.StatusFound
+	if last.Method == http.MethodPost {
+		want = http.StatusSeeOther
+	}
+	if last.Status != want || last.location() == nil {
+		t.Fatalf("%s %s: %d, want %d to the client; body %.500s", last.Method, last.URL, last.Status, want, last.Body)
+	}
+	return last.location()
+}
+
+// aliceBrowser is a fresh browser that logs in as alice on the built-in form.
+func aliceBrowser(t *testing.T) *browser {
+	b := newBrowser(t)
+	b.Username, b.Password = "alice", "correct horse"
+	return b
+}
+
+// loginCode runs the authorization q as alice in a fresh browser and
+// returns the code sent back to the client.
+func loginCode(t *testing.T, q url.Values, servers ...string) string {
+	t.Helper()
+	loc := redirectedTo(t, walk(t, aliceBrowser(t), authorizeURL(q), servers...))
+	code := loc.Query().Get("code")
+	if code == "" || loc.Query().Get("error") != "" {
+		t.Fatalf("authorization failed: %s", loc)
+	}
+	return code
+}
+
+// consentForm opens the consent page for q in b and returns its form.
+func consentForm(t *testing.T, b *browser, q url.Values) url.Values {
+	t.Helper()
+	status, _, body := get(t, b.client, authorizeURL(q), nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `name="decision"`) {
+		t.Fatalf("no consent page: %d %.300s", status, body)
+	}
+	form := formFields(string(body))
+	if form.Get("request") == "" || form.Get("csrf") == "" {
+		t.Fatalf("consent form fields %v", form)
+	}
+	return form
+}
+
+// postConsent posts a consent decision from b.
+func postConsent(t *testing.T, b *browser, form url.Values) (int, http.Header, []byte) {
+	t.Helper()
+	return do(t, b.client, http.MethodPost, siteAddr()+"/authorize/consent",
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()}}, []byte(form.Encode()))
+}

@@ -1,0 +1,343 @@
+package mcpauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+// Helpers that drive the authorization server of a real Caddy the way MCP
+// clients do: registering clients, building authorization requests,
+// posting token requests and checking what the server answers.
+
+// asEnv is the authorization server one test runs.
+type asEnv struct {
+	storagePath, logDir string
+	// http is a client without cookies that does not follow redirects,
+	// like an MCP client talking to the server.
+	http *http.Client
+}
+
+// startAS starts asSite (the demo MCP server at /mcp, scopes mcp:tools and
+// mcp:admin) with authConfig inside its mcp_auth block.
+func startAS(t *testing.T, authConfig string) *asEnv {
+	t.Helper()
+	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
+	startCaddy(t, asSite(t, e.storagePath, e.logDir, authConfig))
+	e.http = mustTLSClient(t)
+	e.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return e
+}
+
+// usersAS starts an authorization server whose users log in with the
+// built-in login form (alice), plus extra options.
+func usersAS(t *testing.T, extra string) *asEnv {
+	t.Helper()
+	return startAS(t, usersUpstream()+"\n\t\t"+extra)
+}
+
+// canonicalResource is the protected resource of asSite.
+func canonicalResource() string { return siteAddr() + "/mcp" }
+
+// testStore joins the store the running Caddy uses, as testRing does, and
+// returns the key space of the test site (siteAddr).
+func testStore(t testing.TB, storagePath string) storage.Store {
+	t.Helper()
+	abs, _ := filepath.Abs(storagePath)
+	db, loaded, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		return nil, fmt.Errorf("store %s is not open", abs)
+	})
+	if err != nil || !loaded {
+		t.Fatalf("store %s is not open in this process: %v", abs, err)
+	}
+	t.Cleanup(func() { _, _ = stores.Delete(abs) })
+	return storage.Prefixed(db.(pooledStore).Badger, siteKeyPrefix(siteAddr()))
+}
+
+// storeKeys returns the live keys under prefix.
+func storeKeys(t testing.TB, st storage.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	if err := st.List(context.Background(), prefix, func(k string, _ []byte) error {
+		keys = append(keys, k)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// secretKey is the store key form of a secret value (SHA-256, hex).
+func secretKey(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+type testClient struct {
+	ID, Secret string
+	Redirects  []string
+}
+
+// register posts a registration body and returns the decoded answer.
+func (e *asEnv) register(t *testing.T, body string, header http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
+	h := http.Header{"Content-Type": {"application/json"}}
+	for k, v := range header {
+		h[k] = v
+	}
+	status, hdr, raw := do(t, e.http, http.MethodPost, siteAddr()+"/register", h, []byte(body))
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Errorf("POST /register: %d with a body that is not JSON: %q", status, raw)
+	}
+	return status, hdr, m
+}
+
+// registerClient registers a client with DCR, failing unless it gets 201.
+func (e *asEnv) registerClient(t *testing.T, meta map[string]any) testClient {
+	t.Helper()
+	body, _ := json.Marshal(meta)
+	status, _, m := e.register(t, string(body), nil)
+	if status != http.StatusCreated {
+		t.Fatalf("registering %s: %d %v", body, status, m)
+	}
+	c := testClient{ID: fmt.Sprint(m["client_id"])}
+	if s, ok := m["client_secret"].(string); ok {
+		c.Secret = s
+	}
+	uris, _ := m["redirect_uris"].([]any)
+	for _, u := range uris {
+		c.Redirects = append(c.Redirects, fmt.Sprint(u))
+	}
+	return c
+}
+
+// publicClient registers a public client with the refresh_token grant.
+func (e *asEnv) publicClient(t *testing.T, redirects ...string) testClient {
+	t.Helper()
+	if len(redirects) == 0 {
+		redirects = []string{clientRedirect}
+	}
+	return e.registerClient(t, map[string]any{
+		"client_name":                "AS test client",
+		"redirect_uris":              redirects,
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"token_endpoint_auth_method": "none",
+	})
+}
+
+type pkce struct{ verifier, challenge string }
+
+func newPKCE() pkce {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	v := base64.RawURLEncoding.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(v))
+	return pkce{v, base64.RawURLEncoding.EncodeToString(sum[:])}
+}
+
+// authParams is a valid authorization request for c, as MCP clients send
+// it: with state, PKCE S256 and the resource.
+func authParams(c testClient, p pkce) url.Values {
+	return url.Values{
+		"response_type":         {"code"},
+		"client_id":             {c.ID},
+		"redirect_uri":          {c.Redirects[0]},
+		"code_challenge":        {p.challenge},
+		"code_challenge_method": {"S256"},
+		"state":                 {"st-" + p.verifier[:10]},
+		"resource":              {canonicalResource()},
+	}
+}
+
+func authorizeURL(q url.Values) string { return siteAddr() + "/authorize?" + q.Encode() }
+
+// assertErrorPage checks an answer that must be an error page of the
+// server, never a redirect to a URI it cannot trust.
+func assertErrorPage(t *testing.T, what string, status int, hdr http.Header, body []byte, wantStatus int) {
+	t.Helper()
+	if status != wantStatus || hdr.Get("Location") != "" || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
+		t.Errorf("%s: %d Location=%q Content-Type=%q, want a %d HTML page without Location; body %.300s",
+			what, status, hdr.Get("Location"), hdr.Get("Content-Type"), wantStatus, body)
+	}
+}
+
+// assertAuthzResponse checks an authorization response (OAuth 2.1 section
+// 4.1.2, RFC 9207) at loc: sent to redirectURI, with state byte-exact and
+// iss exactly once, and with error wantError or else exactly one code.
+func assertAuthzResponse(t *testing.T, loc *url.URL, redirectURI, state, wantError string) {
+	t.Helper()
+	q := loc.Query()
+	base := *loc
+	base.RawQuery = ""
+	if want, _ := url.Parse(redirectURI); base.String() != (&url.URL{Scheme: want.Scheme, Host: want.Host, Path: want.Path, Opaque: want.Opaque}).String() {
+		t.Errorf("response sent to %s, want %s", loc, redirectURI)
+	}
+	if loc.Fragment != "" {
+		t.Errorf("response has a fragment: %s", loc)
+	}
+	if iss := q["iss"]; len(iss) != 1 || iss[0] != siteAddr() {
+		t.Errorf("iss = %q, want exactly [%q]: %s", iss, siteAddr(), loc)
+	}
+	if got := q["state"]; state != "" && (len(got) != 1 || got[0] != state) {
+		t.Errorf("state = %q, want %q", got, state)
+	}
+	if wantError != "" {
+		if q.Get("error") != wantError || q.Has("code") {
+			t.Errorf("error = %q (code %q), want error %q: %s", q.Get("error"), q.Get("code"), wantError, loc)
+		}
+		return
+	}
+	if len(q["code"]) != 1 || q.Get("code") == "" || q.Has("error") {
+		t.Errorf("want exactly one code and no error: %s", loc)
+	}
+}
+
+// tokenRequest posts a form to /token and decodes the JSON answer.
+func (e *asEnv) tokenRequest(t *testing.T, form url.Values, header http.Header) (int, http.Header, map[string]any) {
+	t.Helper()
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	for k, v := range header {
+		h[k] = v
+	}
+	status, hdr, raw := do(t, e.http, http.MethodPost, siteAddr()+"/token", h, []byte(form.Encode()))
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Errorf("POST /token: %d with a body that is not JSON: %q", status, raw)
+	}
+	if status != http.StatusOK && (m["error"] == nil || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json")) {
+		t.Errorf("POST /token error %d without a JSON error: %v %q", status, hdr, raw)
+	}
+	return status, hdr, m
+}
+
+// codeForm is the token request redeeming code for c.
+func codeForm(c testClient, code string, p pkce) url.Values {
+	return url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"code_verifier": {p.verifier},
+		"client_id":     {c.ID},
+		"redirect_uri":  {c.Redirects[0]},
+		"resource":      {canonicalResource()},
+	}
+}
+
+type tokenSet struct {
+	Access, Refresh, Scope, TokenType string
+	ExpiresIn                         int64
+	Header                            http.Header
+}
+
+// exchange posts a token request that must succeed.
+func (e *asEnv) exchange(t *testing.T, form url.Values, header http.Header) tokenSet {
+	t.Helper()
+	status, hdr, m := e.tokenRequest(t, form, header)
+	if status != http.StatusOK {
+		t.Fatalf("token request %s: %d %v", form.Get("grant_type"), status, m)
+	}
+	ts := tokenSet{Header: hdr}
+	ts.Access, _ = m["access_token"].(string)
+	ts.Refresh, _ = m["refresh_token"].(string)
+	ts.Scope, _ = m["scope"].(string)
+	ts.TokenType, _ = m["token_type"].(string)
+	if n, ok := m["expires_in"].(float64); ok {
+		ts.ExpiresIn = int64(n)
+	}
+	if ts.Access == "" {
+		t.Fatalf("no access_token in %v", m)
+	}
+	return ts
+}
+
+// login authorizes the public client c as alice and redeems the code.
+func (e *asEnv) login(t *testing.T, c testClient, extra url.Values) tokenSet {
+	t.Helper()
+	p := newPKCE()
+	q := authParams(c, p)
+	for k, v := range extra {
+		q[k] = v
+	}
+	return e.exchange(t, codeForm(c, loginCode(t, q), p), nil)
+}
+
+// mcpStatus sends an MCP initialize request with token and returns the status.
+func (e *asEnv) mcpStatus(t *testing.T, token string) int {
+	t.Helper()
+	h := bearer(token)
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "application/json, text/event-stream")
+	status, _, _ := do(t, e.http, http.MethodPost, canonicalResource(), h,
+		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"as-test","version":"0"}}}`))
+	return status
+}
+
+// decodeJWT returns the JOSE header and claims of a JWT, unverified.
+func decodeJWT(t *testing.T, tok string) (header, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	for i, dst := range []*map[string]any{&header, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil || json.Unmarshal(raw, dst) != nil {
+			t.Fatalf("JWT part %d is not base64url JSON: %v", i, err)
+		}
+	}
+	return header, claims
+}
+
+// logContains reports which of the values appear in the logs in logDir.
+func logContains(t *testing.T, logDir string, values ...string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(logDir, "*.log"))
+	var found []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if v != "" && bytes.Contains(b, []byte(v)) {
+				found = append(found, filepath.Base(f)+": "+v[:min(len(v), 12)]+"…")
+			}
+		}
+	}
+	return found
+}
+
+// reportLoggedCodes notes authorization codes that Caddy's access log
+// records as part of the URLs the browser was sent to (the callback's
+// query, the Location of the redirect to the client). They are single
+// use and short-lived; README should show the log filter that removes
+// them. This is reported, not failed.
+func reportLoggedCodes(t *testing.T, logDir string, codes ...string) {
+	t.Helper()
+	if found := logContains(t, logDir, codes...); len(found) > 0 {
+		t.Logf("NOTE: authorization codes appear in the logs (request URI / resp_headers.Location): %v", found)
+	}
+}
+
+func clone(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
