@@ -9,18 +9,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
-)
 
-// RFC 7591 section 3.2.2 error codes.
-const (
-	ErrCodeInvalidRedirectURI    = "invalid_redirect_uri"
-	ErrCodeInvalidClientMetadata = "invalid_client_metadata"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // Limits on registration requests. They are generous for every real MCP
@@ -42,22 +39,15 @@ const (
 	maxMetadataURILength = 2000
 )
 
-// RegistrationError is a registration failure with its RFC 7591 section
-// 3.2.2 error code. Description is safe to send to the client: it never
-// echoes submitted values.
-type RegistrationError struct {
-	Code        string
-	Description string
+// badMetadata and badRedirect are the registration failures of RFC 7591
+// section 3.2.2. Their descriptions are sent to the client, so they never
+// echo submitted values.
+func badMetadata(format string, args ...any) *oauth.Error {
+	return oauth.NewError(http.StatusBadRequest, oauth.InvalidClientMetadata, fmt.Sprintf(format, args...))
 }
 
-func (e *RegistrationError) Error() string { return e.Code + ": " + e.Description }
-
-func badMetadata(format string, args ...any) *RegistrationError {
-	return &RegistrationError{Code: ErrCodeInvalidClientMetadata, Description: fmt.Sprintf(format, args...)}
-}
-
-func badRedirect(format string, args ...any) *RegistrationError {
-	return &RegistrationError{Code: ErrCodeInvalidRedirectURI, Description: fmt.Sprintf(format, args...)}
+func badRedirect(format string, args ...any) *oauth.Error {
+	return oauth.NewError(http.StatusBadRequest, oauth.InvalidRedirectURI, fmt.Sprintf(format, args...))
 }
 
 // dcrAuthMethods are the token endpoint auth methods a dynamically
@@ -76,7 +66,7 @@ var dcrAuthMethods = []string{AuthMethodNone, AuthMethodClientSecretBasic, AuthM
 // "none" explicitly, and the ones that omit it (ChatGPT) authenticate with
 // Basic. Secrets expire after secretLifetime, or never if it is zero.
 //
-// Errors are *RegistrationError.
+// Errors are *oauth.Error, ready to send.
 func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration) (client *Client, secret string, err error) {
 	if len(body) > MaxRegistrationBytes {
 		return nil, "", badMetadata("registration request is too large")
@@ -189,7 +179,7 @@ func randomString(n int) string {
 }
 
 // parseObject decodes body as a JSON object into its members, unparsed.
-func parseObject(body []byte) (map[string]json.RawMessage, *RegistrationError) {
+func parseObject(body []byte) (map[string]json.RawMessage, *oauth.Error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
 		return nil, badMetadata("client metadata must be a JSON object")
@@ -212,7 +202,7 @@ func present(fields map[string]json.RawMessage, name string) bool {
 // with everything but its identity and credentials filled in. methods are
 // the allowed token_endpoint_auth_method values, defaultMethod applies when
 // the member is omitted.
-func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultMethod string) (*Client, *RegistrationError) {
+func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultMethod string) (*Client, *oauth.Error) {
 	c := new(Client)
 
 	uris, ok := stringArray(fields, "redirect_uris")
@@ -237,7 +227,7 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 	}
 	c.RedirectURIs = dedupe(uris)
 
-	var rerr *RegistrationError
+	var rerr *oauth.Error
 	if c.GrantTypes, rerr = grantTypes(fields); rerr != nil {
 		return nil, rerr
 	}
@@ -292,7 +282,7 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 
 // grantTypes returns the registered grant types, defaulting to
 // authorization_code (RFC 7591 section 2).
-func grantTypes(fields map[string]json.RawMessage) ([]string, *RegistrationError) {
+func grantTypes(fields map[string]json.RawMessage) ([]string, *oauth.Error) {
 	list, ok := stringArray(fields, "grant_types")
 	if !ok {
 		return nil, badMetadata("grant_types must be an array of strings")
@@ -320,7 +310,7 @@ func grantTypes(fields map[string]json.RawMessage) ([]string, *RegistrationError
 }
 
 // responseTypes returns the registered response types, defaulting to code.
-func responseTypes(fields map[string]json.RawMessage) ([]string, *RegistrationError) {
+func responseTypes(fields map[string]json.RawMessage) ([]string, *oauth.Error) {
 	list, ok := stringArray(fields, "response_types")
 	if !ok {
 		return nil, badMetadata("response_types must be an array of strings")
@@ -339,7 +329,7 @@ func responseTypes(fields map[string]json.RawMessage) ([]string, *RegistrationEr
 // scope validates the scope member: space-delimited scope tokens of the
 // RFC 6749 section 3.3 character set. Runs of whitespace are collapsed, as
 // clients have been seen sending a leading space.
-func scope(fields map[string]json.RawMessage) (string, *RegistrationError) {
+func scope(fields map[string]json.RawMessage) (string, *oauth.Error) {
 	s, ok := stringMember(fields, "scope")
 	switch {
 	case !ok:
@@ -361,7 +351,7 @@ func scope(fields map[string]json.RawMessage) (string, *RegistrationError) {
 
 // displayString returns an optional human-readable member, checking that it
 // can be shown on a consent page without misleading the user.
-func displayString(fields map[string]json.RawMessage, name string) (string, *RegistrationError) {
+func displayString(fields map[string]json.RawMessage, name string) (string, *oauth.Error) {
 	s, ok := stringMember(fields, name)
 	switch {
 	case !ok:
@@ -384,7 +374,7 @@ func displayString(fields map[string]json.RawMessage, name string) (string, *Reg
 // than failing the registration: these are only ever displayed, and RFC 7591
 // section 2 lets the server drop metadata it will not use. Dropped values
 // are absent from the registration response, so the client can tell.
-func displayURI(fields map[string]json.RawMessage, name string) (string, *RegistrationError) {
+func displayURI(fields map[string]json.RawMessage, name string) (string, *oauth.Error) {
 	s, ok := stringMember(fields, name)
 	if !ok {
 		return "", badMetadata("%s must be a string", name)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // FuzzNewRegistration feeds arbitrary registration bodies to the parser.
@@ -31,8 +33,8 @@ func FuzzNewRegistration(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c, secret, err := NewRegistration(body, now, 0)
 		if err != nil {
-			var rerr *RegistrationError
-			if !errors.As(err, &rerr) || (rerr.Code != ErrCodeInvalidClientMetadata && rerr.Code != ErrCodeInvalidRedirectURI) {
+			var rerr *oauth.Error
+			if !errors.As(err, &rerr) || (rerr.Code != oauth.InvalidClientMetadata && rerr.Code != oauth.InvalidRedirectURI) {
 				t.Fatalf("refused with %v, not an RFC 7591 error", err)
 			}
 			return

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -220,75 +222,76 @@ func TestNewRegistrationMetadata(t *testing.T) {
 func TestNewRegistrationErrors(t *testing.T) {
 	const ru = `"redirect_uris":["https://client.test/cb"]`
 	tests := []struct {
-		name, body, code string
+		name, body string
+		code       oauth.ErrorCode
 	}{
-		{"not JSON", `redirect_uris=x`, ErrCodeInvalidClientMetadata},
-		{"array", `[{"redirect_uris":["https://client.test/cb"]}]`, ErrCodeInvalidClientMetadata},
-		{"string", `"hello"`, ErrCodeInvalidClientMetadata},
-		{"null", `null`, ErrCodeInvalidClientMetadata},
-		{"empty", ``, ErrCodeInvalidClientMetadata},
-		{"truncated", `{"redirect_uris":["https://client.test/cb"]`, ErrCodeInvalidClientMetadata},
-		{"trailing garbage", `{` + ru + `} {}`, ErrCodeInvalidClientMetadata},
-		{"too large", `{` + ru + `,"x":"` + strings.Repeat("a", MaxRegistrationBytes) + `"}`, ErrCodeInvalidClientMetadata},
+		{"not JSON", `redirect_uris=x`, oauth.InvalidClientMetadata},
+		{"array", `[{"redirect_uris":["https://client.test/cb"]}]`, oauth.InvalidClientMetadata},
+		{"string", `"hello"`, oauth.InvalidClientMetadata},
+		{"null", `null`, oauth.InvalidClientMetadata},
+		{"empty", ``, oauth.InvalidClientMetadata},
+		{"truncated", `{"redirect_uris":["https://client.test/cb"]`, oauth.InvalidClientMetadata},
+		{"trailing garbage", `{` + ru + `} {}`, oauth.InvalidClientMetadata},
+		{"too large", `{` + ru + `,"x":"` + strings.Repeat("a", MaxRegistrationBytes) + `"}`, oauth.InvalidClientMetadata},
 
-		{"no redirect_uris", `{"client_name":"x"}`, ErrCodeInvalidRedirectURI},
-		{"empty redirect_uris", `{"redirect_uris":[]}`, ErrCodeInvalidRedirectURI},
-		{"redirect_uris string", `{"redirect_uris":"https://client.test/cb"}`, ErrCodeInvalidRedirectURI},
-		{"redirect_uris numbers", `{"redirect_uris":[1]}`, ErrCodeInvalidRedirectURI},
-		{"null redirect", `{"redirect_uris":[null]}`, ErrCodeInvalidRedirectURI},
-		{"http non-loopback", `{"redirect_uris":["http://evil.test/cb"]}`, ErrCodeInvalidRedirectURI},
-		{"fragment", `{"redirect_uris":["https://a/cb#x"]}`, ErrCodeInvalidRedirectURI},
-		{"javascript", `{"redirect_uris":["javascript:alert(1)"]}`, ErrCodeInvalidRedirectURI},
-		{"data", `{"redirect_uris":["data:text/html,x"]}`, ErrCodeInvalidRedirectURI},
-		{"file", `{"redirect_uris":["file:///etc/passwd"]}`, ErrCodeInvalidRedirectURI},
-		{"wildcard", `{"redirect_uris":["https://*.a/cb"]}`, ErrCodeInvalidRedirectURI},
-		{"one bad among good", `{"redirect_uris":["https://client.test/cb","http://evil.test/cb"]}`, ErrCodeInvalidRedirectURI},
-		{"too many", `{"redirect_uris":[` + strings.Repeat(`"https://client.test/cb",`, maxRedirectURIs) + `"https://client.test/x"]}`, ErrCodeInvalidRedirectURI},
+		{"no redirect_uris", `{"client_name":"x"}`, oauth.InvalidRedirectURI},
+		{"empty redirect_uris", `{"redirect_uris":[]}`, oauth.InvalidRedirectURI},
+		{"redirect_uris string", `{"redirect_uris":"https://client.test/cb"}`, oauth.InvalidRedirectURI},
+		{"redirect_uris numbers", `{"redirect_uris":[1]}`, oauth.InvalidRedirectURI},
+		{"null redirect", `{"redirect_uris":[null]}`, oauth.InvalidRedirectURI},
+		{"http non-loopback", `{"redirect_uris":["http://evil.test/cb"]}`, oauth.InvalidRedirectURI},
+		{"fragment", `{"redirect_uris":["https://a/cb#x"]}`, oauth.InvalidRedirectURI},
+		{"javascript", `{"redirect_uris":["javascript:alert(1)"]}`, oauth.InvalidRedirectURI},
+		{"data", `{"redirect_uris":["data:text/html,x"]}`, oauth.InvalidRedirectURI},
+		{"file", `{"redirect_uris":["file:///etc/passwd"]}`, oauth.InvalidRedirectURI},
+		{"wildcard", `{"redirect_uris":["https://*.a/cb"]}`, oauth.InvalidRedirectURI},
+		{"one bad among good", `{"redirect_uris":["https://client.test/cb","http://evil.test/cb"]}`, oauth.InvalidRedirectURI},
+		{"too many", `{"redirect_uris":[` + strings.Repeat(`"https://client.test/cb",`, maxRedirectURIs) + `"https://client.test/x"]}`, oauth.InvalidRedirectURI},
 		{"too long together", `{"redirect_uris":["https://client.test/` + strings.Repeat("a", 1500) + `","https://client.test/` + strings.Repeat("b", 1500) +
-			`","https://client.test/` + strings.Repeat("c", 1500) + `"]}`, ErrCodeInvalidRedirectURI},
+			`","https://client.test/` + strings.Repeat("c", 1500) + `"]}`, oauth.InvalidRedirectURI},
 		{"record too large", `{` + ru + `,"client_uri":"https://client.test/` + strings.Repeat("a", 1900) + `","logo_uri":"https://client.test/` + strings.Repeat("b", 1900) +
 			`","tos_uri":"https://client.test/` + strings.Repeat("c", 1900) + `","policy_uri":"https://client.test/` + strings.Repeat("d", 1900) +
-			`","client_name":"` + strings.Repeat("一", maxNameLength) + `"}`, ErrCodeInvalidClientMetadata},
+			`","client_name":"` + strings.Repeat("一", maxNameLength) + `"}`, oauth.InvalidClientMetadata},
 
-		{"implicit", `{` + ru + `,"grant_types":["implicit"]}`, ErrCodeInvalidClientMetadata},
-		{"password", `{` + ru + `,"grant_types":["authorization_code","password"]}`, ErrCodeInvalidClientMetadata},
-		{"client_credentials", `{` + ru + `,"grant_types":["client_credentials"]}`, ErrCodeInvalidClientMetadata},
-		{"jwt-bearer", `{` + ru + `,"grant_types":["authorization_code","urn:ietf:params:oauth:grant-type:jwt-bearer"]}`, ErrCodeInvalidClientMetadata},
-		{"refresh only", `{` + ru + `,"grant_types":["refresh_token"]}`, ErrCodeInvalidClientMetadata},
-		{"device only", `{` + ru + `,"grant_types":["urn:ietf:params:oauth:grant-type:device_code"]}`, ErrCodeInvalidClientMetadata},
-		{"empty grant_types", `{` + ru + `,"grant_types":[]}`, ErrCodeInvalidClientMetadata},
-		{"grant_types string", `{` + ru + `,"grant_types":"authorization_code"}`, ErrCodeInvalidClientMetadata},
-		{"response token", `{` + ru + `,"response_types":["token"]}`, ErrCodeInvalidClientMetadata},
-		{"response id_token token", `{` + ru + `,"response_types":["code","id_token token"]}`, ErrCodeInvalidClientMetadata},
-		{"empty response_types", `{` + ru + `,"response_types":[]}`, ErrCodeInvalidClientMetadata},
-		{"method private_key_jwt", `{` + ru + `,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://client.test/jwks"}`, ErrCodeInvalidClientMetadata},
-		{"method client_secret_jwt", `{` + ru + `,"token_endpoint_auth_method":"client_secret_jwt"}`, ErrCodeInvalidClientMetadata},
-		{"method unknown", `{` + ru + `,"token_endpoint_auth_method":"tls_client_auth"}`, ErrCodeInvalidClientMetadata},
-		{"method number", `{` + ru + `,"token_endpoint_auth_method":1}`, ErrCodeInvalidClientMetadata},
-		{"jwks and jwks_uri", `{` + ru + `,"jwks_uri":"https://client.test/jwks","jwks":{"keys":[]}}`, ErrCodeInvalidClientMetadata},
-		{"name too long", `{` + ru + `,"client_name":"` + strings.Repeat("n", maxNameLength+1) + `"}`, ErrCodeInvalidClientMetadata},
-		{"name control char", `{` + ru + `,"client_name":"Good\u0000App"}`, ErrCodeInvalidClientMetadata},
-		{"name newline", `{` + ru + `,"client_name":"Good\nApp"}`, ErrCodeInvalidClientMetadata},
-		{"name bidi override", `{` + ru + `,"client_name":"\u202emoc.elgoog"}`, ErrCodeInvalidClientMetadata},
-		{"name not string", `{` + ru + `,"client_name":["x"]}`, ErrCodeInvalidClientMetadata},
-		{"client_uri not string", `{` + ru + `,"client_uri":5}`, ErrCodeInvalidClientMetadata},
-		{"scope bad char", `{` + ru + `,"scope":"read \"write\""}`, ErrCodeInvalidClientMetadata},
-		{"scope non-ASCII", `{` + ru + `,"scope":"lecture écriture"}`, ErrCodeInvalidClientMetadata},
-		{"scope backslash", `{` + ru + `,"scope":"a\\b"}`, ErrCodeInvalidClientMetadata},
-		{"scope not string", `{` + ru + `,"scope":["read"]}`, ErrCodeInvalidClientMetadata},
-		{"scope too long", `{` + ru + `,"scope":"` + strings.Repeat("s", maxScopeLength+1) + `"}`, ErrCodeInvalidClientMetadata},
+		{"implicit", `{` + ru + `,"grant_types":["implicit"]}`, oauth.InvalidClientMetadata},
+		{"password", `{` + ru + `,"grant_types":["authorization_code","password"]}`, oauth.InvalidClientMetadata},
+		{"client_credentials", `{` + ru + `,"grant_types":["client_credentials"]}`, oauth.InvalidClientMetadata},
+		{"jwt-bearer", `{` + ru + `,"grant_types":["authorization_code","urn:ietf:params:oauth:grant-type:jwt-bearer"]}`, oauth.InvalidClientMetadata},
+		{"refresh only", `{` + ru + `,"grant_types":["refresh_token"]}`, oauth.InvalidClientMetadata},
+		{"device only", `{` + ru + `,"grant_types":["urn:ietf:params:oauth:grant-type:device_code"]}`, oauth.InvalidClientMetadata},
+		{"empty grant_types", `{` + ru + `,"grant_types":[]}`, oauth.InvalidClientMetadata},
+		{"grant_types string", `{` + ru + `,"grant_types":"authorization_code"}`, oauth.InvalidClientMetadata},
+		{"response token", `{` + ru + `,"response_types":["token"]}`, oauth.InvalidClientMetadata},
+		{"response id_token token", `{` + ru + `,"response_types":["code","id_token token"]}`, oauth.InvalidClientMetadata},
+		{"empty response_types", `{` + ru + `,"response_types":[]}`, oauth.InvalidClientMetadata},
+		{"method private_key_jwt", `{` + ru + `,"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://client.test/jwks"}`, oauth.InvalidClientMetadata},
+		{"method client_secret_jwt", `{` + ru + `,"token_endpoint_auth_method":"client_secret_jwt"}`, oauth.InvalidClientMetadata},
+		{"method unknown", `{` + ru + `,"token_endpoint_auth_method":"tls_client_auth"}`, oauth.InvalidClientMetadata},
+		{"method number", `{` + ru + `,"token_endpoint_auth_method":1}`, oauth.InvalidClientMetadata},
+		{"jwks and jwks_uri", `{` + ru + `,"jwks_uri":"https://client.test/jwks","jwks":{"keys":[]}}`, oauth.InvalidClientMetadata},
+		{"name too long", `{` + ru + `,"client_name":"` + strings.Repeat("n", maxNameLength+1) + `"}`, oauth.InvalidClientMetadata},
+		{"name control char", `{` + ru + `,"client_name":"Good\u0000App"}`, oauth.InvalidClientMetadata},
+		{"name newline", `{` + ru + `,"client_name":"Good\nApp"}`, oauth.InvalidClientMetadata},
+		{"name bidi override", `{` + ru + `,"client_name":"\u202emoc.elgoog"}`, oauth.InvalidClientMetadata},
+		{"name not string", `{` + ru + `,"client_name":["x"]}`, oauth.InvalidClientMetadata},
+		{"client_uri not string", `{` + ru + `,"client_uri":5}`, oauth.InvalidClientMetadata},
+		{"scope bad char", `{` + ru + `,"scope":"read \"write\""}`, oauth.InvalidClientMetadata},
+		{"scope non-ASCII", `{` + ru + `,"scope":"lecture écriture"}`, oauth.InvalidClientMetadata},
+		{"scope backslash", `{` + ru + `,"scope":"a\\b"}`, oauth.InvalidClientMetadata},
+		{"scope not string", `{` + ru + `,"scope":["read"]}`, oauth.InvalidClientMetadata},
+		{"scope too long", `{` + ru + `,"scope":"` + strings.Repeat("s", maxScopeLength+1) + `"}`, oauth.InvalidClientMetadata},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c, secret, err := NewRegistration([]byte(tc.body), testNow, 0)
-			var re *RegistrationError
+			var re *oauth.Error
 			if !errors.As(err, &re) {
-				t.Fatalf("NewRegistration = %+v, %q, %v; want a *RegistrationError", c, secret, err)
+				t.Fatalf("NewRegistration = %+v, %q, %v; want a *oauth.Error", c, secret, err)
 			}
 			if re.Code != tc.code {
 				t.Errorf("code = %q (%s), want %q", re.Code, re.Description, tc.code)
 			}
-			if re.Error() != re.Code+": "+re.Description {
+			if re.Error() != string(re.Code)+": "+re.Description {
 				t.Errorf("Error() = %q", re.Error())
 			}
 			if re.Description == "" || len(re.Description) > 200 {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
@@ -60,39 +61,39 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 
 	// From here on, errors go back to the client.
 	state, params := q.state, q.params
-	fail := func(code, description string) { s.redirectError(w, r, redirectURI, state, code, description) }
+	fail := func(e *oauth.Error) { s.redirectError(w, r, redirectURI, state, e) }
 	if q.invalid != nil {
-		fail(q.invalid.Code, q.invalid.Description)
+		fail(q.invalid)
 		return
 	}
 	switch params["response_type"] {
 	case "code":
 	case "":
-		fail("invalid_request", "response_type is required")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "response_type is required"))
 		return
 	default:
-		fail("unsupported_response_type", "only response_type=code is supported")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.UnsupportedResponseType, "only response_type=code is supported"))
 		return
 	}
 	if !slices.Contains(client.ResponseTypes, "code") {
-		fail("unauthorized_client", "the client did not register response_type code")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.UnauthorizedClient, "the client did not register response_type code"))
 		return
 	}
 	challenge := params["code_challenge"]
 	switch {
 	case challenge == "":
-		fail("invalid_request", "code_challenge is required (PKCE)")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_challenge is required (PKCE)"))
 		return
 	case params["code_challenge_method"] != "S256":
-		fail("invalid_request", "code_challenge_method must be S256")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_challenge_method must be S256"))
 		return
 	case !tokens.ValidS256Challenge(challenge):
-		fail("invalid_request", "code_challenge is not a valid S256 challenge")
+		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_challenge is not a valid S256 challenge"))
 		return
 	}
 	res, oerr := s.resolveResource(q.resources, nil)
 	if oerr != nil {
-		fail(oerr.Code, oerr.Description)
+		fail(oerr)
 		return
 	}
 
@@ -168,7 +169,7 @@ type authorizationQuery struct {
 	resources []string
 	// invalid, if set, is the error to send the client once its redirect
 	// URI is trusted.
-	invalid *OAuthError
+	invalid *oauth.Error
 }
 
 // parseAuthorizationQuery parses the raw query of an authorization
@@ -195,9 +196,9 @@ func parseAuthorizationQuery(rawQuery string) (q *authorizationQuery, problem st
 	switch {
 	case len(q.state) > maxStateLength:
 		q.state = ""
-		q.invalid = oauthError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("state is longer than %d bytes", maxStateLength))
+		q.invalid = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, fmt.Sprintf("state is longer than %d bytes", maxStateLength))
 	case q.invalid == nil && len(q.params["nonce"]) > maxNonceLength:
-		q.invalid = oauthError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("nonce is longer than %d bytes", maxNonceLength))
+		q.invalid = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, fmt.Sprintf("nonce is longer than %d bytes", maxNonceLength))
 	}
 	return q, ""
 }
@@ -208,7 +209,7 @@ func parseAuthorizationQuery(rawQuery string) (q *authorizationQuery, problem st
 // origin below the resource's path) all name it; anything else is
 // invalid_target. Without an indicator, the grant's resource applies, or
 // the site's default resource.
-func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, *OAuthError) {
+func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, *oauth.Error) {
 	if len(values) == 0 {
 		if fallback != nil {
 			return fallback, nil
@@ -219,7 +220,7 @@ func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, 
 	for _, v := range values {
 		res := s.resourceNamed(v)
 		if res == nil || (found != nil && res != found) {
-			return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource is not served by this authorization server")
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource is not served by this authorization server")
 		}
 		found = res
 	}
@@ -303,7 +304,7 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 		s.startLogin(w, r, req)
 	default:
 		s.audit(r.Context(), "consent denied", zap.String("client_id", req.ClientID), zap.String("redirect_uri", req.RedirectURI))
-		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the user denied the request")
+		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "the user denied the request"))
 	}
 }
 
@@ -359,13 +360,13 @@ func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
 	req := login.Request
 	if q["error"] != "" || q["code"] == "" {
 		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.String("upstream_error", safeName(q["error"])))
-		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider did not complete")
+		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "the login at the identity provider did not complete"))
 		return
 	}
 	id, err := s.AS.Upstream.Exchange(r.Context(), q["code"], login.Verifier, login.Nonce, s.Issuer+pathCallback)
 	if err != nil {
 		s.observeLogin(r.Context(), s.AS.Upstream.Name(), "failed", zap.String("client_id", req.ClientID), zap.Error(err))
-		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "the login at the identity provider failed")
+		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "the login at the identity provider failed"))
 		return
 	}
 	s.finishLogin(w, r, req, s.AS.Upstream.Name(), id)
@@ -454,7 +455,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 // tooManyLoginAttempts ends a login that used up its password attempts.
 func (s *Site) tooManyLoginAttempts(w http.ResponseWriter, r *http.Request, loginKey string, req pendingRequest) {
 	_, _ = s.AS.Store.Take(r.Context(), loginKey)
-	s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "too many failed logins")
+	s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "too many failed logins"))
 }
 
 // maxLoginAttempts bounds password guesses per login.
@@ -491,7 +492,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		// Back to the client like every other error: a link on a page of
 		// ours could not carry a private-use scheme (cursor://…), which
 		// html/template rightly refuses, and the app would be left waiting.
-		s.redirectError(w, r, req.RedirectURI, req.State, "access_denied", "this account is not allowed to use this server")
+		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "this account is not allowed to use this server"))
 		return
 	}
 	if err := s.AS.saveProfile(r.Context(), user); err != nil {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // authenticatedClient is a client together with how it proved itself in
@@ -55,7 +57,7 @@ type presentedCredentials struct {
 // readCredentials reads the client credentials of a request, refusing a
 // request that uses more than one method (OAuth 2.1 section 2.4) or whose
 // credentials are malformed.
-func readCredentials(r *http.Request, params map[string]string) (*presentedCredentials, *OAuthError) {
+func readCredentials(r *http.Request, params map[string]string) (*presentedCredentials, *oauth.Error) {
 	_, hasSecret := params["client_secret"]
 	_, hasAssertion := params["client_assertion"]
 	_, hasAssertionType := params["client_assertion_type"]
@@ -67,20 +69,20 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 		}
 	}
 	if used > 1 {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "use exactly one client authentication method")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "use exactly one client authentication method")
 	}
 	creds := &presentedCredentials{method: clients.AuthMethodNone, clientID: params["client_id"]}
 	switch {
 	case hasHeader:
 		if len(header) != 1 {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "the Authorization header is repeated")
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "the Authorization header is repeated")
 		}
 		id, secret, ok := basicCredentials(header[0])
 		if !ok {
-			return nil, oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+			return nil, oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 		}
 		if creds.clientID != "" && creds.clientID != id {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id differs from the authenticated client")
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "client_id differs from the authenticated client")
 		}
 		creds.clientID = id
 		// Basic with an empty password names a client and proves nothing,
@@ -92,7 +94,7 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 		creds.method, creds.secret = clients.AuthMethodClientSecretPost, params["client_secret"]
 	case hasAssertion || hasAssertionType:
 		if params["client_assertion_type"] != clients.ClientAssertionType || params["client_assertion"] == "" {
-			return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_assertion_type must be "+clients.ClientAssertionType)
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "client_assertion_type must be "+clients.ClientAssertionType)
 		}
 		creds.method, creds.assertion = clients.AuthMethodPrivateKeyJWT, params["client_assertion"]
 		if creds.clientID == "" {
@@ -102,7 +104,7 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 		}
 	}
 	if creds.clientID == "" {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "client_id is required")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "client_id is required")
 	}
 	return creds, nil
 }
@@ -115,8 +117,8 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 // The one exception is explicit: a metadata-document client named in
 // AssertionOptional may leave out its assertion and is then treated as a
 // public client (method none).
-func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*authenticatedClient, *OAuthError) {
-	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*authenticatedClient, *oauth.Error) {
+	invalidClient := oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	creds, oerr := readCredentials(r, params)
 	if oerr != nil {
 		return nil, oerr
@@ -155,12 +157,12 @@ func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*a
 // and source (OAuth 2.1 section 2.4.1, sources as registrations count
 // them): a guesser is stopped, and guessing from one source never locks
 // the client out at another.
-func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret string) *OAuthError {
-	invalidClient := oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret string) *oauth.Error {
+	invalidClient := oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	limit, key := s.AS.SecretFailureLimit, client.ClientID+"\x00"+s.source(r)
 	if limit != nil {
 		if wait := limit.Wait(key); wait > 0 {
-			return &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_client", Description: "too many failed authentications; try again later", RetryAfter: wait}
+			return &oauth.Error{Status: http.StatusTooManyRequests, Code: oauth.InvalidClient, Description: "too many failed authentications; try again later", RetryAfter: wait}
 		}
 	}
 	if client.SecretHash == "" || !client.CheckSecret(secret) {
@@ -176,19 +178,19 @@ func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret strin
 }
 
 // checkAssertion verifies a private_key_jwt client assertion (RFC 7523).
-func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion string) *OAuthError {
+func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion string) *oauth.Error {
 	if s.AS.Metadata == nil {
-		return oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	}
 	err := clients.VerifyAssertion(r.Context(), assertion, client, s.assertionAudiences(r), s.AS.Metadata.Keys(client), s.AS.Store, time.Now())
 	var aerr *clients.AssertionError
 	switch {
 	case errors.As(err, &aerr):
 		s.logDebug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
-		return oauthError(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	case err != nil:
-		s.AS.Logger.Error("verifying client assertion", zap.Error(err))
-		return oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the client assertion could not be checked")
+		return oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client assertion could not be checked").
+			WithCause(fmt.Errorf("verifying client assertion: %w", err))
 	}
 	return nil
 }
@@ -226,13 +228,13 @@ func (a *AuthServer) assertionOptional(client *clients.Client) bool {
 	return false
 }
 
-// writeClientError answers a failed client authentication; a client that
-// tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
-func (s *Site) writeClientError(w http.ResponseWriter, r *http.Request, oerr *OAuthError) {
+// clientError is oerr, a failed client authentication, as sent to r: a
+// client that tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
+func (s *Site) clientError(r *http.Request, oerr *oauth.Error) *oauth.Error {
 	if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
-		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.Issuer+`"`)
+		return oerr.WithChallenge(oauth.BasicChallenge(s.Issuer))
 	}
-	writeOAuthError(w, oerr)
+	return oerr
 }
 
 // basicCredentials decodes HTTP Basic client credentials, which OAuth

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // Headers a browser MCP client sends and must be allowed to send, and the
@@ -49,7 +51,7 @@ func (s *Site) CORS(w http.ResponseWriter, r *http.Request) bool {
 // browsers never send credentials on a preflight.
 func (s *Site) ServePreflight(w http.ResponseWriter, r *http.Request) {
 	if !s.CORS(w, r) {
-		writeJSONError(w, http.StatusForbidden, "invalid_request", "origin not allowed")
+		oauth.WriteError(w, nil, oauth.NewError(http.StatusForbidden, oauth.InvalidRequest, "origin not allowed"))
 		return
 	}
 	h := w.Header()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -44,7 +45,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 			res = s.Resources[0]
 		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
-			Challenge: s.challenge(res, "invalid_request", err.Error(), nil)}
+			Challenge: s.challenge(res, oauth.InvalidRequest, err.Error(), nil)}
 	}
 	res := s.ResourceFor(reqPath)
 	if res == nil {
@@ -54,7 +55,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	need := s.requiredScopes(reqPath)
 	d := Decision{Resource: res}
 
-	refuse := func(status int, code, description string, scopes []string) Decision {
+	refuse := func(status int, code oauth.ErrorCode, description string, scopes []string) Decision {
 		d.Status, d.Reason = status, description
 		d.Challenge = s.challenge(res, code, description, scopes)
 		return d
@@ -65,11 +66,11 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	}
 
 	if d.SessionID, err = sessionID(r.Header); err != nil {
-		return refuse(http.StatusBadRequest, "invalid_request", err.Error(), nil)
+		return refuse(http.StatusBadRequest, oauth.InvalidRequest, err.Error(), nil)
 	}
 	values := r.Header.Values("Authorization")
 	if len(values) > 1 {
-		return refuse(http.StatusBadRequest, "invalid_request", "more than one Authorization header", nil)
+		return refuse(http.StatusBadRequest, oauth.InvalidRequest, "more than one Authorization header", nil)
 	}
 	token, ok := "", false
 	if len(values) == 1 {
@@ -79,10 +80,10 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		return refuse(http.StatusUnauthorized, "", "no bearer token", challengeScopes)
 	}
 	if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
-		return refuse(http.StatusBadRequest, "invalid_request", "token sent in more than one way", nil)
+		return refuse(http.StatusBadRequest, oauth.InvalidRequest, "token sent in more than one way", nil)
 	}
 	if !isToken68(token) {
-		return refuse(http.StatusUnauthorized, "invalid_token", "token is malformed", challengeScopes)
+		return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token is malformed", challengeScopes)
 	}
 	claims, err := s.Verifier.Verify(r.Context(), token, res.URL)
 	if err != nil {
@@ -92,7 +93,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 			d.Status, d.Reason = http.StatusServiceUnavailable, "token could not be verified: "+err.Error()
 			return d
 		}
-		return refuse(http.StatusUnauthorized, "invalid_token", invalid.Reason, challengeScopes)
+		return refuse(http.StatusUnauthorized, oauth.InvalidToken, invalid.Reason, challengeScopes)
 	}
 	if s.AS != nil {
 		switch revoked, err := s.AS.Denied.Revoked(claims.JWTID); {
@@ -101,12 +102,12 @@ func (s *Site) Authorize(r *http.Request) Decision {
 			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()
 			return d
 		case revoked:
-			return refuse(http.StatusUnauthorized, "invalid_token", "token has been revoked", challengeScopes)
+			return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token has been revoked", challengeScopes)
 		}
 	}
 	have := s.effectiveScopes(claims.Scopes())
 	if missing := missingScopes(have, need); len(missing) > 0 {
-		return refuse(http.StatusForbidden, "insufficient_scope", "token lacks a required scope", need)
+		return refuse(http.StatusForbidden, oauth.InsufficientScope, "token lacks a required scope", need)
 	}
 	toolNeed, err := s.toolScopesNeeded(r)
 	switch {
@@ -119,11 +120,11 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		d.Status, d.Reason = http.StatusUnsupportedMediaType, err.Error()
 		return d
 	case err != nil:
-		return refuse(http.StatusBadRequest, "invalid_request", err.Error(), nil)
+		return refuse(http.StatusBadRequest, oauth.InvalidRequest, err.Error(), nil)
 	}
 	if missing := missingScopes(have, toolNeed); len(missing) > 0 {
 		// All scopes the call needs, in one challenge, so the client can step up.
-		return refuse(http.StatusForbidden, "insufficient_scope", "the tool needs a scope the token lacks", union(need, toolNeed))
+		return refuse(http.StatusForbidden, oauth.InsufficientScope, "the tool needs a scope the token lacks", union(need, toolNeed))
 	}
 	d.Claims = claims
 	return d
@@ -192,31 +193,12 @@ func missingScopes(have, need []string) []string {
 	return missing
 }
 
-// challenge builds a Bearer WWW-Authenticate value (RFC 6750 section 3 with
-// RFC 9728 section 5.1's resource_metadata). A request without credentials
-// gets no error code, as RFC 6750 asks.
-func (s *Site) challenge(res *Resource, code, description string, scopes []string) string {
-	var b strings.Builder
-	b.WriteString(`Bearer realm="`)
-	b.WriteString(quoteSafe(s.Realm))
-	b.WriteByte('"')
-	if code != "" {
-		b.WriteString(`, error="` + code + `", error_description="` + quoteSafe(description) + `"`)
-	}
-	b.WriteString(`, resource_metadata="` + res.MetadataURL + `"`)
-	if len(scopes) > 0 {
-		b.WriteString(`, scope="` + strings.Join(scopes, " ") + `"`)
-	}
-	return b.String()
-}
-
-// quoteSafe drops the characters that cannot appear in a quoted-string
-// parameter of an error value (RFC 6750 section 3: %x20-21 / %x23-5B / %x5D-7E).
-func quoteSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return -1
-		}
-		return r
-	}, s)
+// challenge is the Bearer challenge of a refusal at res (RFC 6750 section
+// 3, RFC 9728 section 5.1). A request without credentials gets no error
+// code, as RFC 6750 asks.
+func (s *Site) challenge(res *Resource, code oauth.ErrorCode, description string, scopes []string) string {
+	return oauth.BearerChallenge{
+		Realm: s.Realm, Code: code, Description: description,
+		ResourceMetadata: res.MetadataURL, Scopes: scopes,
+	}.String()
 }

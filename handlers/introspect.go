@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // introspection is an RFC 7662 introspection response.
@@ -36,7 +38,7 @@ func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		// A caller without any credentials is not authorized: 401, not a
 		// 400 for the missing client_id (RFC 7662 section 2.1, 2.3).
 		var client *authenticatedClient
-		oerr := oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
+		oerr := oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "introspection requires client authentication")
 		if r.Header.Get("Authorization") != "" || params["client_id"] != "" || params["client_assertion"] != "" {
 			client, oerr = s.authenticateClient(r, params)
 		}
@@ -44,17 +46,17 @@ func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		// public client, or one let through without its assertion, could
 		// be anyone who knows a client_id.
 		if oerr == nil && !client.provedCredential() {
-			oerr = oauthError(http.StatusUnauthorized, "invalid_client", "introspection requires client authentication")
+			oerr = oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "introspection requires client authentication")
 		}
 		if oerr != nil {
-			s.writeClientError(w, r, oerr)
+			oauth.WriteError(w, s.AS.Logger, s.clientError(r, oerr))
 			return
 		}
 		owner = client.ClientID
 	}
 	token := params["token"]
 	if token == "" {
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "token is required"))
 		return
 	}
 	resp := introspection{}
@@ -71,7 +73,7 @@ func (s *Site) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 			Aud: g.Resource, Iss: s.Issuer,
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	oauth.WriteJSON(w, http.StatusOK, resp)
 }
 
 // resourceServerCaller reports whether the request carries a configured

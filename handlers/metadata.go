@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // ServerMetadata is the RFC 8414 authorization server metadata document,
@@ -159,7 +160,7 @@ func (s *Site) Route(path string) (name string, serve http.HandlerFunc) {
 }
 
 func serveNotFound(w http.ResponseWriter, _ *http.Request) {
-	writeJSONError(w, http.StatusNotFound, "not_found", "no such discovery document")
+	oauth.WriteError(w, nil, oauth.NewError(http.StatusNotFound, oauth.NotFound, "no such discovery document"))
 }
 
 func (s *Site) serveMetadata(w http.ResponseWriter, r *http.Request) {
@@ -199,7 +200,7 @@ func allowRead(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD, OPTIONS")
-	writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "method not allowed")
+	oauth.WriteError(w, nil, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "method not allowed"))
 	return false
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // The authorization server's own pages: consent, the built-in login, and
@@ -95,7 +97,7 @@ func renderPage(w http.ResponseWriter, status int, name string, data map[string]
 // waitPage answers status (429, or 503 when the server itself is busy)
 // with a page saying how long to wait, and the same in Retry-After.
 func (s *Site) waitPage(w http.ResponseWriter, status int, wait time.Duration, message string) {
-	w.Header().Set("Retry-After", retryAfter(wait))
+	w.Header().Set("Retry-After", oauth.RetryAfter(wait))
 	renderPage(w, status, "wait", map[string]any{"Title": "Please wait", "Message": message, "Wait": humanWait(wait)})
 }
 

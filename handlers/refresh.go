@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -31,11 +33,11 @@ const refreshGrace = 30 * time.Second
 // that authenticates less strongly than when the grant was made, so a
 // stolen refresh token of a private_key_jwt client is useless without
 // its key.
-func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
-	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
+func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
+	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
 	rt := params["refresh_token"]
 	if rt == "" {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "refresh_token is required")
 	}
 	presented := hashKey(rt)
 	for attempt := 0; attempt < 5; attempt++ {
@@ -52,7 +54,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, invalidGrant
 		}
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
-			return nil, oauthError(http.StatusBadRequest, "invalid_grant", "the grant requires the client to authenticate with "+g.ClientAuth)
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the grant requires the client to authenticate with "+g.ClientAuth)
 		}
 		now := time.Now()
 		if now.Unix() >= g.ExpiresAt {
@@ -63,7 +65,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			scopes = nil
 			for _, sc := range strings.Fields(requested) {
 				if !slices.Contains(g.Scopes, sc) {
-					return nil, oauthError(http.StatusBadRequest, "invalid_scope", "a requested scope exceeds the grant")
+					return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidScope, "a requested scope exceeds the grant")
 				}
 				if !slices.Contains(scopes, sc) {
 					scopes = append(scopes, sc)
@@ -84,7 +86,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, oerr
 		}
 		if res.URL != g.Resource {
-			return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource differs from the one authorized")
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource differs from the one authorized")
 		}
 
 		switch {
@@ -104,19 +106,18 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, invalidGrant
 		}
 
-		unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+		unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 		if len(permitted) < len(g.Scopes) {
 			// The grant's live access tokens carry the withdrawn scopes.
 			for _, t := range g.AccessTokenIDs {
 				if err := s.AS.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
-					return nil, unavailable
+					return nil, unavailable.WithCause(err)
 				}
 			}
 		}
 		resp, at, err := s.mintAccessToken(ctx, client.Client, g.User, res, scopes)
 		if err != nil {
-			s.AS.Logger.Error("issuing tokens", zap.Error(err))
-			return nil, unavailable
+			return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
 		}
 		issued := false
 		defer func() {
@@ -126,7 +127,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		}()
 		resp.RefreshToken = randomToken()
 		if resp.IDToken, err = s.idToken(client.ClientID, g.User, scopes, ""); err != nil {
-			return nil, unavailable
+			return nil, unavailable.WithCause(err)
 		}
 		next := g
 		// Scopes the rules no longer give are gone for good.
@@ -136,7 +137,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		next.PreviousUntil = now.Add(refreshGrace).UnixNano()
 		next.AccessTokenIDs = append(liveTokenIDs(g.AccessTokenIDs, now), at)
 		if next.Successor, err = sealSuccessor(rt, resp); err != nil {
-			return nil, unavailable
+			return nil, unavailable.WithCause(err)
 		}
 		nextRaw, _ := json.Marshal(next)
 		remaining, live := ttlUntil(g.ExpiresAt)
@@ -145,7 +146,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		}
 		// The new token's lookup entry exists before the grant names it.
 		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), min(s.AS.RefreshTokenIdle, remaining)); err != nil {
-			return nil, unavailable
+			return nil, unavailable.WithCause(err)
 		}
 		switch err := s.AS.Store.Swap(ctx, keyGrant+g.ID, raw, nextRaw, remaining); {
 		case errors.Is(err, storage.ErrConflict):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // serveRegister handles POST /register, dynamic client registration
@@ -22,58 +24,59 @@ import (
 func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "registration only accepts POST")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "registration only accepts POST"))
 		return
 	}
 	if token := s.AS.RegistrationToken; token != "" {
 		got, ok := bearerToken(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="`+s.Issuer+`", error="invalid_token"`)
-			writeJSONError(w, http.StatusUnauthorized, "invalid_token", "registration requires a valid initial access token")
+			challenge := oauth.BearerChallenge{Realm: s.Issuer, Code: oauth.InvalidToken}
+			oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusUnauthorized, oauth.InvalidToken, "registration requires a valid initial access token").
+				WithChallenge(challenge.String()))
 			return
 		}
 	}
 	if l := s.AS.RegistrationLimit; l != nil {
 		if wait := l.Reserve(s.source(r)); wait > 0 {
-			tooManyRequests(w, wait, "too many registrations from this network; try again later")
+			oauth.WriteError(w, s.AS.Logger, tooManyRegistrations(wait, "too many registrations from this network; try again later"))
 			return
 		}
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		writeJSONError(w, http.StatusBadRequest, "invalid_client_metadata", "the body must be application/json")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidClientMetadata, "the body must be application/json"))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusBadRequest, "invalid_client_metadata", "the body is too large or could not be read")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidClientMetadata, "the body is too large or could not be read"))
 		return
 	}
 	now := time.Now()
 	client, secret, err := clients.NewRegistration(body, now, 0)
 	if err != nil {
-		var rerr *clients.RegistrationError
-		if errors.As(err, &rerr) {
-			writeJSONError(w, http.StatusBadRequest, rerr.Code, rerr.Description)
+		var oerr *oauth.Error
+		if errors.As(err, &oerr) {
+			oauth.WriteError(w, s.AS.Logger, oerr)
 			return
 		}
-		writeJSONError(w, http.StatusBadRequest, "invalid_client_metadata", "the client metadata is invalid")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidClientMetadata, "the client metadata is invalid"))
 		return
 	}
 	// Counted only now, so that malformed requests do not use up the
 	// hour's registrations.
 	if wait, err := s.AS.registrationsFull(r.Context(), now); err != nil || wait > 0 {
 		if err != nil {
-			s.AS.Logger.Error("counting registrations", zap.Error(err))
-			writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be registered")
+			oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client could not be registered").
+				WithCause(fmt.Errorf("counting registrations: %w", err)))
 			return
 		}
 		s.AS.Logger.Warn("registration cap reached", zap.Int("registrations_per_hour", s.AS.RegistrationsPerHour))
-		tooManyRequests(w, wait, "this server takes no more registrations this hour; try again later")
+		oauth.WriteError(w, s.AS.Logger, tooManyRegistrations(wait, "this server takes no more registrations this hour; try again later"))
 		return
 	}
 	if err := s.AS.putJSON(r.Context(), keyClient+client.ClientID, client, s.AS.UnusedClientLifetime); err != nil {
-		s.AS.Logger.Error("saving registered client", zap.Error(err))
-		writeJSONError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the client could not be saved")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client could not be saved").
+			WithCause(fmt.Errorf("saving registered client: %w", err)))
 		return
 	}
 	if s.AS.Observer != nil {
@@ -81,7 +84,7 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r.Context(), "client registered", zap.String("client_id", client.ClientID), zap.String("client_name", client.ClientName),
 		zap.Strings("redirect_uris", client.RedirectURIs), zap.String("auth_method", client.TokenEndpointAuthMethod))
-	writeJSON(w, http.StatusCreated, clients.RegistrationResponse(client, secret))
+	oauth.WriteJSON(w, http.StatusCreated, clients.RegistrationResponse(client, secret))
 }
 
 // registrationsFull counts one registration against the hour's cap and,
@@ -99,15 +102,10 @@ func (a *AuthServer) registrationsFull(ctx context.Context, now time.Time) (time
 	return next.Sub(now), nil
 }
 
-// tooManyRequests answers 429 with a Retry-After of wait, rounded up to
-// whole seconds.
-func tooManyRequests(w http.ResponseWriter, wait time.Duration, description string) {
-	writeOAuthError(w, &OAuthError{Status: http.StatusTooManyRequests, Code: "invalid_request", Description: description, RetryAfter: wait})
-}
-
-// retryAfter formats wait as a Retry-After value: whole seconds, at least 1.
-func retryAfter(wait time.Duration) string {
-	return strconv.FormatInt(max(int64((wait+time.Second-1)/time.Second), 1), 10)
+// tooManyRegistrations refuses a registration over a limit until wait has
+// passed.
+func tooManyRegistrations(wait time.Duration, description string) *oauth.Error {
+	return &oauth.Error{Status: http.StatusTooManyRequests, Code: oauth.InvalidRequest, Description: description, RetryAfter: wait}
 }
 
 // source is the per-source limit key of a request: its client address,

@@ -5,67 +5,17 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // maxBodyBytes caps every request body the authorization server reads.
 const maxBodyBytes = 64 << 10
-
-// OAuthError is an error response of an OAuth endpoint (RFC 6749 section
-// 5.2). Its description never repeats client input.
-type OAuthError struct {
-	Status      int
-	Code        string
-	Description string
-	// RetryAfter is how long a client refused for too many requests
-	// (429) must wait; it is sent as Retry-After.
-	RetryAfter time.Duration
-}
-
-func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
-
-func oauthError(status int, code, description string) *OAuthError {
-	return &OAuthError{Status: status, Code: code, Description: description}
-}
-
-// writeJSON writes a JSON response that must not be cached (OAuth 2.1
-// section 3.2.3: tokens, credentials and other sensitive data).
-func writeJSON(w http.ResponseWriter, status int, body any) {
-	buf, err := json.Marshal(body)
-	if err != nil {
-		status, buf = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(len(buf)))
-	w.WriteHeader(status)
-	_, _ = w.Write(buf)
-}
-
-// writeJSONError writes an RFC 6749 section 5.2 error response.
-func writeJSONError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description,omitempty"`
-	}{code, description})
-}
-
-func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
-	if e.Status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", retryAfter(e.RetryAfter))
-	}
-	writeJSONError(w, e.Status, e.Code, e.Description)
-}
 
 // redirectWithParams sends the browser to uri with params added to its
 // query, keeping any query the registered URI already has (OAuth 2.1
@@ -87,22 +37,10 @@ func (s *Site) responseURL(uri string, params url.Values) string {
 	return clients.ResponseURL(uri, params)
 }
 
-// errorParams are the parameters of an error authorization response.
-func errorParams(state, code, description string) url.Values {
-	params := url.Values{"error": {code}}
-	if description != "" {
-		params.Set("error_description", description)
-	}
-	if state != "" {
-		params.Set("state", state)
-	}
-	return params
-}
-
-// redirectError ends an authorization request with an error at the
-// client's validated redirect URI.
-func (s *Site) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state, code, description string) {
-	s.redirectWithParams(w, r, redirectURI, errorParams(state, code, description))
+// redirectError ends an authorization request with e at the client's
+// validated redirect URI (OAuth 2.1 section 4.1.2.1); e's status is not sent.
+func (s *Site) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state string, e *oauth.Error) {
+	s.redirectWithParams(w, r, redirectURI, e.RedirectParams(state))
 }
 
 // randomToken returns 256 random bits, base64url-encoded: codes, refresh
@@ -125,7 +63,7 @@ func hashKey(secret string) string {
 // all but one of the values are empty: a parser that takes the first value
 // must never read another request than this one. Empty values count as
 // absent.
-func singleValues(values url.Values, repeatable ...string) (map[string]string, []string, *OAuthError) {
+func singleValues(values url.Values, repeatable ...string) (map[string]string, []string, *oauth.Error) {
 	out := make(map[string]string, len(values))
 	var repeated []string
 	for k, vs := range values {
@@ -138,7 +76,7 @@ func singleValues(values url.Values, repeatable ...string) (map[string]string, [
 			continue
 		}
 		if len(vs) > 1 {
-			return nil, nil, oauthError(http.StatusBadRequest, "invalid_request", "parameter "+safeName(k)+" is repeated")
+			return nil, nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "parameter "+safeName(k)+" is repeated")
 		}
 		if vs[0] != "" {
 			out[k] = vs[0]

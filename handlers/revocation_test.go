@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
@@ -66,7 +67,7 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 
 // issueCode stores an authorization code for alice, as a login does, and
 // returns a function that redeems it.
-func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *OAuthError) {
+func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *oauth.Error) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := randomToken()
@@ -81,13 +82,13 @@ func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *OAuthError) {
 	}
 	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
 		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
-	return func() (*tokenResponse, *OAuthError) {
+	return func() (*tokenResponse, *oauth.Error) {
 		return s.exchangeCode(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
 	}
 }
 
 // redeemCode issues an authorization code for alice and redeems it.
-func redeemCode(t *testing.T, s *Site) (*tokenResponse, *OAuthError) {
+func redeemCode(t *testing.T, s *Site) (*tokenResponse, *oauth.Error) {
 	t.Helper()
 	return issueCode(t, s)()
 }
@@ -118,7 +119,7 @@ func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 			s := codeSite(t, db)
 			redeem := issueCode(t, s)
 			revokeAlice(t, &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}, by)
-			if resp, oerr := redeem(); oerr == nil || oerr.Code != "invalid_grant" {
+			if resp, oerr := redeem(); oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
 			if n := countKeys(t, db, keyGrant); n != 0 {
@@ -163,7 +164,7 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 			admin := &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}
 			hooked.beforePut = func() { revokeAlice(t, admin, by) }
 			resp, oerr := redeemCode(t, s)
-			if oerr == nil || oerr.Code != "invalid_grant" {
+			if oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("redemption during the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
 			if n := countKeys(t, db, keyGrant); n != 0 {
@@ -204,7 +205,7 @@ func TestRevokeGrantFollowsARotation(t *testing.T) {
 	rotate := func() {
 		client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
 			GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
-		var oerr *OAuthError
+		var oerr *oauth.Error
 		if refreshed, oerr = s.refresh(context.Background(), client, map[string]string{"refresh_token": resp.RefreshToken}, nil); oerr != nil {
 			t.Errorf("refresh: %v", oerr)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -22,11 +23,11 @@ func (s *Site) readTokenForm(w http.ResponseWriter, r *http.Request) (*authentic
 	}
 	client, oerr := s.authenticateClient(r, params)
 	if oerr != nil {
-		s.writeClientError(w, r, oerr)
+		oauth.WriteError(w, s.AS.Logger, s.clientError(r, oerr))
 		return nil, nil, false
 	}
 	if params["token"] == "" {
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "token is required"))
 		return nil, nil, false
 	}
 	return client, params, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -35,25 +37,25 @@ type tokenResponse struct {
 func readForm(w http.ResponseWriter, r *http.Request) (map[string]string, []string, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
-		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "this endpoint only accepts POST")
+		oauth.WriteError(w, nil, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "this endpoint only accepts POST"))
 		return nil, nil, false
 	}
 	if r.URL.RawQuery != "" {
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "parameters must be sent in the body, not the URL")
+		oauth.WriteError(w, nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "parameters must be sent in the body, not the URL"))
 		return nil, nil, false
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		oauth.WriteError(w, nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "the body must be application/x-www-form-urlencoded"))
 		return nil, nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "the body could not be read")
+		oauth.WriteError(w, nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "the body could not be read"))
 		return nil, nil, false
 	}
 	params, resources, oerr := singleValues(r.PostForm, "resource")
 	if oerr != nil {
-		writeOAuthError(w, oerr)
+		oauth.WriteError(w, nil, oerr)
 		return nil, nil, false
 	}
 	return params, resources, true
@@ -67,12 +69,12 @@ func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	client, oerr := s.authenticateClient(r, params)
 	if oerr != nil {
-		s.writeClientError(w, r, oerr)
+		oauth.WriteError(w, s.AS.Logger, s.clientError(r, oerr))
 		return
 	}
 	if grantType := params["grant_type"]; grantType != "" && !slices.Contains(client.GrantTypes, grantType) &&
 		slices.Contains([]string{"authorization_code", "refresh_token"}, grantType) {
-		writeJSONError(w, http.StatusBadRequest, "unauthorized_client", "the client did not register this grant type")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.UnauthorizedClient, "the client did not register this grant type"))
 		return
 	}
 	var resp *tokenResponse
@@ -82,29 +84,29 @@ func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
 	case "refresh_token":
 		resp, oerr = s.refresh(r.Context(), client, params, resources)
 	case "":
-		oerr = oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
+		oerr = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "grant_type is required")
 	default:
-		oerr = oauthError(http.StatusBadRequest, "unsupported_grant_type", "supported grant types are authorization_code and refresh_token")
+		oerr = oauth.NewError(http.StatusBadRequest, oauth.UnsupportedGrantType, "supported grant types are authorization_code and refresh_token")
 	}
 	if oerr != nil {
-		s.logDebug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", oerr.Code), zap.String("reason", oerr.Description))
-		writeOAuthError(w, oerr)
+		s.logDebug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", string(oerr.Code)), zap.String("reason", oerr.Description))
+		oauth.WriteError(w, s.AS.Logger, oerr)
 		return
 	}
 	if err := s.AS.markClientUsed(r.Context(), client.Client); err != nil {
 		s.AS.Logger.Warn("marking client used failed", zap.Error(err))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	oauth.WriteJSON(w, http.StatusOK, resp)
 }
 
 // exchangeCode redeems an authorization code (OAuth 2.1 section 4.1.3).
 // Everything that a retry could fix is checked before the code is used up;
 // the code is then taken atomically, so it is redeemed at most once.
-func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *OAuthError) {
-	invalidGrant := oauthError(http.StatusBadRequest, "invalid_grant", "the authorization code is invalid, expired or already used")
+func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
+	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
 	code, verifier := params["code"], params["code_verifier"]
 	if code == "" {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code is required")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code is required")
 	}
 	key := hashKey(code)
 	var ac authorizationCode
@@ -126,13 +128,13 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		return nil, oerr
 	}
 	if res.URL != req.Resource {
-		return nil, oauthError(http.StatusBadRequest, "invalid_target", "the resource differs from the one authorized")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource differs from the one authorized")
 	}
 	if verifier == "" {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code_verifier is required")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is required")
 	}
 	if !tokens.ValidVerifier(verifier) {
-		return nil, oauthError(http.StatusBadRequest, "invalid_request", "code_verifier is malformed")
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is malformed")
 	}
 	if _, err := s.AS.Store.Take(ctx, keyCode+key); err != nil {
 		return nil, invalidGrant // redeemed concurrently
@@ -146,7 +148,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		return nil, invalidGrant
 	}
 	req.Scopes = scopes
-	unavailable := oauthError(http.StatusServiceUnavailable, "temporarily_unavailable", "the server could not issue tokens")
+	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
@@ -156,8 +158,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		resp.IDToken, err = s.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
 	}
 	if err != nil {
-		s.AS.Logger.Error("issuing tokens", zap.Error(err))
-		return nil, unavailable
+		return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
 	}
 	// Checked after everything is stored, so that a revocation listing
 	// the user's or client's tokens meanwhile either found them or is seen
@@ -168,7 +169,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
 		}
 		if markErr != nil {
-			return nil, unavailable
+			return nil, unavailable.WithCause(markErr)
 		}
 		s.audit(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
 		return nil, invalidGrant

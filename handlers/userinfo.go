@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // oidcScopes are the OpenID Connect scopes the server grants besides the
@@ -71,14 +73,15 @@ func (a *AuthServer) saveProfile(ctx context.Context, user userInfo) error {
 func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		writeJSONError(w, http.StatusMethodNotAllowed, "invalid_request", "userinfo accepts GET and POST")
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "userinfo accepts GET and POST"))
 		return
 	}
-	challenge := `Bearer realm="` + quoteSafe(s.Realm) + `"`
 	token, ok := bearerToken(r.Header.Get("Authorization"))
 	if !ok || len(r.Header.Values("Authorization")) != 1 {
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "a bearer access token is required")
+		// No credentials: a challenge without an error code (RFC 6750 section 3.1).
+		challenge := oauth.BearerChallenge{Realm: s.Realm}
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusUnauthorized, oauth.InvalidToken, "a bearer access token is required").
+			WithChallenge(challenge.String()))
 		return
 	}
 	claims, ok := s.accessTokenClaims(r.Context(), token)
@@ -87,18 +90,20 @@ func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		user = userInfo{Subject: claims.Subject, Email: claims.Email, Username: claims.Username}
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", challenge+`, error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
-		writeJSONError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+		const description = "the access token is invalid, expired or revoked"
+		challenge := oauth.BearerChallenge{Realm: s.Realm, Code: oauth.InvalidToken, Description: description}
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusUnauthorized, oauth.InvalidToken, description).WithChallenge(challenge.String()))
 		return
 	}
 	// UserInfo is an OpenID Connect endpoint: the token must carry openid
 	// (OpenID Connect Core 5.3.1).
 	if !slices.Contains(claims.Scopes(), "openid") {
-		w.Header().Set("WWW-Authenticate", challenge+`, error="insufficient_scope", scope="openid"`)
-		writeJSONError(w, http.StatusForbidden, "insufficient_scope", "the access token was not granted the openid scope")
+		challenge := oauth.BearerChallenge{Realm: s.Realm, Code: oauth.InsufficientScope, Scopes: []string{"openid"}}
+		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusForbidden, oauth.InsufficientScope, "the access token was not granted the openid scope").
+			WithChallenge(challenge.String()))
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
+	oauth.WriteJSON(w, http.StatusOK, struct {
 		Subject string `json:"sub"`
 		profileClaims
 	}{claims.Subject, profileFor(user, claims.Scopes())})

@@ -7,10 +7,10 @@ import "strings"
 type BearerChallenge struct {
 	// Realm is the protection space.
 	Realm string
-	// Error is the error code; "" for a request that had no credentials,
+	// Code is the error code; "" for a request that had no credentials,
 	// which RFC 6750 section 3.1 says gets none.
-	Error ErrorCode
-	// Description is the error_description, sent only with an Error.
+	Code ErrorCode
+	// Description is the error_description, sent only with a Code.
 	Description string
 	// ResourceMetadata is the URL of the protected resource's metadata.
 	ResourceMetadata string
@@ -29,8 +29,8 @@ func (c BearerChallenge) String() string {
 		sep = ", "
 	}
 	param("realm", c.Realm)
-	if c.Error != "" {
-		param("error", string(c.Error))
+	if c.Code != "" {
+		param("error", string(c.Code))
 		if c.Description != "" {
 			param("error_description", c.Description)
 		}

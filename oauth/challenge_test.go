@@ -15,17 +15,17 @@ func TestBearerChallenge(t *testing.T) {
 		},
 		{
 			name: "invalid token",
-			c:    BearerChallenge{Realm: "mcp", Error: InvalidToken, Description: "token is malformed", ResourceMetadata: "https://rs.test/m"},
+			c:    BearerChallenge{Realm: "mcp", Code: InvalidToken, Description: "token is malformed", ResourceMetadata: "https://rs.test/m"},
 			want: `Bearer realm="mcp", error="invalid_token", error_description="token is malformed", resource_metadata="https://rs.test/m"`,
 		},
 		{
 			name: "error without description",
-			c:    BearerChallenge{Realm: "https://as.test", Error: InvalidToken},
+			c:    BearerChallenge{Realm: "https://as.test", Code: InvalidToken},
 			want: `Bearer realm="https://as.test", error="invalid_token"`,
 		},
 		{
 			name: "insufficient scope",
-			c:    BearerChallenge{Realm: "r", Error: InsufficientScope, Scopes: []string{"openid"}},
+			c:    BearerChallenge{Realm: "r", Code: InsufficientScope, Scopes: []string{"openid"}},
 			want: `Bearer realm="r", error="insufficient_scope", scope="openid"`,
 		},
 		{
@@ -35,7 +35,7 @@ func TestBearerChallenge(t *testing.T) {
 		},
 		{
 			name: "quoted-string safety",
-			c:    BearerChallenge{Realm: "a\"b\\c\x7fd\x00é", Error: InvalidRequest, Description: "bad \"header\"\r\n, error=\"x\"", Scopes: []string{`s"`}},
+			c:    BearerChallenge{Realm: "a\"b\\c\x7fd\x00é", Code: InvalidRequest, Description: "bad \"header\"\r\n, error=\"x\"", Scopes: []string{`s"`}},
 			want: `Bearer realm="abcd", error="invalid_request", error_description="bad header, error=x", scope="s"`,
 		},
 	} {
