@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -230,18 +231,18 @@ func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime 
 	store := storage.Prefixed(a.store, siteKeyPrefix(issuer))
 	// Access tokens revoked before sites had key spaces of their own must
 	// stay revoked until they expire.
-	if err := handlers.CarryOverDenials(ctx, a.store, store, accessTokenLifetime); err != nil {
+	if err := state.CarryOverDenials(ctx, a.store, store, accessTokenLifetime); err != nil {
 		return nil, fmt.Errorf("carrying over revoked access tokens: %w", err)
 	}
 	var bound time.Duration // Badger: this process alone writes revocations
 	if a.Redis != "" {
 		bound = revocationBound
 	}
-	denied, err := handlers.NewDeniedTokens(ctx, store, bound, accessTokenLifetime, a.logger.Named("revocations"))
+	stores, err := state.Open(ctx, store, bound, accessTokenLifetime, a.logger.Named("revocations"))
 	if err != nil {
 		return nil, fmt.Errorf("reading revoked access tokens: %w", err)
 	}
-	site := &handlers.Admin{Issuer: issuer, Store: store, Denied: denied}
+	site := &handlers.Admin{Issuer: issuer, State: stores}
 	a.sites.list = append(a.sites.list, site)
 	return site, nil
 }
@@ -361,7 +362,7 @@ func (a *App) Cleanup() error {
 		<-a.keysMaintained
 	}
 	for _, site := range a.siteAdmins("") {
-		site.Denied.Wait()
+		site.State.Revocations.Wait()
 	}
 	_, err := stores.Delete(a.storeKey)
 	a.storeKey = ""

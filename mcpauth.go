@@ -423,7 +423,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.Sessions = handlers.SessionStore(app.store)
+	cfg.Sessions = app.store
 	if h.AuthorizationServer != "" {
 		if err := h.provisionExternal(&cfg); err != nil {
 			return err
@@ -564,8 +564,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
 	}
 	as := &handlers.AuthServer{
-		Store:                site.Store,
-		Denied:               site.Denied,
+		State:                site.State,
 		Upstream:             redirector,
 		Passwords:            passwords,
 		UpstreamIdentity:     h.Upstream.identity(),
@@ -701,7 +700,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	for _, name := range h.stripHeaders {
 		r.Header.Del(name)
 	}
-	owned, unbound, err := h.site.SessionOwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
+	owned, unbound, err := h.site.Sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err))
 	} else if !owned {
@@ -758,7 +757,7 @@ func (sb *sessionBinder) WriteHeader(status int) {
 	sb.done = true
 	switch {
 	case sb.claim != "" && status != http.StatusNotFound:
-		switch owned, err := sb.site.ClaimSession(sb.r.Context(), sb.claim, sb.sub); {
+		switch owned, err := sb.site.Sessions.Claim(sb.r.Context(), sb.claim, sb.sub); {
 		case err != nil:
 			sb.logger.Error("claiming MCP session", zap.Error(err))
 			sb.refuse(http.StatusServiceUnavailable)
@@ -771,7 +770,7 @@ func (sb *sessionBinder) WriteHeader(status int) {
 		}
 	case sb.claim == "":
 		if id := sb.Header().Get("Mcp-Session-Id"); id != "" {
-			if err := sb.site.BindSession(sb.r.Context(), id, sb.sub); err != nil {
+			if err := sb.site.Sessions.Bind(sb.r.Context(), id, sb.sub); err != nil {
 				sb.logger.Error("binding MCP session", zap.Error(err))
 			}
 		}

@@ -1,15 +1,13 @@
 package handlers
 
 import (
-	"context"
-	"errors"
 	"net/mail"
 	"slices"
 	"strings"
 
 	"golang.org/x/net/idna"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // AllowList decides which users may finish a login, and in a ScopeGrant
@@ -24,7 +22,7 @@ type AllowList struct {
 	Subjects []string
 	// Logins are GitHub logins, compared case-insensitively. A renamed
 	// login can be registered by someone else, so a login matches only the
-	// account it is pinned to (see AuthServer.pinLogin).
+	// account it is pinned to (see state.Users.PinLogin).
 	Logins []string
 	// PreferredUsernames are OIDC preferred_username values, compared
 	// exactly: for providers whose users cannot choose or change them.
@@ -47,7 +45,7 @@ type ScopeGrant struct {
 }
 
 // Allows reports whether the user may finish a login.
-func (a *AllowList) Allows(u *userInfo) bool {
+func (a *AllowList) Allows(u *state.User) bool {
 	if a.Everyone || slices.Contains(a.Subjects, u.Subject) {
 		return true
 	}
@@ -113,7 +111,7 @@ func CanonicalDomain(s string) (string, bool) {
 // the server (any more), else scopes are those of requested the user may
 // have. A user another upstream vouched for is refused: its ids mean
 // nothing to the configured one, which this server trusts instead.
-func (a *AuthServer) admit(u *userInfo, requested []string) (scopes []string, ok bool) {
+func (a *AuthServer) admit(u *state.User, requested []string) (scopes []string, ok bool) {
 	if u.Upstream != a.UpstreamIdentity || !a.Allow.Allows(u) {
 		return nil, false
 	}
@@ -122,7 +120,7 @@ func (a *AuthServer) admit(u *userInfo, requested []string) (scopes []string, ok
 
 // grantedScopes narrows requested to what the user may have. OpenID
 // Connect scopes are not governed by grants.
-func (a *AuthServer) grantedScopes(requested []string, u *userInfo) []string {
+func (a *AuthServer) grantedScopes(requested []string, u *state.User) []string {
 	if len(a.ScopeGrants) == 0 {
 		return requested
 	}
@@ -148,23 +146,4 @@ func (a *AuthServer) namesLogin(login string) bool {
 		return slices.ContainsFunc(l.Logins, func(n string) bool { return strings.EqualFold(n, login) })
 	}
 	return named(a.Allow) || slices.ContainsFunc(a.ScopeGrants, func(g ScopeGrant) bool { return named(g.To) })
-}
-
-// pinLogin binds a GitHub login to the account (subject) that first logs
-// in with it, and reports whether subject is that account. GitHub frees a
-// renamed login for anyone to register; without the pin, whoever takes it
-// would pass the rules written for its former owner.
-func (a *AuthServer) pinLogin(ctx context.Context, login, subject string) (bool, error) {
-	key := keyLoginPin + strings.ToLower(login)
-	switch err := a.Store.Create(ctx, key, []byte(subject), 0); {
-	case err == nil:
-		return true, nil
-	case !errors.Is(err, storage.ErrConflict):
-		return false, err
-	}
-	bound, err := a.Store.Get(ctx, key)
-	if err != nil {
-		return false, err
-	}
-	return string(bound) == subject, nil
 }

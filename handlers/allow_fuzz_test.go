@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/idna"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // FuzzEmailRule checks the email rules of an allow list against a simpler
@@ -47,7 +49,7 @@ func FuzzEmailRule(f *testing.F) {
 			list.Emails = []string{e}
 			ruleDomain = rule[strings.LastIndexByte(rule, '@')+1:]
 		}
-		if !list.Allows(&userInfo{Subject: "oidc:x", Email: email}) {
+		if !list.Allows(&state.User{Subject: "oidc:x", Email: email}) {
 			return
 		}
 		if strings.Count(email, "@") != 1 || strings.ContainsAny(email, " \t\r\n,;:<>()[]\"\\") {

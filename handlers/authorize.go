@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
@@ -60,8 +61,8 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// From here on, errors go back to the client.
-	state, params := q.state, q.params
-	fail := func(e *oauth.Error) { s.redirectError(w, r, redirectURI, state, e) }
+	clientState, params := q.state, q.params
+	fail := func(e *oauth.Error) { s.redirectError(w, r, redirectURI, clientState, e) }
 	if q.invalid != nil {
 		fail(q.invalid)
 		return
@@ -97,15 +98,15 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	req := pendingRequest{
+	req := state.Request{
 		ClientID:      client.ClientID,
 		RedirectURI:   redirectURI,
-		State:         state,
+		State:         clientState,
 		CodeChallenge: challenge,
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
 		Scopes:        grantableScopes(res, params["scope"]),
-		Browser:       hashKey(s.browserID(w, r)),
+		Browser:       state.Hash(s.browserID(w, r)),
 		CSRF:          randomToken(),
 	}
 	if s.consentRemembered(r, &req) {
@@ -113,7 +114,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := randomToken()
-	if err := s.AS.putJSON(r.Context(), keyRequest+id, req, requestLifetime); err != nil {
+	if err := s.AS.State.Logins.SaveRequest(r.Context(), id, &req); err != nil {
 		s.serverError(w, r, "saving authorization request", err)
 		return
 	}
@@ -282,17 +283,21 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := form["request"]
-	var req pendingRequest
-	if id == "" || len(id) > 100 || s.AS.getJSON(r.Context(), keyRequest+id, &req) != nil {
+	var found *state.Request
+	if id != "" && len(id) <= 100 {
+		found, _ = s.AS.State.Logins.Request(r.Context(), id)
+	}
+	if found == nil {
 		s.errorPage(w, http.StatusBadRequest, "This authorization request has expired. Start again from the app.")
 		return
 	}
+	req := *found
 	if !s.sameBrowser(r, req.Browser) || subtle.ConstantTimeCompare([]byte(form["csrf"]), []byte(req.CSRF)) != 1 {
 		s.errorPage(w, http.StatusForbidden, "This form was not sent from the page this server showed you.")
 		return
 	}
 	// The request is used up whatever the decision.
-	if _, err := s.AS.Store.Take(r.Context(), keyRequest+id); err != nil {
+	if err := s.AS.State.Logins.TakeRequest(r.Context(), id); err != nil {
 		s.errorPage(w, http.StatusBadRequest, "This authorization request was already answered.")
 		return
 	}
@@ -310,7 +315,7 @@ func (s *Site) serveConsent(w http.ResponseWriter, r *http.Request) {
 
 // startLogin sends the browser to the upstream login with a fresh state,
 // PKCE verifier and nonce, stored only now, after consent.
-func (s *Site) startLogin(w http.ResponseWriter, r *http.Request, req pendingRequest) {
+func (s *Site) startLogin(w http.ResponseWriter, r *http.Request, req state.Request) {
 	if p, ok := s.AS.Upstream.(interface{ Prepare(context.Context) error }); ok {
 		if err := p.Prepare(r.Context()); err != nil {
 			s.AS.Logger.Error("identity provider unavailable", zap.String("upstream", s.AS.Upstream.Name()), zap.Error(err))
@@ -318,18 +323,18 @@ func (s *Site) startLogin(w http.ResponseWriter, r *http.Request, req pendingReq
 			return
 		}
 	}
-	state := randomToken()
-	login := upstreamLogin{Request: req, Verifier: randomToken(), Nonce: randomToken()}
-	if err := s.AS.putJSON(r.Context(), keyLogin+hashKey(state), login, requestLifetime); err != nil {
+	loginState := randomToken()
+	login := state.UpstreamLogin{Request: req, Verifier: randomToken(), Nonce: randomToken()}
+	if err := s.AS.State.Logins.StartLogin(r.Context(), loginState, &login); err != nil {
 		s.serverError(w, r, "saving login state", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if s.AS.Passwords != nil {
-		http.Redirect(w, r, s.Issuer+pathLogin+"?state="+url.QueryEscape(state), http.StatusSeeOther)
+		http.Redirect(w, r, s.Issuer+pathLogin+"?state="+url.QueryEscape(loginState), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, s.AS.Upstream.AuthCodeURL(state, login.Verifier, login.Nonce, s.Issuer+pathCallback), http.StatusSeeOther)
+	http.Redirect(w, r, s.AS.Upstream.AuthCodeURL(loginState, login.Verifier, login.Nonce, s.Issuer+pathCallback), http.StatusSeeOther)
 }
 
 // serveCallback handles the upstream provider's redirect back.
@@ -342,14 +347,14 @@ func (s *Site) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	state := q["state"]
-	var login upstreamLogin
-	if state == "" || len(state) > 200 {
+	loginState := q["state"]
+	if loginState == "" || len(loginState) > 200 {
 		s.errorPage(w, http.StatusBadRequest, "The login response is missing its state.")
 		return
 	}
 	// Single use: taken before anything else, so a replayed callback fails.
-	if err := s.AS.takeJSON(r.Context(), keyLogin+hashKey(state), &login); err != nil {
+	login, err := s.AS.State.Logins.TakeLogin(r.Context(), loginState)
+	if err != nil {
 		s.errorPage(w, http.StatusBadRequest, "This login has expired or was already used. Start again from the app.")
 		return
 	}
@@ -382,10 +387,12 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	state := form["state"]
-	key := keyLogin + hashKey(state)
-	var login upstreamLogin
-	if state == "" || len(state) > 200 || s.AS.getJSON(r.Context(), key, &login) != nil {
+	loginState := form["state"]
+	var login *state.UpstreamLogin
+	if loginState != "" && len(loginState) <= 200 {
+		login, _ = s.AS.State.Logins.Login(r.Context(), loginState)
+	}
+	if login == nil {
 		s.errorPage(w, http.StatusBadRequest, "This login has expired. Start again from the app.")
 		return
 	}
@@ -395,7 +402,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	page := map[string]any{
 		"Title": "Log in", "ResourceHost": hostOf(login.Request.Resource),
-		"Action": s.Issuer + pathLogin, "State": state, "CSRF": login.Request.CSRF,
+		"Action": s.Issuer + pathLogin, "State": loginState, "CSRF": login.Request.CSRF,
 	}
 	if r.Method == http.MethodGet {
 		renderPage(w, http.StatusOK, "login", page)
@@ -407,21 +414,21 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username := form["username"]
 	ctx, now := r.Context(), time.Now()
-	subjects := newLoginSubjects(username, s.source(r))
-	if wait, err := s.AS.loginWaitFor(ctx, subjects, now); err != nil {
+	subjects := state.NewLoginSubjects(username, s.source(r))
+	if wait, err := s.AS.State.Logins.LoginWait(ctx, subjects, now); err != nil {
 		s.serverError(w, r, "reading login limits", err)
 		return
 	} else if wait > 0 {
 		s.waitPage(w, http.StatusTooManyRequests, wait, loginWaitMessage)
 		return
 	}
-	attempts, err := s.AS.countLoginAttempt(ctx, hashKey(state))
+	attempts, err := s.AS.State.Logins.CountLoginAttempt(ctx, loginState)
 	if err != nil {
 		s.serverError(w, r, "counting login attempts", err)
 		return
 	}
 	if attempts > maxLoginAttempts {
-		s.tooManyLoginAttempts(w, r, key, login.Request)
+		s.tooManyLoginAttempts(w, r, loginState, login.Request)
 		return
 	}
 	id, err := s.AS.Passwords.CheckPassword(username, form["password"])
@@ -433,19 +440,19 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.observeLogin(ctx, s.AS.Passwords.Name(), "failed", zap.String("client_id", login.Request.ClientID), zap.String("username", safeName(username)))
-		if err := s.AS.recordLoginFailure(ctx, subjects, now); err != nil {
+		if err := s.AS.State.Logins.RecordLoginFailure(ctx, subjects, now); err != nil {
 			s.serverError(w, r, "counting failed logins", err)
 			return
 		}
 		if attempts >= maxLoginAttempts {
-			s.tooManyLoginAttempts(w, r, key, login.Request)
+			s.tooManyLoginAttempts(w, r, loginState, login.Request)
 			return
 		}
 		page["Failed"], page["Username"] = true, username
 		renderPage(w, http.StatusUnauthorized, "login", page)
 		return
 	}
-	if _, err := s.AS.Store.Take(ctx, key); err != nil {
+	if err := s.AS.State.Logins.EndLogin(ctx, loginState); err != nil {
 		s.errorPage(w, http.StatusBadRequest, "This login was already used. Start again from the app.")
 		return
 	}
@@ -453,18 +460,22 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // tooManyLoginAttempts ends a login that used up its password attempts.
-func (s *Site) tooManyLoginAttempts(w http.ResponseWriter, r *http.Request, loginKey string, req pendingRequest) {
-	_, _ = s.AS.Store.Take(r.Context(), loginKey)
+func (s *Site) tooManyLoginAttempts(w http.ResponseWriter, r *http.Request, loginState string, req state.Request) {
+	_ = s.AS.State.Logins.EndLogin(r.Context(), loginState)
 	s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "too many failed logins"))
 }
 
 // maxLoginAttempts bounds password guesses per login.
 const maxLoginAttempts = 5
 
+// loginWaitMessage is what the wait page says; the same whatever the
+// reason, so it reveals nothing about the account.
+const loginWaitMessage = "There were too many failed logins for this account or from your network."
+
 // finishLogin applies the allow and grant_scope rules and sends the client
 // its code.
-func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRequest, provider string, id *upstream.Identity) {
-	user := userInfo{
+func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req state.Request, provider string, id *upstream.Identity) {
+	user := state.User{
 		Subject:      provider + ":" + id.Subject,
 		Username:     id.Username,
 		Email:        id.Email,
@@ -476,7 +487,7 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		Upstream:     s.AS.UpstreamIdentity,
 	}
 	if provider == "github" && s.AS.namesLogin(id.Username) {
-		pinned, err := s.AS.pinLogin(r.Context(), id.Username, user.Subject)
+		pinned, err := s.AS.State.Users.PinLogin(r.Context(), id.Username, user.Subject)
 		if err != nil {
 			s.serverError(w, r, "checking the GitHub login pin", err)
 			return
@@ -495,13 +506,13 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req pendingRe
 		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "this account is not allowed to use this server"))
 		return
 	}
-	if err := s.AS.saveProfile(r.Context(), user); err != nil {
+	if err := s.AS.State.Users.SaveProfile(r.Context(), &user, s.AS.RefreshTokenLifetime); err != nil {
 		s.serverError(w, r, "saving user profile", err)
 		return
 	}
 	req.Scopes = scopes
 	code := randomToken()
-	if err := s.AS.putJSON(r.Context(), keyCode+hashKey(code), authorizationCode{Request: req, User: user, IssuedAt: time.Now().UnixNano()}, codeLifetime); err != nil {
+	if err := s.AS.State.Codes.Issue(r.Context(), code, &state.Code{Request: req, User: user, IssuedAt: time.Now().UnixNano()}); err != nil {
 		s.serverError(w, r, "saving authorization code", err)
 		return
 	}
@@ -543,7 +554,7 @@ func hostOf(uri string) string {
 // cookie and overwrite each other's. https issuers use the __Host- prefix,
 // which keeps the cookie to this host, secure and unscoped by Domain.
 func cookieName(issuer string) string {
-	name := "mcp_auth_" + hashKey(issuer)[:12]
+	name := "mcp_auth_" + state.Hash(issuer)[:12]
 	if strings.HasPrefix(issuer, "https://") {
 		return "__Host-" + name
 	}
@@ -568,36 +579,26 @@ func (s *Site) browserID(w http.ResponseWriter, r *http.Request) string {
 // sameBrowser reports whether r comes from the browser whose id hashes to want.
 func (s *Site) sameBrowser(r *http.Request, want string) bool {
 	c, err := r.Cookie(s.cookieName())
-	return err == nil && subtle.ConstantTimeCompare([]byte(hashKey(c.Value)), []byte(want)) == 1
+	return err == nil && subtle.ConstantTimeCompare([]byte(state.Hash(c.Value)), []byte(want)) == 1
 }
 
-// consentKey names a remembered approval: per browser, client and redirect URI.
-func consentKey(req *pendingRequest) string {
-	return keyConsent + req.Browser + "/" + hashKey(req.ClientID+"\n"+req.RedirectURI)
-}
-
-type rememberedConsent struct {
-	Resource string   `json:"resource"`
-	Scopes   []string `json:"scopes,omitempty"`
-}
-
-func (s *Site) rememberConsent(w http.ResponseWriter, r *http.Request, req *pendingRequest) {
+func (s *Site) rememberConsent(w http.ResponseWriter, r *http.Request, req *state.Request) {
 	if s.AS.RememberConsent <= 0 {
 		return
 	}
-	if err := s.AS.putJSON(r.Context(), consentKey(req), rememberedConsent{Resource: req.Resource, Scopes: req.Scopes}, s.AS.RememberConsent); err != nil {
+	if err := s.AS.State.Logins.RememberConsent(r.Context(), req, s.AS.RememberConsent); err != nil {
 		s.AS.Logger.Warn("remembering consent failed", zap.Error(err))
 	}
 }
 
 // consentRemembered reports whether this browser already approved this
 // client, redirect URI and resource for at least these scopes.
-func (s *Site) consentRemembered(r *http.Request, req *pendingRequest) bool {
+func (s *Site) consentRemembered(r *http.Request, req *state.Request) bool {
 	if s.AS.RememberConsent <= 0 {
 		return false
 	}
-	var c rememberedConsent
-	if err := s.AS.getJSON(r.Context(), consentKey(req), &c); err != nil {
+	c, err := s.AS.State.Logins.Consent(r.Context(), req)
+	if err != nil {
 		return false
 	}
 	if c.Resource != req.Resource {

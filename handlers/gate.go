@@ -96,7 +96,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		return refuse(http.StatusUnauthorized, oauth.InvalidToken, invalid.Reason, challengeScopes)
 	}
 	if s.AS != nil {
-		switch revoked, err := s.AS.Denied.Revoked(claims.JWTID); {
+		switch revoked, err := s.AS.State.Revocations.Revoked(claims.JWTID); {
 		case err != nil:
 			// Fail closed: a revoked token must not pass because the store is out of reach.
 			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()

@@ -26,17 +26,17 @@ func benchGate(b *testing.B) (*Site, *http.Request, []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	denied := newDenied(b, db, 0)
+	stores := openState(b, db)
 	for i := range 1000 { // some revocations, none of them this token
-		if err := denied.deny(b.Context(), "revoked-"+strconv.Itoa(i), time.Now().Add(time.Hour).Unix()); err != nil {
+		if err := stores.Revocations.DenyAccessToken(b.Context(), "revoked-"+strconv.Itoa(i), time.Now().Add(time.Hour).Unix()); err != nil {
 			b.Fatal(err)
 		}
 	}
 	s, err := NewSite(SiteConfig{
-		Issuer: "https://h.example", Ring: ring, Sessions: SessionStore(db),
+		Issuer: "https://h.example", Ring: ring, Sessions: db,
 		Resources:  []ResourceConfig{{Path: "/mcp", Scopes: []string{"mcp:tools"}}},
 		ToolScopes: map[string][]string{"search": {"mcp:search"}},
-		AS:         &AuthServer{Store: db, Denied: denied, Logger: zap.NewNop()},
+		AS:         &AuthServer{State: stores, Logger: zap.NewNop()},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +54,7 @@ func benchGate(b *testing.B) (*Site, *http.Request, []byte) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Mcp-Session-Id", "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b")
 	req.ContentLength = int64(len(body))
-	if err := s.BindSession(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil {
+	if err := s.Sessions.Bind(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil {
 		b.Fatal(err)
 	}
 	return s, req, body
@@ -64,7 +64,7 @@ func BenchmarkDeniedTokensRevoked(b *testing.B) {
 	s, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if revoked, err := s.AS.Denied.Revoked("not-revoked"); err != nil || revoked {
+		if revoked, err := s.AS.State.Revocations.Revoked("not-revoked"); err != nil || revoked {
 			b.Fatal(revoked, err)
 		}
 	}
@@ -74,7 +74,7 @@ func BenchmarkSessionOwnedBy(b *testing.B) {
 	s, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if owned, _, err := s.SessionOwnedBy(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil || !owned {
+		if owned, _, err := s.Sessions.OwnedBy(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil || !owned {
 			b.Fatal(owned, err)
 		}
 	}
@@ -93,7 +93,7 @@ func BenchmarkGateDecision(b *testing.B) {
 		if d.Claims == nil {
 			b.Fatalf("refused: %d %s", d.Status, d.Reason)
 		}
-		if owned, _, err := s.SessionOwnedBy(req.Context(), d.SessionID, d.Claims.Subject); err != nil || !owned {
+		if owned, _, err := s.Sessions.OwnedBy(req.Context(), d.SessionID, d.Claims.Subject); err != nil || !owned {
 			b.Fatal(owned, err)
 		}
 	}

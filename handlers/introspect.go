@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // introspection is an RFC 7662 introspection response.
@@ -84,5 +85,5 @@ func (s *Site) resourceServerCaller(r *http.Request) bool {
 		return false
 	}
 	want, known := s.AS.IntrospectionCredentials[id]
-	return known && subtle.ConstantTimeCompare([]byte(hashKey(secret)), []byte(want)) == 1
+	return known && subtle.ConstantTimeCompare([]byte(state.Hash(secret)), []byte(want)) == 1
 }

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // refreshGrace is how long the refresh token just rotated away still
@@ -39,18 +39,10 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 	if rt == "" {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "refresh_token is required")
 	}
-	presented := hashKey(rt)
+	presented := state.Hash(rt)
 	for attempt := 0; attempt < 5; attempt++ {
-		gid, err := s.AS.Store.Get(ctx, keyRefresh+presented)
-		if err != nil {
-			return nil, invalidGrant
-		}
-		raw, err := s.AS.Store.Get(ctx, keyGrant+string(gid))
-		if err != nil {
-			return nil, invalidGrant
-		}
-		var g grant
-		if json.Unmarshal(raw, &g) != nil || g.Revoked || g.ClientID != client.ClientID {
+		g, err := s.AS.State.Grants.ByRefreshToken(ctx, rt)
+		if err != nil || g.Revoked || g.ClientID != client.ClientID {
 			return nil, invalidGrant
 		}
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
@@ -76,7 +68,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		// apply today's to the identity recorded then.
 		permitted, allowed := s.AS.admit(&g.User, g.Scopes)
 		if !allowed {
-			_, _ = s.AS.revokeGrant(ctx, g.ID)
+			_, _ = s.AS.State.Grants.Revoke(ctx, g.ID)
 			s.audit(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 			return nil, invalidGrant
 		}
@@ -98,7 +90,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			}
 			return &resp, nil
 		default:
-			_, _ = s.AS.revokeGrant(ctx, g.ID)
+			_, _ = s.AS.State.Grants.Revoke(ctx, g.ID)
 			if s.AS.Observer != nil {
 				s.AS.Observer.RefreshTokenReused()
 			}
@@ -110,7 +102,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		if len(permitted) < len(g.Scopes) {
 			// The grant's live access tokens carry the withdrawn scopes.
 			for _, t := range g.AccessTokenIDs {
-				if err := s.AS.denyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+				if err := s.AS.State.Revocations.DenyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
 					return nil, unavailable.WithCause(err)
 				}
 			}
@@ -122,42 +114,34 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		issued := false
 		defer func() {
 			if !issued { // never handed out: revocations need not find it
-				s.AS.unindexAccessToken(ctx, g.User.Subject, client.ClientID, at.ID)
+				s.AS.State.Revocations.UnindexAccessToken(ctx, g.User.Subject, client.ClientID, at.ID)
 			}
 		}()
 		resp.RefreshToken = randomToken()
 		if resp.IDToken, err = s.idToken(client.ClientID, g.User, scopes, ""); err != nil {
 			return nil, unavailable.WithCause(err)
 		}
-		next := g
+		next := *g
 		// Scopes the rules no longer give are gone for good.
 		next.Scopes = permitted
-		next.RefreshHash = hashKey(resp.RefreshToken)
+		next.RefreshHash = state.Hash(resp.RefreshToken)
 		next.PreviousHash = presented
 		next.PreviousUntil = now.Add(refreshGrace).UnixNano()
 		next.AccessTokenIDs = append(liveTokenIDs(g.AccessTokenIDs, now), at)
 		if next.Successor, err = sealSuccessor(rt, resp); err != nil {
 			return nil, unavailable.WithCause(err)
 		}
-		nextRaw, _ := json.Marshal(next)
-		remaining, live := ttlUntil(g.ExpiresAt)
-		if !live { // the grant expired while the tokens were made
-			return nil, invalidGrant
-		}
-		// The new token's lookup entry exists before the grant names it.
-		if err := s.AS.Store.Put(ctx, keyRefresh+next.RefreshHash, []byte(g.ID), min(s.AS.RefreshTokenIdle, remaining)); err != nil {
-			return nil, unavailable.WithCause(err)
-		}
-		switch err := s.AS.Store.Swap(ctx, keyGrant+g.ID, raw, nextRaw, remaining); {
-		case errors.Is(err, storage.ErrConflict):
+		switch err := s.AS.State.Grants.Rotate(ctx, g, &next, s.AS.RefreshTokenIdle); {
+		case errors.Is(err, state.ErrGrantRotated):
 			// A concurrent request rotated first: look again, now as a
 			// replay within the grace window.
-			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
 			continue
-		case err != nil:
-			// Revoked meanwhile (revokeGrant): nothing is issued.
-			_ = s.AS.Store.Delete(ctx, keyRefresh+next.RefreshHash)
+		case errors.Is(err, state.ErrGrantEnded):
+			// Expired while the tokens were made, or revoked meanwhile
+			// (Grants.Revoke): nothing is issued.
 			return nil, invalidGrant
+		case err != nil:
+			return nil, unavailable.WithCause(err)
 		}
 		issued = true
 		s.tokensIssued("refresh_token", client.ClientID, g.User.Subject)
@@ -166,8 +150,8 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 	return nil, invalidGrant
 }
 
-func liveTokenIDs(ids []tokenID, now time.Time) []tokenID {
-	var out []tokenID
+func liveTokenIDs(ids []state.TokenID, now time.Time) []state.TokenID {
+	var out []state.TokenID
 	for _, t := range ids {
 		if t.ExpiresAt > now.Unix() {
 			out = append(out, t)

@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -74,7 +73,7 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, s.AS.Logger, tooManyRegistrations(wait, "this server takes no more registrations this hour; try again later"))
 		return
 	}
-	if err := s.AS.putJSON(r.Context(), keyClient+client.ClientID, client, s.AS.UnusedClientLifetime); err != nil {
+	if err := s.AS.State.Clients.Save(r.Context(), client, s.AS.UnusedClientLifetime); err != nil {
 		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client could not be saved").
 			WithCause(fmt.Errorf("saving registered client: %w", err)))
 		return
@@ -94,12 +93,11 @@ func (a *AuthServer) registrationsFull(ctx context.Context, now time.Time) (time
 		return 0, nil
 	}
 	hour := now.Truncate(time.Hour)
-	next := hour.Add(time.Hour)
-	n, err := a.Store.Increment(ctx, keyRegistrations+strconv.FormatInt(hour.Unix(), 10), time.Until(next)+time.Minute)
+	n, err := a.State.Clients.CountRegistration(ctx, hour)
 	if err != nil || n <= int64(a.RegistrationsPerHour) {
 		return 0, err
 	}
-	return next.Sub(now), nil
+	return hour.Add(time.Hour).Sub(now), nil
 }
 
 // tooManyRegistrations refuses a registration over a limit until wait has

@@ -2,9 +2,7 @@ package handlers
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"net/http"
 	"net/url"
 	"slices"
@@ -49,13 +47,6 @@ func randomToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// hashKey is the storage key form of a secret value: only its SHA-256 is
-// ever stored, so a copy of the database yields no usable code or token.
-func hashKey(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
 }
 
 // singleValues parses a form or query, refusing repeated parameters

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
@@ -49,13 +50,8 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	denied, err := NewDeniedTokens(t.Context(), store, 0, time.Hour, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(denied.Wait) // before the store closes
 	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
-		Store: store, Denied: denied, Passwords: users, Allow: AllowList{Everyone: true},
+		State: openState(t, store), Passwords: users, Allow: AllowList{Everyone: true},
 		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,
 		Logger: zap.NewNop(),
 	}})
@@ -71,13 +67,13 @@ func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *oauth.Error) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := randomToken()
-	code := authorizationCode{
-		Request:  pendingRequest{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
-		User:     userInfo{Subject: "users:alice", Username: "alice"},
+	code := state.Code{
+		Request:  state.Request{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
+		User:     state.User{Subject: "users:alice", Username: "alice"},
 		IssuedAt: time.Now().UnixNano(),
 	}
 	raw := randomToken()
-	if err := s.AS.putJSON(ctx, keyCode+hashKey(raw), code, time.Minute); err != nil {
+	if err := s.AS.State.Codes.Issue(ctx, raw, &code); err != nil {
 		t.Fatal(err)
 	}
 	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
@@ -118,11 +114,11 @@ func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 			t.Cleanup(func() { _ = db.Close() })
 			s := codeSite(t, db)
 			redeem := issueCode(t, s)
-			revokeAlice(t, &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}, by)
+			revokeAlice(t, &Admin{Issuer: s.Issuer, State: s.AS.State}, by)
 			if resp, oerr := redeem(); oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
-			if n := countKeys(t, db, keyGrant); n != 0 {
+			if n := countKeys(t, db, string(state.KindGrant)); n != 0 {
 				t.Errorf("%d grants outlive the revocation", n)
 			}
 			if resp, oerr := redeemCode(t, s); oerr != nil || resp.RefreshToken == "" {
@@ -159,18 +155,18 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = db.Close() })
-			hooked := &hookedStore{Store: db, prefix: keyGrant}
+			hooked := &hookedStore{Store: db, prefix: string(state.KindGrant)}
 			s := codeSite(t, hooked)
-			admin := &Admin{Issuer: s.Issuer, Store: db, Denied: s.AS.Denied}
+			admin := &Admin{Issuer: s.Issuer, State: openState(t, db)}
 			hooked.beforePut = func() { revokeAlice(t, admin, by) }
 			resp, oerr := redeemCode(t, s)
 			if oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("redemption during the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
-			if n := countKeys(t, db, keyGrant); n != 0 {
+			if n := countKeys(t, db, string(state.KindGrant)); n != 0 {
 				t.Errorf("%d grants outlive the revocation", n)
 			}
-			if n := countKeys(t, db, keyDenied); n != 1 {
+			if n := countKeys(t, db, string(state.KindDenied)); n != 1 {
 				t.Errorf("%d access tokens denied, want the one indexed", n)
 			}
 
@@ -210,18 +206,18 @@ func TestRevokeGrantFollowsARotation(t *testing.T) {
 			t.Errorf("refresh: %v", oerr)
 		}
 	}
-	s.AS.Store = &swapOnce{Store: db, before: rotate}
-	revoked, err := s.AS.revokeGrant(context.Background(), g.ID)
+	revoking := openState(t, &swapOnce{Store: db, before: rotate})
+	revoked, err := revoking.Grants.Revoke(context.Background(), g.ID)
 	if err != nil || revoked == nil {
 		t.Fatalf("revokeGrant: %v %v", revoked, err)
 	}
 	if refreshed == nil {
 		t.Fatal("the refresh did not run")
 	}
-	if n := countKeys(t, db, keyGrant); n != 0 {
+	if n := countKeys(t, db, string(state.KindGrant)); n != 0 {
 		t.Errorf("%d grants left", n)
 	}
-	if n := countKeys(t, db, keyDenied); n != 2 {
+	if n := countKeys(t, db, string(state.KindDenied)); n != 2 {
 		t.Errorf("%d access tokens denied, want both the first and the refreshed one", n)
 	}
 }

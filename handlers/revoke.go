@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -67,7 +67,7 @@ func (s *Site) revokeRefreshToken(ctx context.Context, client *authenticatedClie
 	if !ok || g.ClientID != client.ClientID || authStrength(client.Method) < authStrength(g.ClientAuth) {
 		return false
 	}
-	if _, err := s.AS.revokeGrant(ctx, g.ID); err != nil {
+	if _, err := s.AS.State.Grants.Revoke(ctx, g.ID); err != nil {
 		s.AS.Logger.Error("revoking a grant", zap.Error(err))
 	}
 	s.audit(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
@@ -81,7 +81,7 @@ func (s *Site) revokeAccessToken(ctx context.Context, client *authenticatedClien
 	if !ok || claims.ClientID != client.ClientID {
 		return false
 	}
-	if err := s.AS.denyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
+	if err := s.AS.State.Revocations.DenyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
 		s.AS.Logger.Error("denying access token", zap.Error(err))
 	}
 	s.audit(ctx, "access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
@@ -90,27 +90,18 @@ func (s *Site) revokeAccessToken(ctx context.Context, client *authenticatedClien
 
 // grantOf returns the grant whose refresh token is token, if it is the
 // grant's current one (or the one rotated away within the grace window).
-func (a *AuthServer) grantOf(ctx context.Context, token string) (*grant, bool) {
+func (a *AuthServer) grantOf(ctx context.Context, token string) (*state.Grant, bool) {
 	if token == "" || len(token) > 200 {
 		return nil, false
 	}
-	h := hashKey(token)
-	gid, err := a.Store.Get(ctx, keyRefresh+h)
-	if err != nil {
+	g, err := a.State.Grants.ByRefreshToken(ctx, token)
+	if err != nil || g.Revoked || time.Now().Unix() >= g.ExpiresAt {
 		return nil, false
 	}
-	raw, err := a.Store.Get(ctx, keyGrant+string(gid))
-	if err != nil {
+	if h := state.Hash(token); h != g.RefreshHash && (h != g.PreviousHash || time.Now().After(time.Unix(0, g.PreviousUntil))) {
 		return nil, false
 	}
-	var g grant
-	if json.Unmarshal(raw, &g) != nil || g.Revoked || time.Now().Unix() >= g.ExpiresAt {
-		return nil, false
-	}
-	if h != g.RefreshHash && (h != g.PreviousHash || time.Now().After(time.Unix(0, g.PreviousUntil))) {
-		return nil, false
-	}
-	return &g, true
+	return g, true
 }
 
 // accessTokenClaims returns the claims of a live access token issued by
@@ -124,7 +115,7 @@ func (s *Site) accessTokenClaims(ctx context.Context, token string) (*tokens.Acc
 		if err != nil {
 			continue
 		}
-		if _, err := s.AS.Store.Get(ctx, keyDenied+claims.JWTID); err == nil {
+		if s.AS.State.Revocations.DeniedInStore(ctx, claims.JWTID) {
 			return nil, false
 		}
 		return claims, true

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -91,11 +92,9 @@ type Site struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	Verifier       TokenVerifier
-	// Sessions holds the bindings of MCP sessions to their users, for
-	// every site (see SessionStore): sites that proxy to one backend all
-	// see its session ids. A binding names its issuer, so a session is
-	// refused at every site but its own. Nil binds no sessions.
-	Sessions storage.Store
+	// Sessions holds the bindings of MCP sessions to their users; nil
+	// binds no sessions.
+	Sessions *state.Sessions
 	// AS is the authorization server; nil when tokens come from an
 	// external one.
 	AS *AuthServer
@@ -109,8 +108,6 @@ type Site struct {
 	cookie string
 	// scopeRules are checked in order; every matching rule's scopes are needed.
 	scopeRules []scopeRule
-	// sessionOwners caches bindings of Sessions.
-	sessionOwners sessionCache
 }
 
 // SiteConfig is what NewSite builds a Site from.
@@ -126,7 +123,8 @@ type SiteConfig struct {
 	AllowedOrigins []string
 	Ring           *tokens.KeyRing
 	AS             *AuthServer
-	// Sessions is the store of MCP session bindings (see SessionStore).
+	// Sessions is the store every site shares, which holds the bindings
+	// of MCP sessions (see state.Sessions); nil binds no sessions.
 	Sessions storage.Store
 	// External, when set, is the external authorization server whose
 	// tokens the site accepts; it then serves no authorization endpoints.
@@ -158,10 +156,12 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		AllowedOrigins: cfg.AllowedOrigins,
 		Ring:           cfg.Ring,
 		AS:             cfg.AS,
-		Sessions:       cfg.Sessions,
 		issuerPath:     u.Path,
 		origin:         u.Scheme + "://" + u.Host,
 		cookie:         cookieName(issuer),
+	}
+	if cfg.Sessions != nil {
+		s.Sessions = state.NewSessions(cfg.Sessions, issuer)
 	}
 	if s.Realm == "" {
 		s.Realm = "mcp"

@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -15,7 +13,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -93,7 +91,7 @@ func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, s.AS.Logger, oerr)
 		return
 	}
-	if err := s.AS.markClientUsed(r.Context(), client.Client); err != nil {
+	if err := s.AS.State.Clients.MarkUsed(r.Context(), client.Client); err != nil {
 		s.AS.Logger.Warn("marking client used failed", zap.Error(err))
 	}
 	oauth.WriteJSON(w, http.StatusOK, resp)
@@ -108,11 +106,10 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if code == "" {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code is required")
 	}
-	key := hashKey(code)
-	var ac authorizationCode
-	if err := s.AS.getJSON(ctx, keyCode+key, &ac); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			s.punishReplay(ctx, client, key, verifier)
+	ac, redeemed, err := s.AS.State.Codes.Find(ctx, code)
+	if err != nil {
+		if redeemed != nil {
+			s.punishReplay(ctx, client, redeemed, verifier)
 		}
 		return nil, invalidGrant
 	}
@@ -136,7 +133,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if !tokens.ValidVerifier(verifier) {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is malformed")
 	}
-	if _, err := s.AS.Store.Take(ctx, keyCode+key); err != nil {
+	if err := s.AS.State.Codes.Redeem(ctx, code); err != nil {
 		return nil, invalidGrant // redeemed concurrently
 	}
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
@@ -150,7 +147,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	req.Scopes = scopes
 	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
-	used := usedCode{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
+	used := state.Redemption{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
 		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
 	}
@@ -163,7 +160,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	// Checked after everything is stored, so that a revocation listing
 	// the user's or client's tokens meanwhile either found them or is seen
 	// here (see revokeMark).
-	revoked, markErr := s.AS.revokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
+	revoked, markErr := s.AS.State.Revocations.RevokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
 	if markErr != nil || revoked {
 		if err := s.AS.revokeIssued(ctx, &used); err != nil {
 			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
@@ -174,7 +171,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 		s.audit(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
 		return nil, invalidGrant
 	}
-	if err := s.AS.putJSON(ctx, keyUsedCode+key, used, usedCodeMemory); err != nil {
+	if err := s.AS.State.Codes.RememberRedemption(ctx, code, &used); err != nil {
 		s.AS.Logger.Warn("remembering a used code failed", zap.Error(err))
 	}
 	s.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
@@ -193,12 +190,11 @@ func (s *Site) tokensIssued(grantType, clientID, sub string) {
 // by its client with the right verifier: the code was stolen, or the
 // client is broken (OAuth 2.1 section 4.1.3). A replay with a wrong
 // verifier changes nothing, so nobody can revoke another's tokens.
-func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, key, verifier string) {
-	var used usedCode
-	if s.AS.getJSON(ctx, keyUsedCode+key, &used) != nil || used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
+func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, used *state.Redemption, verifier string) {
+	if used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
 		return
 	}
-	if err := s.AS.revokeIssued(ctx, &used); err != nil {
+	if err := s.AS.revokeIssued(ctx, used); err != nil {
 		s.AS.Logger.Error("revoking the tokens of a replayed code", zap.Error(err))
 	}
 	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
@@ -206,25 +202,25 @@ func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, ke
 
 // revokeIssued revokes what one code redemption issued: its grant, if
 // any, and its access token.
-func (a *AuthServer) revokeIssued(ctx context.Context, used *usedCode) error {
+func (a *AuthServer) revokeIssued(ctx context.Context, used *state.Redemption) error {
 	if used.GrantID != "" {
-		if _, err := a.revokeGrant(ctx, used.GrantID); err != nil {
+		if _, err := a.State.Grants.Revoke(ctx, used.GrantID); err != nil {
 			return err
 		}
 	}
-	return a.denyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
+	return a.State.Revocations.DenyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
 }
 
 // mintAccessToken mints an access token for res and indexes it by user and
 // by client, so that revoking either reaches it.
-func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user userInfo, res *Resource, scopes []string) (*tokenResponse, tokenID, error) {
+func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user state.User, res *Resource, scopes []string) (*tokenResponse, state.TokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := s.AS.AccessTokenLifetime
 	now := time.Now()
-	id := tokenID{ID: tokens.NewID(), ExpiresAt: now.Add(lifetime).Unix()}
+	id := state.TokenID{ID: tokens.NewID(), ExpiresAt: now.Add(lifetime).Unix()}
 	// A token that revocation could not find is not issued.
-	if err := s.AS.indexAccessToken(ctx, user.Subject, client.ClientID, id); err != nil {
-		return nil, tokenID{}, err
+	if err := s.AS.State.Revocations.IndexAccessToken(ctx, user.Subject, client.ClientID, id); err != nil {
+		return nil, state.TokenID{}, err
 	}
 	// Sign, not MintAccessToken: that draws a fresh jti, and the one
 	// recorded in id must be the token's for revocation to deny it.
@@ -241,78 +237,24 @@ func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user
 		Expiry:   id.ExpiresAt,
 	})
 	if err != nil {
-		return nil, tokenID{}, err
+		return nil, state.TokenID{}, err
 	}
 	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(lifetime / time.Second), Scope: scope}, id, nil
 }
 
-// indexAccessToken records an access token under its user and its client
-// until it expires.
-func (a *AuthServer) indexAccessToken(ctx context.Context, sub, clientID string, id tokenID) error {
-	raw, err := json.Marshal(id)
-	if err != nil {
-		return err
-	}
-	ttl, live := ttlUntil(id.ExpiresAt)
-	if !live {
-		return nil // an expired token needs no revoking
-	}
-	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
-		if err := a.Store.Put(ctx, key+id.ID, raw, ttl); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// unindexAccessToken removes an access token from the indexes of its user
-// and client.
-func (a *AuthServer) unindexAccessToken(ctx context.Context, sub, clientID, jti string) {
-	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
-		_ = a.Store.Delete(ctx, key+jti)
-	}
-}
-
-// tokenOfUserPrefix and tokenOfClientPrefix are the index prefixes of a
-// user's and a client's access tokens. The ids are hashed: they may hold
-// any character, and no id may be a prefix of another's entries.
-func tokenOfUserPrefix(sub string) string        { return keyTokenOfUser + hashKey(sub) + "/" }
-func tokenOfClientPrefix(clientID string) string { return keyTokenOfClient + hashKey(clientID) + "/" }
-
 // newGrant starts a refresh-token family and returns its id and first
 // refresh token. The grant remembers how its client authenticated.
-func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user userInfo, res *Resource, scopes []string, at tokenID) (string, string, error) {
+func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *Resource, scopes []string, at state.TokenID) (string, string, error) {
 	rt, now := randomToken(), time.Now()
-	g := grant{
+	g := &state.Grant{
 		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
-		RefreshHash: hashKey(rt), AccessTokenIDs: []tokenID{at},
+		RefreshHash: state.Hash(rt), AccessTokenIDs: []state.TokenID{at},
 		CreatedAt: now.Unix(), ExpiresAt: now.Add(s.AS.RefreshTokenLifetime).Unix(),
 	}
-	if err := s.AS.putJSON(ctx, keyGrant+g.ID, g, s.AS.RefreshTokenLifetime); err != nil {
-		return "", "", err
-	}
-	if err := s.AS.Store.Put(ctx, keyRefresh+g.RefreshHash, []byte(g.ID), min(s.AS.RefreshTokenIdle, s.AS.RefreshTokenLifetime)); err != nil {
+	if err := s.AS.State.Grants.Create(ctx, g, s.AS.RefreshTokenLifetime, s.AS.RefreshTokenIdle); err != nil {
 		return "", "", err
 	}
 	return g.ID, rt, nil
-}
-
-// denyAccessToken makes the gate refuse an access token until it expires.
-func (a *AuthServer) denyAccessToken(ctx context.Context, jti string, expiresAt int64) error {
-	// Denied as long as the verifier, allowing for clock skew, could take it.
-	return a.Denied.deny(ctx, jti, expiresAt+int64(time.Minute/time.Second))
-}
-
-// CarryOverDenials copies the access tokens that legacy, a store from
-// before each site had a key space of its own, lists as revoked into site,
-// for lifetime (the longest an access token issued then may still live).
-func CarryOverDenials(ctx context.Context, legacy, site storage.Store, lifetime time.Duration) error {
-	return legacy.List(ctx, keyDenied, func(key string, _ []byte) error {
-		if err := site.Create(ctx, key, nil, lifetime+time.Minute); err != nil && !errors.Is(err, storage.ErrConflict) {
-			return err
-		}
-		return nil
-	})
 }
 
 // resourceByURL returns the resource with the canonical URL u.

@@ -1,20 +1,17 @@
 package handlers
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // oidcScopes are the OpenID Connect scopes the server grants besides the
 // resources' own: openid (an ID token), profile and email (claims).
 var oidcScopes = []string{"openid", "profile", "email"}
-
-// keyUser holds the profile of each user who logged in, for /userinfo.
-const keyUser = "user/"
 
 // idTokenClaims are the claims of an OpenID Connect ID token.
 type idTokenClaims struct {
@@ -38,7 +35,7 @@ type profileClaims struct {
 }
 
 // profileFor returns the claims user's scopes allow.
-func profileFor(user userInfo, scopes []string) profileClaims {
+func profileFor(user state.User, scopes []string) profileClaims {
 	var p profileClaims
 	if slices.Contains(scopes, "email") && user.Email != "" {
 		p.Email, p.EmailVerified = user.Email, true // only verified addresses are kept
@@ -51,7 +48,7 @@ func profileFor(user userInfo, scopes []string) profileClaims {
 
 // idToken signs an ID token for client when openid was granted; its typ
 // is JWT, so the gate never takes it for an access token.
-func (s *Site) idToken(clientID string, user userInfo, scopes []string, nonce string) (string, error) {
+func (s *Site) idToken(clientID string, user state.User, scopes []string, nonce string) (string, error) {
 	if !slices.Contains(scopes, "openid") {
 		return "", nil
 	}
@@ -61,11 +58,6 @@ func (s *Site) idToken(clientID string, user userInfo, scopes []string, nonce st
 		IssuedAt: now.Unix(), Expiry: now.Add(s.AS.AccessTokenLifetime).Unix(),
 		AuthTime: user.AuthTime, Nonce: nonce, profileClaims: profileFor(user, scopes),
 	})
-}
-
-// saveProfile keeps the user's latest profile for /userinfo.
-func (a *AuthServer) saveProfile(ctx context.Context, user userInfo) error {
-	return a.putJSON(ctx, keyUser+hashKey(user.Subject), user, a.RefreshTokenLifetime)
 }
 
 // serveUserinfo handles GET and POST /userinfo (OpenID Connect Core 5.3):
@@ -85,9 +77,13 @@ func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	claims, ok := s.accessTokenClaims(r.Context(), token)
-	var user userInfo
-	if ok && s.AS.getJSON(r.Context(), keyUser+hashKey(claims.Subject), &user) != nil {
-		user = userInfo{Subject: claims.Subject, Email: claims.Email, Username: claims.Username}
+	var user state.User
+	if ok {
+		if saved, err := s.AS.State.Users.Profile(r.Context(), claims.Subject); err == nil {
+			user = *saved
+		} else {
+			user = state.User{Subject: claims.Subject, Email: claims.Email, Username: claims.Username}
+		}
 	}
 	if !ok {
 		const description = "the access token is invalid, expired or revoked"

@@ -1,4 +1,4 @@
-package handlers
+package state
 
 import (
 	"context"
@@ -37,9 +37,13 @@ var (
 	errDeniedFull  = errors.New("more revoked tokens are live than can be kept in memory")
 )
 
-// DeniedTokens is the set of revoked access tokens (by jti) that have not
-// expired yet, in memory, so that the gate checks a token without asking
-// the store. It is read from the store at creation and then kept current
+// Revocations stores what was revoked: access tokens, the marks of
+// revocations of all of a user's or a client's tokens, and the indexes of
+// each access token by user and by client that such revocations list.
+//
+// The revoked access tokens (by jti) that have not expired yet are also
+// held in memory, so that the gate checks a token without asking the
+// store. It is read from the store at creation and then kept current
 // by this process's own revocations, by the store's notifications
 // (storage.Notifier) of other processes' revocations, and by reading the
 // store again every few seconds.
@@ -49,7 +53,7 @@ var (
 // neither a reconciliation nor a live subscription vouches for the last
 // Bound, Revoked fails, and the gate answers 503 rather than let a token
 // revoked elsewhere through.
-type DeniedTokens struct {
+type Revocations struct {
 	store    storage.Store
 	notifier storage.Notifier // nil when the store has none
 	bound    time.Duration    // 0: the set is authoritative
@@ -70,13 +74,11 @@ type DeniedTokens struct {
 	listeningSince, heard time.Time
 }
 
-// NewDeniedTokens reads the revoked access tokens of an authorization
+// newRevocations reads the revoked access tokens of an authorization
 // server from store (its key space) and keeps them current until ctx is
-// done. bound is zero when only this process uses the store, else the
-// staleness after which Revoked fails; tokenLifetime is the longest an
-// access token lives.
-func NewDeniedTokens(ctx context.Context, store storage.Store, bound, tokenLifetime time.Duration, logger *zap.Logger) (*DeniedTokens, error) {
-	d := &DeniedTokens{
+// done (see Open).
+func newRevocations(ctx context.Context, store storage.Store, bound, tokenLifetime time.Duration, logger *zap.Logger) (*Revocations, error) {
+	d := &Revocations{
 		store: store, bound: bound, legacyLifetime: tokenLifetime + time.Minute, logger: logger,
 		resubscribed: make(chan struct{}, 1), until: map[string]int64{}, limit: maxDeniedTokens,
 		stopped: make(chan struct{}),
@@ -95,7 +97,7 @@ func NewDeniedTokens(ctx context.Context, store storage.Store, bound, tokenLifet
 
 // Revoked reports whether the access token jti has been revoked. It
 // fails when the set cannot be trusted to hold every revocation.
-func (d *DeniedTokens) Revoked(jti string) (bool, error) {
+func (d *Revocations) Revoked(jti string) (bool, error) {
 	now := time.Now()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -112,7 +114,7 @@ func (d *DeniedTokens) Revoked(jti string) (bool, error) {
 // currentLocked reports whether the set holds every revocation made
 // before now-bound: it was read from the store since, or its subscription
 // has been listening since before the last reading and was alive since.
-func (d *DeniedTokens) currentLocked(now time.Time) bool {
+func (d *Revocations) currentLocked(now time.Time) bool {
 	if now.Sub(d.synced) < d.bound {
 		return true
 	}
@@ -122,7 +124,7 @@ func (d *DeniedTokens) currentLocked(now time.Time) bool {
 // deny records that the access token jti is revoked until the Unix second
 // until, in the store, then in memory and, through the notifier, at every
 // other process.
-func (d *DeniedTokens) deny(ctx context.Context, jti string, until int64) error {
+func (d *Revocations) deny(ctx context.Context, jti string, until int64) error {
 	ttl, live := ttlUntil(until)
 	if !live {
 		return nil
@@ -141,7 +143,7 @@ func (d *DeniedTokens) deny(ctx context.Context, jti string, until int64) error 
 // add puts jti in the set unless it has expired; when the set is full it
 // drops expired entries and, if none are, marks the set as full instead
 // of forgetting one.
-func (d *DeniedTokens) add(jti string, until int64) {
+func (d *Revocations) add(jti string, until int64) {
 	if until <= time.Now().Unix() {
 		return
 	}
@@ -161,7 +163,7 @@ func (d *DeniedTokens) add(jti string, until int64) {
 	d.until[jti] = until
 }
 
-func (d *DeniedTokens) dropExpiredLocked(now int64) {
+func (d *Revocations) dropExpiredLocked(now int64) {
 	for jti, until := range d.until {
 		if until <= now {
 			delete(d.until, jti)
@@ -171,7 +173,7 @@ func (d *DeniedTokens) dropExpiredLocked(now int64) {
 
 // onMessage takes in a revocation another process announced; a message
 // it cannot read makes it read the store instead.
-func (d *DeniedTokens) onMessage(message []byte) {
+func (d *Revocations) onMessage(message []byte) {
 	jti, value, _ := strings.Cut(string(message), " ")
 	until, err := strconv.ParseInt(value, 10, 64)
 	if jti == "" || err != nil {
@@ -182,7 +184,7 @@ func (d *DeniedTokens) onMessage(message []byte) {
 	d.add(jti, until)
 }
 
-func (d *DeniedTokens) onListening(listening bool) {
+func (d *Revocations) onListening(listening bool) {
 	now := time.Now()
 	d.mu.Lock()
 	restarted := listening && d.listeningSince.IsZero()
@@ -202,7 +204,7 @@ func (d *DeniedTokens) onListening(listening bool) {
 	}
 }
 
-func (d *DeniedTokens) requestReconcile() {
+func (d *Revocations) requestReconcile() {
 	select {
 	case d.resubscribed <- struct{}{}:
 	default:
@@ -211,7 +213,7 @@ func (d *DeniedTokens) requestReconcile() {
 
 // maintain reads the store again every deniedReconcileInterval, at once
 // after the subscription restarts, and twice per bound while it is down.
-func (d *DeniedTokens) maintain(ctx context.Context) {
+func (d *Revocations) maintain(ctx context.Context) {
 	defer close(d.stopped)
 	for {
 		wait := authoritativeReconcileInterval
@@ -240,12 +242,12 @@ func (d *DeniedTokens) maintain(ctx context.Context) {
 
 // Wait returns once the set, its context done, no longer uses the store,
 // which may then be closed.
-func (d *DeniedTokens) Wait() { <-d.stopped }
+func (d *Revocations) Wait() { <-d.stopped }
 
 // reconcile adds every revocation in the store to the set and drops the
 // expired ones. Revocations are never withdrawn, so what the set holds
 // and the store does not (yet) list is kept.
-func (d *DeniedTokens) reconcile(ctx context.Context) error {
+func (d *Revocations) reconcile(ctx context.Context) error {
 	start := time.Now()
 	d.mu.RLock()
 	limit := d.limit

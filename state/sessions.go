@@ -1,4 +1,4 @@
-package handlers
+package state
 
 import (
 	"bytes"
@@ -6,22 +6,29 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-// keySession binds MCP session ids to the user who created the session.
-const keySession = "session/"
+// Sessions stores the bindings of MCP sessions to the users who created
+// them, for one site, in the store every site shares: sites that proxy to
+// one backend all see its session ids. A binding names its issuer, so a
+// session is refused at every site but its own. A nil *Sessions binds no
+// sessions.
+type Sessions struct {
+	store  storage.Store
+	issuer string
+	// owners caches bindings of store.
+	owners sessionCache
+}
 
-// SessionStore is the view of the store that every site shares that holds
-// the bindings of MCP sessions (Site.Sessions), and nothing else.
-func SessionStore(shared storage.Store) storage.Store {
-	return storage.Prefixed(shared, keySession)
+// NewSessions returns the session bindings of the site issuer in shared,
+// the store every site shares.
+func NewSessions(shared storage.Store, issuer string) *Sessions {
+	return &Sessions{store: storage.Prefixed(shared, keySession), issuer: issuer}
 }
 
 // sessionLifetime is how long a session binding is kept after its last
@@ -29,62 +36,31 @@ func SessionStore(shared storage.Store) storage.Store {
 // so a live session stays bound with a write every 12 hours at most.
 const sessionLifetime = 24 * time.Hour
 
-// maxSessionIDLength bounds an Mcp-Session-Id; the ids MCP servers issue
-// (UUIDs, random tokens) are far shorter.
-const maxSessionIDLength = 512
-
-var errBadSessionID = errors.New("the Mcp-Session-Id header must come at most once, as 1 to 512 visible ASCII characters")
-
-// sessionID returns the MCP session id of a request, "" for none. An
-// empty header counts as none and is removed, so the backend sees none
-// either. More than one header, or an id that is not the visible ASCII
-// the MCP specification allows, or longer than maxSessionIDLength, is
-// refused rather than passed unchecked: the backend must never see a
-// session the owner check did not.
-func sessionID(h http.Header) (string, error) {
-	values := h.Values("Mcp-Session-Id")
-	switch {
-	case len(values) == 0:
-		return "", nil
-	case len(values) > 1:
-		return "", errBadSessionID
-	case values[0] == "":
-		h.Del("Mcp-Session-Id")
-		return "", nil
-	}
-	id := values[0]
-	if len(id) > maxSessionIDLength || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
-		return "", errBadSessionID
-	}
-	return id, nil
-}
-
-// SessionOwnedBy reports whether the MCP session id (the Mcp-Session-Id
+// OwnedBy reports whether the MCP session id (the Mcp-Session-Id
 // header) may be used by sub: sessions are bound to the user whose request
 // created them, at the site where it was made, so a session id that leaks
 // is useless to anyone else (MCP security best practices, session
 // hijacking), also at another site that proxies to the same backend.
 // unbound reports a session the server has no binding for (created before
 // it kept bindings, or whose binding expired, or never created): the
-// request may go on, and ClaimSession binds it once the backend has
+// request may go on, and Claim binds it once the backend has
 // accepted it, so ids the backend does not know cost no writes. An owner's
-// use extends the binding. sessionID is a Decision's SessionID, which
-// Authorize checked.
+// use extends the binding. sessionID is a checked Mcp-Session-Id.
 //
 // A binding never changes owner while it lives, so the bindings this
 // process read, wrote or extended answer for their owner from memory until
 // they need extending; anything else (another user, an unbound session)
 // asks the store.
-func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned, unbound bool, err error) {
-	if s.Sessions == nil || sessionID == "" {
+func (s *Sessions) OwnedBy(ctx context.Context, sessionID, sub string) (owned, unbound bool, err error) {
+	if s == nil || sessionID == "" {
 		return true, false, nil
 	}
-	key := hashKey(sessionID)
-	if s.sessionOwners.owns(key, s.Issuer, sub, time.Now().Add(sessionLifetime/2)) {
+	key := Hash(sessionID)
+	if s.owners.owns(key, s.issuer, sub, time.Now().Add(sessionLifetime/2)) {
 		return true, false, nil
 	}
-	owner := s.sessionOwner(sub)
-	stored, err := s.Sessions.Get(ctx, key)
+	owner := s.owner(sub)
+	stored, err := s.store.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return true, true, nil
@@ -98,28 +74,28 @@ func (s *Site) SessionOwnedBy(ctx context.Context, sessionID, sub string) (owned
 	if time.Until(expires) < sessionLifetime/2 {
 		var value []byte
 		value, expires = newBinding(owner)
-		if err := s.Sessions.Put(ctx, key, value, sessionLifetime); err != nil {
+		if err := s.store.Put(ctx, key, value, sessionLifetime); err != nil {
 			return false, false, err
 		}
 	}
-	s.sessionOwners.add(key, owner, expires)
+	s.owners.add(key, owner, expires)
 	return true, false, nil
 }
 
-// ClaimSession binds an unbound session the backend accepted to sub,
+// Claim binds an unbound session the backend accepted to sub,
 // unless another user's request claimed it first: only one of the users
 // who present an unbound id at once gets it.
-func (s *Site) ClaimSession(ctx context.Context, sessionID, sub string) (bool, error) {
-	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+func (s *Sessions) Claim(ctx context.Context, sessionID, sub string) (bool, error) {
+	key, owner := Hash(sessionID), s.owner(sub)
 	value, expires := newBinding(owner)
-	switch err := s.Sessions.Create(ctx, key, value, sessionLifetime); {
+	switch err := s.store.Create(ctx, key, value, sessionLifetime); {
 	case err == nil:
-		s.sessionOwners.add(key, owner, expires)
+		s.owners.add(key, owner, expires)
 		return true, nil
 	case !errors.Is(err, storage.ErrConflict):
 		return false, err
 	}
-	stored, err := s.Sessions.Get(ctx, key)
+	stored, err := s.store.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return false, nil // claimed and gone again: the client starts anew
@@ -130,24 +106,24 @@ func (s *Site) ClaimSession(ctx context.Context, sessionID, sub string) (bool, e
 	return subtle.ConstantTimeCompare(storedOwner, owner) == 1, nil
 }
 
-// BindSession binds a session the backend just created to sub.
-func (s *Site) BindSession(ctx context.Context, sessionID, sub string) error {
-	if s.Sessions == nil || sessionID == "" {
+// Bind binds a session the backend just created to sub.
+func (s *Sessions) Bind(ctx context.Context, sessionID, sub string) error {
+	if s == nil || sessionID == "" {
 		return nil
 	}
-	key, owner := hashKey(sessionID), s.sessionOwner(sub)
+	key, owner := Hash(sessionID), s.owner(sub)
 	value, expires := newBinding(owner)
-	if err := s.Sessions.Put(ctx, key, value, sessionLifetime); err != nil {
+	if err := s.store.Put(ctx, key, value, sessionLifetime); err != nil {
 		return err
 	}
-	s.sessionOwners.add(key, owner, expires)
+	s.owners.add(key, owner, expires)
 	return nil
 }
 
-// sessionOwner is how a binding names its owner: the same sub at another
+// owner is how a binding names its owner: the same sub at another
 // issuer is another user.
-func (s *Site) sessionOwner(sub string) []byte {
-	return []byte(s.Issuer + " " + sub)
+func (s *Sessions) owner(sub string) []byte {
+	return []byte(s.issuer + " " + sub)
 }
 
 // newBinding is a binding's stored value: when it expires (Unix seconds),
@@ -191,7 +167,7 @@ type cachedSession struct {
 }
 
 // owns reports whether key is cached as bound to sub at issuer (see
-// sessionOwner) until after until.
+// Sessions.owner) until after until.
 func (c *sessionCache) owns(key, issuer, sub string, until time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,4 +1,4 @@
-package handlers
+package state
 
 import (
 	"context"
@@ -24,10 +24,10 @@ func openBadger(t testing.TB) *storage.Badger {
 	return db
 }
 
-func newDenied(t testing.TB, store storage.Store, bound time.Duration) *DeniedTokens {
+func newDenied(t testing.TB, store storage.Store, bound time.Duration) *Revocations {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := NewDeniedTokens(ctx, store, bound, time.Hour, zap.NewNop())
+	d, err := newRevocations(ctx, store, bound, time.Hour, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func newDenied(t testing.TB, store storage.Store, bound time.Duration) *DeniedTo
 	return d
 }
 
-func wantRevoked(t *testing.T, d *DeniedTokens, jti string, want bool) {
+func wantRevoked(t *testing.T, d *Revocations, jti string, want bool) {
 	t.Helper()
 	if got, err := d.Revoked(jti); err != nil || got != want {
 		t.Errorf("Revoked(%q) = %v, %v; want %v", jti, got, err, want)

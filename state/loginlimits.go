@@ -1,4 +1,4 @@
-package handlers
+package state
 
 import (
 	"context"
@@ -31,15 +31,6 @@ const (
 	cleanSourceMaxWait = 30 * time.Second
 )
 
-// Storage key prefixes of the login limits; the rest of each key is the
-// hash of the username or source.
-const (
-	keyLoginFailures = "login-failures/"
-	keyLoginWait     = "login-wait/"
-	// keyLoginAttempts counts the password posts of one login.
-	keyLoginAttempts = "login-attempts/"
-)
-
 // loginWait is a wait imposed after failures: from Since until Until (Unix
 // nanoseconds).
 type loginWait struct {
@@ -47,25 +38,28 @@ type loginWait struct {
 	Until int64 `json:"until"`
 }
 
-// loginSubjects are the store key suffixes of a login post's limits.
-type loginSubjects struct{ user, source string }
+// LoginSubjects are what a login post's limits count: its username and
+// its source, as store key suffixes.
+type LoginSubjects struct{ user, source string }
 
-func newLoginSubjects(username, source string) loginSubjects {
-	return loginSubjects{user: "user/" + hashKey(username), source: "source/" + hashKey(source)}
+// NewLoginSubjects returns the subjects of a post of username from source
+// (see the handlers' SourceBucket).
+func NewLoginSubjects(username, source string) LoginSubjects {
+	return LoginSubjects{user: "user/" + Hash(username), source: "source/" + Hash(source)}
 }
 
-// loginWaitFor returns how long a login post for subjects must wait.
-func (a *AuthServer) loginWaitFor(ctx context.Context, subj loginSubjects, now time.Time) (time.Duration, error) {
+// LoginWait returns how long a login post for subj must wait.
+func (l *Logins) LoginWait(ctx context.Context, subj LoginSubjects, now time.Time) (time.Duration, error) {
 	var sourceWait, userWait loginWait
-	if err := a.getLoginWait(ctx, subj.source, &sourceWait); err != nil {
+	if err := l.getLoginWait(ctx, subj.source, &sourceWait); err != nil {
 		return 0, err
 	}
-	if err := a.getLoginWait(ctx, subj.user, &userWait); err != nil {
+	if err := l.getLoginWait(ctx, subj.user, &userWait); err != nil {
 		return 0, err
 	}
 	until := max(sourceWait.Until, 0)
 	if userWait.Until > 0 {
-		_, err := a.Store.Get(ctx, keyLoginFailures+subj.source)
+		_, err := l.store.Get(ctx, keyLoginFailures+subj.source)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			// A clean source: the username's wait is bounded for it.
@@ -79,17 +73,17 @@ func (a *AuthServer) loginWaitFor(ctx context.Context, subj loginSubjects, now t
 	return time.Duration(until - now.UnixNano()), nil
 }
 
-func (a *AuthServer) getLoginWait(ctx context.Context, subject string, w *loginWait) error {
-	err := a.getJSON(ctx, keyLoginWait+subject, w)
+func (l *Logins) getLoginWait(ctx context.Context, subject string, w *loginWait) error {
+	err := getJSON(ctx, l.store, keyLoginWait+subject, w)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
 	return err
 }
 
-// recordLoginFailure counts a failed password for subjects and starts the
+// RecordLoginFailure counts a failed password for subj and starts the
 // waits the counts call for.
-func (a *AuthServer) recordLoginFailure(ctx context.Context, subj loginSubjects, now time.Time) error {
+func (l *Logins) RecordLoginFailure(ctx context.Context, subj LoginSubjects, now time.Time) error {
 	for _, limit := range []struct {
 		subject string
 		free    int64
@@ -97,7 +91,7 @@ func (a *AuthServer) recordLoginFailure(ctx context.Context, subj loginSubjects,
 		{subj.source, freeSourceFailures},
 		{subj.user, freeUserFailures},
 	} {
-		n, err := a.Store.Increment(ctx, keyLoginFailures+limit.subject, loginFailureWindow)
+		n, err := l.store.Increment(ctx, keyLoginFailures+limit.subject, loginFailureWindow)
 		if err != nil {
 			return err
 		}
@@ -105,7 +99,7 @@ func (a *AuthServer) recordLoginFailure(ctx context.Context, subj loginSubjects,
 			continue
 		}
 		wait := backoff(n - limit.free)
-		if err := a.putJSON(ctx, keyLoginWait+limit.subject, loginWait{Since: now.UnixNano(), Until: now.Add(wait).UnixNano()}, wait); err != nil {
+		if err := putJSON(ctx, l.store, keyLoginWait+limit.subject, loginWait{Since: now.UnixNano(), Until: now.Add(wait).UnixNano()}, wait); err != nil {
 			return err
 		}
 	}
@@ -121,13 +115,10 @@ func backoff(n int64) time.Duration {
 	return min(time.Second<<(n-1), maxLoginWait)
 }
 
-// countLoginAttempt counts one password post of the login with this key
+// CountLoginAttempt counts one password post of the login with this state
 // and returns the count. Counted atomically in the store, before the
-// password is checked, so parallel posts cannot exceed maxLoginAttempts.
-func (a *AuthServer) countLoginAttempt(ctx context.Context, loginKey string) (int64, error) {
-	return a.Store.Increment(ctx, keyLoginAttempts+loginKey, requestLifetime)
+// password is checked, so that parallel posts cannot exceed the login's
+// attempts.
+func (l *Logins) CountLoginAttempt(ctx context.Context, state string) (int64, error) {
+	return l.store.Increment(ctx, keyLoginAttempts+Hash(state), requestLifetime)
 }
-
-// loginWaitMessage is what the wait page says; the same whatever the
-// reason, so it reveals nothing about the account.
-const loginWaitMessage = "There were too many failed logins for this account or from your network."

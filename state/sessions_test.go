@@ -1,4 +1,4 @@
-package handlers
+package state
 
 import (
 	"context"
@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"go.uber.org/zap"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
 // An owner's use keeps a live session bound: once less than half of the
@@ -20,10 +21,10 @@ func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	ctx := context.Background()
-	s := &Site{Issuer: "https://as.example", Sessions: SessionStore(db)}
-	owner := s.sessionOwner("alice")
+	s := NewSessions(db, "https://as.example")
+	owner := s.owner("alice")
 	expiry := func(id string) time.Time {
-		stored, err := s.Sessions.Get(ctx, hashKey(id))
+		stored, err := s.store.Get(ctx, Hash(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,32 +36,32 @@ func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
 		"expiring": append([]byte(strconv.FormatInt(soon.Unix(), 10)+" "), owner...),
 		"legacy":   owner,
 	} {
-		if err := s.Sessions.Put(ctx, hashKey(id), value, time.Hour); err != nil {
+		if err := s.store.Put(ctx, Hash(id), value, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if owned, _, err := s.SessionOwnedBy(ctx, id, "mallory"); err != nil || owned {
+		if owned, _, err := s.OwnedBy(ctx, id, "mallory"); err != nil || owned {
 			t.Errorf("%s: mallory owns it (%v)", id, err)
 		}
 		if at := expiry(id); at.After(soon.Add(time.Second)) {
 			t.Errorf("%s: mallory's use extended it to %v", id, at)
 		}
-		if owned, unbound, err := s.SessionOwnedBy(ctx, id, "alice"); err != nil || !owned || unbound {
+		if owned, unbound, err := s.OwnedBy(ctx, id, "alice"); err != nil || !owned || unbound {
 			t.Errorf("%s: alice: owned %v, unbound %v, %v", id, owned, unbound, err)
 		}
 		if at := expiry(id); time.Until(at) < sessionLifetime-time.Minute {
 			t.Errorf("%s: alice's use left it expiring at %v", id, at)
 		}
 	}
-	if owned, unbound, err := s.SessionOwnedBy(ctx, "unknown", "mallory"); err != nil || !owned || !unbound {
+	if owned, unbound, err := s.OwnedBy(ctx, "unknown", "mallory"); err != nil || !owned || !unbound {
 		t.Errorf("unknown id: owned %v, unbound %v, %v", owned, unbound, err)
 	}
-	if n := countKeys(t, s.Sessions, ""); n != 2 {
+	if n := countKeys(t, s.store, ""); n != 2 {
 		t.Errorf("%d bindings stored, want 2: presenting an unknown id wrote one", n)
 	}
-	if ok, err := s.ClaimSession(ctx, "unknown", "mallory"); err != nil || !ok {
+	if ok, err := s.Claim(ctx, "unknown", "mallory"); err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	if ok, err := s.ClaimSession(ctx, "unknown", "alice"); err != nil || ok {
+	if ok, err := s.Claim(ctx, "unknown", "alice"); err != nil || ok {
 		t.Errorf("alice claimed mallory's session: %v %v", ok, err)
 	}
 }
@@ -86,20 +87,20 @@ func TestSessionOwnersCached(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	ctx := context.Background()
-	store := &countingStore{Store: SessionStore(db)}
-	s := &Site{Issuer: "https://as.example", Sessions: store}
-	s.sessionOwners.max = 2
+	store := &countingStore{Store: storage.Prefixed(db, keySession)}
+	s := &Sessions{store: store, issuer: "https://as.example"}
+	s.owners.max = 2
 	owned := func(id, sub string, want bool, wantGets int) {
 		t.Helper()
 		before := store.gets
-		if got, _, err := s.SessionOwnedBy(ctx, id, sub); err != nil || got != want {
+		if got, _, err := s.OwnedBy(ctx, id, sub); err != nil || got != want {
 			t.Errorf("%s by %s: %v %v, want %v", id, sub, got, err, want)
 		}
 		if got := store.gets - before; got != wantGets {
 			t.Errorf("%s by %s: %d reads of the store, want %d", id, sub, got, wantGets)
 		}
 	}
-	if err := s.BindSession(ctx, "one", "alice"); err != nil {
+	if err := s.Bind(ctx, "one", "alice"); err != nil {
 		t.Fatal(err)
 	}
 	owned("one", "alice", true, 0)
@@ -108,15 +109,15 @@ func TestSessionOwnersCached(t *testing.T) {
 	owned("one", "alice", true, 0)
 
 	// Read once from the store, then from memory.
-	value, _ := newBinding(s.sessionOwner("carol"))
-	if err := store.Put(ctx, hashKey("two"), value, sessionLifetime); err != nil {
+	value, _ := newBinding(s.owner("carol"))
+	if err := store.Put(ctx, Hash("two"), value, sessionLifetime); err != nil {
 		t.Fatal(err)
 	}
 	owned("two", "carol", true, 1)
 	owned("two", "carol", true, 0)
 
 	// The least recently used goes when a third is cached.
-	if ok, err := s.ClaimSession(ctx, "three", "dave"); err != nil || !ok {
+	if ok, err := s.Claim(ctx, "three", "dave"); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	owned("three", "dave", true, 0)
@@ -124,10 +125,19 @@ func TestSessionOwnersCached(t *testing.T) {
 
 	// A binding due for extension is not answered from memory.
 	soon := time.Now().Add(time.Hour)
-	if err := store.Put(ctx, hashKey("four"), append([]byte(strconv.FormatInt(soon.Unix(), 10)+" "), s.sessionOwner("erin")...), time.Hour); err != nil {
+	if err := store.Put(ctx, Hash("four"), append([]byte(strconv.FormatInt(soon.Unix(), 10)+" "), s.owner("erin")...), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	s.sessionOwners.add(hashKey("four"), s.sessionOwner("erin"), soon)
+	s.owners.add(Hash("four"), s.owner("erin"), soon)
 	owned("four", "erin", true, 1)
 	owned("four", "erin", true, 0) // extended, and cached as such
+}
+
+func countKeys(t *testing.T, st storage.Store, prefix string) int {
+	t.Helper()
+	n := 0
+	if err := st.List(context.Background(), prefix, func(string, []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -1,0 +1,63 @@
+package state
+
+// Key prefixes of an authorization server's key space. The rest of a key
+// is a record's id or the Hash of a secret or of an id that may hold any
+// character.
+const (
+	keyClient   = "client/"
+	keyRequest  = "request/"
+	keyLogin    = "login/"
+	keyCode     = "code/"
+	keyUsedCode = "used-code/"
+	keyGrant    = "grant/"
+	keyRefresh  = "refresh/"
+	keyDenied   = "denied-jti/"
+	keyConsent  = "consent/"
+	// keyUser holds the profile of each user who logged in, for /userinfo.
+	keyUser = "user/"
+	// keyRegistrations counts registrations per hour, from all sources.
+	keyRegistrations = "registrations/"
+	// Every live access token is indexed by its user and by its client,
+	// so that revoking either finds the tokens no grant records.
+	keyTokenOfUser   = "token-of-user/"
+	keyTokenOfClient = "token-of-client/"
+	// A revocation of all of a user's or client's tokens leaves a mark
+	// that code redemptions running meanwhile notice (see Revocations).
+	keyRevokedUser   = "revoked-user/"
+	keyRevokedClient = "revoked-client/"
+	// keyBlockedClient holds the clients an operator blocked, by the hash
+	// of their client_id; metadata-document clients have no record to
+	// delete, so they are kept out this way. It never expires.
+	keyBlockedClient = "blocked-client/"
+	// keyLoginPin binds a GitHub login (lowercased) to the subject that
+	// first logged in with it; it never expires.
+	keyLoginPin = "login-pin/github/"
+	// The login limits; the rest of each key is "user/" or "source/" and
+	// the hash of the username or source.
+	keyLoginFailures = "login-failures/"
+	keyLoginWait     = "login-wait/"
+	// keyLoginAttempts counts the password posts of one login.
+	keyLoginAttempts = "login-attempts/"
+)
+
+// keySession is the prefix, in the store every site shares, of the
+// bindings of MCP sessions (see Sessions).
+const keySession = "session/"
+
+// Kind is a kind of record, named by the prefix of its keys, for tests
+// and tools that look at a key space as a whole.
+type Kind string
+
+// The kinds of record that tests count.
+const (
+	KindClient        Kind = keyClient
+	KindRequest       Kind = keyRequest
+	KindLogin         Kind = keyLogin
+	KindCode          Kind = keyCode
+	KindGrant         Kind = keyGrant
+	KindRefresh       Kind = keyRefresh
+	KindDenied        Kind = keyDenied
+	KindTokenOfUser   Kind = keyTokenOfUser
+	KindLoginFailures Kind = keyLoginFailures
+	KindLoginWait     Kind = keyLoginWait
+)
