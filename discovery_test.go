@@ -20,7 +20,7 @@ type fakeProvider struct {
 func TestDiscoveryRunsOnceAndOutlivesItsCallers(t *testing.T) {
 	var attempts atomic.Int32
 	release := make(chan struct{})
-	d := &discovered{name: "oidc", refreshIn: time.Hour, discover: func(ctx context.Context) (upstream.Redirector, error) {
+	d := newDiscovered("oidc", time.Hour, func(ctx context.Context) (upstream.Redirector, error) {
 		attempts.Add(1)
 		select {
 		case <-release:
@@ -28,7 +28,7 @@ func TestDiscoveryRunsOnceAndOutlivesItsCallers(t *testing.T) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-	}}
+	})
 	// A caller that gives up gets its own error, and leaves none behind.
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -54,13 +54,13 @@ func TestDiscoveryRunsOnceAndOutlivesItsCallers(t *testing.T) {
 func TestDiscoveryRefreshesInTheBackground(t *testing.T) {
 	var attempts atomic.Int32
 	fail := atomic.Bool{}
-	d := &discovered{name: "oidc", refreshIn: 20 * time.Millisecond, discover: func(context.Context) (upstream.Redirector, error) {
+	d := newDiscovered("oidc", 20*time.Millisecond, func(context.Context) (upstream.Redirector, error) {
 		n := attempts.Add(1)
 		if fail.Load() {
 			return nil, errors.New("provider down")
 		}
 		return fakeProvider{name: string(rune('0' + n))}, nil
-	}}
+	})
 	if p, err := d.get(context.Background()); err != nil || p.(fakeProvider).name != "1" {
 		t.Fatalf("first discovery: %v %v", p, err)
 	}

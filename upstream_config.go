@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
 
@@ -101,9 +101,9 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 			return nil, nil, err
 		}
 		cfg := upstream.GoogleConfig{ClientID: clientID, ClientSecret: clientSecret, Issuer: u.Issuer}
-		return &discovered{name: "google", refreshIn: discoveryRefresh, discover: func(ctx context.Context) (upstream.Redirector, error) {
+		return newDiscovered("google", discoveryRefresh, func(ctx context.Context) (upstream.Redirector, error) {
 			return upstream.NewGoogle(ctx, cfg, upstreamHTTPClient)
-		}}, nil, nil
+		}), nil, nil
 	case "oidc":
 		if u.Issuer == "" {
 			return nil, nil, fmt.Errorf("upstream oidc: issuer is required")
@@ -112,9 +112,9 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 			return nil, nil, err
 		}
 		cfg := upstream.OIDCConfig{Issuer: u.Issuer, ClientID: clientID, ClientSecret: clientSecret, Scopes: u.Scopes}
-		return &discovered{name: "oidc", refreshIn: discoveryRefresh, discover: func(ctx context.Context) (upstream.Redirector, error) {
+		return newDiscovered("oidc", discoveryRefresh, func(ctx context.Context) (upstream.Redirector, error) {
 			return upstream.NewOIDC(ctx, cfg, upstreamHTTPClient)
-		}}, nil, nil
+		}), nil, nil
 	}
 	return nil, nil, fmt.Errorf("unknown upstream provider %q (use oidc, google, github or users)", u.Provider)
 }
@@ -152,73 +152,41 @@ const (
 // at once while a refresh runs in the background; a failed refresh keeps
 // the provider it has.
 type discovered struct {
-	name     string
-	discover func(context.Context) (upstream.Redirector, error)
-
-	mu        sync.Mutex
-	ready     upstream.Redirector
-	readyAt   time.Time
-	lastErr   error
-	failedAt  time.Time
-	attempt   chan struct{} // closed when the running attempt ends; nil when none runs
+	name      string
+	provider  fetch.Refresher[upstream.Redirector]
 	refreshIn time.Duration // discoveryRefresh; shorter in tests
+}
+
+func newDiscovered(name string, refreshIn time.Duration, discover func(context.Context) (upstream.Redirector, error)) *discovered {
+	d := &discovered{name: name, refreshIn: refreshIn}
+	d.provider.Fetch, d.provider.Timeout = discover, discoveryTimeout
+	return d
 }
 
 func (d *discovered) Name() string { return d.name }
 
 func (d *discovered) get(ctx context.Context) (upstream.Redirector, error) {
-	d.mu.Lock()
-	failedRecently := d.lastErr != nil && time.Since(d.failedAt) < discoveryRetry
-	if d.ready != nil {
-		if time.Since(d.readyAt) >= d.refreshIn && !failedRecently {
-			d.startLocked()
+	known := d.provider.State()
+	failedRecently := known.Err != nil && time.Since(known.Failed) < discoveryRetry
+	if known.Have {
+		if time.Since(known.Fetched) >= d.refreshIn && !failedRecently {
+			d.provider.Start(0)
 		}
-		ready := d.ready
-		d.mu.Unlock()
-		return ready, nil
+		return known.Value, nil
 	}
 	if failedRecently {
-		err := d.lastErr
-		d.mu.Unlock()
-		return nil, err
+		return nil, known.Err
 	}
-	done := d.startLocked()
-	d.mu.Unlock()
 	select {
-	case <-done:
+	case <-d.provider.Start(0):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ready != nil {
-		return d.ready, nil
+	known = d.provider.State()
+	if known.Have {
+		return known.Value, nil
 	}
-	return nil, d.lastErr
-}
-
-// startLocked starts a discovery attempt unless one is running, and
-// returns a channel closed when it ends. d.mu must be held.
-func (d *discovered) startLocked() <-chan struct{} {
-	if d.attempt == nil {
-		done := make(chan struct{})
-		d.attempt = done
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), discoveryTimeout)
-			defer cancel()
-			p, err := d.discover(ctx)
-			d.mu.Lock()
-			if err == nil {
-				d.ready, d.readyAt, d.lastErr = p, time.Now(), nil
-			} else {
-				d.lastErr, d.failedAt = err, time.Now()
-			}
-			d.attempt = nil
-			d.mu.Unlock()
-			close(done)
-		}()
-	}
-	return d.attempt
+	return nil, known.Err
 }
 
 // Prepare runs discovery; the authorization server calls it before

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
 // MaxMetadataURLLength bounds a client_id that is a metadata document URL.
@@ -120,7 +122,7 @@ func NewFetcher(opts FetcherOptions) *Fetcher {
 	}
 	return &Fetcher{
 		opts:   opts,
-		client: newHTTPClient(opts),
+		client: fetch.NewClient(fetch.Options{AllowLoopback: opts.AllowLoopback, RootCAs: opts.RootCAs, Timeout: opts.Timeout}),
 		docs:   newFetchCache[*Client](opts.MaxEntries),
 		keys:   newFetchCache[jwk.Set](opts.MaxEntries),
 		now:    time.Now,
@@ -143,11 +145,11 @@ func (f *Fetcher) Client(ctx context.Context, clientID string) (*Client, error) 
 		if err != nil {
 			return nil, f.failureTTL(err), err
 		}
-		c, err := parseDocument(clientID, resp.body)
+		c, err := parseDocument(clientID, resp.Body)
 		if err != nil {
 			return nil, 0, err
 		}
-		return c, cacheTTL(resp.header, f.opts.MinCache, f.opts.MaxCache), nil
+		return c, fetch.CacheTTL(resp.Header, f.opts.MinCache, f.opts.MaxCache), nil
 	})
 	if err != nil {
 		return nil, err
@@ -175,11 +177,11 @@ func (f *Fetcher) JWKS(ctx context.Context, url string) (jwk.Set, error) {
 		if err != nil {
 			return nil, f.failureTTL(err), err
 		}
-		set, err := parseJWKS(resp.body)
+		set, err := parseJWKS(resp.Body)
 		if err != nil {
 			return nil, 0, err
 		}
-		return set, cacheTTL(resp.header, f.opts.MinCache, f.opts.MaxCache), nil
+		return set, fetch.CacheTTL(resp.Header, f.opts.MinCache, f.opts.MaxCache), nil
 	})
 	if err != nil {
 		return nil, err

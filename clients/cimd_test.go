@@ -6,11 +6,12 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
 func TestIsMetadataURL(t *testing.T) {
@@ -287,8 +288,8 @@ func TestFetcherRefusesInternalAddresses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "not allowed") {
 			t.Errorf("Client(%q) err = %v, want an address refusal", u, err)
 		}
-		if !errors.Is(err, errBlockedAddress) {
-			t.Errorf("Client(%q) err does not wrap errBlockedAddress: %v", u, err)
+		if !errors.Is(err, fetch.ErrBlockedAddress) {
+			t.Errorf("Client(%q) err does not wrap fetch.ErrBlockedAddress: %v", u, err)
 		}
 		if strings.Contains(err.Error(), "127.0.0.1") {
 			t.Errorf("error %q reveals the resolved address", err)
@@ -310,79 +311,11 @@ func TestFetcherRefusesInternalAddresses(t *testing.T) {
 	} {
 		start := time.Now()
 		_, err := loose.Client(context.Background(), u)
-		if !errors.Is(err, errBlockedAddress) {
+		if !errors.Is(err, fetch.ErrBlockedAddress) {
 			t.Errorf("Client(%q) err = %v, want an address refusal", u, err)
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("Client(%q) took %v: refusal should not wait for the network", u, d)
-		}
-	}
-}
-
-func TestCheckAddr(t *testing.T) {
-	tests := []struct {
-		ip            string
-		allowLoopback bool
-		ok            bool
-	}{
-		{"93.184.216.34", false, true},
-		{"8.8.8.8", false, true},
-		{"2606:4700:4700::1111", false, true},
-		{"64:ff9b::5db8:d822", false, true}, // NAT64 of a public address
-
-		{"127.0.0.1", false, false},
-		{"127.0.0.1", true, true},
-		{"127.255.0.9", false, false},
-		{"::1", false, false},
-		{"::1", true, true},
-		{"::ffff:127.0.0.1", false, false},
-		{"::ffff:127.0.0.1", true, true},
-		{"10.0.0.1", true, false},
-		{"172.16.5.4", true, false},
-		{"192.168.1.1", true, false},
-		{"100.64.0.1", true, false},
-		{"100.127.255.254", true, false},
-		{"169.254.169.254", true, false},
-		{"0.0.0.0", true, false},
-		{"0.1.2.3", true, false},
-		{"224.0.0.1", true, false},
-		{"239.255.255.250", true, false},
-		{"255.255.255.255", true, false},
-		{"240.0.0.1", true, false},
-		{"192.0.2.1", true, false},
-		{"198.18.0.1", true, false},
-		{"::", true, false},
-		{"fc00::1", true, false},
-		{"fd12:3456::1", true, false},
-		{"fe80::1", true, false},
-		{"fec0::1", true, false},
-		{"ff02::1", true, false},
-		{"::ffff:10.0.0.1", true, false},
-		{"::ffff:169.254.169.254", true, false},
-		{"::ffff:192.168.1.1", true, false},
-		{"::10.0.0.1", true, false},              // IPv4-compatible
-		{"64:ff9b::a00:1", true, false},          // NAT64 of 10.0.0.1
-		{"64:ff9b::7f00:1", true, false},         // NAT64 of 127.0.0.1: not loopback here
-		{"2002:a00:1::1", true, false},           // 6to4 of 10.0.0.1
-		{"2001:0:4136:e378::1", true, false},     // Teredo
-		{"2001:db8::1", true, false},             // documentation
-		{"64:ff9b:1::a00:1", true, false},        // local-use NAT64
-		{"fe80::1%eth0", true, false},            // zoned
-		{"2002:5db8:d822::1", false, true},       // 6to4 of a public address
-		{"100::1", true, false},                  // discard-only
-		{"::ffff:93.184.216.34", false, true},    // mapped public
-		{"2001:4860:4860::8888", false, true},    // public v6
-		{"2600:1f18:4000::1234", false, true},    // public v6
-		{"64:ff9b::c0a8:101", false, false},      // NAT64 of 192.168.1.1
-		{"2002:c0a8:101::1", false, false},       // 6to4 of 192.168.1.1
-		{"::ffff:100.64.1.1", false, false},      // mapped CGNAT
-		{"::ffff:0.0.0.0", false, false},         // mapped unspecified
-		{"::ffff:255.255.255.255", false, false}, // mapped broadcast
-	}
-	for _, tc := range tests {
-		err := checkAddr(netip.MustParseAddr(tc.ip), tc.allowLoopback)
-		if (err == nil) != tc.ok {
-			t.Errorf("checkAddr(%s, loopback=%v) = %v, want ok=%v", tc.ip, tc.allowLoopback, err, tc.ok)
 		}
 	}
 }
@@ -493,31 +426,6 @@ func TestFetcherCache(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestCacheTTL(t *testing.T) {
-	for _, tc := range []struct {
-		header []string
-		want   time.Duration
-	}{
-		{nil, 5 * time.Minute},
-		{[]string{"max-age=3600"}, time.Hour},
-		{[]string{`max-age="3600"`}, time.Hour},
-		{[]string{"public", "Max-Age=7200"}, 2 * time.Hour},
-		{[]string{"max-age=-5"}, 5 * time.Minute},
-		{[]string{"max-age=abc"}, 5 * time.Minute},
-		{[]string{"max-age=99999999999999999999"}, 5 * time.Minute},
-		{[]string{"max-age=9999999999"}, 24 * time.Hour},
-		{[]string{"max-age=10"}, 5 * time.Minute},
-		{[]string{"private, max-age=600"}, 10 * time.Minute},
-		{[]string{"max-age=600", "no-store"}, 0},
-		{[]string{"No-Store"}, 0},
-	} {
-		h := http.Header{"Cache-Control": tc.header}
-		if got := cacheTTL(h, 5*time.Minute, 24*time.Hour); got != tc.want {
-			t.Errorf("cacheTTL(%q) = %v, want %v", tc.header, got, tc.want)
-		}
 	}
 }
 
@@ -764,7 +672,7 @@ func TestFetcherJWKSErrors(t *testing.T) {
 		t.Error("http jwks_uri accepted")
 	}
 	_, port, _ := net.SplitHostPort(ds.Listener.Addr().String())
-	if _, err := NewFetcher(FetcherOptions{}).JWKS(context.Background(), "https://localhost:"+port+"/jwks.json"); !errors.Is(err, errBlockedAddress) {
+	if _, err := NewFetcher(FetcherOptions{}).JWKS(context.Background(), "https://localhost:"+port+"/jwks.json"); !errors.Is(err, fetch.ErrBlockedAddress) {
 		t.Errorf("JWKS on loopback err = %v, want an address refusal", err)
 	}
 }

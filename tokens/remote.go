@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,6 +16,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
 // RemoteConfig configures a RemoteVerifier.
@@ -47,6 +48,10 @@ var remoteAlgorithms = []jwa.SignatureAlgorithm{
 // reused, so a token revoked at the server stops working soon.
 const introspectionCacheLimit = time.Minute
 
+// remoteDiscoveryRetry is the least time between two attempts at
+// discovering the server's metadata.
+const remoteDiscoveryRetry = 10 * time.Second
+
 // RemoteVerifier checks access tokens issued by an external authorization
 // server (Keycloak, Auth0, Entra, Okta, ...): JWTs against its published
 // keys, opaque tokens by introspection (RFC 7662). The server's metadata is
@@ -55,12 +60,7 @@ type RemoteVerifier struct {
 	cfg  RemoteConfig
 	skew time.Duration
 
-	mu          sync.Mutex
-	meta        *remoteMetadata
-	metaErr     error
-	metaTried   time.Time
-	discovering chan struct{} // closed when the running discovery ends
-
+	meta fetch.Refresher[*remoteMetadata]
 	keys *remoteKeySet
 
 	cacheMu sync.RWMutex
@@ -84,6 +84,7 @@ func NewRemoteVerifier(cfg RemoteConfig) *RemoteVerifier {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	v := &RemoteVerifier{cfg: cfg, skew: 30 * time.Second, cache: map[[32]byte]cachedIntrospection{}}
+	v.meta.Fetch, v.meta.Timeout = v.discover, remoteFetchTimeout
 	v.keys = newRemoteKeySet(v.fetchKeys)
 	return v
 }
@@ -136,44 +137,20 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*A
 
 // metadata returns the authorization server's metadata, discovered once
 // it answers. Discovery runs in the background, one at a time and, after a
-// failure, at most every 10 s; a verification waits for it at most
-// remoteFetchWait, so an unreachable server makes requests fail quickly
-// rather than pile up.
+// failure, at most every remoteDiscoveryRetry; a verification waits for it
+// at most remoteFetchWait, so an unreachable server makes requests fail
+// quickly rather than pile up.
 func (v *RemoteVerifier) metadata(ctx context.Context) (*remoteMetadata, error) {
-	v.mu.Lock()
-	if v.meta != nil {
-		defer v.mu.Unlock()
-		return v.meta, nil
+	if known := v.meta.State(); known.Have {
+		return known.Value, nil
 	}
-	done := v.discovering
-	if done == nil {
-		if v.metaErr != nil && time.Since(v.metaTried) < 10*time.Second {
-			defer v.mu.Unlock()
-			return nil, v.metaErr
-		}
-		done = make(chan struct{})
-		v.discovering, v.metaTried = done, time.Now()
-		go func() {
-			// Detached from the request, like key fetches.
-			ctx, cancel := context.WithTimeout(context.Background(), remoteFetchTimeout)
-			defer cancel()
-			meta, err := v.discover(ctx)
-			v.mu.Lock()
-			v.meta, v.metaErr, v.discovering = meta, err, nil
-			v.mu.Unlock()
-			close(done)
-		}()
-	}
-	v.mu.Unlock()
-
-	awaitFetch(ctx, done)
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	fetch.Wait(ctx, v.meta.Start(remoteDiscoveryRetry), remoteFetchWait)
+	known := v.meta.State()
 	switch {
-	case v.meta != nil:
-		return v.meta, nil
-	case v.metaErr != nil:
-		return nil, v.metaErr
+	case known.Have:
+		return known.Value, nil
+	case known.Err != nil:
+		return nil, known.Err
 	}
 	return nil, errors.New("the authorization server's metadata did not arrive in time")
 }
@@ -206,25 +183,26 @@ func (v *RemoteVerifier) discover(ctx context.Context) (*remoteMetadata, error) 
 	return nil, fmt.Errorf("discovering authorization server %s: %w", v.cfg.Issuer, lastErr)
 }
 
+// maxRemoteResponse bounds a metadata document, key set or introspection
+// answer read from the authorization server.
+const maxRemoteResponse = 1 << 20
+
 func (v *RemoteVerifier) getJSON(ctx context.Context, u string, dst any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := v.cfg.HTTPClient.Do(req)
+	resp, err := fetch.Do(v.cfg.HTTPClient, req, maxRemoteResponse, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", u, resp.Status)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(body, dst)
+	return json.Unmarshal(resp.Body, dst)
 }
 
 // fetchKeys fetches the server's published keys.
@@ -389,20 +367,21 @@ func (v *RemoteVerifier) introspect(ctx context.Context, token string) (*remoteC
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(v.cfg.IntrospectionClientID), url.QueryEscape(v.cfg.IntrospectionSecret))
-	resp, err := v.cfg.HTTPClient.Do(req)
+	resp, err := fetch.Do(v.cfg.HTTPClient, req, maxRemoteResponse, func(resp *http.Response) error {
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("introspecting a token: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("introspecting a token: %s", resp.Status)
 	}
 	var answer struct {
 		Active    bool   `json:"active"`
 		TokenType string `json:"token_type"`
 		remoteClaims
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer); err != nil {
+	if err := json.Unmarshal(resp.Body, &answer); err != nil {
 		return nil, fmt.Errorf("introspecting a token: %w", err)
 	}
 	until := time.Now().Add(introspectionCacheLimit)

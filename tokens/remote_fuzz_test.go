@@ -112,7 +112,9 @@ func FuzzRemoteVerifyJWT(f *testing.F) {
 	keys := newFuzzKeys(f)
 	const audience = testAudience
 	v := NewRemoteVerifier(RemoteConfig{Issuer: testIssuer, AcceptedTypes: []string{"JWT"}})
-	v.meta = &remoteMetadata{Issuer: testIssuer, JWKSURI: "https://auth.example.com/jwks"}
+	v.meta.Fetch = func(context.Context) (*remoteMetadata, error) {
+		return &remoteMetadata{Issuer: testIssuer, JWKSURI: "https://auth.example.com/jwks"}, nil
+	}
 	v.keys = newRemoteKeySet(func(context.Context) (jwk.Set, error) { return keys.set, nil })
 
 	now := time.Now().Unix()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
 // Limits of remoteKeySet. Together they bound what tokens naming made-up
@@ -36,20 +38,18 @@ const (
 // once per unknownKidInterval each and all together once per
 // remoteKeysFetchInterval.
 type remoteKeySet struct {
-	fetch func(context.Context) (jwk.Set, error)
-	now   func() time.Time
+	keys fetch.Refresher[jwk.Set]
+	now  func() time.Time
 
 	mu          sync.Mutex
-	keys        jwk.Set
-	fetched     time.Time     // when keys were fetched
-	attempted   time.Time     // when the last fetch started
-	lastErr     error         // why the last fetch failed, nil if it did not
-	inflight    chan struct{} // closed when the running fetch ends; nil if none runs
-	unknownKids map[string]time.Time
+	unknownKids map[string]time.Time // when each unknown kid last started a fetch
 }
 
-func newRemoteKeySet(fetch func(context.Context) (jwk.Set, error)) *remoteKeySet {
-	return &remoteKeySet{fetch: fetch, now: time.Now, unknownKids: make(map[string]time.Time)}
+func newRemoteKeySet(fetchKeys func(context.Context) (jwk.Set, error)) *remoteKeySet {
+	s := &remoteKeySet{now: time.Now, unknownKids: make(map[string]time.Time)}
+	s.keys.Fetch, s.keys.Timeout = fetchKeys, remoteFetchTimeout
+	s.keys.Now = func() time.Time { return s.now() }
+	return s
 }
 
 // key returns the key named kid. Errors are *InvalidTokenError when the
@@ -57,50 +57,45 @@ func newRemoteKeySet(fetch func(context.Context) (jwk.Set, error)) *remoteKeySet
 // could not be fetched at all.
 func (s *remoteKeySet) key(ctx context.Context, kid string) (jwk.Key, error) {
 	now := s.now()
-	s.mu.Lock()
-	if s.keys != nil {
-		if k, ok := lookupKey(s.keys, kid); ok {
-			if now.Sub(s.fetched) >= remoteKeysMaxAge {
-				s.startFetch(now)
+	known := s.keys.State()
+	if known.Have {
+		if k, ok := lookupKey(known.Value, kid); ok {
+			if now.Sub(known.Fetched) >= remoteKeysMaxAge {
+				s.keys.Start(remoteKeysFetchInterval)
 			}
-			s.mu.Unlock()
 			return k, nil
 		}
 	}
-	done := s.inflight
-	if done == nil && s.mayStartFetch(now, kid) {
-		done = s.startFetch(now)
+	done := s.keys.Running()
+	if done == nil && s.mayStartFetch(now, kid, known) {
+		done = s.keys.Start(remoteKeysFetchInterval)
 	}
-	s.mu.Unlock()
+	fetch.Wait(ctx, done, remoteFetchWait)
 
-	if done != nil {
-		awaitFetch(ctx, done)
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.keys == nil {
-		if s.lastErr != nil {
-			return nil, fmt.Errorf("fetching the authorization server's keys: %w", s.lastErr)
+	known = s.keys.State()
+	if !known.Have {
+		if known.Err != nil {
+			return nil, fmt.Errorf("fetching the authorization server's keys: %w", known.Err)
 		}
 		return nil, fmt.Errorf("the authorization server's keys did not arrive in time")
 	}
-	if k, ok := lookupKey(s.keys, kid); ok {
+	if k, ok := lookupKey(known.Value, kid); ok {
 		return k, nil
 	}
 	return nil, invalid("token is signed by an unknown key")
 }
 
 // mayStartFetch reports whether a token naming kid, which no known key
-// has, may start a fetch now, and if so remembers that kid did. s.mu must
-// be held.
-func (s *remoteKeySet) mayStartFetch(now time.Time, kid string) bool {
-	if !s.attempted.IsZero() && now.Sub(s.attempted) < remoteKeysFetchInterval {
+// has, may start a fetch now, and if so remembers that kid did.
+func (s *remoteKeySet) mayStartFetch(now time.Time, kid string, known fetch.State[jwk.Set]) bool {
+	if !known.Started.IsZero() && now.Sub(known.Started) < remoteKeysFetchInterval {
 		return false
 	}
-	if s.keys == nil {
+	if !known.Have {
 		return true // nothing known yet: every token needs the first fetch
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if last, ok := s.unknownKids[kid]; ok && now.Sub(last) < unknownKidInterval {
 		return false
 	}
@@ -120,33 +115,6 @@ func (s *remoteKeySet) mayStartFetch(now time.Time, kid string) bool {
 	return true
 }
 
-// startFetch starts fetching the keys in the background unless a fetch
-// runs or one started less than remoteKeysFetchInterval ago, and returns
-// the running fetch's channel (nil if none). s.mu must be held.
-func (s *remoteKeySet) startFetch(now time.Time) chan struct{} {
-	if s.inflight != nil || (!s.attempted.IsZero() && now.Sub(s.attempted) < remoteKeysFetchInterval) {
-		return s.inflight
-	}
-	done := make(chan struct{})
-	s.inflight, s.attempted = done, now
-	go func() {
-		// Detached from the request that started it: the others waiting
-		// for it must not fail because that one client went away.
-		ctx, cancel := context.WithTimeout(context.Background(), remoteFetchTimeout)
-		defer cancel()
-		set, err := s.fetch(ctx)
-		s.mu.Lock()
-		if err == nil {
-			// A failed refresh keeps the keys known before.
-			s.keys, s.fetched = set, s.now()
-		}
-		s.lastErr, s.inflight = err, nil
-		s.mu.Unlock()
-		close(done)
-	}()
-	return done
-}
-
 // lookupKey finds kid in set; a token without kid may use a set's only key.
 // Keys published for encryption only are not signing keys.
 func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
@@ -161,16 +129,4 @@ func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
 		return nil, false
 	}
 	return k, true
-}
-
-// awaitFetch waits for a fetch to finish (done closed), at most
-// remoteFetchWait and never past ctx: whoever waits then uses what is known.
-func awaitFetch(ctx context.Context, done <-chan struct{}) {
-	timer := time.NewTimer(remoteFetchWait)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-	case <-ctx.Done():
-	}
 }

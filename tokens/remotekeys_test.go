@@ -66,10 +66,7 @@ func newCountingKeySet(t *testing.T, kids ...string) *countingKeySet {
 func (c *countingKeySet) settle(t *testing.T) {
 	t.Helper()
 	for range 200 {
-		c.mu.Lock()
-		running := c.inflight != nil
-		c.mu.Unlock()
-		if !running {
+		if c.keys.Running() == nil {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -214,13 +211,13 @@ func TestRemoteKeySetRefreshesOldKeysInBackground(t *testing.T) {
 	// A failed refresh keeps the known keys.
 	ks.gate.Store(nil)
 	ks.clock.Advance(remoteKeysMaxAge)
-	failing := ks.fetch
-	ks.fetch = func(context.Context) (jwk.Set, error) { return nil, errors.New("unreachable") }
+	failing := ks.keys.Fetch
+	ks.keys.Fetch = func(context.Context) (jwk.Set, error) { return nil, errors.New("unreachable") }
 	if _, err := ks.key(ctx, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	ks.settle(t)
-	ks.fetch = failing
+	ks.keys.Fetch = failing
 	if _, err := ks.key(ctx, "k1"); err != nil {
 		t.Errorf("known key after a failed refresh: %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
 // maxResponseSize caps how much of any provider response is read. Discovery
@@ -107,21 +108,22 @@ func isLoopback(host string) bool {
 // need them (pagination links).
 func getJSON(client *http.Client, req *http.Request, dst any) (http.Header, error) {
 	where := req.Method + " " + redactURL(req.URL)
-	resp, err := client.Do(req)
-	if err != nil {
-		// Transport errors already name the URL (as *url.Error); keep the
-		// chain so callers can test for context.DeadlineExceeded.
+	resp, err := fetch.Do(client, req, maxResponseSize, nil)
+	var tooLarge *fetch.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, fmt.Errorf("%s: reading response: %w", where, err)
+	case errors.As(err, new(*url.Error)):
+		// Transport errors already name the URL; keep the chain so
+		// callers can test for context.DeadlineExceeded.
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := readCapped(resp.Body)
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("%s: reading response: %w", where, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.Header, &statusError{where: where, status: resp.Status, code: resp.StatusCode, detail: errorDetail(body)}
+		return resp.Header, &statusError{where: where, status: resp.Status, code: resp.StatusCode, detail: errorDetail(resp.Body)}
 	}
-	if err := json.Unmarshal(body, dst); err != nil {
+	if err := json.Unmarshal(resp.Body, dst); err != nil {
 		// Say what came back: typically an HTML error or login page from a
 		// proxy in front of the provider. The content type is not checked
 		// up front because providers label JSON inconsistently.
@@ -132,18 +134,6 @@ func getJSON(client *http.Client, req *http.Request, dst any) (http.Header, erro
 		return resp.Header, fmt.Errorf("%s: invalid JSON response (%s): %v", where, mt, err)
 	}
 	return resp.Header, nil
-}
-
-// readCapped reads all of r, failing if it is longer than maxResponseSize.
-func readCapped(r io.Reader) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r, maxResponseSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > maxResponseSize {
-		return nil, fmt.Errorf("response larger than %d bytes", maxResponseSize)
-	}
-	return body, nil
 }
 
 // statusError is a non-2xx answer from a provider endpoint.

@@ -1,0 +1,59 @@
+package fetch
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// TooLargeError says a response body exceeded the size allowed.
+type TooLargeError struct{ Limit int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("response larger than %d bytes", e.Limit)
+}
+
+// Response is a response whose body was read in full.
+type Response struct {
+	StatusCode int
+	Status     string
+	Header     http.Header
+	Body       []byte
+}
+
+// Do sends req with client and reads the response body, at most maxBytes
+// of it. check, if not nil, looks at the response before its body is read
+// (status, content type); an error from it is returned as is, with the
+// body unread. Transport errors are returned as is, so callers can tell a
+// refused address (ErrBlockedAddress) or a timeout; a body over maxBytes,
+// by its Content-Length or by what arrives, is a *TooLargeError.
+func Do(client *http.Client, req *http.Request, maxBytes int64, check func(*http.Response) error) (*Response, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if check != nil {
+		if err := check(resp); err != nil {
+			return nil, err
+		}
+	}
+	if resp.ContentLength > maxBytes {
+		return nil, &TooLargeError{Limit: maxBytes}
+	}
+	// Read one byte more than allowed to tell "exactly at the limit" from
+	// "over it" without trusting Content-Length.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBytes+1))
+	if err == nil {
+		// A deadline that strikes mid-body can surface as a clean but
+		// truncated read; don't let that pass for the whole document.
+		err = req.Context().Err()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > maxBytes {
+		return nil, &TooLargeError{Limit: maxBytes}
+	}
+	return &Response{StatusCode: resp.StatusCode, Status: resp.Status, Header: resp.Header, Body: body}, nil
+}
