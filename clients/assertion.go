@@ -20,7 +20,6 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // ClientAssertionType is the client_assertion_type value of a JWT client
@@ -199,36 +198,31 @@ func verifyWithKeys(ctx context.Context, assertion string, keys func(context.Con
 // algorithm must be allowed and fit the selected key, so "none", HMAC with
 // a public key as secret and algorithm confusion cannot get through.
 func verifySignature(assertion string, set jwk.Set) ([]byte, error) {
-	var failure error
-	payload, err := jws.Verify([]byte(assertion), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
-		func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-			h := sig.ProtectedHeaders()
-			alg, ok := h.Algorithm()
-			if !ok || !slices.Contains(assertionAlgs, alg) {
-				failure = badAssertion("client assertion algorithm is not allowed")
-				return failure
-			}
-			kid, _ := h.KeyID()
+	payload, err := tokens.VerifyJWS(context.Background(), assertion, tokens.JWSRules{
+		MaxLength:  maxAssertionLength,
+		Algorithms: assertionAlgs,
+		Keys: func(_ context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
 			key, err := selectKey(set, kid)
 			if err != nil {
-				failure = err
-				return err
+				return nil, err
 			}
 			raw, err := publicKeyFor(alg, key)
 			if err != nil {
-				failure = err
-				return err
+				return nil, err
 			}
-			sink.Key(alg, raw)
-			return nil
-		})))
-	if err != nil {
-		if failure != nil {
-			return nil, failure
+			return []any{raw}, nil
+		},
+	})
+	var jerr *tokens.JWSError
+	if errors.As(err, &jerr) {
+		if jerr.Failure == tokens.JWSAlgorithmRejected {
+			return nil, badAssertion("client assertion algorithm is not allowed")
 		}
+		// VerifyAssertion refused oversized and malformed assertions
+		// before loading keys; what is left is a bad signature.
 		return nil, &AssertionError{Reason: "client assertion signature is invalid", cause: err}
 	}
-	return payload, nil
+	return payload, err
 }
 
 // selectKey picks the key named kid, or the only key if there is no kid.
@@ -251,10 +245,10 @@ func selectKey(set jwk.Set, kid string) (jwk.Key, error) {
 // checking that the key is meant for signatures, does not pin another
 // algorithm and is of the type and strength alg needs.
 func publicKeyFor(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
-	if use, ok := key.KeyUsage(); ok && use != string(jwk.ForSignature) {
+	if !tokens.IsSigningKey(key) {
 		return nil, badAssertion("client key is not a signing key")
 	}
-	if kalg, ok := key.Algorithm(); ok && kalg.String() != alg.String() {
+	if !tokens.KeyAllows(key, alg) {
 		return nil, badAssertion("client assertion algorithm does not match its key")
 	}
 	var raw any

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
@@ -141,109 +142,44 @@ func (e *InvalidTokenError) Error() string { return e.Reason }
 
 func invalid(reason string) error { return &InvalidTokenError{Reason: reason} }
 
+// ringAlgorithms are the algorithms a ring's keys may have.
+var ringAlgorithms = []jwa.SignatureAlgorithm{jwa.ES256(), jwa.RS256(), jwa.EdDSA()}
+
 // verifySignature checks the JWS signature against the ring, requiring the
 // given typ and a known kid, and returns the payload. The algorithm is the
 // one of our key, never the one the header claims, so "none" and algorithm
 // confusion cannot get through.
 func (kr *KeyRing) verifySignature(ctx context.Context, token, typ string) ([]byte, error) {
-	if len(token) > MaxTokenLength {
-		return nil, invalid("token is too large")
-	}
-	if strings.Count(token, ".") != 2 || !IsCompactJWSText(token) {
-		return nil, invalid("token is not a JWT")
-	}
-	var reason string
-	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
-		func(_ context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-			h := sig.ProtectedHeaders()
-			if got, _ := h.Type(); !typeMatches(got, typ) {
-				reason = "token type is not " + typ
-				return errors.New(reason)
-			}
-			kid, _ := h.KeyID()
+	payload, err := VerifyJWS(ctx, token, JWSRules{
+		MaxLength:  MaxTokenLength,
+		Algorithms: ringAlgorithms,
+		Type:       func(got string) bool { return typeMatches(got, typ) },
+		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
 			key, ok := kr.verificationKey(ctx, kid)
-			if !ok {
-				reason = "token is signed by an unknown key"
-				return errors.New(reason)
+			switch {
+			case !ok:
+				return nil, invalid("token is signed by an unknown key")
+			case alg != key.alg:
+				return nil, invalid("token algorithm does not match its key")
 			}
-			if alg, _ := h.Algorithm(); alg != key.alg {
-				reason = "token algorithm does not match its key"
-				return errors.New(reason)
-			}
-			sink.Key(key.alg, key.publicRaw)
-			return nil
-		})))
-	if err != nil {
-		if reason == "" {
-			reason = "token signature is invalid"
+			return []any{key.publicRaw}, nil
+		},
+	})
+	var jerr *JWSError
+	if errors.As(err, &jerr) {
+		switch jerr.Failure {
+		case JWSTooLarge:
+			return nil, invalid("token is too large")
+		case JWSMalformed:
+			return nil, invalid("token is not a JWT")
+		case JWSTypeRejected:
+			return nil, invalid("token type is not " + typ)
+		case JWSAlgorithmRejected:
+			return nil, invalid("token algorithm does not match its key")
 		}
-		return nil, invalid(reason)
+		return nil, invalid("token signature is invalid")
 	}
-	return payload, nil
-}
-
-// IsCompactJWSText reports whether s holds only the characters of a
-// compact JWS, each part in canonical unpadded base64url. The base64
-// decoders also take newlines, padding, the standard alphabet and
-// non-zero unused bits in a part's last character, which would give one
-// token many accepted spellings (and a signature valid for them all).
-func IsCompactJWSText(s string) bool {
-	partStart := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '.' {
-			if !canonicalBase64URLTail(s[partStart:i]) {
-				return false
-			}
-			partStart = i + 1
-			continue
-		}
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// canonicalBase64URLTail reports whether a part of base64url characters
-// has a length unpadded base64 can have and zero unused bits in its last
-// character, as the one encoding of its bytes does.
-func canonicalBase64URLTail(part string) bool {
-	var unused byte
-	switch len(part) % 4 {
-	case 0:
-		return true
-	case 1:
-		return false
-	case 2:
-		unused = 0x0f
-	case 3:
-		unused = 0x03
-	}
-	return base64URLValue(part[len(part)-1])&unused == 0
-}
-
-// base64URLValue is the 6-bit value of a base64url character.
-func base64URLValue(c byte) byte {
-	switch {
-	case 'A' <= c && c <= 'Z':
-		return c - 'A'
-	case 'a' <= c && c <= 'z':
-		return c - 'a' + 26
-	case '0' <= c && c <= '9':
-		return c - '0' + 52
-	case c == '-':
-		return 62
-	default:
-		return 63
-	}
-}
-
-// typeMatches compares a JOSE typ, which RFC 7515 section 4.1.9 lets omit
-// the "application/" prefix, case-insensitively.
-func typeMatches(got, want string) bool {
-	got = strings.ToLower(got)
-	return got == want || got == "application/"+want
+	return payload, err
 }
 
 // Verifier checks access tokens issued by one issuer.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
@@ -252,37 +251,33 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteCl
 	if meta.JWKSURI == "" {
 		return nil, invalid("the authorization server publishes no keys")
 	}
-	var failure error
-	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
-		func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-			h := sig.ProtectedHeaders()
-			if typ, _ := h.Type(); !v.typeAccepted(typ) {
-				failure = invalid("token type is not an access token")
-				return failure
-			}
-			alg, _ := h.Algorithm()
-			if !slices.Contains(remoteAlgorithms, alg) {
-				failure = invalid("token algorithm is not allowed")
-				return failure
-			}
-			kid, _ := h.KeyID()
+	payload, err := VerifyJWS(ctx, token, JWSRules{
+		MaxLength:  MaxTokenLength,
+		Algorithms: remoteAlgorithms,
+		Type:       v.typeAccepted,
+		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
 			key, err := v.keys.key(ctx, kid)
 			if err != nil {
-				failure = err
-				return err
+				return nil, err // an *InvalidTokenError, or the server could not be reached
 			}
-			if keyAlg, ok := key.Algorithm(); ok && keyAlg.String() != alg.String() {
-				failure = invalid("token algorithm does not match its key")
-				return failure
+			if !KeyAllows(key, alg) {
+				return nil, invalid("token algorithm does not match its key")
 			}
-			sink.Key(alg, key)
-			return nil
-		})))
-	if err != nil {
-		if failure != nil {
-			return nil, failure // an *InvalidTokenError, or the server could not be reached
+			return []any{key}, nil
+		},
+	})
+	var jerr *JWSError
+	if errors.As(err, &jerr) {
+		switch jerr.Failure {
+		case JWSTypeRejected:
+			return nil, invalid("token type is not an access token")
+		case JWSAlgorithmRejected:
+			return nil, invalid("token algorithm is not allowed")
 		}
 		return nil, invalid("token signature is invalid")
+	}
+	if err != nil {
+		return nil, err
 	}
 	var raw remoteClaims
 	if err := json.Unmarshal(payload, &raw); err != nil {

@@ -122,10 +122,7 @@ func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
 	if !ok && kid == "" && set.Len() == 1 {
 		k, ok = set.Key(0)
 	}
-	if !ok {
-		return nil, false
-	}
-	if use, ok := k.KeyUsage(); ok && use != "sig" {
+	if !ok || !IsSigningKey(k) {
 		return nil, false
 	}
 	return k, true
