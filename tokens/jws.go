@@ -91,7 +91,7 @@ func VerifyJWS(ctx context.Context, token string, rules JWSRules) ([]byte, error
 	var failure error
 	var alg, kid string
 	read := false
-	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithKeyProvider(jws.KeyProviderFunc(
+	payload, err := jws.Verify([]byte(token), jws.WithCompact(), jws.WithContext(ctx), jws.WithKeyProvider(jws.KeyProviderFunc(
 		func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
 			read = true
 			h := sig.ProtectedHeaders()

@@ -47,9 +47,27 @@ var remoteAlgorithms = []jwa.SignatureAlgorithm{
 // reused, so a token revoked at the server stops working soon.
 const introspectionCacheLimit = time.Minute
 
-// remoteDiscoveryRetry is the least time between two attempts at
-// discovering the server's metadata.
-const remoteDiscoveryRetry = 10 * time.Second
+// Limits of the external server's discovery and key fetches.
+const (
+	// remoteDiscoveryRetry is the least time between two attempts at
+	// discovering the server's metadata.
+	remoteDiscoveryRetry = 10 * time.Second
+	// remoteFetchWait is how long a verification waits for a fetch it
+	// needs: the server's metadata, or the keys for an unknown kid.
+	remoteFetchWait = 5 * time.Second
+	// remoteFetchTimeout bounds one fetch, or one discovery.
+	remoteFetchTimeout = 10 * time.Second
+)
+
+// remoteKeyPolicy bounds what tokens naming made-up kids can cost: one
+// fetch per FetchInterval, however many arrive.
+var remoteKeyPolicy = KeySetPolicy{
+	MaxAge:             time.Hour,
+	FetchInterval:      10 * time.Second,
+	UnknownKidInterval: time.Minute,
+	Wait:               remoteFetchWait,
+	Timeout:            remoteFetchTimeout,
+}
 
 // RemoteVerifier checks access tokens issued by an external authorization
 // server (Keycloak, Auth0, Entra, Okta, ...): JWTs against its published
@@ -60,7 +78,7 @@ type RemoteVerifier struct {
 	skew time.Duration
 
 	meta fetch.Refresher[*remoteMetadata]
-	keys *remoteKeySet
+	keys *KeySet
 
 	cacheMu sync.RWMutex
 	cache   map[[32]byte]cachedIntrospection
@@ -84,7 +102,7 @@ func NewRemoteVerifier(cfg RemoteConfig) *RemoteVerifier {
 	}
 	v := &RemoteVerifier{cfg: cfg, skew: 30 * time.Second, cache: map[[32]byte]cachedIntrospection{}}
 	v.meta.Fetch, v.meta.Timeout = v.discover, remoteFetchTimeout
-	v.keys = newRemoteKeySet(v.fetchKeys)
+	v.keys = NewKeySet(v.fetchKeys, remoteKeyPolicy)
 	return v
 }
 
@@ -256,7 +274,7 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteCl
 		Algorithms: remoteAlgorithms,
 		Type:       v.typeAccepted,
 		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
-			key, err := v.keys.key(ctx, kid)
+			key, err := remoteKey(ctx, v.keys, kid)
 			if err != nil {
 				return nil, err // an *InvalidTokenError, or the server could not be reached
 			}
@@ -287,6 +305,40 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteCl
 		return nil, invalid("token lacks required claims")
 	}
 	return &raw, nil
+}
+
+// remoteKey returns the server's key named kid. Errors are
+// *InvalidTokenError when the server does not publish such a key, and
+// others when the server's keys could not be fetched at all.
+func remoteKey(ctx context.Context, keys *KeySet, kid string) (jwk.Key, error) {
+	set, err := keys.Find(ctx, kid, func(set jwk.Set) bool {
+		_, ok := lookupKey(set, kid)
+		return ok
+	})
+	var unavailable *KeysUnavailableError
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return nil, invalid("token is signed by an unknown key")
+	case errors.As(err, &unavailable) && unavailable.Cause != nil:
+		return nil, fmt.Errorf("fetching the authorization server's keys: %w", unavailable.Cause)
+	case err != nil:
+		return nil, errors.New("the authorization server's keys did not arrive in time")
+	}
+	key, _ := lookupKey(set, kid)
+	return key, nil
+}
+
+// lookupKey finds kid in set; a token without kid may use a set's only key.
+// Keys published for encryption only are not signing keys.
+func lookupKey(set jwk.Set, kid string) (jwk.Key, bool) {
+	k, ok := set.LookupKeyID(kid)
+	if !ok && kid == "" && set.Len() == 1 {
+		k, ok = set.Key(0)
+	}
+	if !ok || !IsSigningKey(k) {
+		return nil, false
+	}
+	return k, true
 }
 
 // remoteClaims reads the claim spellings of common authorization servers,

@@ -115,7 +115,7 @@ func FuzzRemoteVerifyJWT(f *testing.F) {
 	v.meta.Fetch = func(context.Context) (*remoteMetadata, error) {
 		return &remoteMetadata{Issuer: testIssuer, JWKSURI: "https://auth.example.com/jwks"}, nil
 	}
-	v.keys = newRemoteKeySet(func(context.Context) (jwk.Set, error) { return keys.set, nil })
+	v.keys = NewKeySet(func(context.Context) (jwk.Set, error) { return keys.set, nil }, remoteKeyPolicy)
 
 	now := time.Now().Unix()
 	claims := func(extra string) []byte {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -21,129 +21,106 @@ import (
 // asymmetric ones: "none" proves nothing, and HS* would make the client
 // secret a signing key that anyone holding it (including us) could forge
 // tokens with.
-var allowedAlgs = map[string]jwa.SignatureAlgorithm{
-	"RS256": jwa.RS256(), "RS384": jwa.RS384(), "RS512": jwa.RS512(),
-	"PS256": jwa.PS256(), "PS384": jwa.PS384(), "PS512": jwa.PS512(),
-	"ES256": jwa.ES256(), "ES384": jwa.ES384(), "ES512": jwa.ES512(),
-	"EdDSA": jwa.EdDSA(),
+var allowedAlgs = []jwa.SignatureAlgorithm{
+	jwa.RS256(), jwa.RS384(), jwa.RS512(), jwa.PS256(), jwa.PS384(), jwa.PS512(),
+	jwa.ES256(), jwa.ES384(), jwa.ES512(), jwa.EdDSA(),
 }
 
 // clockSkew is how far the provider's clock may be off from ours when
 // checking exp, iat and nbf.
 const clockSkew = time.Minute
 
-// jwksMaxAge is how long a fetched key set is trusted before it is fetched
-// again, so keys the provider withdrew stop being accepted.
-const jwksMaxAge = time.Hour
-
 // maxIDTokenSize bounds the ID token accepted; real ones are 1-2 KiB.
 const maxIDTokenSize = 64 << 10
 
-// keySet fetches and caches a provider's JWKS.
-type keySet struct {
-	url    string
-	client *http.Client
-
-	// sem serializes fetches (capacity 1) so a burst of logins after a key
-	// rotation fetches once; a channel rather than a mutex lets waiters
-	// give up when their context ends.
-	sem     chan struct{}
-	set     jwk.Set
-	fetched time.Time
+// providerKeyPolicy is when a provider's key set is fetched. Its ID tokens
+// come from its token endpoint, not from whoever calls us, so an unknown
+// kid means a key rotation: it fetches the keys again at once, but once per
+// kid within UnknownKidInterval, so logins racing on a rotation share one
+// fetch.
+var providerKeyPolicy = tokens.KeySetPolicy{
+	// MaxAge makes keys the provider withdrew stop being accepted.
+	MaxAge:             time.Hour,
+	UnknownKidInterval: 10 * time.Second,
+	Timeout:            exchangeTimeout,
 }
 
-func newKeySet(url string, client *http.Client) *keySet {
-	return &keySet{url: url, client: client, sem: make(chan struct{}, 1)}
+// idTokenKeys are a provider's published keys, at url.
+type idTokenKeys struct {
+	url  string
+	keys *tokens.KeySet
 }
 
-// get returns the cached key set, fetching it if there is none, it is
-// older than jwksMaxAge, or it was fetched at or before staleAt (the time
-// of a set the caller already found lacking). It returns the set and when
-// it was fetched.
-func (k *keySet) get(ctx context.Context, staleAt time.Time) (jwk.Set, time.Time, error) {
-	select {
-	case k.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, time.Time{}, ctx.Err()
-	}
-	defer func() { <-k.sem }()
-
-	if k.set != nil && k.fetched.After(staleAt) && time.Since(k.fetched) < jwksMaxAge {
-		return k.set, k.fetched, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("jwks_uri %s: %v", k.url, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	var raw json.RawMessage
-	if _, err := getJSON(k.client, req, &raw); err != nil {
-		return nil, time.Time{}, fmt.Errorf("fetching signing keys: %w", err)
-	}
-	// Non-strict parsing keeps a key of a type jwx does not know (a new
-	// algorithm the provider starts publishing) as an unusable placeholder
-	// instead of failing the whole set and with it every login.
-	set, err := jwk.Parse(raw, jwk.WithStrictKeySetParsing(false))
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("fetching signing keys: %s: invalid JWKS: %v", k.url, err)
-	}
-	k.set, k.fetched = set, time.Now()
-	return set, k.fetched, nil
+func newIDTokenKeys(url string, client *http.Client) *idTokenKeys {
+	return &idTokenKeys{url: url, keys: tokens.NewKeySet(func(ctx context.Context) (jwk.Set, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_uri %s: %v", url, err)
+		}
+		req.Header.Set("Accept", "application/json")
+		var raw json.RawMessage
+		if _, err := getJSON(client, req, &raw); err != nil {
+			return nil, err
+		}
+		// Non-strict parsing keeps a key of a type jwx does not know (a new
+		// algorithm the provider starts publishing) as an unusable placeholder
+		// instead of failing the whole set and with it every login.
+		set, err := jwk.Parse(raw, jwk.WithStrictKeySetParsing(false))
+		if err != nil {
+			return nil, fmt.Errorf("%s: invalid JWKS: %v", url, err)
+		}
+		return set, nil
+	}, providerKeyPolicy)}
 }
 
 // verify checks the signature of the compact JWS raw against the
-// provider's keys and returns its payload. An unknown kid triggers one
+// provider's keys and returns its payload. An unknown kid triggers a
 // refetch of the key set, which is how providers' key rotation shows up.
-func (k *keySet) verify(ctx context.Context, raw string) ([]byte, error) {
-	if len(raw) > maxIDTokenSize {
+func (k *idTokenKeys) verify(ctx context.Context, raw string) ([]byte, error) {
+	payload, err := tokens.VerifyJWS(ctx, raw, tokens.JWSRules{
+		MaxLength:  maxIDTokenSize,
+		Algorithms: allowedAlgs,
+		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
+			has := func(set jwk.Set) bool { return len(candidateKeys(set, kid, alg)) > 0 }
+			set, err := k.keys.Find(ctx, kid, has)
+			if errors.Is(err, tokens.ErrUnknownKey) {
+				// The first set fetched may predate the token: a kid it
+				// lacks asks for one more fetch.
+				set, err = k.keys.Find(ctx, kid, has)
+			}
+			var unavailable *tokens.KeysUnavailableError
+			switch {
+			case errors.Is(err, tokens.ErrUnknownKey):
+				return nil, fmt.Errorf("no key in %s matches the ID token's kid %q and alg %s", k.url, sanitize(kid), alg)
+			case errors.As(err, &unavailable) && unavailable.Cause != nil:
+				return nil, fmt.Errorf("fetching signing keys: %w", unavailable.Cause)
+			case err != nil:
+				return nil, cmp.Or(ctx.Err(), errors.New("fetching signing keys: no answer in time"))
+			}
+			return candidateKeys(set, kid, alg), nil
+		},
+	})
+	var jerr *tokens.JWSError
+	if !errors.As(err, &jerr) {
+		return payload, err
+	}
+	switch jerr.Failure {
+	case tokens.JWSTooLarge:
 		return nil, fmt.Errorf("ID token is larger than %d bytes", maxIDTokenSize)
-	}
-	msg, err := jws.Parse([]byte(raw), jws.WithCompact())
-	if err != nil {
+	case tokens.JWSMalformed, tokens.JWSUnreadable:
 		return nil, fmt.Errorf("ID token is not a valid compact JWS: %v", err)
+	case tokens.JWSAlgorithmRejected:
+		return nil, fmt.Errorf("ID token signature algorithm %q is not allowed", sanitize(jerr.Alg))
 	}
-	sigs := msg.Signatures()
-	if len(sigs) != 1 {
-		return nil, fmt.Errorf("ID token has %d signatures, want 1", len(sigs))
-	}
-	hdr := sigs[0].ProtectedHeaders()
-	algHdr, _ := hdr.Algorithm()
-	alg, ok := allowedAlgs[algHdr.String()]
-	if !ok {
-		return nil, fmt.Errorf("ID token signature algorithm %q is not allowed", sanitize(algHdr.String()))
-	}
-	kid, _ := hdr.KeyID()
-
-	set, fetched, err := k.get(ctx, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	keys := candidateKeys(set, kid, alg)
-	if len(keys) == 0 && kid != "" {
-		if set, _, err = k.get(ctx, fetched); err != nil {
-			return nil, err
-		}
-		keys = candidateKeys(set, kid, alg)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("no key in %s matches the ID token's kid %q and alg %s", k.url, sanitize(kid), alg)
-	}
-	for _, key := range keys {
-		// The algorithm is pinned to the allow-listed one from the header;
-		// jws.Verify checks it fits the key type.
-		if payload, err := jws.Verify([]byte(raw), jws.WithKey(alg, key)); err == nil {
-			return payload, nil
-		}
-	}
-	return nil, fmt.Errorf("ID token signature does not verify with the provider's keys (kid %q, alg %s)", sanitize(kid), alg)
+	return nil, fmt.Errorf("ID token signature does not verify with the provider's keys (kid %q, alg %s)", sanitize(jerr.Kid), sanitize(jerr.Alg))
 }
 
 // candidateKeys returns the keys in set that may have signed a token with
 // the given kid and alg: same kid when the token names one (any key when it
 // does not, as some single-key providers omit it), meant for signatures,
 // and not pinned to a different algorithm.
-func candidateKeys(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []jwk.Key {
-	var out []jwk.Key
+func candidateKeys(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []any {
+	var out []any
 	for i := range set.Len() {
 		key, ok := set.Key(i)
 		if !ok {
@@ -154,13 +131,9 @@ func candidateKeys(set jwk.Set, kid string, alg jwa.SignatureAlgorithm) []jwk.Ke
 				continue
 			}
 		}
-		if use, ok := key.KeyUsage(); ok && use != "" && use != jwk.ForSignature.String() {
-			continue
+		if tokens.IsSigningKey(key) && tokens.KeyAllows(key, alg) {
+			out = append(out, key)
 		}
-		if ka, ok := key.Algorithm(); ok && ka.String() != "" && ka.String() != alg.String() {
-			continue
-		}
-		out = append(out, key)
 	}
 	return out
 }

@@ -47,7 +47,7 @@ type OIDC struct {
 	oauth       oauth2.Config // RedirectURL is set per call on a copy
 	userinfoURL string
 	client      *http.Client
-	keys        *keySet
+	keys        *idTokenKeys
 	now         func() time.Time
 	// vouch, if set, adjusts the identity to what this provider vouches
 	// for, from the verified ID token's claims (Google: hd).
@@ -133,7 +133,7 @@ func newOIDC(ctx context.Context, name string, cfg OIDCConfig, httpClient *http.
 		},
 		userinfoURL: doc.UserinfoEndpoint,
 		client:      client,
-		keys:        newKeySet(doc.JWKSURI, client),
+		keys:        newIDTokenKeys(doc.JWKSURI, client),
 		now:         time.Now,
 	}, nil
 }

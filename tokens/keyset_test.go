@@ -36,7 +36,7 @@ func testKeySet(t testing.TB, kids ...string) jwk.Set {
 // countingKeySet is a remoteKeySet on a fake clock whose fetches are
 // counted and, while gate is set, wait for it to close.
 type countingKeySet struct {
-	*remoteKeySet
+	*KeySet
 	clock   *fakeClock
 	fetches atomic.Int32
 	set     atomic.Pointer[jwk.Set]
@@ -47,7 +47,7 @@ func newCountingKeySet(t *testing.T, kids ...string) *countingKeySet {
 	c := &countingKeySet{clock: newFakeClock()}
 	set := testKeySet(t, kids...)
 	c.set.Store(&set)
-	c.remoteKeySet = newRemoteKeySet(func(ctx context.Context) (jwk.Set, error) {
+	c.KeySet = NewKeySet(func(ctx context.Context) (jwk.Set, error) {
 		c.fetches.Add(1)
 		if gate := c.gate.Load(); gate != nil {
 			select {
@@ -57,7 +57,7 @@ func newCountingKeySet(t *testing.T, kids ...string) *countingKeySet {
 			}
 		}
 		return *c.set.Load(), nil
-	})
+	}, remoteKeyPolicy)
 	c.now = c.clock.Now
 	return c
 }
@@ -77,13 +77,13 @@ func (c *countingKeySet) settle(t *testing.T) {
 func TestRemoteKeySetUnknownKidsBounded(t *testing.T) {
 	ks := newCountingKeySet(t, "k1")
 	ctx := context.Background()
-	if _, err := ks.key(ctx, "k1"); err != nil || ks.fetches.Load() != 1 {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil || ks.fetches.Load() != 1 {
 		t.Fatalf("first lookup: %v, %d fetches", err, ks.fetches.Load())
 	}
 	unknown := func(kid string) {
 		t.Helper()
 		var inv *InvalidTokenError
-		if _, err := ks.key(ctx, kid); !errors.As(err, &inv) {
+		if _, err := remoteKey(ctx, ks.KeySet, kid); !errors.As(err, &inv) {
 			t.Fatalf("kid %q: %v, want an invalid token", kid, err)
 		}
 		ks.settle(t)
@@ -98,7 +98,7 @@ func TestRemoteKeySetUnknownKidsBounded(t *testing.T) {
 	}
 	// Over time, one fetch per interval however many kids arrive.
 	for step := range 12 {
-		ks.clock.Advance(remoteKeysFetchInterval)
+		ks.clock.Advance(remoteKeyPolicy.FetchInterval)
 		for i := range 100 {
 			unknown(fmt.Sprintf("flood-%d-%d", step, i))
 		}
@@ -113,22 +113,22 @@ func TestRemoteKeySetUnknownKidsBounded(t *testing.T) {
 		t.Errorf("%d unknown kids remembered, bound %d", remembered, maxUnknownKids)
 	}
 
-	// One kid repeated starts a fetch once per unknownKidInterval.
-	ks.clock.Advance(unknownKidInterval)
+	// One kid repeated starts a fetch once per remoteKeyPolicy.UnknownKidInterval.
+	ks.clock.Advance(remoteKeyPolicy.UnknownKidInterval)
 	before := ks.fetches.Load()
 	for range 5 {
 		unknown("repeated")
-		ks.clock.Advance(remoteKeysFetchInterval)
+		ks.clock.Advance(remoteKeyPolicy.FetchInterval)
 	}
 	if n := ks.fetches.Load() - before; n != 1 {
-		t.Errorf("one unknown kid caused %d fetches within %v, want 1", n, unknownKidInterval)
+		t.Errorf("one unknown kid caused %d fetches within %v, want 1", n, remoteKeyPolicy.UnknownKidInterval)
 	}
 
 	// A key the server really added is found by the fetch its kid starts.
 	rotated := testKeySet(t, "k1", "k2")
 	ks.set.Store(&rotated)
-	ks.clock.Advance(unknownKidInterval)
-	if _, err := ks.key(ctx, "k2"); err != nil {
+	ks.clock.Advance(remoteKeyPolicy.UnknownKidInterval)
+	if _, err := remoteKey(ctx, ks.KeySet, "k2"); err != nil {
 		t.Errorf("new key after rotation: %v", err)
 	}
 }
@@ -136,16 +136,16 @@ func TestRemoteKeySetUnknownKidsBounded(t *testing.T) {
 func TestRemoteKeySetSlowFetchDoesNotBlockKnownKeys(t *testing.T) {
 	ks := newCountingKeySet(t, "k1")
 	ctx := context.Background()
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
 	ks.gate.Store(&gate)
-	ks.clock.Advance(remoteKeysFetchInterval)
+	ks.clock.Advance(remoteKeyPolicy.FetchInterval)
 
 	unknownDone := make(chan error, 1)
 	go func() {
-		_, err := ks.key(ctx, "k2")
+		_, err := remoteKey(ctx, ks.KeySet, "k2")
 		unknownDone <- err
 	}()
 	for ks.fetches.Load() != 2 {
@@ -153,7 +153,7 @@ func TestRemoteKeySetSlowFetchDoesNotBlockKnownKeys(t *testing.T) {
 	}
 	start := time.Now()
 	for range 100 {
-		if _, err := ks.key(ctx, "k1"); err != nil {
+		if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,16 +171,16 @@ func TestRemoteKeySetSlowFetchDoesNotBlockKnownKeys(t *testing.T) {
 func TestRemoteKeySetUnknownKidWaitIsBounded(t *testing.T) {
 	ks := newCountingKeySet(t, "k1")
 	ctx := context.Background()
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
 	defer close(gate)
 	ks.gate.Store(&gate)
-	ks.clock.Advance(remoteKeysFetchInterval)
+	ks.clock.Advance(remoteKeyPolicy.FetchInterval)
 	start := time.Now()
 	var inv *InvalidTokenError
-	if _, err := ks.key(ctx, "k2"); !errors.As(err, &inv) {
+	if _, err := remoteKey(ctx, ks.KeySet, "k2"); !errors.As(err, &inv) {
 		t.Errorf("unknown kid while the fetch hangs: %v", err)
 	}
 	if d := time.Since(start); d < remoteFetchWait || d > remoteFetchWait+2*time.Second {
@@ -191,18 +191,18 @@ func TestRemoteKeySetUnknownKidWaitIsBounded(t *testing.T) {
 func TestRemoteKeySetRefreshesOldKeysInBackground(t *testing.T) {
 	ks := newCountingKeySet(t, "k1")
 	ctx := context.Background()
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
 	ks.gate.Store(&gate)
-	ks.clock.Advance(remoteKeysMaxAge)
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	ks.clock.Advance(remoteKeyPolicy.MaxAge)
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; ks.fetches.Load() != 2; i++ {
 		if i == 200 {
-			t.Fatalf("%d fetches, want a refresh of keys %v old", ks.fetches.Load(), remoteKeysMaxAge)
+			t.Fatalf("%d fetches, want a refresh of keys %v old", ks.fetches.Load(), remoteKeyPolicy.MaxAge)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -210,23 +210,23 @@ func TestRemoteKeySetRefreshesOldKeysInBackground(t *testing.T) {
 	ks.settle(t)
 	// A failed refresh keeps the known keys.
 	ks.gate.Store(nil)
-	ks.clock.Advance(remoteKeysMaxAge)
+	ks.clock.Advance(remoteKeyPolicy.MaxAge)
 	failing := ks.keys.Fetch
 	ks.keys.Fetch = func(context.Context) (jwk.Set, error) { return nil, errors.New("unreachable") }
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Fatal(err)
 	}
 	ks.settle(t)
 	ks.keys.Fetch = failing
-	if _, err := ks.key(ctx, "k1"); err != nil {
+	if _, err := remoteKey(ctx, ks.KeySet, "k1"); err != nil {
 		t.Errorf("known key after a failed refresh: %v", err)
 	}
 }
 
 func TestRemoteKeySetUnreachable(t *testing.T) {
-	ks := newRemoteKeySet(func(context.Context) (jwk.Set, error) { return nil, errors.New("connection refused") })
+	ks := NewKeySet(func(context.Context) (jwk.Set, error) { return nil, errors.New("connection refused") }, remoteKeyPolicy)
 	var inv *InvalidTokenError
-	if _, err := ks.key(context.Background(), "k1"); err == nil || errors.As(err, &inv) {
+	if _, err := remoteKey(context.Background(), ks, "k1"); err == nil || errors.As(err, &inv) {
 		t.Errorf("unreachable server: %v, want an error that is not the token's fault", err)
 	}
 }
