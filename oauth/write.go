@@ -36,11 +36,11 @@ type errorBody struct {
 // at error level when the server failed (5xx), else at debug level.
 func WriteError(w http.ResponseWriter, logger *zap.Logger, e *Error) {
 	if e.Cause != nil && logger != nil {
-		log := logger.Debug
+		log, msg := logger.Debug, "request refused"
 		if e.Status >= http.StatusInternalServerError {
-			log = logger.Error
+			log, msg = logger.Error, "request failed"
 		}
-		log("request refused", zap.Int("status", e.Status), zap.String("error", string(e.Code)), zap.Error(e.Cause))
+		log(msg, zap.Int("status", e.Status), zap.String("error", string(e.Code)), zap.Error(e.Cause))
 	}
 	h := w.Header()
 	if e.Challenge != "" {
