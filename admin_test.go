@@ -11,6 +11,8 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/pflag"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // adminRequest calls Caddy's admin API.
@@ -86,19 +88,19 @@ func TestAdminAPIAndCommands(t *testing.T) {
 	if status := e.mcpStatus(t, ts.Access); status != http.StatusUnauthorized {
 		t.Errorf("access token after revoking the user: %d", status)
 	}
-	if status, _, _ := e.tokenRequest(t, refreshForm(c, ts.Refresh), nil); status != 400 {
+	if status, _, _ := e.Token(t, refreshForm(c, ts.Refresh), nil); status != 400 {
 		t.Errorf("refresh after revoking the user: %d", status)
 	}
 
 	// Rotating the keys: new tokens use the new key, old ones still work.
 	before := e.login(t, c, nil)
-	hdrBefore, _ := decodeJWT(t, before.Access)
+	hdrBefore, _ := oauthtest.DecodeJWT(t, before.Access)
 	var rotated map[string]string
 	if err := json.Unmarshal([]byte(runCLI(t, "rotate-keys")), &rotated); err != nil || rotated["kid"] == "" || rotated["kid"] == hdrBefore["kid"] {
 		t.Fatalf("rotate-keys: %v %v", rotated, err)
 	}
 	after := e.login(t, c, nil)
-	if hdr, _ := decodeJWT(t, after.Access); hdr["kid"] != rotated["kid"] {
+	if hdr, _ := oauthtest.DecodeJWT(t, after.Access); hdr["kid"] != rotated["kid"] {
 		t.Errorf("new token signed by %v, want %v", hdr["kid"], rotated["kid"])
 	}
 	if e.mcpStatus(t, before.Access) != http.StatusOK || e.mcpStatus(t, after.Access) != http.StatusOK {
@@ -110,7 +112,7 @@ func TestAdminAPIAndCommands(t *testing.T) {
 	if status := e.mcpStatus(t, after.Access); status != http.StatusUnauthorized {
 		t.Errorf("token of a deleted client: %d", status)
 	}
-	status, hdr, body := get(t, e.http, authorizeURL(authParams(c, newPKCE())), nil)
+	status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
 	assertErrorPage(t, "authorize with a deleted client", status, hdr, body, http.StatusBadRequest)
 
 	for _, tc := range []struct{ method, path string }{

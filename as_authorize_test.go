@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Tests of /authorize through a real Caddy: which clients and redirect URIs
@@ -16,7 +18,7 @@ func TestAuthorizeRejectsUntrustedClientsAndRedirects(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t, "https://client.test/cb", "http://127.0.0.1:5555/cb")
 	one := e.publicClient(t, "https://client.test/only")
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 
 	type mod func(q url.Values) string
 	set := func(k, v string) mod {
@@ -58,34 +60,34 @@ func TestAuthorizeRejectsUntrustedClientsAndRedirects(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			u := tc.url(authParams(c, p))
-			status, hdr, body := get(t, e.http, u, nil)
+			status, hdr, body := oauthtest.Get(t, e.HTTP, u, nil)
 			assertErrorPage(t, u, status, hdr, body, http.StatusBadRequest)
 		})
 	}
 
 	t.Run("loopback redirect on any port", func(t *testing.T) {
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		q := authParams(c, p)
 		q.Set("redirect_uri", "http://127.0.0.1:61234/cb")
 		loc := redirectedTo(t, walk(t, aliceBrowser(t), authorizeURL(q)))
 		assertAuthzResponse(t, loc, "http://127.0.0.1:61234/cb", q.Get("state"), "")
 		form := codeForm(c, loc.Query().Get("code"), p)
 		form.Set("redirect_uri", "http://127.0.0.1:5555/cb")
-		if status, _, m := e.tokenRequest(t, form, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		if status, _, m := e.Token(t, form, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 			t.Errorf("redeeming with the registered port instead of the one used: %d %v, want invalid_grant", status, m)
 		}
 	})
 
 	t.Run("missing redirect_uri with one registered", func(t *testing.T) {
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		q := authParams(one, p)
 		q.Del("redirect_uri")
 		loc := redirectedTo(t, walk(t, aliceBrowser(t), authorizeURL(q)))
 		assertAuthzResponse(t, loc, one.Redirects[0], q.Get("state"), "")
 		form := codeForm(one, loc.Query().Get("code"), p)
 		form.Del("redirect_uri")
-		ts := e.exchange(t, form, nil)
-		if _, claims := decodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
+		ts := e.Exchange(t, form, nil)
+		if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
 			t.Errorf("aud = %v", claims["aud"])
 		}
 	})
@@ -94,7 +96,7 @@ func TestAuthorizeRejectsUntrustedClientsAndRedirects(t *testing.T) {
 func TestAuthorizeErrorsGoBackToTheClient(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	const state = "a b&c=d+e/é%"
 
 	set := func(k, v string) func(url.Values) {
@@ -120,15 +122,15 @@ func TestAuthorizeErrorsGoBackToTheClient(t *testing.T) {
 		{"response_type unknown", set("response_type", "magic"), "", "unsupported_response_type"},
 		{"code_challenge missing", set("code_challenge", ""), "", "invalid_request"},
 		{"code_challenge_method missing", set("code_challenge_method", ""), "", "invalid_request"},
-		{"code_challenge_method plain", func(q url.Values) { q.Set("code_challenge_method", "plain"); q.Set("code_challenge", p.verifier) }, "", "invalid_request"},
+		{"code_challenge_method plain", func(q url.Values) { q.Set("code_challenge_method", "plain"); q.Set("code_challenge", p.Verifier) }, "", "invalid_request"},
 		{"code_challenge_method lower case", set("code_challenge_method", "s256"), "", "invalid_request"},
-		{"code_challenge 42 chars", set("code_challenge", p.challenge[:42]), "", "invalid_request"},
-		{"code_challenge padded", set("code_challenge", p.challenge[:42]+"="), "", "invalid_request"},
-		{"code_challenge 44 chars", set("code_challenge", p.challenge+"A"), "", "invalid_request"},
-		{"code_challenge with +", set("code_challenge", "+"+p.challenge[1:]), "", "invalid_request"},
+		{"code_challenge 42 chars", set("code_challenge", p.Challenge[:42]), "", "invalid_request"},
+		{"code_challenge padded", set("code_challenge", p.Challenge[:42]+"="), "", "invalid_request"},
+		{"code_challenge 44 chars", set("code_challenge", p.Challenge+"A"), "", "invalid_request"},
+		{"code_challenge with +", set("code_challenge", "+"+p.Challenge[1:]), "", "invalid_request"},
 		{"duplicated state", nil, "&state=other", "invalid_request"},
 		{"duplicated response_type", nil, "&response_type=code", "invalid_request"},
-		{"duplicated code_challenge", nil, "&code_challenge=" + p.challenge, "invalid_request"},
+		{"duplicated code_challenge", nil, "&code_challenge=" + p.Challenge, "invalid_request"},
 		{"foreign resource", set("resource", "https://evil.test"), "", "invalid_target"},
 		{"foreign resource with our path", set("resource", "https://evil.test/mcp"), "", "invalid_target"},
 		{"resource with fragment", set("resource", canonicalResource()+"#x"), "", "invalid_target"},
@@ -145,7 +147,7 @@ func TestAuthorizeErrorsGoBackToTheClient(t *testing.T) {
 				tc.mod(q)
 			}
 			u := authorizeURL(q) + tc.raw
-			status, hdr, body := get(t, e.http, u, http.Header{"Origin": {"https://evil.test"}})
+			status, hdr, body := oauthtest.Get(t, e.HTTP, u, http.Header{"Origin": {"https://evil.test"}})
 			if status != http.StatusFound {
 				t.Fatalf("%d, want 302 to the client: %.300s", status, body)
 			}
@@ -170,7 +172,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 	c := e.publicClient(t, "https://client.test/cb?tenant=1")
 
 	t.Run("response", func(t *testing.T) {
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		q := authParams(c, p)
 		const state = "a b&c=d+e/é%"
 		q.Set("state", state)
@@ -193,14 +195,14 @@ func TestAuthorizeSuccess(t *testing.T) {
 		if last := steps[len(steps)-1]; last.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("authorization response Cache-Control = %q", last.Header.Get("Cache-Control"))
 		}
-		ts := e.exchange(t, codeForm(c, loc.Query().Get("code"), p), nil)
-		if _, claims := decodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
+		ts := e.Exchange(t, codeForm(c, loc.Query().Get("code"), p), nil)
+		if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
 			t.Errorf("aud = %v", claims["aud"])
 		}
 	})
 
 	t.Run("no CORS on /authorize", func(t *testing.T) {
-		status, hdr, _ := get(t, e.http, authorizeURL(authParams(c, newPKCE())), http.Header{"Origin": {"https://x.test"}})
+		status, hdr, _ := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), http.Header{"Origin": {"https://x.test"}})
 		if status != http.StatusOK || hdr.Get("Access-Control-Allow-Origin") != "" {
 			t.Errorf("GET /authorize with Origin: %d %v, want the consent page without CORS headers", status, hdr)
 		}
@@ -216,7 +218,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 			canonicalResource() + "/tools/x",
 			"", // omitted: the default resource
 		} {
-			p := newPKCE()
+			p := oauthtest.NewPKCE()
 			q := authParams(c, p)
 			q.Set("resource", res)
 			if res == "" {
@@ -227,18 +229,18 @@ func TestAuthorizeSuccess(t *testing.T) {
 			if res == "" {
 				form.Del("resource")
 			}
-			ts := e.exchange(t, form, nil)
-			if _, claims := decodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
+			ts := e.Exchange(t, form, nil)
+			if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["aud"] != canonicalResource() {
 				t.Errorf("resource %q: aud = %v, want %q", res, claims["aud"], canonicalResource())
 			}
 		}
 	})
 
 	t.Run("resource omitted at the token endpoint", func(t *testing.T) {
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		form := codeForm(c, loginCode(t, authParams(c, p)), p)
 		form.Del("resource")
-		if _, claims := decodeJWT(t, e.exchange(t, form, nil).Access); claims["aud"] != canonicalResource() {
+		if _, claims := oauthtest.DecodeJWT(t, e.Exchange(t, form, nil).Access); claims["aud"] != canonicalResource() {
 			t.Errorf("aud = %v", claims["aud"])
 		}
 	})
@@ -254,13 +256,13 @@ func TestAuthorizeSuccess(t *testing.T) {
 			{ptr(" mcp:admin"), "mcp:admin"},
 			{ptr("mcp:admin mcp:tools mcp:admin"), "mcp:tools mcp:admin"}, // in configured order, once each
 		} {
-			p := newPKCE()
+			p := oauthtest.NewPKCE()
 			q := authParams(c, p)
 			if tc.scope != nil {
 				q.Set("scope", *tc.scope)
 			}
-			ts := e.exchange(t, codeForm(c, loginCode(t, q), p), nil)
-			_, claims := decodeJWT(t, ts.Access)
+			ts := e.Exchange(t, codeForm(c, loginCode(t, q), p), nil)
+			_, claims := oauthtest.DecodeJWT(t, ts.Access)
 			if ts.Scope != tc.want || claims["scope"] != tc.want {
 				label := "(absent)"
 				if tc.scope != nil {
@@ -279,8 +281,8 @@ func TestAuthorizeWithAllowedOrigins(t *testing.T) {
 	// own consent and login forms, posted from its own origin, must work.
 	e := usersAS(t, "allowed_origins https://app.example.com")
 	c := e.publicClient(t)
-	p := newPKCE()
-	ts := e.exchange(t, codeForm(c, loginCode(t, authParams(c, p)), p), nil)
+	p := oauthtest.NewPKCE()
+	ts := e.Exchange(t, codeForm(c, loginCode(t, authParams(c, p)), p), nil)
 	if e.mcpStatus(t, ts.Access) != http.StatusOK {
 		t.Error("token from the flow refused")
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Tests of Client ID Metadata Documents through a real Caddy: clients whose
@@ -71,7 +72,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 	clientID := srv.URL + "/client.json"
 
 	var asm map[string]any
-	if status, _, body := get(t, e.http, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
+	if status, _, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
 		t.Fatalf("metadata: %d %s", status, body)
 	}
 	if asm["client_id_metadata_document_supported"] != true || !strings.Contains(fmt.Sprint(asm["token_endpoint_auth_methods_supported"]), "none") {
@@ -87,7 +88,7 @@ func TestClientMetadataDocuments(t *testing.T) {
 	if consent == nil {
 		t.Fatal("no consent page")
 	}
-	_, _, page := get(t, e.http, authorizeURL(authParams(testClient{ID: clientID, Redirects: []string{clientRedirect}}, newPKCE())), nil)
+	_, _, page := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(oauthtest.Client{ID: clientID, Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())), nil)
 	host := strings.TrimPrefix(srv.URL, "https://")
 	if !strings.Contains(string(page), `metadata document at <span class="host">`+host+`</span>`) || strings.Contains(string(page), "not verified") {
 		t.Errorf("consent page does not name the document's host %s as verified: %s", host, page)
@@ -103,8 +104,8 @@ func TestClientMetadataDocuments(t *testing.T) {
 		{"client_id with a fragment", clientID + "#f", clientRedirect},
 		{"client_id with dot segments", srv.URL + "/x/../client.json", clientRedirect},
 	} {
-		q := authParams(testClient{ID: tc.clientID, Redirects: []string{tc.redirect}}, newPKCE())
-		status, hdr, body := get(t, e.http, authorizeURL(q), nil)
+		q := authParams(oauthtest.Client{ID: tc.clientID, Redirects: []string{tc.redirect}}, oauthtest.NewPKCE())
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
 		assertErrorPage(t, tc.name, status, hdr, body, http.StatusBadRequest)
 	}
 }
@@ -113,14 +114,14 @@ func TestClientMetadataDocumentsOff(t *testing.T) {
 	srv, hits := metadataServer(t, map[string]func(string) any{"/client.json": cimdDoc("/client.json", nil)})
 	e := usersAS(t, "client_metadata_documents off")
 	var asm map[string]any
-	if status, _, body := get(t, e.http, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
+	if status, _, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
 		t.Fatalf("metadata: %d %s", status, body)
 	}
 	if _, ok := asm["client_id_metadata_document_supported"]; ok || strings.Contains(fmt.Sprint(asm["token_endpoint_auth_methods_supported"]), "private_key_jwt") {
 		t.Errorf("metadata advertises client metadata documents: %v", asm)
 	}
-	q := authParams(testClient{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}, newPKCE())
-	status, hdr, body := get(t, e.http, authorizeURL(q), nil)
+	q := authParams(oauthtest.Client{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())
+	status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
 	assertErrorPage(t, "metadata document client_id", status, hdr, body, http.StatusBadRequest)
 	if n := hits.Load(); n != 0 {
 		t.Errorf("the document was fetched %d times", n)

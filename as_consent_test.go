@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Tests of the consent step through a real Caddy: its CSRF protection, the
@@ -20,32 +21,40 @@ func TestConsent(t *testing.T) {
 	c := e.publicClient(t)
 
 	t.Run("GET is 405", func(t *testing.T) {
-		status, hdr, body := get(t, e.http, siteAddr()+"/authorize/consent?decision=approve", nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/authorize/consent?decision=approve", nil)
 		assertErrorPage(t, "GET /authorize/consent", status, hdr, body, http.StatusMethodNotAllowed)
 	})
 
 	t.Run("CSRF and the upstream state", func(t *testing.T) {
 		b := newBrowser(t)
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		form := consentForm(t, b, q)
 		form.Set("decision", "approve")
 
 		other := newBrowser(t) // another browser, without a cookie
 		withOwnCookie := newBrowser(t)
-		consentForm(t, withOwnCookie, authParams(c, newPKCE()))
+		consentForm(t, withOwnCookie, authParams(c, oauthtest.NewPKCE()))
 		for _, tc := range []struct {
 			name string
 			b    *browser
 			form func() url.Values
 		}{
-			{"no csrf", b, func() url.Values { f := clone(form); f.Del("csrf"); return f }},
-			{"wrong csrf", b, func() url.Values { f := clone(form); f.Set("csrf", newPKCE().verifier); return f }},
-			{"csrf of the request id", b, func() url.Values { f := clone(form); f.Set("csrf", form.Get("request")); return f }},
-			{"another browser", other, func() url.Values { return clone(form) }},
-			{"another browser with its own session", withOwnCookie, func() url.Values { return clone(form) }},
+			{"no csrf", b, func() url.Values { f := oauthtest.CloneValues(form); f.Del("csrf"); return f }},
+			{"wrong csrf", b, func() url.Values {
+				f := oauthtest.CloneValues(form)
+				f.Set("csrf", oauthtest.NewPKCE().Verifier)
+				return f
+			}},
+			{"csrf of the request id", b, func() url.Values { f := oauthtest.CloneValues(form); f.Set("csrf", form.Get("request")); return f }},
+			{"another browser", other, func() url.Values { return oauthtest.CloneValues(form) }},
+			{"another browser with its own session", withOwnCookie, func() url.Values { return oauthtest.CloneValues(form) }},
 			// A reader taking the first value would deny, another the last.
-			{"repeated decision", b, func() url.Values { f := clone(form); f["decision"] = []string{"deny", "approve"}; return f }},
-			{"repeated request", b, func() url.Values { f := clone(form); f.Add("request", form.Get("request")); return f }},
+			{"repeated decision", b, func() url.Values {
+				f := oauthtest.CloneValues(form)
+				f["decision"] = []string{"deny", "approve"}
+				return f
+			}},
+			{"repeated request", b, func() url.Values { f := oauthtest.CloneValues(form); f.Add("request", form.Get("request")); return f }},
 		} {
 			status, hdr, body := postConsent(t, tc.b, tc.form())
 			if (status != http.StatusForbidden && status != http.StatusBadRequest) || hdr.Get("Location") != "" {
@@ -87,7 +96,7 @@ func TestConsent(t *testing.T) {
 	t.Run("deny", func(t *testing.T) {
 		b := newBrowser(t)
 		b.Deny = true
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		q.Set("state", "deny & state")
 		loc := redirectedTo(t, walk(t, b, authorizeURL(q), idp.URL))
 		assertAuthzResponse(t, loc, c.Redirects[0], "deny & state", "access_denied")
@@ -100,13 +109,13 @@ func TestConsent(t *testing.T) {
 	// callback URL the upstream sends the browser to.
 	upToCallback := func(t *testing.T, b *browser) string {
 		t.Helper()
-		form := consentForm(t, b, authParams(c, newPKCE()))
+		form := consentForm(t, b, authParams(c, oauthtest.NewPKCE()))
 		form.Set("decision", "approve")
 		status, hdr, _ := postConsent(t, b, form)
 		if status != http.StatusSeeOther {
 			t.Fatalf("approval: %d", status)
 		}
-		status, hdr, _ = get(t, b.client, hdr.Get("Location"), nil)
+		status, hdr, _ = oauthtest.Get(t, b.client, hdr.Get("Location"), nil)
 		cb := hdr.Get("Location")
 		if status != http.StatusFound || !strings.HasPrefix(cb, siteAddr()+"/authorize/callback?") {
 			t.Fatalf("upstream answered %d %q", status, cb)
@@ -118,11 +127,11 @@ func TestConsent(t *testing.T) {
 		b := newBrowser(t)
 		upToCallback(t, b) // a real login is pending in this browser
 		for _, u := range []string{
-			siteAddr() + "/authorize/callback?code=abc&state=" + newPKCE().verifier,
+			siteAddr() + "/authorize/callback?code=abc&state=" + oauthtest.NewPKCE().Verifier,
 			siteAddr() + "/authorize/callback?code=abc",
 			siteAddr() + "/authorize/callback?error=access_denied&state=made-up",
 		} {
-			status, hdr, body := get(t, b.client, u, nil)
+			status, hdr, body := oauthtest.Get(t, b.client, u, nil)
 			assertErrorPage(t, u, status, hdr, body, http.StatusBadRequest)
 		}
 	})
@@ -130,28 +139,28 @@ func TestConsent(t *testing.T) {
 	t.Run("callback is single use", func(t *testing.T) {
 		b := newBrowser(t)
 		cb := upToCallback(t, b)
-		status, hdr, _ := get(t, b.client, cb, nil)
+		status, hdr, _ := oauthtest.Get(t, b.client, cb, nil)
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusFound || loc == nil || loc.Query().Get("code") == "" {
 			t.Fatalf("callback: %d %q", status, hdr.Get("Location"))
 		}
-		status, hdr, body := get(t, b.client, cb, nil)
+		status, hdr, body := oauthtest.Get(t, b.client, cb, nil)
 		assertErrorPage(t, "replayed callback", status, hdr, body, http.StatusBadRequest)
 	})
 
 	t.Run("callback in another browser", func(t *testing.T) {
 		cb := upToCallback(t, newBrowser(t))
-		status, hdr, body := get(t, newBrowser(t).client, cb, nil)
+		status, hdr, body := oauthtest.Get(t, newBrowser(t).client, cb, nil)
 		assertErrorPage(t, "callback in another browser", status, hdr, body, http.StatusBadRequest)
 	})
 
 	t.Run("page shows the client safely", func(t *testing.T) {
-		hostile := e.registerClient(t, map[string]any{
+		hostile := e.RegisterClient(t, map[string]any{
 			"client_name":                "<script>alert(1)</script>",
 			"redirect_uris":              []string{"https://attacker.test/cb"},
 			"token_endpoint_auth_method": "none",
 		})
-		status, hdr, body := get(t, e.http, authorizeURL(authParams(hostile, newPKCE())), nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(hostile, oauthtest.NewPKCE())), nil)
 		page := string(body)
 		if status != http.StatusOK {
 			t.Fatalf("%d %.300s", status, page)
@@ -191,9 +200,9 @@ func TestRememberConsent(t *testing.T) {
 	consentShown := func(steps []step) bool {
 		return steps[0].Status == http.StatusOK && strings.Contains(steps[0].Body, `name="decision"`)
 	}
-	run := func(b *browser, c testClient, redirect string) []step {
+	run := func(b *browser, c oauthtest.Client, redirect string) []step {
 		t.Helper()
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		q.Set("redirect_uri", redirect)
 		steps := walk(t, b, authorizeURL(q))
 		assertAuthzResponse(t, redirectedTo(t, steps), redirect, q.Get("state"), "")

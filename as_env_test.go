@@ -3,11 +3,8 @@ package mcpauth
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -27,10 +25,10 @@ import (
 
 // asEnv is the authorization server one test runs.
 type asEnv struct {
+	// Server reaches the site (siteAddr) like an MCP client: without
+	// cookies, not following redirects.
+	*oauthtest.Server
 	storagePath, logDir string
-	// http is a client without cookies that does not follow redirects,
-	// like an MCP client talking to the server.
-	http *http.Client
 }
 
 // startAS starts asSite (the demo MCP server at /mcp, scopes mcp:tools and
@@ -39,9 +37,16 @@ func startAS(t *testing.T, authConfig string) *asEnv {
 	t.Helper()
 	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
 	startCaddy(t, asSite(t, e.storagePath, e.logDir, authConfig))
-	e.http = mustTLSClient(t)
-	e.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e.Server = siteServer(t)
 	return e
+}
+
+// siteServer is the test site (siteAddr) as an MCP client reaches it:
+// without cookies, not following redirects.
+func siteServer(t testing.TB) *oauthtest.Server {
+	c := mustTLSClient(t)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &oauthtest.Server{URL: siteAddr(), HTTP: c}
 }
 
 // usersAS starts an authorization server whose users log in with the
@@ -88,52 +93,13 @@ func secretKey(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-type testClient struct {
-	ID, Secret string
-	Redirects  []string
-}
-
-// register posts a registration body and returns the decoded answer.
-func (e *asEnv) register(t *testing.T, body string, header http.Header) (int, http.Header, map[string]any) {
-	t.Helper()
-	h := http.Header{"Content-Type": {"application/json"}}
-	for k, v := range header {
-		h[k] = v
-	}
-	status, hdr, raw := do(t, e.http, http.MethodPost, siteAddr()+"/register", h, []byte(body))
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Errorf("POST /register: %d with a body that is not JSON: %q", status, raw)
-	}
-	return status, hdr, m
-}
-
-// registerClient registers a client with DCR, failing unless it gets 201.
-func (e *asEnv) registerClient(t *testing.T, meta map[string]any) testClient {
-	t.Helper()
-	body, _ := json.Marshal(meta)
-	status, _, m := e.register(t, string(body), nil)
-	if status != http.StatusCreated {
-		t.Fatalf("registering %s: %d %v", body, status, m)
-	}
-	c := testClient{ID: fmt.Sprint(m["client_id"])}
-	if s, ok := m["client_secret"].(string); ok {
-		c.Secret = s
-	}
-	uris, _ := m["redirect_uris"].([]any)
-	for _, u := range uris {
-		c.Redirects = append(c.Redirects, fmt.Sprint(u))
-	}
-	return c
-}
-
 // publicClient registers a public client with the refresh_token grant.
-func (e *asEnv) publicClient(t *testing.T, redirects ...string) testClient {
+func (e *asEnv) publicClient(t *testing.T, redirects ...string) oauthtest.Client {
 	t.Helper()
 	if len(redirects) == 0 {
 		redirects = []string{clientRedirect}
 	}
-	return e.registerClient(t, map[string]any{
+	return e.RegisterClient(t, map[string]any{
 		"client_name":                "AS test client",
 		"redirect_uris":              redirects,
 		"grant_types":                []string{"authorization_code", "refresh_token"},
@@ -141,26 +107,16 @@ func (e *asEnv) publicClient(t *testing.T, redirects ...string) testClient {
 	})
 }
 
-type pkce struct{ verifier, challenge string }
-
-func newPKCE() pkce {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	v := base64.RawURLEncoding.EncodeToString(b[:])
-	sum := sha256.Sum256([]byte(v))
-	return pkce{v, base64.RawURLEncoding.EncodeToString(sum[:])}
-}
-
 // authParams is a valid authorization request for c, as MCP clients send
 // it: with state, PKCE S256 and the resource.
-func authParams(c testClient, p pkce) url.Values {
+func authParams(c oauthtest.Client, p oauthtest.PKCE) url.Values {
 	return url.Values{
 		"response_type":         {"code"},
 		"client_id":             {c.ID},
 		"redirect_uri":          {c.Redirects[0]},
-		"code_challenge":        {p.challenge},
+		"code_challenge":        {p.Challenge},
 		"code_challenge_method": {"S256"},
-		"state":                 {"st-" + p.verifier[:10]},
+		"state":                 {"st-" + p.Verifier[:10]},
 		"resource":              {canonicalResource()},
 	}
 }
@@ -208,99 +164,38 @@ func assertAuthzResponse(t *testing.T, loc *url.URL, redirectURI, state, wantErr
 	}
 }
 
-// tokenRequest posts a form to /token and decodes the JSON answer.
-func (e *asEnv) tokenRequest(t *testing.T, form url.Values, header http.Header) (int, http.Header, map[string]any) {
-	t.Helper()
-	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
-	for k, v := range header {
-		h[k] = v
-	}
-	status, hdr, raw := do(t, e.http, http.MethodPost, siteAddr()+"/token", h, []byte(form.Encode()))
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Errorf("POST /token: %d with a body that is not JSON: %q", status, raw)
-	}
-	if status != http.StatusOK && (m["error"] == nil || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json")) {
-		t.Errorf("POST /token error %d without a JSON error: %v %q", status, hdr, raw)
-	}
-	return status, hdr, m
-}
-
 // codeForm is the token request redeeming code for c.
-func codeForm(c testClient, code string, p pkce) url.Values {
+func codeForm(c oauthtest.Client, code string, p oauthtest.PKCE) url.Values {
 	return url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
-		"code_verifier": {p.verifier},
+		"code_verifier": {p.Verifier},
 		"client_id":     {c.ID},
 		"redirect_uri":  {c.Redirects[0]},
 		"resource":      {canonicalResource()},
 	}
 }
 
-type tokenSet struct {
-	Access, Refresh, Scope, TokenType string
-	ExpiresIn                         int64
-	Header                            http.Header
-}
-
-// exchange posts a token request that must succeed.
-func (e *asEnv) exchange(t *testing.T, form url.Values, header http.Header) tokenSet {
-	t.Helper()
-	status, hdr, m := e.tokenRequest(t, form, header)
-	if status != http.StatusOK {
-		t.Fatalf("token request %s: %d %v", form.Get("grant_type"), status, m)
-	}
-	ts := tokenSet{Header: hdr}
-	ts.Access, _ = m["access_token"].(string)
-	ts.Refresh, _ = m["refresh_token"].(string)
-	ts.Scope, _ = m["scope"].(string)
-	ts.TokenType, _ = m["token_type"].(string)
-	if n, ok := m["expires_in"].(float64); ok {
-		ts.ExpiresIn = int64(n)
-	}
-	if ts.Access == "" {
-		t.Fatalf("no access_token in %v", m)
-	}
-	return ts
-}
-
 // login authorizes the public client c as alice and redeems the code.
-func (e *asEnv) login(t *testing.T, c testClient, extra url.Values) tokenSet {
+func (e *asEnv) login(t *testing.T, c oauthtest.Client, extra url.Values) oauthtest.TokenSet {
 	t.Helper()
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	q := authParams(c, p)
 	for k, v := range extra {
 		q[k] = v
 	}
-	return e.exchange(t, codeForm(c, loginCode(t, q), p), nil)
+	return e.Exchange(t, codeForm(c, loginCode(t, q), p), nil)
 }
 
 // mcpStatus sends an MCP initialize request with token and returns the status.
 func (e *asEnv) mcpStatus(t *testing.T, token string) int {
 	t.Helper()
-	h := bearer(token)
+	h := oauthtest.Bearer(token)
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
-	status, _, _ := do(t, e.http, http.MethodPost, canonicalResource(), h,
+	status, _, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, canonicalResource(), h,
 		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"as-test","version":"0"}}}`))
 	return status
-}
-
-// decodeJWT returns the JOSE header and claims of a JWT, unverified.
-func decodeJWT(t *testing.T, tok string) (header, claims map[string]any) {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %q", tok)
-	}
-	for i, dst := range []*map[string]any{&header, &claims} {
-		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
-		if err != nil || json.Unmarshal(raw, dst) != nil {
-			t.Fatalf("JWT part %d is not base64url JSON: %v", i, err)
-		}
-	}
-	return header, claims
 }
 
 // logContains reports which of the values appear in the logs in logDir.
@@ -332,12 +227,4 @@ func reportLoggedCodes(t *testing.T, logDir string, codes ...string) {
 	if found := logContains(t, logDir, codes...); len(found) > 0 {
 		t.Logf("NOTE: authorization codes appear in the logs (request URI / resp_headers.Location): %v", found)
 	}
-}
-
-func clone(v url.Values) url.Values {
-	out := url.Values{}
-	for k, vs := range v {
-		out[k] = append([]string(nil), vs...)
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -19,13 +20,13 @@ import (
 // rotation, the grace window for duplicate refreshes, reuse detection and
 // the checks that must run before a refresh token is rotated.
 
-func refreshForm(c testClient, rt string) url.Values {
+func refreshForm(c oauthtest.Client, rt string) url.Values {
 	return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {c.ID}}
 }
 
 // refresh sends a refresh request; extra values replace the form's, and an
 // empty value removes the parameter.
-func (e *asEnv) refresh(t *testing.T, c testClient, rt string, extra url.Values) (int, map[string]any) {
+func (e *asEnv) refresh(t *testing.T, c oauthtest.Client, rt string, extra url.Values) (int, map[string]any) {
 	t.Helper()
 	form := refreshForm(c, rt)
 	for k, v := range extra {
@@ -35,17 +36,17 @@ func (e *asEnv) refresh(t *testing.T, c testClient, rt string, extra url.Values)
 			form[k] = v
 		}
 	}
-	status, _, m := e.tokenRequest(t, form, nil)
+	status, _, m := e.Token(t, form, nil)
 	return status, m
 }
 
-func (e *asEnv) mustRefresh(t *testing.T, c testClient, rt string, extra url.Values) tokenSet {
+func (e *asEnv) mustRefresh(t *testing.T, c oauthtest.Client, rt string, extra url.Values) oauthtest.TokenSet {
 	t.Helper()
 	form := refreshForm(c, rt)
 	for k, v := range extra {
 		form[k] = v
 	}
-	ts := e.exchange(t, form, nil)
+	ts := e.Exchange(t, form, nil)
 	if ts.Refresh == "" || ts.Refresh == rt {
 		t.Fatalf("refresh did not rotate the refresh token: %+v", ts)
 	}
@@ -57,7 +58,7 @@ func TestRefreshRotation(t *testing.T) {
 	c := e.publicClient(t)
 	first := e.login(t, c, nil)
 	secrets := []string{first.Access, first.Refresh}
-	keep := func(ts tokenSet) tokenSet {
+	keep := func(ts oauthtest.TokenSet) oauthtest.TokenSet {
 		secrets = append(secrets, ts.Access, ts.Refresh)
 		return ts
 	}
@@ -72,7 +73,7 @@ func TestRefreshRotation(t *testing.T) {
 	if r2.Header.Get("Cache-Control") != "no-store" || r2.TokenType != "Bearer" || r2.Scope != "mcp:tools mcp:admin" {
 		t.Errorf("refresh response %+v", r2)
 	}
-	if _, claims := decodeJWT(t, r2.Access); claims["aud"] != canonicalResource() || claims["sub"] != "users:alice" ||
+	if _, claims := oauthtest.DecodeJWT(t, r2.Access); claims["aud"] != canonicalResource() || claims["sub"] != "users:alice" ||
 		claims["client_id"] != c.ID || claims["scope"] != "mcp:tools mcp:admin" {
 		t.Errorf("refreshed token claims %v", claims)
 	}
@@ -83,7 +84,7 @@ func TestRefreshRotation(t *testing.T) {
 
 	// The token just rotated away, presented again within the grace
 	// window, yields the same successor instead of logging the user out.
-	again := e.exchange(t, refreshForm(c, r2.Refresh), nil)
+	again := e.Exchange(t, refreshForm(c, r2.Refresh), nil)
 	if again.Access != r3.Access || again.Refresh != r3.Refresh {
 		t.Errorf("replay within the grace window returned a new pair, want the same successor")
 	}
@@ -143,7 +144,7 @@ func TestRefreshChecksBeforeRotating(t *testing.T) {
 	// None of that burned the token. A resource spelled differently still
 	// names the grant's resource.
 	narrow := e.mustRefresh(t, c, rt, url.Values{"resource": {canonicalResource() + "/"}, "scope": {"mcp:tools"}})
-	_, claims := decodeJWT(t, narrow.Access)
+	_, claims := oauthtest.DecodeJWT(t, narrow.Access)
 	if narrow.Scope != "mcp:tools" || claims["scope"] != "mcp:tools" || claims["aud"] != canonicalResource() {
 		t.Errorf("narrowed refresh: scope %q, claims %v", narrow.Scope, claims)
 	}
@@ -169,14 +170,14 @@ func TestRefreshChecksBeforeRotating(t *testing.T) {
 
 func TestRefreshConfidentialClient(t *testing.T) {
 	e := usersAS(t, "")
-	c := e.registerClient(t, map[string]any{
+	c := e.RegisterClient(t, map[string]any{
 		"client_name": "Claude", "redirect_uris": []string{"https://claude.ai/api/mcp/auth_callback"},
 		"grant_types": []string{"authorization_code", "refresh_token"}, "token_endpoint_auth_method": "client_secret_post",
 	})
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	form := codeForm(c, loginCode(t, authParams(c, p)), p)
 	form.Set("client_secret", c.Secret)
-	ts := e.exchange(t, form, nil)
+	ts := e.Exchange(t, form, nil)
 
 	if status, m := e.refresh(t, c, ts.Refresh, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 		t.Errorf("refresh without the client secret: %d %v, want 401 invalid_client", status, m)
@@ -207,7 +208,7 @@ func TestRefreshConcurrent(t *testing.T) {
 			<-start
 			req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/token", strings.NewReader(refreshForm(c, ts.Refresh).Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			resp, err := e.http.Do(req)
+			resp, err := e.HTTP.Do(req)
 			if err != nil {
 				results[i].err = err
 				return

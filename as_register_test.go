@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Tests of /register (Dynamic Client Registration) through a real Caddy:
@@ -37,7 +39,7 @@ func TestRegisterRealClients(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, hdr, m := e.register(t, tc.body, nil)
+			status, hdr, m := e.Register(t, tc.body, nil)
 			if status != http.StatusCreated || hdr.Get("Cache-Control") != "no-store" || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 				t.Fatalf("%d %v %v", status, hdr, m)
 			}
@@ -76,8 +78,8 @@ func TestRegisterRealClients(t *testing.T) {
 			if redirect == "" {
 				redirect = fmt.Sprint(m["redirect_uris"].([]any)[0])
 			}
-			q := authParams(testClient{ID: id, Redirects: []string{redirect}}, newPKCE())
-			if status, _, body := get(t, e.http, authorizeURL(q), nil); status != http.StatusOK || !strings.Contains(string(body), `name="decision"`) {
+			q := authParams(oauthtest.Client{ID: id, Redirects: []string{redirect}}, oauthtest.NewPKCE())
+			if status, _, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil); status != http.StatusOK || !strings.Contains(string(body), `name="decision"`) {
 				t.Errorf("authorizing with %s: %d %.300s", redirect, status, body)
 			}
 		})
@@ -115,7 +117,7 @@ func TestRegisterRejects(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, hdr, raw := do(t, e.http, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {tc.contentType}}, []byte(tc.body))
+			status, hdr, raw := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {tc.contentType}}, []byte(tc.body))
 			var m map[string]any
 			_ = json.Unmarshal(raw, &m)
 			if status != http.StatusBadRequest || m["error"] != tc.error || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
@@ -123,7 +125,7 @@ func TestRegisterRejects(t *testing.T) {
 			}
 		})
 	}
-	if status, hdr, _ := get(t, e.http, siteAddr()+"/register", nil); status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
+	if status, hdr, _ := oauthtest.Get(t, e.HTTP, siteAddr()+"/register", nil); status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
 		t.Errorf("GET /register: %d %v", status, hdr)
 	}
 	if after := len(storeKeys(t, st, "client/")); after != before {
@@ -142,21 +144,21 @@ func TestRegistrationControls(t *testing.T) {
 		{"wrong token", http.Header{"Authorization": {"Bearer s3cret-X"}}},
 		{"token as Basic", http.Header{"Authorization": {"Basic czNjcmV0LVQ="}}},
 	} {
-		status, hdr, m := e.register(t, body, tc.header)
+		status, hdr, m := e.Register(t, body, tc.header)
 		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") || m["client_id"] != nil {
 			t.Errorf("%s: %d %v %v", tc.name, status, hdr, m)
 		}
 	}
 	auth := http.Header{"Authorization": {"Bearer s3cret-T"}}
-	var registered []testClient
+	var registered []oauthtest.Client
 	for i := 0; i < 3; i++ {
-		status, _, m := e.register(t, body, auth)
+		status, _, m := e.Register(t, body, auth)
 		if status != http.StatusCreated {
 			t.Fatalf("registration %d with the token: %d %v", i+1, status, m)
 		}
-		registered = append(registered, testClient{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}})
+		registered = append(registered, oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}})
 	}
-	if status, hdr, m := e.register(t, body, auth); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+	if status, hdr, m := e.Register(t, body, auth); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
 		t.Errorf("4th registration from one address: %d %v %v, want 429", status, hdr, m)
 	}
 
@@ -165,7 +167,7 @@ func TestRegistrationControls(t *testing.T) {
 	ts := e.login(t, used, nil)
 	time.Sleep(3 * time.Second)
 	for i, c := range registered {
-		status, hdr, body := get(t, e.http, authorizeURL(authParams(c, newPKCE())), nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
 		if i == 0 {
 			if status != http.StatusOK {
 				t.Errorf("a used client expired: %d %.200s", status, body)
@@ -177,6 +179,6 @@ func TestRegistrationControls(t *testing.T) {
 			t.Errorf("unused client: not the unknown-client page: %.300s", body)
 		}
 	}
-	next := e.exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
+	next := e.Exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
 	assertNoSecretsLogged(t, e.logDir, "s3cret-T", ts.Access, ts.Refresh, next.Access, next.Refresh)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Logins through the upstream identity providers, end to end: the fake
@@ -94,7 +95,7 @@ func assertNoUpstreamTokens(t *testing.T, upstream []string, got ...string) {
 
 // deniedLogin checks that the login ended back at the client with
 // error=access_denied, state and iss, and that no code was sent.
-func deniedLogin(t *testing.T, steps []step, c testClient, state string) {
+func deniedLogin(t *testing.T, steps []step, c oauthtest.Client, state string) {
 	t.Helper()
 	assertAuthzResponse(t, redirectedTo(t, steps), c.Redirects[0], state, "access_denied")
 	for _, s := range steps {
@@ -125,9 +126,9 @@ func TestGitHubUpstream(t *testing.T) {
 	c := e.publicClient(t)
 	var ours, codes []string
 
-	login := func(t *testing.T) (tokenSet, map[string]any) {
+	login := func(t *testing.T) (oauthtest.TokenSet, map[string]any) {
 		t.Helper()
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		q := authParams(c, p)
 		steps := walk(t, newBrowser(t), authorizeURL(q), proxy.URL)
 		loc := redirectedTo(t, steps)
@@ -138,14 +139,14 @@ func TestGitHubUpstream(t *testing.T) {
 		}
 		codes = append(codes, loc.Query().Get("code"))
 		assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "")
-		status, _, m := e.tokenRequest(t, codeForm(c, loc.Query().Get("code"), p), nil)
+		status, _, m := e.Token(t, codeForm(c, loc.Query().Get("code"), p), nil)
 		if status != http.StatusOK {
 			t.Fatalf("token: %d %v", status, m)
 		}
 		raw, _ := json.Marshal(m)
-		ts := tokenSet{Access: m["access_token"].(string)}
+		ts := oauthtest.TokenSet{Access: m["access_token"].(string)}
 		ts.Refresh, _ = m["refresh_token"].(string)
-		_, claims := decodeJWT(t, ts.Access)
+		_, claims := oauthtest.DecodeJWT(t, ts.Access)
 		ours = append(ours, ts.Access, ts.Refresh)
 		claimsJSON, _ := json.Marshal(claims)
 		assertNoUpstreamTokens(t, proxy.tokens(), string(raw), string(claimsJSON))
@@ -173,7 +174,7 @@ func TestGitHubUpstream(t *testing.T) {
 		outsider.Orgs = []string{"other-org"}
 		gh.SetUser(outsider)
 		defer gh.SetUser(user)
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		q.Set("state", "s&t é")
 		deniedLogin(t, walk(t, newBrowser(t), authorizeURL(q), proxy.URL), c, "s&t é")
 	})
@@ -181,7 +182,7 @@ func TestGitHubUpstream(t *testing.T) {
 	t.Run("upstream denial", func(t *testing.T) {
 		gh.Deny(true)
 		defer gh.Deny(false)
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		loc := redirectedTo(t, walk(t, newBrowser(t), authorizeURL(q), proxy.URL))
 		assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "access_denied")
 	})
@@ -206,10 +207,10 @@ func TestGoogleUpstream(t *testing.T) {
 
 	login := func(t *testing.T) map[string]any {
 		t.Helper()
-		p := newPKCE()
-		ts := e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), g.URL), p), nil)
+		p := oauthtest.NewPKCE()
+		ts := e.Exchange(t, codeForm(c, loginCode(t, authParams(c, p), g.URL), p), nil)
 		ours = append(ours, ts.Access, ts.Refresh)
-		_, claims := decodeJWT(t, ts.Access)
+		_, claims := oauthtest.DecodeJWT(t, ts.Access)
 		claimsJSON, _ := json.Marshal(claims)
 		assertNoUpstreamTokens(t, proxy.tokens(), ts.Access, ts.Refresh, string(claimsJSON))
 		return claims
@@ -236,7 +237,7 @@ func TestGoogleUpstream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g.SetUser(tc.user)
 			defer g.SetUser(user)
-			q := authParams(c, newPKCE())
+			q := authParams(c, oauthtest.NewPKCE())
 			deniedLogin(t, walk(t, newBrowser(t), authorizeURL(q), g.URL), c, q.Get("state"))
 		})
 	}
@@ -271,7 +272,7 @@ func TestOIDCUpstreamFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.setup()
 			defer func() { idp.Deny(false); idp.EditIDToken(nil); idp.SetIDTokenSigner(nil) }()
-			q := authParams(c, newPKCE())
+			q := authParams(c, oauthtest.NewPKCE())
 			q.Set("state", "oidc/"+tc.name)
 			loc := redirectedTo(t, walk(t, newBrowser(t), authorizeURL(q), idp.URL))
 			assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "access_denied")
@@ -279,9 +280,9 @@ func TestOIDCUpstreamFailures(t *testing.T) {
 	}
 
 	// The same login works once the provider behaves.
-	p := newPKCE()
-	ts := e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), idp.URL), p), nil)
-	if _, claims := decodeJWT(t, ts.Access); claims["sub"] != "oidc:u-7" {
+	p := oauthtest.NewPKCE()
+	ts := e.Exchange(t, codeForm(c, loginCode(t, authParams(c, p), idp.URL), p), nil)
+	if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["sub"] != "oidc:u-7" {
 		t.Errorf("sub = %v", claims["sub"])
 	}
 	assertNoUpstreamTokens(t, proxy.tokens(), ts.Access, ts.Refresh)

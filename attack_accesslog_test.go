@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // readmeLogFilter is the access log filter README.md recommends: its
@@ -60,13 +61,12 @@ func TestAttackAuthorizationCodeReadFromAccessLog(t *testing.T) {
 	reverse_proxy %s
 }
 `, siteAddr(), filtered, readmeLogFilter(t), raw, oidcUpstream(idp), backend.Listener.Addr()))
-	e.http = mustTLSClient(t)
-	e.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e.Server = siteServer(t)
 
 	c := e.publicClient(t)
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	q := authParams(c, p)
-	q.Set("state", "client-state-"+p.verifier[:12])
+	q.Set("state", "client-state-"+p.Verifier[:12])
 	steps := walk(t, newBrowser(t), authorizeURL(q), idp.URL)
 	loc := redirectedTo(t, steps)
 	code := loc.Query().Get("code")
@@ -91,13 +91,13 @@ func TestAttackAuthorizationCodeReadFromAccessLog(t *testing.T) {
 	// (which makes Go drop the pair).
 	for i, query := range []string{"co%64e=%s&st%61te=%s", "code=%s&code=%s", "code=%s;x=1&state=%s"} {
 		a, b := fmt.Sprintf("variant-%d-first-secret", i), fmt.Sprintf("variant-%d-second-secret", i)
-		get(t, e.http, siteAddr()+"/authorize/callback?"+fmt.Sprintf(query, a, b), nil)
+		oauthtest.Get(t, e.HTTP, siteAddr()+"/authorize/callback?"+fmt.Sprintf(query, a, b), nil)
 		secrets[a], secrets[b] = true, true
 	}
-	tokens := e.exchange(t, codeForm(c, code, p), nil)
+	tokens := e.Exchange(t, codeForm(c, code, p), nil)
 	secrets[tokens.Access], secrets[tokens.Refresh] = true, true
 	// A client that puts its token in the query (refused by the gate).
-	get(t, e.http, siteAddr()+"/mcp?access_token="+tokens.Access, nil)
+	oauthtest.Get(t, e.HTTP, siteAddr()+"/mcp?access_token="+tokens.Access, nil)
 	if status := e.mcpStatus(t, tokens.Access); status != http.StatusOK {
 		t.Fatalf("token refused: %d", status)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Attacks on client authentication at /token, /revoke and /introspect,
@@ -37,8 +38,8 @@ func signedClients(t *testing.T, config func(base string) string) (*penv, *pclie
 	srv, _ := metadataServer(t, map[string]func(string) any{"/signed.json": doc("/signed.json"), "/other.json": doc("/other.json")})
 	pe := newPenv(t, usersAS(t, config(srv.URL)), "users:alice")
 	c := &pclient{
-		testClient: testClient{ID: srv.URL + "/signed.json", Redirects: []string{clientRedirect}},
-		method:     "private_key_jwt", key: key, kid: "k1", aud: siteAddr() + "/token",
+		Client: oauthtest.Client{ID: srv.URL + "/signed.json", Redirects: []string{clientRedirect}},
+		method: "private_key_jwt", key: key, kid: "k1", aud: siteAddr() + "/token",
 	}
 	return pe, c, c.withID(srv.URL + "/other.json")
 }
@@ -54,7 +55,7 @@ type credVariant struct {
 
 // basicHeader is an HTTP Basic Authorization header for id and secret.
 func basicHeader(id, secret string) http.Header {
-	return http.Header{"Authorization": {"Basic " + basicAuth(id, secret)}}
+	return http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(id, secret)}}
 }
 
 // withParams adds the client_id of c and kv (name, value, …) to the form.
@@ -72,7 +73,7 @@ func withParams(c *pclient, kv ...string) func(*testing.T, url.Values) http.Head
 func unsignedAssertion(c *pclient) string {
 	now := time.Now()
 	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
-	payload, _ := json.Marshal(map[string]any{"iss": c.ID, "sub": c.ID, "aud": c.aud, "jti": newPKCE().verifier,
+	payload, _ := json.Marshal(map[string]any{"iss": c.ID, "sub": c.ID, "aud": c.aud, "jti": oauthtest.NewPKCE().Verifier,
 		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
 	return header + "." + base64.RawURLEncoding.EncodeToString(payload) + "."
 }
@@ -115,7 +116,7 @@ func tryCredentials(t *testing.T, pe *penv, path string, form func() url.Values,
 	for _, v := range variants {
 		f := form()
 		h := v.add(t, f)
-		status, hdr, m := pe.postForm(t, path, f, h)
+		status, hdr, m := pe.PostForm(t, path, f, h)
 		if got, _ := m["error"].(string); status != v.status || got != v.code {
 			t.Errorf("%s at %s: %d %v, want %d %s", v.name, path, status, m, v.status, v.code)
 		}
@@ -129,7 +130,7 @@ func tryCredentials(t *testing.T, pe *penv, path string, form func() url.Values,
 func (pe *penv) introspect(t *testing.T, c *pclient, token string) (int, map[string]any) {
 	t.Helper()
 	form := url.Values{"token": {token}}
-	status, _, m := pe.postForm(t, "/introspect", form, c.credentials(t, form))
+	status, _, m := pe.PostForm(t, "/introspect", form, c.credentials(t, form))
 	return status, m
 }
 
@@ -286,7 +287,7 @@ func TestAttackSecretClientUsesTheOtherMethod(t *testing.T) {
 	t.Run("parameters in the URL", func(t *testing.T) {
 		for _, path := range []string{"/token", "/revoke", "/introspect"} {
 			q := url.Values{"client_id": {post.ID}, "client_secret": {post.Secret}}
-			status, _, body := do(t, e.http, http.MethodPost, siteAddr()+path+"?"+q.Encode(),
+			status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+path+"?"+q.Encode(),
 				http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("grant_type=refresh_token&refresh_token=x&token=x"))
 			if status != 400 || !strings.Contains(string(body), `"invalid_request"`) {
 				t.Errorf("%s with credentials in the query: %d %s", path, status, body)
@@ -301,10 +302,10 @@ func TestAttackSecretGuessingLocksOutAnotherAddress(t *testing.T) {
 	victim := pe.dcr(t, `{"client_name":"victim","redirect_uris":["`+clientRedirect+`"],"grant_types":["authorization_code","refresh_token"]}`, nil, "client_secret_basic")
 	bystander := pe.dcr(t, `{"client_name":"bystander","redirect_uris":["`+clientRedirect+`"]}`, nil, "client_secret_basic")
 	attacker, elsewhere := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.3")
-	bogus := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier}}
+	bogus := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {oauthtest.NewPKCE().Verifier}}
 	post := func(c *http.Client, id, secret string) int {
-		status, _, _ := do(t, c, http.MethodPost, siteAddr()+"/token", http.Header{
-			"Content-Type": {"application/x-www-form-urlencoded"}, "Authorization": {"Basic " + basicAuth(id, secret)},
+		status, _, _ := oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/token", http.Header{
+			"Content-Type": {"application/x-www-form-urlencoded"}, "Authorization": {"Basic " + oauthtest.BasicAuth(id, secret)},
 		}, []byte(bogus.Encode()))
 		return status
 	}
@@ -323,7 +324,7 @@ func TestAttackSecretGuessingLocksOutAnotherAddress(t *testing.T) {
 		t.Errorf("the guesser with the right secret: %d, want 429", status)
 	}
 	// The real client, at its own addresses, is not locked out.
-	for name, c := range map[string]*http.Client{"the test's usual address": pe.http, "127.0.0.3": elsewhere} {
+	for name, c := range map[string]*http.Client{"the test's usual address": pe.HTTP, "127.0.0.3": elsewhere} {
 		if status := post(c, victim.ID, victim.Secret); status != authenticated {
 			t.Errorf("the real client from %s: %d, want it authenticated", name, status)
 		}
@@ -367,7 +368,7 @@ func TestAttackAssertionAudienceOfAnotherEndpoint(t *testing.T) {
 	ts = pe.mustRefresh(t, for_(base), f, ts.Refresh)
 	for _, aud := range append(lookAlikes, base+"/introspect") {
 		form := url.Values{"token": {ts.Refresh}}
-		if status, _, m := pe.postForm(t, "/revoke", form, for_(aud).credentials(t, form)); status != 401 || m["error"] != "invalid_client" {
+		if status, _, m := pe.PostForm(t, "/revoke", form, for_(aud).credentials(t, form)); status != 401 || m["error"] != "invalid_client" {
 			t.Errorf("revoke with aud %s: %d %v", aud, status, m)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Attacks on external mode: tokens of the external authorization server
@@ -295,7 +296,7 @@ func TestAttackUnknownKidFloodForcesJWKSFetches(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(tok)); status != http.StatusUnauthorized {
+				if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/mcp", oauthtest.Bearer(tok)); status != http.StatusUnauthorized {
 					t.Errorf("made-up kid: status %d", status)
 					return
 				}
@@ -334,7 +335,7 @@ func TestAttackSlowJWKSStallsVerification(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
-		status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(tok))
+		status, _, _ := oauthtest.Get(t, client, siteAddr()+"/mcp", oauthtest.Bearer(tok))
 		unknownDone <- status
 	}()
 	for deadline := time.Now().Add(5 * time.Second); jwks.requests.Load() < 2; time.Sleep(10 * time.Millisecond) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -435,10 +436,10 @@ func TestAttackSessionHijackInExternalMode(t *testing.T) {
 		return http.Header{"Authorization": {"Bearer " + token}, "Mcp-Session-Id": {session},
 			"Mcp-Protocol-Version": {"2025-06-18"}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
 	}
-	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(bob), list); status != http.StatusNotFound {
+	if status, _, body := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(bob), list); status != http.StatusNotFound {
 		t.Errorf("bob with alice's session: %d %s, want 404", status, body)
 	}
-	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(alice), list); status != http.StatusOK {
+	if status, _, body := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", withSession(alice), list); status != http.StatusOK {
 		t.Errorf("alice with her session: %d %s", status, body)
 	}
 }

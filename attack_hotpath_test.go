@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -85,7 +86,7 @@ http://127.0.0.1:%d {
 // statusAt sends a gated request with token to resource.
 func statusAt(t *testing.T, resource, token string) int {
 	t.Helper()
-	status, _, _ := do(t, http.DefaultClient, http.MethodPost, resource, bearer(token), []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	status, _, _ := oauthtest.Do(t, http.DefaultClient, http.MethodPost, resource, oauthtest.Bearer(token), []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 	return status
 }
 
@@ -125,7 +126,7 @@ func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
 
 	form := url.Values{"token": {revoked.Access}, "client_id": {c.ID}}
 	revokedAt := time.Now()
-	if status, _, body := do(t, e.http, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode())); status != http.StatusOK {
+	if status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode())); status != http.StatusOK {
 		t.Fatalf("revoking: %d %s", status, body)
 	}
 	if status := e.mcpStatus(t, revoked.Access); status != http.StatusUnauthorized {
@@ -183,12 +184,12 @@ func TestAttackCachedSessionServesAnotherUser(t *testing.T) {
 	defer cs.Close()
 	list := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
 	send := func(token string) int {
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Mcp-Session-Id", cs.ID())
 		h.Set("Mcp-Protocol-Version", cs.InitializeResult().ProtocolVersion)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
-		status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/mcp", h, list)
+		status, _, _ := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", h, list)
 		return status
 	}
 	for range 3 {

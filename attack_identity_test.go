@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Attacks on who may log in and on what the client is sent back: each test
@@ -42,7 +43,7 @@ func TestAttackDeniedUserStrandsNativeApp(t *testing.T) {
 	} {
 		t.Run(redirect, func(t *testing.T) {
 			c := e.publicClient(t, redirect)
-			q := authParams(c, newPKCE())
+			q := authParams(c, oauthtest.NewPKCE())
 			q.Set("state", "s&t é/"+redirect)
 			steps := walk(t, aliceBrowser(t), authorizeURL(q))
 			raw := lastLocation(t, steps)
@@ -88,7 +89,7 @@ func TestAttackRedirectQueryRewritten(t *testing.T) {
 				want = strings.Replace(redirect, ":5555", ":61234", 1)
 			}
 			for _, deny := range []bool{false, true} {
-				p := newPKCE()
+				p := oauthtest.NewPKCE()
 				q := authParams(c, p)
 				q.Set("redirect_uri", want)
 				b := aliceBrowser(t)
@@ -116,7 +117,7 @@ func TestAttackRedirectQueryRewritten(t *testing.T) {
 				}
 				form := codeForm(c, params.Get("code"), p)
 				form.Set("redirect_uri", want)
-				if status, _, m := e.tokenRequest(t, form, nil); status != http.StatusOK {
+				if status, _, m := e.Token(t, form, nil); status != http.StatusOK {
 					t.Errorf("the code sent to the registered URI does not redeem: %d %v", status, m)
 				}
 			}
@@ -138,9 +139,9 @@ func googleUpstream(g *fakeidp.OIDC) string {
 // loginOutcome runs a login at an upstream fake in a fresh browser and
 // reports whether the client got a code; a refusal must be access_denied
 // sent back to the client.
-func loginOutcome(t *testing.T, c testClient, idpURL string) bool {
+func loginOutcome(t *testing.T, c oauthtest.Client, idpURL string) bool {
 	t.Helper()
-	q := authParams(c, newPKCE())
+	q := authParams(c, oauthtest.NewPKCE())
 	steps := walk(t, newBrowser(t), authorizeURL(q), idpURL)
 	if loc := redirectedTo(t, steps); loc.Query().Has("code") {
 		assertAuthzResponse(t, loc, c.Redirects[0], q.Get("state"), "")
@@ -389,11 +390,11 @@ func TestAttackRemovedUserKeepsRefreshing(t *testing.T) {
 	})
 
 	t.Run("a code issued before the removal", func(t *testing.T) {
-		p := newPKCE()
+		p := oauthtest.NewPKCE()
 		code := loginCode(t, authParams(c, p))
 		reload(rules("allow users bob", "alice"))
 		defer reload(rules("allow users alice bob", "alice"))
-		if status, _, m := e.tokenRequest(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		if status, _, m := e.Token(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 			t.Errorf("code redeemed after removal: %d %v", status, m)
 		}
 	})
@@ -408,8 +409,8 @@ func TestAttackRemovedOrgKeepsRefreshing(t *testing.T) {
 		reloadCaddy(t, asSite(t, e.storagePath, e.logDir, githubUpstream(gh)+"\n\t\t"+rules))
 	}
 	c := e.publicClient(t)
-	p := newPKCE()
-	ts := e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), gh.BaseURL), p), nil)
+	p := oauthtest.NewPKCE()
+	ts := e.Exchange(t, codeForm(c, loginCode(t, authParams(c, p), gh.BaseURL), p), nil)
 
 	for _, rules := range []string{"allow orgs acme", "allow users MONA", "allow users github:42"} {
 		reload(rules)
@@ -431,9 +432,9 @@ func TestAttackGrantOutlivesItsIdentityProvider(t *testing.T) {
 	e := startAS(t, oidcUpstream(first)+"\n\t\tallow users oidc:alice")
 	reload := func(auth string) { reloadCaddy(t, asSite(t, e.storagePath, e.logDir, auth)) }
 	c := e.publicClient(t)
-	login := func(idpURL string) tokenSet {
-		p := newPKCE()
-		return e.exchange(t, codeForm(c, loginCode(t, authParams(c, p), idpURL), p), nil)
+	login := func(idpURL string) oauthtest.TokenSet {
+		p := oauthtest.NewPKCE()
+		return e.Exchange(t, codeForm(c, loginCode(t, authParams(c, p), idpURL), p), nil)
 	}
 
 	ts := login(first.URL)

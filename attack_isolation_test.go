@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -45,7 +46,7 @@ const (
 // consent and accept the client metadata document at cimdClient.
 type twoSites struct {
 	*asEnv
-	cimdClient testClient
+	cimdClient oauthtest.Client
 }
 
 func startTwoSites(t *testing.T) *twoSites {
@@ -78,20 +79,19 @@ func startTwoSites(t *testing.T) *twoSites {
 	startCaddy(t, globalOptions(e.storagePath, filepath.Join(e.logDir, "caddy.log"))+
 		site(siteAddr(), "alice "+aliceHash, "registration {\n\t\t\tinitial_access_token "+aInitialAccessToken+"\n\t\t}\n\t\tintrospection_client "+aIntrospector+" "+aIntrospectorSecret)+
 		site(siteB(), "mallory "+aliceHash+"\n\t\t\talice "+aliceHash, "introspection_client "+bIntrospector+" "+bIntrospectorSecret))
-	e.http = mustTLSClient(t)
-	e.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &twoSites{asEnv: e, cimdClient: testClient{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}}
+	e.Server = siteServer(t)
+	return &twoSites{asEnv: e, cimdClient: oauthtest.Client{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}}
 }
 
 // params is an authorization request of c at the site origin.
-func (ts *twoSites) params(c testClient, p pkce, origin string) url.Values {
+func (ts *twoSites) params(c oauthtest.Client, p oauthtest.PKCE, origin string) url.Values {
 	q := authParams(c, p)
 	q.Set("resource", origin+"/mcp")
 	return q
 }
 
 // code logs user in at the site origin for client c and returns the code.
-func (ts *twoSites) code(t *testing.T, origin, user string, c testClient, p pkce, scope string) string {
+func (ts *twoSites) code(t *testing.T, origin, user string, c oauthtest.Client, p oauthtest.PKCE, scope string) string {
 	t.Helper()
 	q := ts.params(c, p, origin)
 	if scope != "" {
@@ -108,7 +108,7 @@ func (ts *twoSites) code(t *testing.T, origin, user string, c testClient, p pkce
 }
 
 // codeForm redeems code at the site origin.
-func (ts *twoSites) codeForm(c testClient, code string, p pkce, origin string) url.Values {
+func (ts *twoSites) codeForm(c oauthtest.Client, code string, p oauthtest.PKCE, origin string) url.Values {
 	f := codeForm(c, code, p)
 	f.Set("resource", origin+"/mcp")
 	return f
@@ -121,7 +121,7 @@ func (ts *twoSites) post(t *testing.T, origin, path string, form url.Values, hea
 	for k, v := range header {
 		h[k] = v
 	}
-	status, _, raw := do(t, ts.http, http.MethodPost, origin+path, h, []byte(form.Encode()))
+	status, _, raw := oauthtest.Do(t, ts.HTTP, http.MethodPost, origin+path, h, []byte(form.Encode()))
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	return status, m
@@ -129,15 +129,15 @@ func (ts *twoSites) post(t *testing.T, origin, path string, form url.Values, hea
 
 // tokens logs user in at the site origin with the metadata-document client
 // and returns the tokens.
-func (ts *twoSites) tokens(t *testing.T, origin, user, scope string) tokenSet {
+func (ts *twoSites) tokens(t *testing.T, origin, user, scope string) oauthtest.TokenSet {
 	t.Helper()
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	code := ts.code(t, origin, user, ts.cimdClient, p, scope)
 	status, m := ts.post(t, origin, "/token", ts.codeForm(ts.cimdClient, code, p, origin), nil)
 	if status != http.StatusOK {
 		t.Fatalf("redeeming the code at %s: %d %v", origin, status, m)
 	}
-	set := tokenSet{}
+	set := oauthtest.TokenSet{}
 	set.Access, _ = m["access_token"].(string)
 	set.Refresh, _ = m["refresh_token"].(string)
 	return set
@@ -147,13 +147,13 @@ func (ts *twoSites) tokens(t *testing.T, origin, user, scope string) tokenSet {
 // status and the backend's session id.
 func (ts *twoSites) mcp(t *testing.T, origin, token, session string) (int, string) {
 	t.Helper()
-	h := bearer(token)
+	h := oauthtest.Bearer(token)
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
 	if session != "" {
 		h.Set("Mcp-Session-Id", session)
 	}
-	status, hdr, _ := do(t, ts.http, http.MethodPost, origin+"/mcp", h,
+	status, hdr, _ := oauthtest.Do(t, ts.HTTP, http.MethodPost, origin+"/mcp", h,
 		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"attack","version":"0"}}}`))
 	return status, hdr.Get("Mcp-Session-Id")
 }
@@ -176,20 +176,20 @@ func copyCookies(t *testing.T, b *browser, from, to string) {
 }
 
 // clientAtA registers a public client at A, with A's initial access token.
-func (ts *twoSites) clientAtA(t *testing.T) testClient {
+func (ts *twoSites) clientAtA(t *testing.T) oauthtest.Client {
 	t.Helper()
 	status, _, m := ts.registerAt(t, siteAddr(), `{"client_name":"A's client","redirect_uris":["`+clientRedirect+`"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`,
 		http.Header{"Authorization": {"Bearer " + aInitialAccessToken}})
 	if status != http.StatusCreated {
 		t.Fatalf("registering at A: %d %v", status, m)
 	}
-	return testClient{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}}
+	return oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}}
 }
 
 // postPage posts a browser form to the site origin.
 func postPage(t *testing.T, b *browser, origin, path string, form url.Values) (int, http.Header, []byte) {
 	t.Helper()
-	return do(t, b.client, http.MethodPost, origin+path,
+	return oauthtest.Do(t, b.client, http.MethodPost, origin+path,
 		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {origin}}, []byte(form.Encode()))
 }
 
@@ -197,15 +197,15 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 	ts := startTwoSites(t)
 	for _, c := range []struct {
 		name   string
-		client testClient
+		client oauthtest.Client
 	}{{"registered client", ts.clientAtA(t)}, {"metadata document client", ts.cimdClient}} {
 		t.Run(c.name, func(t *testing.T) {
 			// The attacker starts a login at A and carries A's pending
 			// request, with the browser cookie it is bound to, to B, where
 			// mallory may log in.
 			b := newBrowser(t)
-			q := ts.params(c.client, newPKCE(), siteAddr())
-			status, _, page := get(t, b.client, siteAddr()+"/authorize?"+q.Encode(), nil)
+			q := ts.params(c.client, oauthtest.NewPKCE(), siteAddr())
+			status, _, page := oauthtest.Get(t, b.client, siteAddr()+"/authorize?"+q.Encode(), nil)
 			if status != http.StatusOK || !strings.Contains(string(page), `name="decision"`) {
 				t.Fatalf("no consent page at A: %d %.300s", status, page)
 			}
@@ -223,7 +223,7 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 			if status != http.StatusSeeOther || err != nil || loc.Path != "/authorize/login" {
 				t.Fatalf("consent at A: %d %q", status, hdr.Get("Location"))
 			}
-			status, _, page = get(t, b.client, siteAddr()+loc.RequestURI(), nil)
+			status, _, page = oauthtest.Get(t, b.client, siteAddr()+loc.RequestURI(), nil)
 			if status != http.StatusOK || !strings.Contains(string(page), `name="password"`) {
 				t.Fatalf("no login form at A: %d %.300s", status, page)
 			}
@@ -235,7 +235,7 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 			if l := hdr.Get("Location"); strings.Contains(l, "code=") || status < 400 || status >= 500 {
 				t.Errorf("A's login at B's login form: %d Location=%q %.200s", status, l, body)
 			}
-			if status, _, body := get(t, b.client, siteB()+loc.RequestURI(), nil); status < 400 || status >= 500 {
+			if status, _, body := oauthtest.Get(t, b.client, siteB()+loc.RequestURI(), nil); status < 400 || status >= 500 {
 				t.Errorf("A's login page at B: %d %.200s", status, body)
 			}
 			// At A itself, mallory is not let in.
@@ -250,7 +250,7 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 func TestAttackCodeOfOtherSiteRedeemed(t *testing.T) {
 	ts := startTwoSites(t)
 	c := ts.cimdClient // the same client_id at both sites
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	code := ts.code(t, siteB(), "mallory", c, p, "")
 	for _, resource := range []string{siteAddr(), siteB()} {
 		status, m := ts.post(t, siteAddr(), "/token", ts.codeForm(c, code, p, resource), nil)
@@ -271,15 +271,15 @@ func TestAttackClientOfOtherSiteAccepted(t *testing.T) {
 	if status != http.StatusCreated {
 		t.Fatalf("registering at B: %d %v", status, m)
 	}
-	fromB := testClient{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}}
+	fromB := oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}}
 	if status, _, m := ts.registerAt(t, siteAddr(), `{"redirect_uris":["`+clientRedirect+`"],"token_endpoint_auth_method":"none"}`, nil); status != http.StatusUnauthorized {
 		t.Fatalf("registering at A without the initial access token: %d %v", status, m)
 	}
-	q := ts.params(fromB, newPKCE(), siteAddr())
-	status, hdr, body := get(t, ts.http, siteAddr()+"/authorize?"+q.Encode(), nil)
+	q := ts.params(fromB, oauthtest.NewPKCE(), siteAddr())
+	status, hdr, body := oauthtest.Get(t, ts.HTTP, siteAddr()+"/authorize?"+q.Encode(), nil)
 	assertErrorPage(t, "B's client at A's /authorize", status, hdr, body, http.StatusBadRequest)
 	for _, form := range []url.Values{
-		{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier}, "client_id": {fromB.ID}, "redirect_uri": {clientRedirect}},
+		{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {oauthtest.NewPKCE().Verifier}, "client_id": {fromB.ID}, "redirect_uri": {clientRedirect}},
 		{"grant_type": {"refresh_token"}, "refresh_token": {"x"}, "client_id": {fromB.ID}},
 	} {
 		status, m := ts.post(t, siteAddr(), "/token", form, nil)
@@ -287,8 +287,8 @@ func TestAttackClientOfOtherSiteAccepted(t *testing.T) {
 	}
 	// And A's own client is unknown at B.
 	a := ts.clientAtA(t)
-	q = ts.params(a, newPKCE(), siteB())
-	status, hdr, body = get(t, ts.http, siteB()+"/authorize?"+q.Encode(), nil)
+	q = ts.params(a, oauthtest.NewPKCE(), siteB())
+	status, hdr, body = oauthtest.Get(t, ts.HTTP, siteB()+"/authorize?"+q.Encode(), nil)
 	assertErrorPage(t, "A's client at B's /authorize", status, hdr, body, http.StatusBadRequest)
 }
 
@@ -316,11 +316,11 @@ func TestAttackAccessTokenOfOtherSite(t *testing.T) {
 		t.Errorf("A's access token at B's gate: %d, want 401", status)
 	}
 	// userinfo
-	status, _, _ := do(t, ts.http, http.MethodGet, siteB()+"/userinfo", bearer(atA.Access), nil)
+	status, _, _ := oauthtest.Do(t, ts.HTTP, http.MethodGet, siteB()+"/userinfo", oauthtest.Bearer(atA.Access), nil)
 	if status != http.StatusUnauthorized {
 		t.Errorf("A's access token at B's /userinfo: %d, want 401", status)
 	}
-	if status, _, _ := do(t, ts.http, http.MethodGet, siteAddr()+"/userinfo", bearer(atA.Access), nil); status != http.StatusOK {
+	if status, _, _ := oauthtest.Do(t, ts.HTTP, http.MethodGet, siteAddr()+"/userinfo", oauthtest.Bearer(atA.Access), nil); status != http.StatusOK {
 		t.Errorf("A's access token at A's /userinfo: %d", status)
 	}
 
@@ -338,8 +338,8 @@ func TestAttackAccessTokenOfOtherSite(t *testing.T) {
 		}
 		return tok
 	}
-	rsB := http.Header{"Authorization": {"Basic " + basicAuth(bIntrospector, bIntrospectorSecret)}}
-	rsA := http.Header{"Authorization": {"Basic " + basicAuth(aIntrospector, aIntrospectorSecret)}}
+	rsB := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(bIntrospector, bIntrospectorSecret)}}
+	rsA := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(aIntrospector, aIntrospectorSecret)}}
 	for _, tc := range []struct{ name, token string }{
 		{"A's access token", atA.Access},
 		{"A's refresh token", atA.Refresh},
@@ -352,7 +352,7 @@ func TestAttackAccessTokenOfOtherSite(t *testing.T) {
 		if status, _ := ts.mcp(t, siteB(), tc.token, ""); status != http.StatusUnauthorized {
 			t.Errorf("%s at B's gate: %d, want 401", tc.name, status)
 		}
-		if status, _, _ := do(t, ts.http, http.MethodGet, siteB()+"/userinfo", bearer(tc.token), nil); status != http.StatusUnauthorized {
+		if status, _, _ := oauthtest.Do(t, ts.HTTP, http.MethodGet, siteB()+"/userinfo", oauthtest.Bearer(tc.token), nil); status != http.StatusUnauthorized {
 			t.Errorf("%s at B's /userinfo: %d, want 401", tc.name, status)
 		}
 	}
@@ -391,15 +391,15 @@ func TestAttackRevokeAtOtherSite(t *testing.T) {
 func TestAttackRememberedConsentAtOtherSite(t *testing.T) {
 	ts := startTwoSites(t)
 	b := aliceBrowser(t)
-	q := ts.params(ts.cimdClient, newPKCE(), siteAddr())
+	q := ts.params(ts.cimdClient, oauthtest.NewPKCE(), siteAddr())
 	redirectedTo(t, walk(t, b, siteAddr()+"/authorize?"+q.Encode())) // consent remembered at A
 	if steps := walk(t, b, siteAddr()+"/authorize?"+q.Encode()); steps[0].Status != http.StatusSeeOther {
 		t.Fatalf("consent not remembered at A: %d", steps[0].Status)
 	}
 	// The same browser cookie and client at B: B was never approved.
 	copyCookies(t, b, siteAddr(), siteB())
-	q = ts.params(ts.cimdClient, newPKCE(), siteB())
-	status, _, body := get(t, b.client, siteB()+"/authorize?"+q.Encode(), nil)
+	q = ts.params(ts.cimdClient, oauthtest.NewPKCE(), siteB())
+	status, _, body := oauthtest.Get(t, b.client, siteB()+"/authorize?"+q.Encode(), nil)
 	if status != http.StatusOK || !strings.Contains(string(body), `name="decision"`) {
 		t.Errorf("A's remembered consent skipped B's consent: %d %.200s", status, body)
 	}
@@ -492,9 +492,9 @@ func TestAttackRevokingUserAtOneSiteOnly(t *testing.T) {
 
 // codeOnlyClient registers a client without the refresh_token grant: its
 // logins leave no grant behind, only access tokens.
-func codeOnlyClient(t *testing.T, e *asEnv) testClient {
+func codeOnlyClient(t *testing.T, e *asEnv) oauthtest.Client {
 	t.Helper()
-	return e.registerClient(t, map[string]any{
+	return e.RegisterClient(t, map[string]any{
 		"client_name": "no refresh", "redirect_uris": []string{clientRedirect},
 		"grant_types": []string{"authorization_code"}, "token_endpoint_auth_method": "none",
 	})
@@ -515,7 +515,7 @@ func attackRevocationFindsEveryToken(t *testing.T, e *asEnv) {
 		if status != http.StatusOK || json.Unmarshal(body, &out) != nil || out["revoked"] != 2 {
 			t.Errorf("revoking alice: %d %s, want 2 revoked", status, body)
 		}
-		for i, ts := range []tokenSet{first, second} {
+		for i, ts := range []oauthtest.TokenSet{first, second} {
 			if status := e.mcpStatus(t, ts.Access); status != http.StatusUnauthorized {
 				t.Errorf("access token %d after revoking its user: %d", i, status)
 			}
@@ -532,9 +532,9 @@ func attackRevocationFindsEveryToken(t *testing.T, e *asEnv) {
 	t.Run("TokenOfDeletedClientKeepsWorking", func(t *testing.T) {
 		codeOnly, withRefresh, other := codeOnlyClient(t, e), e.publicClient(t), e.publicClient(t)
 		a, b := e.login(t, codeOnly, nil), e.login(t, withRefresh, nil)
-		refreshed := e.exchange(t, refreshForm(withRefresh, b.Refresh), nil)
+		refreshed := e.Exchange(t, refreshForm(withRefresh, b.Refresh), nil)
 		kept := e.login(t, other, nil)
-		for _, c := range []testClient{codeOnly, withRefresh} {
+		for _, c := range []oauthtest.Client{codeOnly, withRefresh} {
 			if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/clients/"+url.PathEscape(c.ID)); status != http.StatusOK {
 				t.Fatalf("deleting %s: %d %s", c.ID, status, body)
 			}
@@ -564,7 +564,7 @@ func TestAttackRevocationMissesTokensWithoutGrant(t *testing.T) {
 func TestAttackRevokedTokenRevivesAfterUpgrade(t *testing.T) {
 	e := usersAS(t, "")
 	ts := e.login(t, e.publicClient(t), nil)
-	_, claims := decodeJWT(t, ts.Access)
+	_, claims := oauthtest.DecodeJWT(t, ts.Access)
 	// Revoked before sites had key spaces of their own: the revocation is
 	// where it was then, outside every site's.
 	abs, _ := filepath.Abs(e.storagePath)
@@ -590,7 +590,7 @@ func (ts *twoSites) registerAt(t *testing.T, origin, body string, header http.He
 	for k, v := range header {
 		h[k] = v
 	}
-	status, hdr, raw := do(t, ts.http, http.MethodPost, origin+"/register", h, []byte(body))
+	status, hdr, raw := oauthtest.Do(t, ts.HTTP, http.MethodPost, origin+"/register", h, []byte(body))
 	var m map[string]any
 	_ = json.Unmarshal(raw, &m)
 	return status, hdr, m

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -58,7 +59,7 @@ func registerFrom(t *testing.T, c *http.Client, body string, header http.Header)
 	for k, v := range header {
 		h[k] = v
 	}
-	status, hdr, raw := do(t, c, http.MethodPost, siteAddr()+"/register", h, []byte(body))
+	status, hdr, raw := oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/register", h, []byte(body))
 	var m struct {
 		Error string `json:"error"`
 	}
@@ -169,7 +170,7 @@ func TestAttackRegistrationOversizedMetadata(t *testing.T) {
 		{"body over the size cap", `{"redirect_uris":["` + clientRedirect + `"],"contacts":["` + long("x", 70<<10) + `"]}`, "invalid_client_metadata"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, _, code := registerFrom(t, e.http, tc.body, nil)
+			status, _, code := registerFrom(t, e.HTTP, tc.body, nil)
 			if status != http.StatusBadRequest || code != tc.code {
 				t.Errorf("%d %q, want 400 %s", status, code, tc.code)
 			}
@@ -183,7 +184,7 @@ func TestAttackRegistrationOversizedMetadata(t *testing.T) {
 // authorizeFrom sends the authorization request q + extra (raw) with c.
 func authorizeFrom(t *testing.T, c *http.Client, q url.Values, extra string) (int, http.Header, []byte) {
 	t.Helper()
-	return get(t, c, authorizeURL(q)+extra, nil)
+	return oauthtest.Get(t, c, authorizeURL(q)+extra, nil)
 }
 
 func TestAttackAuthorizeLongStateAndNonce(t *testing.T) {
@@ -202,12 +203,12 @@ func TestAttackAuthorizeLongStateAndNonce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(storeKeys(t, st, "request/"))
-			q := authParams(c, newPKCE())
+			q := authParams(c, oauthtest.NewPKCE())
 			q.Set("state", tc.state)
 			if tc.nonce != "" {
 				q.Set("nonce", tc.nonce)
 			}
-			status, hdr, body := authorizeFrom(t, e.http, q, "")
+			status, hdr, body := authorizeFrom(t, e.HTTP, q, "")
 			stored := len(storeKeys(t, st, "request/")) - before
 			if tc.wantError == "" {
 				if status != http.StatusOK || stored != 1 {
@@ -231,10 +232,10 @@ func TestAttackAuthorizeLongStateAndNonce(t *testing.T) {
 
 	// Before the client and its redirect URI are trusted, nothing is sent
 	// anywhere: the error is a page.
-	q := authParams(c, newPKCE())
+	q := authParams(c, oauthtest.NewPKCE())
 	q.Set("state", long(12<<10))
 	q.Set("client_id", "unknown-client")
-	status, hdr, body := authorizeFrom(t, e.http, q, "")
+	status, hdr, body := authorizeFrom(t, e.HTTP, q, "")
 	assertErrorPage(t, "long state from an unknown client", status, hdr, body, http.StatusBadRequest)
 }
 
@@ -259,9 +260,9 @@ func TestAttackAuthorizeRepeatedParameters(t *testing.T) {
 		{"state in another case is another parameter", "&STATE=other", false, "", "st"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			q := authParams(c, newPKCE())
+			q := authParams(c, oauthtest.NewPKCE())
 			q.Set("state", "st")
-			status, hdr, body := authorizeFrom(t, e.http, q, tc.extra)
+			status, hdr, body := authorizeFrom(t, e.HTTP, q, tc.extra)
 			switch {
 			case tc.page:
 				assertErrorPage(t, tc.name, status, hdr, body, http.StatusBadRequest)
@@ -290,7 +291,7 @@ func TestAttackAuthorizeManyPendingRequests(t *testing.T) {
 	var hdr http.Header
 	var body []byte
 	for range 200 {
-		if status, hdr, body = authorizeFrom(t, attacker, authParams(c, newPKCE()), ""); status != http.StatusOK {
+		if status, hdr, body = authorizeFrom(t, attacker, authParams(c, oauthtest.NewPKCE()), ""); status != http.StatusOK {
 			break
 		}
 		allowed++
@@ -307,7 +308,7 @@ func TestAttackAuthorizeManyPendingRequests(t *testing.T) {
 	}
 	// The same source under another spelling is the same source; another
 	// address is not held up.
-	if status, _, _ := authorizeFrom(t, clientFrom(t, "127.0.0.3"), authParams(c, newPKCE()), ""); status != http.StatusOK {
+	if status, _, _ := authorizeFrom(t, clientFrom(t, "127.0.0.3"), authParams(c, oauthtest.NewPKCE()), ""); status != http.StatusOK {
 		t.Errorf("another address: %d, want the consent page", status)
 	}
 }
@@ -323,9 +324,9 @@ func browserFrom(t *testing.T, ip string) *http.Client {
 
 // startPasswordLogin runs an authorization request for c in browser b up
 // to the built-in login form and returns the form's hidden fields.
-func startPasswordLogin(t *testing.T, b *http.Client, c testClient) url.Values {
+func startPasswordLogin(t *testing.T, b *http.Client, c oauthtest.Client) url.Values {
 	t.Helper()
-	status, _, body := get(t, b, authorizeURL(authParams(c, newPKCE())), nil)
+	status, _, body := oauthtest.Get(t, b, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
 	if status != http.StatusOK {
 		t.Fatalf("authorization request: %d %.300s", status, body)
 	}
@@ -335,7 +336,7 @@ func startPasswordLogin(t *testing.T, b *http.Client, c testClient) url.Values {
 	if status != http.StatusSeeOther || !strings.Contains(hdr.Get("Location"), "/authorize/login") {
 		t.Fatalf("consent: %d %v %.300s", status, hdr, body)
 	}
-	status, _, body = get(t, b, hdr.Get("Location"), nil)
+	status, _, body = oauthtest.Get(t, b, hdr.Get("Location"), nil)
 	if status != http.StatusOK || !strings.Contains(string(body), `name="password"`) {
 		t.Fatalf("login form: %d %.300s", status, body)
 	}
@@ -344,7 +345,7 @@ func startPasswordLogin(t *testing.T, b *http.Client, c testClient) url.Values {
 
 func postForm(t *testing.T, c *http.Client, target string, form url.Values) (int, http.Header, []byte) {
 	t.Helper()
-	return do(t, c, http.MethodPost, target, http.Header{
+	return oauthtest.Do(t, c, http.MethodPost, target, http.Header{
 		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()},
 	}, []byte(form.Encode()))
 }
@@ -352,7 +353,7 @@ func postForm(t *testing.T, c *http.Client, target string, form url.Values) (int
 // postPassword posts the login form with a username and password.
 func postPassword(t *testing.T, b *http.Client, form url.Values, username, password string) (int, http.Header, []byte) {
 	t.Helper()
-	f := clone(form)
+	f := oauthtest.CloneValues(form)
 	f.Set("username", username)
 	f.Set("password", password)
 	return postForm(t, b, siteAddr()+"/authorize/login", f)
@@ -495,7 +496,7 @@ func TestAttackParallelLoginPosts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := clone(form)
+			f := oauthtest.CloneValues(form)
 			f.Set("username", "bob")
 			f.Set("password", "guess")
 			req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/authorize/login", strings.NewReader(f.Encode()))
@@ -538,16 +539,16 @@ http://localhost:%d {
 	cookies := map[int]*http.Cookie{}
 	for _, port := range []int{portA, portB} {
 		raw, _ := json.Marshal(map[string]any{"redirect_uris": []string{clientRedirect}, "token_endpoint_auth_method": "none"})
-		status, _, body := do(t, b, http.MethodPost, origin(port)+"/register", http.Header{"Content-Type": {"application/json"}}, raw)
+		status, _, body := oauthtest.Do(t, b, http.MethodPost, origin(port)+"/register", http.Header{"Content-Type": {"application/json"}}, raw)
 		var reg struct {
 			ClientID string `json:"client_id"`
 		}
 		if err := json.Unmarshal(body, &reg); status != http.StatusCreated || err != nil {
 			t.Fatalf("registering at %d: %d %s", port, status, body)
 		}
-		q := authParams(testClient{ID: reg.ClientID, Redirects: []string{clientRedirect}}, newPKCE())
+		q := authParams(oauthtest.Client{ID: reg.ClientID, Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())
 		q.Set("resource", origin(port))
-		status, hdr, body := get(t, b, origin(port)+"/authorize?"+q.Encode(), nil)
+		status, hdr, body := oauthtest.Get(t, b, origin(port)+"/authorize?"+q.Encode(), nil)
 		if status != http.StatusOK {
 			t.Fatalf("authorization request at %d: %d %.300s", port, status, body)
 		}
@@ -570,10 +571,10 @@ http://localhost:%d {
 
 	// B's consent form posted with A's cookie alone (same name or not) is
 	// not B's browser.
-	form := clone(consent[portB])
+	form := oauthtest.CloneValues(consent[portB])
 	form.Set("decision", "approve")
 	for _, name := range []string{cookies[portA].Name, cookies[portB].Name} {
-		status, _, body := do(t, &http.Client{Timeout: 10 * time.Second, CheckRedirect: b.CheckRedirect}, http.MethodPost, origin(portB)+"/authorize/consent", http.Header{
+		status, _, body := oauthtest.Do(t, &http.Client{Timeout: 10 * time.Second, CheckRedirect: b.CheckRedirect}, http.MethodPost, origin(portB)+"/authorize/consent", http.Header{
 			"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {origin(portB)},
 			"Cookie": {name + "=" + cookies[portA].Value},
 		}, []byte(form.Encode()))
@@ -615,7 +616,7 @@ func TestAttackPasswordCheckFlood(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := clone(forms[i])
+			f := oauthtest.CloneValues(forms[i])
 			f.Set("username", "carol-"+strconv.Itoa(i))
 			f.Set("password", "guess")
 			req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/authorize/login", strings.NewReader(f.Encode()))

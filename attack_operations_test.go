@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -59,12 +60,12 @@ func TestAttackRandomDiscoveryPathsGrowMetrics(t *testing.T) {
 	// client creates exist.
 	attack := func(paths []string, grantType, token string) {
 		for _, p := range paths {
-			status, _, _ := get(t, e.http, siteAddr()+p, nil)
+			status, _, _ := oauthtest.Get(t, e.HTTP, siteAddr()+p, nil)
 			if status == http.StatusInternalServerError {
 				t.Errorf("GET %s: 500", p)
 			}
 		}
-		e.tokenRequest(t, url.Values{"grant_type": {grantType}, "client_id": {grantType}}, nil)
+		e.Token(t, url.Values{"grant_type": {grantType}, "client_id": {grantType}}, nil)
 		e.mcpStatus(t, token)
 	}
 	attack([]string{"/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/mcp",
@@ -130,7 +131,7 @@ func TestAttackFailedReloadDisablesAdminAPI(t *testing.T) {
 		if status, body := adminRequest(t, http.MethodGet, "/mcp_auth/clients"); status != http.StatusOK {
 			t.Errorf("%s: the admin API stopped working: %d %s", bad.name, status, body)
 		}
-		if status, _, _ := get(t, client, siteAddr()+"/.well-known/oauth-protected-resource", nil); status != http.StatusOK {
+		if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/.well-known/oauth-protected-resource", nil); status != http.StatusOK {
 			t.Errorf("%s: the old config stopped serving: %d", bad.name, status)
 		}
 	}
@@ -151,7 +152,7 @@ func TestAttackFailedReloadDisablesAdminAPI(t *testing.T) {
 // publishedKids returns the kids of the site's JWKS.
 func publishedKids(t *testing.T, c *http.Client) []string {
 	t.Helper()
-	_, _, body := get(t, c, siteAddr()+"/jwks", nil)
+	_, _, body := oauthtest.Get(t, c, siteAddr()+"/jwks", nil)
 	var set struct {
 		Keys []struct {
 			Kid string `json:"kid"`
@@ -180,7 +181,7 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 	if status, body := adminRequest(t, http.MethodPost, "/mcp_auth/keys/rotate?revoke=false"); status != http.StatusOK {
 		t.Fatalf("rotate: %d %s", status, body)
 	}
-	leaked := publishedKids(t, e.http)
+	leaked := publishedKids(t, e.HTTP)
 	forged := mint(t, testRing(t, e.storagePath), nil) // by another instance, or the attacker
 	if status := e.mcpStatus(t, forged); status != http.StatusOK {
 		t.Fatalf("test setup: minted token refused: %d", status)
@@ -190,7 +191,7 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 			t.Errorf("revoke=%q: %d, want 400", bad, status)
 		}
 	}
-	if kids := publishedKids(t, e.http); !slices.Equal(kids, leaked) {
+	if kids := publishedKids(t, e.HTTP); !slices.Equal(kids, leaked) {
 		t.Fatalf("a refused request changed the keys: %v, then %v", leaked, kids)
 	}
 
@@ -202,7 +203,7 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &answer); err != nil || len(answer.Revoked) != len(leaked) {
 		t.Errorf("rotate-keys --revoke printed %q, want every key of %v revoked", out, leaked)
 	}
-	now := publishedKids(t, e.http)
+	now := publishedKids(t, e.HTTP)
 	for _, kid := range leaked {
 		if slices.Contains(now, kid) {
 			t.Errorf("revoked key %s is still published", kid)
@@ -217,11 +218,11 @@ func TestAttackLeakedSigningKeySurvivesRotation(t *testing.T) {
 		}
 	}
 	// Clients recover by refreshing or logging in again, with the new key.
-	refreshed := e.exchange(t, refreshForm(c, issued.Refresh), nil)
+	refreshed := e.Exchange(t, refreshForm(c, issued.Refresh), nil)
 	if status := e.mcpStatus(t, refreshed.Access); status != http.StatusOK {
 		t.Errorf("token refreshed after revocation: %d", status)
 	}
-	if header, _ := decodeJWT(t, refreshed.Access); header["kid"] != answer.Kid {
+	if header, _ := oauthtest.DecodeJWT(t, refreshed.Access); header["kid"] != answer.Kid {
 		t.Errorf("refreshed token signed by %v, want the new key %s", header["kid"], answer.Kid)
 	}
 }
@@ -255,7 +256,7 @@ func TestAttackIdentityTokenPassesAsAccessToken(t *testing.T) {
 
 func TestAttackDisconnectDuringDiscoveryBlocksLogins(t *testing.T) {
 	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "u-1", Email: "alice@example.com", EmailVerified: true})
-	_, _, doc := get(t, http.DefaultClient, idp.URL+fakeidp.DiscoveryPath, nil)
+	_, _, doc := oauthtest.Get(t, http.DefaultClient, idp.URL+fakeidp.DiscoveryPath, nil)
 	release := make(chan struct{})
 	idp.Handle(fakeidp.DiscoveryPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-release // a slow provider
@@ -265,7 +266,7 @@ func TestAttackDisconnectDuringDiscoveryBlocksLogins(t *testing.T) {
 	e := startAS(t, oidcUpstream(idp))
 	c := e.publicClient(t)
 	approve := func(b *browser) url.Values {
-		form := consentForm(t, b, authParams(c, newPKCE()))
+		form := consentForm(t, b, authParams(c, oauthtest.NewPKCE()))
 		form.Set("decision", "approve")
 		return form
 	}
@@ -323,11 +324,11 @@ func TestAttackLeakedSigningKeyStillTrustedByOtherInstances(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if kids := publishedKids(t, e.http); len(kids) != 2 || !slices.Contains(kids, ring.SigningKeyID()) {
+	if kids := publishedKids(t, e.HTTP); len(kids) != 2 || !slices.Contains(kids, ring.SigningKeyID()) {
 		t.Errorf("JWKS after the revocation: %v, want the new key %s and its successor", kids, ring.SigningKeyID())
 	}
 	fresh := e.login(t, e.publicClient(t), nil)
-	if header, _ := decodeJWT(t, fresh.Access); header["kid"] != ring.SigningKeyID() {
+	if header, _ := oauthtest.DecodeJWT(t, fresh.Access); header["kid"] != ring.SigningKeyID() {
 		t.Errorf("new token signed by %v, want the new key %s", header["kid"], ring.SigningKeyID())
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Revocation raced by the requests it must stop: a refresh that lands
@@ -26,7 +28,7 @@ const raceTrials = 30
 // raceRefresh logs alice in, then refreshes while revoke runs after a
 // jittered delay, and fails the test if a token the refresh issued still
 // works once both are done.
-func raceRefresh(t *testing.T, e *asEnv, c testClient, trial int, revoke func(first tokenSet)) {
+func raceRefresh(t *testing.T, e *asEnv, c oauthtest.Client, trial int, revoke func(first oauthtest.TokenSet)) {
 	t.Helper()
 	first := e.login(t, c, nil)
 	var (
@@ -35,7 +37,7 @@ func raceRefresh(t *testing.T, e *asEnv, c testClient, trial int, revoke func(fi
 		renewed map[string]any
 	)
 	delay := time.Duration(rand.IntN(4000)) * time.Microsecond
-	wg.Go(func() { status, _, renewed = e.tokenRequest(t, refreshForm(c, first.Refresh), nil) })
+	wg.Go(func() { status, _, renewed = e.Token(t, refreshForm(c, first.Refresh), nil) })
 	wg.Go(func() {
 		time.Sleep(delay)
 		revoke(first)
@@ -52,7 +54,7 @@ func raceRefresh(t *testing.T, e *asEnv, c testClient, trial int, revoke func(fi
 	if got := e.mcpStatus(t, at); got != http.StatusUnauthorized {
 		t.Errorf("trial %d (revocation %v after the refresh was sent): the refreshed access token still works: %d", trial, delay, got)
 	}
-	if got, _, m := e.tokenRequest(t, refreshForm(c, rt), nil); got != http.StatusBadRequest || m["error"] != "invalid_grant" {
+	if got, _, m := e.Token(t, refreshForm(c, rt), nil); got != http.StatusBadRequest || m["error"] != "invalid_grant" {
 		t.Errorf("trial %d: the refreshed refresh token: %d %v, want invalid_grant", trial, got, m)
 	}
 }
@@ -61,7 +63,7 @@ func TestAttackRefreshRacingRevokeKeepsAccessToken(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
 	for trial := range raceTrials {
-		raceRefresh(t, e, c, trial, func(first tokenSet) {
+		raceRefresh(t, e, c, trial, func(first oauthtest.TokenSet) {
 			// However the revocation is phrased: any token_type_hint, the
 			// client named in the form or by HTTP Basic without a password.
 			form := url.Values{"token": {first.Refresh}}
@@ -72,9 +74,9 @@ func TestAttackRefreshRacingRevokeKeepsAccessToken(t *testing.T) {
 			if trial%2 == 0 {
 				form.Set("client_id", c.ID)
 			} else {
-				header.Set("Authorization", "Basic "+basicAuth(c.ID, ""))
+				header.Set("Authorization", "Basic "+oauthtest.BasicAuth(c.ID, ""))
 			}
-			if status, _, body := do(t, e.http, http.MethodPost, siteAddr()+"/revoke", header, []byte(form.Encode())); status != http.StatusOK {
+			if status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/revoke", header, []byte(form.Encode())); status != http.StatusOK {
 				t.Errorf("trial %d: /revoke answered %d %s", trial, status, body)
 			}
 		})
@@ -85,7 +87,7 @@ func TestAttackRefreshRacingAdminRevokeOfUserKeepsAccessToken(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
 	for trial := range raceTrials {
-		raceRefresh(t, e, c, trial, func(tokenSet) {
+		raceRefresh(t, e, c, trial, func(oauthtest.TokenSet) {
 			if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape("users:alice")); status != http.StatusOK {
 				t.Errorf("trial %d: revoking the user: %d %s", trial, status, body)
 			}
@@ -97,7 +99,7 @@ func TestAttackRefreshRacingAdminRevokeOfGrantKeepsAccessToken(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
 	for trial := range raceTrials / 3 {
-		raceRefresh(t, e, c, trial, func(tokenSet) {
+		raceRefresh(t, e, c, trial, func(oauthtest.TokenSet) {
 			var grants []struct{ ID string }
 			_, body := adminRequest(t, http.MethodGet, "/mcp_auth/grants")
 			if err := json.Unmarshal(body, &grants); err != nil || len(grants) != 1 {
@@ -126,7 +128,7 @@ func TestAttackConcurrentRefreshesRacingRevokeKeepAccessToken(t *testing.T) {
 		)
 		for range 4 {
 			wg.Go(func() {
-				if status, _, m := e.tokenRequest(t, refreshForm(c, first.Refresh), nil); status == http.StatusOK {
+				if status, _, m := e.Token(t, refreshForm(c, first.Refresh), nil); status == http.StatusOK {
 					mu.Lock()
 					granted = append(granted, m["access_token"].(string))
 					mu.Unlock()
@@ -136,7 +138,7 @@ func TestAttackConcurrentRefreshesRacingRevokeKeepAccessToken(t *testing.T) {
 		wg.Go(func() {
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 			form := url.Values{"token": {first.Refresh}, "client_id": {c.ID}}
-			do(t, e.http, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+			oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
 		})
 		wg.Wait()
 		for _, at := range granted {
@@ -152,12 +154,12 @@ func TestAttackConcurrentRefreshesRacingRevokeKeepAccessToken(t *testing.T) {
 func TestAttackCodeFromBeforeUserRevocationRedeemedAfter(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	code := loginCode(t, authParams(c, p))
 	if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape("users:alice")); status != http.StatusOK {
 		t.Fatalf("revoking the user: %d %s", status, body)
 	}
-	if status, _, m := e.tokenRequest(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+	if status, _, m := e.Token(t, codeForm(c, code, p), nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 		t.Errorf("redeeming a code from before the revocation: %d %v, want invalid_grant", status, m)
 	}
 	if entries := auditLog(t, e.logDir, "authorization code of a revoked user or client redeemed; nothing issued"); len(entries) != 1 {
@@ -193,9 +195,9 @@ func TestAttackSecretGuessingThrottleSaysWhenToRetry(t *testing.T) {
 	victim := pe.dcr(t, `{"client_name":"victim","redirect_uris":["`+clientRedirect+`"],"token_endpoint_auth_method":"client_secret_post"}`, nil, "client_secret_post")
 	attacker := clientFrom(t, "127.0.0.4")
 	for attempt := range 14 {
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier},
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {oauthtest.NewPKCE().Verifier},
 			"client_id": {victim.ID}, "client_secret": {"guess-" + strconv.Itoa(attempt)}}
-		status, hdr, _ := do(t, attacker, http.MethodPost, siteAddr()+"/token",
+		status, hdr, _ := oauthtest.Do(t, attacker, http.MethodPost, siteAddr()+"/token",
 			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
 		if attempt < 10 {
 			if status != http.StatusUnauthorized || hdr.Get("Retry-After") != "" {
@@ -230,7 +232,7 @@ func auditLog(t *testing.T, logDir, msg string) []map[string]any {
 func TestAttackDeletedMetadataDocumentClientComesBack(t *testing.T) {
 	srv, _ := metadataServer(t, map[string]func(string) any{"/client.json": cimdDoc("/client.json", nil)})
 	e := usersAS(t, "")
-	c := testClient{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}
+	c := oauthtest.Client{ID: srv.URL + "/client.json", Redirects: []string{clientRedirect}}
 	ts := e.login(t, c, nil)
 	if got := e.mcpStatus(t, ts.Access); got != http.StatusOK {
 		t.Fatalf("the client's access token before: %d", got)
@@ -244,11 +246,11 @@ func TestAttackDeletedMetadataDocumentClientComesBack(t *testing.T) {
 	if got := e.mcpStatus(t, ts.Access); got != http.StatusUnauthorized {
 		t.Errorf("the client's access token after: %d, want 401", got)
 	}
-	if status, _, m := e.tokenRequest(t, refreshForm(c, ts.Refresh), nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
+	if status, _, m := e.Token(t, refreshForm(c, ts.Refresh), nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 		t.Errorf("refresh by the blocked client: %d %v, want invalid_client", status, m)
 	}
 	// A fresh login is stopped at /authorize, before any redirect.
-	status, hdr, body := get(t, e.http, authorizeURL(authParams(c, newPKCE())), nil)
+	status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
 	assertErrorPage(t, "authorize by the blocked client", status, hdr, body, http.StatusForbidden)
 	// Other spellings of the URL are other client_ids, which the document
 	// does not confirm: none is a way back in.
@@ -261,7 +263,7 @@ func TestAttackDeletedMetadataDocumentClientComesBack(t *testing.T) {
 		srv.URL + "//client.json",
 		srv.URL + "/./client.json",
 	} {
-		status, hdr, body := get(t, e.http, authorizeURL(authParams(testClient{ID: variant, Redirects: c.Redirects}, newPKCE())), nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(oauthtest.Client{ID: variant, Redirects: c.Redirects}, oauthtest.NewPKCE())), nil)
 		if status != http.StatusForbidden {
 			assertErrorPage(t, "authorize as "+variant, status, hdr, body, http.StatusBadRequest)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
@@ -129,7 +130,7 @@ func TestAttackStoreFailingAtShutdownHangsCaddy(t *testing.T) {
 // base and returns the status.
 func registerStatus(t *testing.T, base string) int {
 	t.Helper()
-	status, _, _ := do(t, http.DefaultClient, http.MethodPost, base+"/register", http.Header{"Content-Type": {"application/json"}}, []byte(refreshingClientBody))
+	status, _, _ := oauthtest.Do(t, http.DefaultClient, http.MethodPost, base+"/register", http.Header{"Content-Type": {"application/json"}}, []byte(refreshingClientBody))
 	return status
 }
 
@@ -240,7 +241,7 @@ func (in *instance) token(t *testing.T, form url.Values) (int, map[string]any) {
 // status, and the headers, which name the instance that answered.
 func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int, http.Header, []byte) {
 	t.Helper()
-	h := bearer(accessToken)
+	h := oauthtest.Bearer(accessToken)
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
 	if session != "" {
@@ -255,21 +256,21 @@ const mcpInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"
 const refreshingClientBody = `{"client_name":"scale test","redirect_uris":["` + clientRedirect + `"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`
 
 // register registers a public client at the instance.
-func (in *instance) register(t *testing.T) testClient {
+func (in *instance) register(t *testing.T) oauthtest.Client {
 	t.Helper()
 	status, _, raw := in.request(t, http.MethodPost, "/register", http.Header{"Content-Type": {"application/json"}}, refreshingClientBody)
 	var reg map[string]any
 	if err := json.Unmarshal(raw, &reg); err != nil || status != http.StatusCreated {
 		t.Fatalf("registering: %d %s", status, raw)
 	}
-	return testClient{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
+	return oauthtest.Client{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
 }
 
 // authorizeParams is the authorization request of c at the instance.
-func (in *instance) authorizeParams(c testClient, p pkce) url.Values {
+func (in *instance) authorizeParams(c oauthtest.Client, p oauthtest.PKCE) url.Values {
 	return url.Values{
 		"response_type": {"code"}, "client_id": {c.ID}, "redirect_uri": {clientRedirect},
-		"code_challenge": {p.challenge}, "code_challenge_method": {"S256"},
+		"code_challenge": {p.Challenge}, "code_challenge_method": {"S256"},
 		"state": {"st"}, "resource": {in.base + "/mcp"},
 	}
 }
@@ -277,7 +278,7 @@ func (in *instance) authorizeParams(c testClient, p pkce) url.Values {
 // authorize logs alice in at the instance for c, from the source address
 // source when it is not empty (each source may start only so many
 // authorizations an hour), and returns the code.
-func (in *instance) authorize(t *testing.T, c testClient, p pkce, source string) string {
+func (in *instance) authorize(t *testing.T, c oauthtest.Client, p oauthtest.PKCE, source string) string {
 	t.Helper()
 	b := aliceBrowser(t)
 	if source != "" {
@@ -292,18 +293,18 @@ func (in *instance) authorize(t *testing.T, c testClient, p pkce, source string)
 }
 
 // codeForm redeems code for c at the instance.
-func (in *instance) codeForm(c testClient, code string, p pkce) url.Values {
+func (in *instance) codeForm(c oauthtest.Client, code string, p oauthtest.PKCE) url.Values {
 	return url.Values{
-		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {p.verifier},
+		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {p.Verifier},
 		"client_id": {c.ID}, "redirect_uri": {clientRedirect}, "resource": {in.base + "/mcp"},
 	}
 }
 
 // loginThrough registers a public client at in and logs alice in there,
 // and returns the client and the token answer.
-func loginThrough(t *testing.T, in *instance) (testClient, map[string]any) {
+func loginThrough(t *testing.T, in *instance) (oauthtest.Client, map[string]any) {
 	t.Helper()
-	c, p := in.register(t), newPKCE()
+	c, p := in.register(t), oauthtest.NewPKCE()
 	status, m := in.token(t, in.codeForm(c, in.authorize(t, c, p, ""), p))
 	if status != http.StatusOK {
 		t.Fatalf("exchanging the code: %d %v", status, m)
@@ -399,7 +400,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 		t.Fatalf("refresh after the rotation: %d %v", status, tokens)
 	}
 	access = tokens["access_token"].(string)
-	if header, _ := decodeJWT(t, access); header["kid"] != rotated.Kid {
+	if header, _ := oauthtest.DecodeJWT(t, access); header["kid"] != rotated.Kid {
 		t.Fatalf("the access token is signed by %v, not the new key %s", header["kid"], rotated.Kid)
 	}
 	if status, _, _ := b.mcp(t, access, "", mcpInitialize); status != http.StatusOK {
@@ -428,7 +429,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 // adminPost posts to a process Caddy's admin API.
 func adminPost(t *testing.T, admin, path string) (int, []byte) {
 	t.Helper()
-	status, _, raw := do(t, http.DefaultClient, http.MethodPost, "http://"+admin+path, nil, nil)
+	status, _, raw := oauthtest.Do(t, http.DefaultClient, http.MethodPost, "http://"+admin+path, nil, nil)
 	return status, raw
 }
 
@@ -469,7 +470,7 @@ func (a *acknowledged) grant(clientID, refreshToken string) {
 
 // crashWorker redeems its code, then registers clients and refreshes its
 // grant until the instance goes away, recording what was acknowledged.
-func crashWorker(t *testing.T, in *instance, acks *acknowledged, c testClient, code string, p pkce) {
+func crashWorker(t *testing.T, in *instance, acks *acknowledged, c oauthtest.Client, code string, p oauthtest.PKCE) {
 	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 	status, _, raw, err := in.try(http.MethodPost, "/token", form, in.codeForm(c, code, p).Encode())
 	for err == nil {
@@ -507,7 +508,7 @@ func checkAcknowledged(t *testing.T, in *instance, acks *acknowledged) {
 	if status != http.StatusOK {
 		t.Fatalf("after the restart: %d %s", status, raw)
 	}
-	_, _, raw = do(t, http.DefaultClient, http.MethodGet, "http://"+in.proc.Admin+"/mcp_auth/clients", nil, nil)
+	_, _, raw = oauthtest.Do(t, http.DefaultClient, http.MethodGet, "http://"+in.proc.Admin+"/mcp_auth/clients", nil, nil)
 	var listed []struct {
 		ClientID     string   `json:"client_id"`
 		RedirectURIs []string `json:"redirect_uris"`
@@ -531,13 +532,13 @@ func checkAcknowledged(t *testing.T, in *instance, acks *acknowledged) {
 		}
 	}
 	for id, rt := range acks.grants {
-		status, m := in.token(t, refreshForm(testClient{ID: id}, rt))
+		status, m := in.token(t, refreshForm(oauthtest.Client{ID: id}, rt))
 		if status != http.StatusOK {
 			t.Errorf("the acknowledged refresh token of client %s after the crash: %d %v", id, status, m)
 			continue
 		}
 		acks.grants[id] = m["refresh_token"].(string)
-		if status, _, raw := in.request(t, http.MethodGet, "/mcp", bearer(m["access_token"].(string)), ""); status != http.StatusOK {
+		if status, _, raw := in.request(t, http.MethodGet, "/mcp", oauthtest.Bearer(m["access_token"].(string)), ""); status != http.StatusOK {
 			t.Errorf("an access token refreshed after the crash: %d %s", status, raw)
 		}
 	}
@@ -580,7 +581,7 @@ http://127.0.0.1:%d {
 		// source may start only 300 authorizations an hour.
 		var wg sync.WaitGroup
 		for w := range crashWorkers {
-			c, p := in.register(t), newPKCE()
+			c, p := in.register(t), oauthtest.NewPKCE()
 			acks.client(c.ID)
 			code := in.authorize(t, c, p, fmt.Sprintf("127.0.%d.%d", 1+cycle, 1+w))
 			wg.Go(func() { crashWorker(t, in, acks, c, code, p) })

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // browser plays a user's browser in a login: it keeps cookies, follows
@@ -230,7 +232,7 @@ func loginCode(t *testing.T, q url.Values, servers ...string) string {
 // consentForm opens the consent page for q in b and returns its form.
 func consentForm(t *testing.T, b *browser, q url.Values) url.Values {
 	t.Helper()
-	status, _, body := get(t, b.client, authorizeURL(q), nil)
+	status, _, body := oauthtest.Get(t, b.client, authorizeURL(q), nil)
 	if status != http.StatusOK || !strings.Contains(string(body), `name="decision"`) {
 		t.Fatalf("no consent page: %d %.300s", status, body)
 	}
@@ -244,6 +246,6 @@ func consentForm(t *testing.T, b *browser, q url.Values) url.Values {
 // postConsent posts a consent decision from b.
 func postConsent(t *testing.T, b *browser, form url.Values) (int, http.Header, []byte) {
 	t.Helper()
-	return do(t, b.client, http.MethodPost, siteAddr()+"/authorize/consent",
+	return oauthtest.Do(t, b.client, http.MethodPost, siteAddr()+"/authorize/consent",
 		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()}}, []byte(form.Encode()))
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // TestConformance runs the official MCP conformance suite's authorization
@@ -138,7 +140,7 @@ func runGoSDKFlow(t *testing.T, opIssuer string) {
 		t.Fatalf("tool call with the refreshed token: %v", err)
 	}
 
-	status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+	status, _, _ := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
 		[]byte(url.Values{"token": {refreshed.RefreshToken}, "client_id": {oauthCfg.ClientID}}.Encode()))
 	if status != http.StatusOK {
 		t.Fatalf("revoke: %d", status)
@@ -305,7 +307,7 @@ func runConformanceSuite(t *testing.T, node, opIssuer string) {
 		"response_types":             []string{"code"},
 		"token_endpoint_auth_method": "none",
 	})
-	status, _, body := do(t, c, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {"application/json"}}, reg)
+	status, _, body := oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {"application/json"}}, reg)
 	var client struct {
 		ClientID string `json:"client_id"`
 	}

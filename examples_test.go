@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // loadExample reads an example Caddyfile and points it at this test's
@@ -105,7 +106,7 @@ func TestExampleExternalAuthorizationServer(t *testing.T) {
 	if id := whoami(t, transport); id.User != "kc-1" {
 		t.Errorf("backend saw %+v", id)
 	}
-	if status, _, _ := get(t, client, siteAddr()+"/mcp", nil); status != http.StatusUnauthorized {
+	if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/mcp", nil); status != http.StatusUnauthorized {
 		t.Errorf("no token: %d", status)
 	}
 }

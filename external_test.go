@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 func TestExternalAuthorizationServer(t *testing.T) {
@@ -40,7 +41,7 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		introspection rs-client rs-secret-0123456789
 		accept_jwt_typ JWT`)
 
-	status, _, body := get(t, client, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
+	status, _, body := oauthtest.Get(t, client, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
 	var prm struct {
 		Resource             string   `json:"resource"`
 		AuthorizationServers []string `json:"authorization_servers"`
@@ -48,7 +49,7 @@ func TestExternalAuthorizationServer(t *testing.T) {
 	if status != 200 || json.Unmarshal(body, &prm) != nil || prm.Resource != resource || len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != idp.URL {
 		t.Fatalf("resource metadata must point at the external server: %d %s", status, body)
 	}
-	if status, _, _ := get(t, client, siteAddr()+"/token", nil); status != http.StatusUnauthorized {
+	if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/token", nil); status != http.StatusUnauthorized {
 		t.Errorf("external mode must serve no token endpoint: %d", status)
 	}
 
@@ -80,7 +81,7 @@ func TestExternalAuthorizationServer(t *testing.T) {
 		})
 	}
 	before := introspections.Load()
-	get(t, client, siteAddr()+"/mcp", bearer("opaque-good"))
+	oauthtest.Get(t, client, siteAddr()+"/mcp", oauthtest.Bearer("opaque-good"))
 	if introspections.Load() != before {
 		t.Error("an active token's introspection answer was not reused")
 	}
@@ -90,7 +91,7 @@ func TestExternalAuthorizationServer(t *testing.T) {
 	idp.RotateKey()
 	rotated := sign(nil)
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
-		status, _, _ := get(t, client, siteAddr()+"/mcp", bearer(rotated))
+		status, _, _ := oauthtest.Get(t, client, siteAddr()+"/mcp", oauthtest.Bearer(rotated))
 		if status != http.StatusUnauthorized {
 			break
 		}
@@ -145,7 +146,7 @@ func externalToken(t *testing.T, idp *fakeidp.OIDC, typ string, edit func(map[st
 // initialize posts an MCP initialize request with token to path.
 func initialize(t *testing.T, client *http.Client, path, token string) (int, http.Header, []byte) {
 	t.Helper()
-	return do(t, client, http.MethodPost, siteAddr()+path, http.Header{
+	return oauthtest.Do(t, client, http.MethodPost, siteAddr()+path, http.Header{
 		"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
 	}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}`))
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -138,7 +139,7 @@ func (h *discoveringHandler) Authorize(ctx context.Context, req *http.Request, r
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	status, _, body := get(h.t, h.http, issuer+"/.well-known/oauth-authorization-server", nil)
+	status, _, body := oauthtest.Get(h.t, h.http, issuer+"/.well-known/oauth-authorization-server", nil)
 	if status != http.StatusOK || json.Unmarshal(body, &asm) != nil || asm.Issuer != issuer {
 		return fmt.Errorf("authorization server metadata: %d %s", status, body)
 	}
@@ -192,7 +193,7 @@ func TestGateWithRealMCPClient(t *testing.T) {
 	}
 
 	// Every request needs the token, even one in an established session.
-	status, hdr, _ := do(t, client, http.MethodGet, siteAddr()+"/mcp", http.Header{"Mcp-Session-Id": {cs.ID()}, "Accept": {"text/event-stream"}}, nil)
+	status, hdr, _ := oauthtest.Do(t, client, http.MethodGet, siteAddr()+"/mcp", http.Header{"Mcp-Session-Id": {cs.ID()}, "Accept": {"text/event-stream"}}, nil)
 	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") == "" {
 		t.Errorf("session without token: %d %v", status, hdr)
 	}
@@ -205,14 +206,14 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 	client := mustTLSClient(t)
 	iss := siteAddr()
 
-	status, hdr, _ := do(t, client, http.MethodPost, iss+"/mcp", nil, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
+	status, hdr, _ := oauthtest.Do(t, client, http.MethodPost, iss+"/mcp", nil, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
 	wantChallenge := `Bearer realm="mcp", resource_metadata="` + iss + `/.well-known/oauth-protected-resource/mcp", scope="mcp:tools"`
 	if status != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") != wantChallenge {
 		t.Fatalf("no token: %d %q, want 401 %q", status, hdr.Get("WWW-Authenticate"), wantChallenge)
 	}
 
 	for _, path := range []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"} {
-		status, hdr, body := get(t, client, iss+path, http.Header{"X-Forwarded-Host": {"evil.test"}, "X-Forwarded-Proto": {"http"}, "Origin": {"http://localhost:6274"}})
+		status, hdr, body := oauthtest.Get(t, client, iss+path, http.Header{"X-Forwarded-Host": {"evil.test"}, "X-Forwarded-Proto": {"http"}, "Origin": {"http://localhost:6274"}})
 		var prm map[string]any
 		if status != http.StatusOK || hdr.Get("Content-Type") != "application/json" || json.Unmarshal(body, &prm) != nil {
 			t.Fatalf("%s: %d %s", path, status, body)
@@ -233,7 +234,7 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 
 	var asm, oidc map[string]any
 	for path, doc := range map[string]*map[string]any{"/.well-known/oauth-authorization-server": &asm, "/.well-known/openid-configuration": &oidc} {
-		status, _, body := get(t, client, iss+path, http.Header{"Host": {"evil.test"}})
+		status, _, body := oauthtest.Get(t, client, iss+path, http.Header{"Host": {"evil.test"}})
 		if status != http.StatusOK || json.Unmarshal(body, doc) != nil {
 			t.Fatalf("%s: %d %s", path, status, body)
 		}
@@ -247,7 +248,7 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 		}
 	}
 
-	status, hdr, body := get(t, client, iss+"/jwks", nil)
+	status, hdr, body := oauthtest.Get(t, client, iss+"/jwks", nil)
 	var jwks struct{ Keys []map[string]any }
 	if status != http.StatusOK || json.Unmarshal(body, &jwks) != nil || len(jwks.Keys) < 2 {
 		t.Fatalf("jwks: %d %s", status, body)
@@ -266,16 +267,16 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 		}
 	}
 
-	status, hdr, body = do(t, client, http.MethodHead, iss+"/.well-known/oauth-authorization-server", nil, nil)
+	status, hdr, body = oauthtest.Do(t, client, http.MethodHead, iss+"/.well-known/oauth-authorization-server", nil, nil)
 	if status != http.StatusOK || len(body) != 0 || hdr.Get("Content-Length") == "0" {
 		t.Errorf("HEAD metadata: %d %v %q", status, hdr, body)
 	}
-	status, _, body = do(t, client, http.MethodPost, iss+"/.well-known/oauth-protected-resource/mcp", nil, nil)
+	status, _, body = oauthtest.Do(t, client, http.MethodPost, iss+"/.well-known/oauth-protected-resource/mcp", nil, nil)
 	if status != http.StatusMethodNotAllowed || !strings.Contains(string(body), `"error"`) {
 		t.Errorf("POST metadata: %d %s", status, body)
 	}
 
-	status, hdr, _ = do(t, client, http.MethodOptions, iss+"/mcp", http.Header{
+	status, hdr, _ = oauthtest.Do(t, client, http.MethodOptions, iss+"/mcp", http.Header{
 		"Origin": {"http://localhost:6274"}, "Access-Control-Request-Method": {"POST"},
 		"Access-Control-Request-Headers": {"authorization, content-type, mcp-protocol-version"},
 	}, nil)
@@ -283,7 +284,7 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 		!strings.Contains(hdr.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight: %d %v", status, hdr)
 	}
-	status, hdr, _ = do(t, client, http.MethodPost, iss+"/mcp", http.Header{"Origin": {"http://localhost:6274"}}, nil)
+	status, hdr, _ = oauthtest.Do(t, client, http.MethodPost, iss+"/mcp", http.Header{"Origin": {"http://localhost:6274"}}, nil)
 	if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") ||
 		!strings.Contains(hdr.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
 		t.Errorf("browser 401 must expose WWW-Authenticate: %d %v", status, hdr)
@@ -323,31 +324,31 @@ func TestGateDecisions(t *testing.T) {
 		status    int
 		challenge string // substring of WWW-Authenticate
 	}{
-		{"valid token", "/other", bearer(valid), 200, ""},
+		{"valid token", "/other", oauthtest.Bearer(valid), 200, ""},
 		{"scheme is case-insensitive", "/other", http.Header{"Authorization": {"bEaReR " + valid}}, 200, ""},
 		{"no token", "/other", nil, 401, prm},
 		{"basic credentials", "/other", http.Header{"Authorization": {"Basic YWxpY2U6c2VjcmV0"}}, 401, prm},
 		{"token in query is ignored", "/other?access_token=" + inQuery, nil, 401, prm},
-		{"token in query and header", "/other?access_token=" + inQuery, bearer(inQuery), 400, `error="invalid_request"`},
+		{"token in query and header", "/other?access_token=" + inQuery, oauthtest.Bearer(inQuery), 400, `error="invalid_request"`},
 		{"two Authorization headers", "/other", http.Header{"Authorization": {"Bearer " + valid, "Bearer " + valid}}, 400, `error="invalid_request"`},
-		{"garbage", "/other", bearer("garbage"), 401, `error="invalid_token"`},
-		{"not token68", "/other", bearer("a.b.c d"), 401, `error="invalid_token"`},
+		{"garbage", "/other", oauthtest.Bearer("garbage"), 401, `error="invalid_token"`},
+		{"not token68", "/other", oauthtest.Bearer("a.b.c d"), 401, `error="invalid_token"`},
 		{"empty bearer", "/other", http.Header{"Authorization": {"Bearer "}}, 401, prm},
-		{"oversized token", "/other", bearer(strings.Repeat("a", 20000)), 401, `error="invalid_token"`},
-		{"tampered signature", "/other", bearer(flipped), 401, `error="invalid_token"`},
-		{"alg none", "/other", bearer(algNone), 401, `error="invalid_token"`},
-		{"ID token (typ JWT)", "/other", bearer(idToken), 401, `error="invalid_token"`},
-		{"expired", "/other", bearer(expired), 401, `error_description="token has expired"`},
-		{"wrong audience", "/other", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{iss + "/other"} })), 401, `error="invalid_token"`},
-		{"origin as audience", "/mcp", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{iss} })), 401, `error="invalid_token"`},
-		{"wrong issuer", "/other", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Issuer = "https://evil.test" })), 401, `error="invalid_token"`},
-		{"missing scope", "/admin/users", bearer(valid), 403, `error="insufficient_scope"`},
-		{"required scope present", "/admin/users", bearer(admin), 200, ""},
-		{"path traversal to admin", "/mcp/../admin/users", bearer(valid), 400, `error="invalid_request"`},
+		{"oversized token", "/other", oauthtest.Bearer(strings.Repeat("a", 20000)), 401, `error="invalid_token"`},
+		{"tampered signature", "/other", oauthtest.Bearer(flipped), 401, `error="invalid_token"`},
+		{"alg none", "/other", oauthtest.Bearer(algNone), 401, `error="invalid_token"`},
+		{"ID token (typ JWT)", "/other", oauthtest.Bearer(idToken), 401, `error="invalid_token"`},
+		{"expired", "/other", oauthtest.Bearer(expired), 401, `error_description="token has expired"`},
+		{"wrong audience", "/other", oauthtest.Bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{iss + "/other"} })), 401, `error="invalid_token"`},
+		{"origin as audience", "/mcp", oauthtest.Bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Audience = tokens.Audience{iss} })), 401, `error="invalid_token"`},
+		{"wrong issuer", "/other", oauthtest.Bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Issuer = "https://evil.test" })), 401, `error="invalid_token"`},
+		{"missing scope", "/admin/users", oauthtest.Bearer(valid), 403, `error="insufficient_scope"`},
+		{"required scope present", "/admin/users", oauthtest.Bearer(admin), 200, ""},
+		{"path traversal to admin", "/mcp/../admin/users", oauthtest.Bearer(valid), 400, `error="invalid_request"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, hdr, body := get(t, client, iss+tc.path, tc.header)
+			status, hdr, body := oauthtest.Get(t, client, iss+tc.path, tc.header)
 			if status != tc.status {
 				t.Fatalf("status %d, want %d (%s)", status, tc.status, body)
 			}
@@ -361,7 +362,7 @@ func TestGateDecisions(t *testing.T) {
 	}
 
 	t.Run("insufficient scope names the needed scope", func(t *testing.T) {
-		_, hdr, _ := get(t, client, iss+"/admin/users", bearer(valid))
+		_, hdr, _ := oauthtest.Get(t, client, iss+"/admin/users", oauthtest.Bearer(valid))
 		want := `Bearer realm="mcp", error="insufficient_scope", error_description="token lacks a required scope", resource_metadata="` + iss + `/.well-known/oauth-protected-resource/mcp", scope="admin"`
 		if got := hdr.Get("WWW-Authenticate"); got != want {
 			t.Errorf("got %q\nwant %q", got, want)
@@ -369,11 +370,11 @@ func TestGateDecisions(t *testing.T) {
 	})
 
 	t.Run("backend gets identity, not the token or spoofed headers", func(t *testing.T) {
-		h := bearer(valid)
+		h := oauthtest.Bearer(valid)
 		h.Set("X-MCP-User", "admin")
 		h.Set("X-Forwarded-User", "admin")
 		h.Set("X-Remote-User", "admin")
-		status, _, body := get(t, client, iss+"/other", h)
+		status, _, body := oauthtest.Get(t, client, iss+"/other", h)
 		var seen http.Header
 		if status != 200 || json.Unmarshal(body, &seen) != nil {
 			t.Fatalf("%d %s", status, body)
@@ -390,15 +391,13 @@ func TestGateDecisions(t *testing.T) {
 	})
 
 	t.Run("oversized header", func(t *testing.T) {
-		status, _, _ := get(t, client, iss+"/other", http.Header{"Authorization": {"Bearer " + strings.Repeat("a", 2<<20)}})
+		status, _, _ := oauthtest.Get(t, client, iss+"/other", http.Header{"Authorization": {"Bearer " + strings.Repeat("a", 2<<20)}})
 		if status < 400 || status >= 500 {
 			t.Errorf("status %d, want a 4xx", status)
 		}
 	})
 	assertNoSecretsLogged(t, logDir, valid, admin, flipped)
 }
-
-func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 // assertNoSecretsLogged checks every log line Caddy wrote (debug level and
 // access logs) for tokens and Authorization values.
@@ -438,9 +437,9 @@ func TestIdentityTokenForBackend(t *testing.T) {
 	ring := testRing(t, storagePath)
 	token := mint(t, ring, nil)
 
-	h := bearer(token)
+	h := oauthtest.Bearer(token)
 	h.Set("X-MCP-Identity", "forged")
-	status, _, body := get(t, client, siteAddr()+"/other", h)
+	status, _, body := oauthtest.Get(t, client, siteAddr()+"/other", h)
 	var seen http.Header
 	if status != 200 || json.Unmarshal(body, &seen) != nil {
 		t.Fatalf("%d %s", status, body)
@@ -450,7 +449,7 @@ func TestIdentityTokenForBackend(t *testing.T) {
 		t.Fatalf("X-MCP-Identity = %v", seen.Values("X-Mcp-Identity"))
 	}
 	// The backend verifies it with the published keys.
-	_, _, jwks := get(t, client, siteAddr()+"/jwks", nil)
+	_, _, jwks := oauthtest.Get(t, client, siteAddr()+"/jwks", nil)
 	set, err := jwk.Parse(jwks)
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +471,7 @@ func TestIdentityTokenForBackend(t *testing.T) {
 		t.Errorf("identity token lives %vs", exp-iat)
 	}
 	// It is no access token.
-	if status, _, _ := get(t, client, siteAddr()+"/other", bearer(identity)); status != http.StatusUnauthorized {
+	if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/other", oauthtest.Bearer(identity)); status != http.StatusUnauthorized {
 		t.Errorf("identity token accepted as an access token: %d", status)
 	}
 }
@@ -499,17 +498,17 @@ func TestSessionsAreBoundToTheirUser(t *testing.T) {
 	}
 	list := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`)
 	header := func(token string) http.Header {
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Mcp-Session-Id", session)
 		h.Set("Mcp-Protocol-Version", cs.InitializeResult().ProtocolVersion)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
 		return h
 	}
-	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", header(bob), list); status != http.StatusNotFound {
+	if status, _, body := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", header(bob), list); status != http.StatusNotFound {
 		t.Errorf("bob with alice's session: %d %s, want 404", status, body)
 	}
-	if status, _, body := do(t, client, http.MethodPost, siteAddr()+"/mcp", header(alice), list); status != http.StatusOK {
+	if status, _, body := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", header(alice), list); status != http.StatusOK {
 		t.Errorf("alice with her session: %d %s", status, body)
 	}
 	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami", Arguments: map[string]any{}}); err != nil {

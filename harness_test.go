@@ -333,30 +333,3 @@ func testRing(t testing.TB, storagePath string) *tokens.KeyRing {
 	}
 	return ring
 }
-
-// get fetches a URL with the test client and returns status, header and body.
-func get(t testing.TB, c *http.Client, url string, header http.Header) (int, http.Header, []byte) {
-	t.Helper()
-	return do(t, c, http.MethodGet, url, header, nil)
-}
-
-func do(t testing.TB, c *http.Client, method, url string, header http.Header, body []byte) (int, http.Header, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, b
-}

@@ -32,10 +32,10 @@ func TestMetricsAndAuditLog(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t)
 	ts := e.login(t, c, nil)
-	e.exchange(t, refreshForm(c, ts.Refresh), nil)
+	e.Exchange(t, refreshForm(c, ts.Refresh), nil)
 	e.mcpStatus(t, ts.Access)
 	e.mcpStatus(t, "")
-	e.postForm(t, "/revoke", map[string][]string{"token": {ts.Refresh}, "client_id": {c.ID}}, nil)
+	e.PostForm(t, "/revoke", map[string][]string{"token": {ts.Refresh}, "client_id": {c.ID}}, nil)
 
 	for sample, want := range map[string]string{
 		`caddy_mcp_auth_client_registrations_total`:                           "",

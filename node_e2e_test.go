@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -23,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // The tests in this file run real clients in Node against the in-process
@@ -231,7 +232,7 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 		"client_uri":                 "https://github.com/modelcontextprotocol/inspector",
 		"scope":                      "mcp:tools mcp:admin",
 	})
-	status, _, body := do(t, c, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {"application/json"}}, reg)
+	status, _, body := oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/register", http.Header{"Content-Type": {"application/json"}}, reg)
 	if status != http.StatusCreated {
 		t.Fatalf("register: %d %s", status, body)
 	}
@@ -244,12 +245,11 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 
 	authorize := func(decision string) (browserResult, string, string) {
 		verifier, state := e2eRandom(32), e2eRandom(16)
-		sum := sha256.Sum256([]byte(verifier))
 		q := url.Values{
 			"response_type":         {"code"},
 			"client_id":             {client.ClientID},
 			"redirect_uri":          {redirectURI},
-			"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
+			"code_challenge":        {oauthtest.S256(verifier)},
 			"code_challenge_method": {"S256"},
 			"state":                 {state},
 			"resource":              {resource},
@@ -301,7 +301,7 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 			"code_verifier": {verifier},
 			"resource":      {resource},
 		}
-		status, _, body := do(t, c, http.MethodPost, siteAddr()+"/token",
+		status, _, body := oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/token",
 			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
 		if status != http.StatusOK {
 			t.Fatalf("token: %d %s", status, body)
@@ -318,19 +318,19 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 
 		// The access token opens the gate: an MCP initialize answered by the demo server.
 		init := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}`)
-		h := bearer(tok.AccessToken)
+		h := oauthtest.Bearer(tok.AccessToken)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
-		status, _, body = do(t, c, http.MethodPost, resource, h, init)
+		status, _, body = oauthtest.Do(t, c, http.MethodPost, resource, h, init)
 		if status != http.StatusOK || !bytes.Contains(body, []byte(`"serverInfo"`)) {
 			t.Errorf("initialize with the access token: %d %s", status, body)
 		}
 		h.Set("Authorization", "Bearer "+tok.RefreshToken)
-		if status, _, _ := do(t, c, http.MethodPost, resource, h, init); status != http.StatusUnauthorized {
+		if status, _, _ := oauthtest.Do(t, c, http.MethodPost, resource, h, init); status != http.StatusUnauthorized {
 			t.Errorf("initialize with the refresh token as bearer: %d, want 401", status)
 		}
 		// The code is single use.
-		status, _, body = do(t, c, http.MethodPost, siteAddr()+"/token",
+		status, _, body = oauthtest.Do(t, c, http.MethodPost, siteAddr()+"/token",
 			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
 		if status != http.StatusBadRequest || !bytes.Contains(body, []byte("invalid_grant")) {
 			t.Errorf("second exchange of the code: %d %s", status, body)

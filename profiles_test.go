@@ -21,6 +21,7 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -35,7 +36,7 @@ import (
 
 // pclient is an MCP client as a profile makes it talk to the server.
 type pclient struct {
-	testClient
+	oauthtest.Client
 	// method is how it authenticates at /token and /revoke: none,
 	// client_secret_post, client_secret_basic or private_key_jwt.
 	method string
@@ -108,7 +109,7 @@ func (c *pclient) credentials(t *testing.T, form url.Values) http.Header {
 		form.Set("client_secret", c.Secret)
 	case "client_secret_basic":
 		form.Del("client_id")
-		h.Set("Authorization", "Basic "+basicAuth(c.ID, c.Secret))
+		h.Set("Authorization", "Basic "+oauthtest.BasicAuth(c.ID, c.Secret))
 	case "private_key_jwt":
 		form.Set("client_assertion_type", clients.ClientAssertionType)
 		form.Set("client_assertion", c.assertion(t, c.aud))
@@ -123,7 +124,7 @@ func (c *pclient) assertion(t *testing.T, aud string) string {
 	t.Helper()
 	now := time.Now()
 	payload, _ := json.Marshal(map[string]any{
-		"iss": c.ID, "sub": c.ID, "aud": aud, "jti": newPKCE().verifier,
+		"iss": c.ID, "sub": c.ID, "aud": aud, "jti": oauthtest.NewPKCE().Verifier,
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
 	})
 	hdrs := jws.NewHeaders()
@@ -171,10 +172,10 @@ func newPenv(t *testing.T, e *asEnv, user string, servers ...string) *penv {
 // too, and decodes it.
 func (pe *penv) document(t *testing.T, header http.Header, path string) (http.Header, map[string]any) {
 	t.Helper()
-	if status, _, body := do(t, pe.http, http.MethodHead, siteAddr()+path, header, nil); status != http.StatusOK || len(body) != 0 {
+	if status, _, body := oauthtest.Do(t, pe.HTTP, http.MethodHead, siteAddr()+path, header, nil); status != http.StatusOK || len(body) != 0 {
 		t.Errorf("HEAD %s: %d with %d bytes", path, status, len(body))
 	}
-	status, hdr, body := get(t, pe.http, siteAddr()+path, header)
+	status, hdr, body := oauthtest.Get(t, pe.HTTP, siteAddr()+path, header)
 	var doc map[string]any
 	if status != http.StatusOK || json.Unmarshal(body, &doc) != nil {
 		t.Fatalf("GET %s: %d %.300s", path, status, body)
@@ -186,7 +187,7 @@ func (pe *penv) document(t *testing.T, header http.Header, path string) (http.He
 // with method.
 func (pe *penv) dcr(t *testing.T, body string, header http.Header, method string) *pclient {
 	t.Helper()
-	status, _, m := pe.register(t, body, header)
+	status, _, m := pe.Register(t, body, header)
 	if status != http.StatusCreated {
 		t.Fatalf("registering %s: %d %v", body, status, m)
 	}
@@ -208,14 +209,14 @@ func (pe *penv) dcr(t *testing.T, body string, header http.Header, method string
 }
 
 // params is f's authorization request for c.
-func (pe *penv) params(c *pclient, f pflow, p pkce) url.Values {
+func (pe *penv) params(c *pclient, f pflow, p oauthtest.PKCE) url.Values {
 	q := url.Values{
 		"response_type":         {"code"},
 		"client_id":             {c.ID},
 		"redirect_uri":          {c.redirectFor(f)},
-		"code_challenge":        {p.challenge},
+		"code_challenge":        {p.Challenge},
 		"code_challenge_method": {"S256"},
-		"state":                 {"st-" + p.verifier[:10]},
+		"state":                 {"st-" + p.Verifier[:10]},
 	}
 	if f.resource != "" {
 		q.Set("resource", f.resource)
@@ -232,9 +233,9 @@ func (pe *penv) params(c *pclient, f pflow, p pkce) url.Values {
 // authorize runs f's authorization request in a fresh browser that logs
 // in, checks the authorization response the client receives (its redirect
 // URI, state, RFC 9207 iss) and returns the code with the browser's steps.
-func (pe *penv) authorize(t *testing.T, c *pclient, f pflow) (string, pkce, []step) {
+func (pe *penv) authorize(t *testing.T, c *pclient, f pflow) (string, oauthtest.PKCE, []step) {
 	t.Helper()
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	q := pe.params(c, f, p)
 	steps := walk(t, aliceBrowser(t), authorizeURL(q), pe.servers...)
 	loc := redirectedTo(t, steps)
@@ -243,11 +244,11 @@ func (pe *penv) authorize(t *testing.T, c *pclient, f pflow) (string, pkce, []st
 }
 
 // codeForm is the code exchange of f, before client authentication.
-func (f pflow) codeForm(c *pclient, code string, p pkce) url.Values {
+func (f pflow) codeForm(c *pclient, code string, p oauthtest.PKCE) url.Values {
 	form := url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
-		"code_verifier": {p.verifier},
+		"code_verifier": {p.Verifier},
 		"redirect_uri":  {c.redirectFor(f)},
 	}
 	if f.tokenResource != "" {
@@ -260,21 +261,21 @@ func (f pflow) codeForm(c *pclient, code string, p pkce) url.Values {
 func (pe *penv) token(t *testing.T, c *pclient, form url.Values) (int, map[string]any) {
 	t.Helper()
 	h := c.credentials(t, form)
-	status, _, m := pe.tokenRequest(t, form, h)
+	status, _, m := pe.Token(t, form, h)
 	return status, m
 }
 
 // redeem exchanges the code and checks the tokens.
-func (pe *penv) redeem(t *testing.T, c *pclient, f pflow, code string, p pkce) tokenSet {
+func (pe *penv) redeem(t *testing.T, c *pclient, f pflow, code string, p oauthtest.PKCE) oauthtest.TokenSet {
 	t.Helper()
 	form := f.codeForm(c, code, p)
-	ts := pe.exchange(t, form, c.credentials(t, form))
+	ts := pe.Exchange(t, form, c.credentials(t, form))
 	pe.checkToken(t, c, ts, f.wantScope)
 	return ts
 }
 
 // login is the whole flow: authorization, login, code exchange.
-func (pe *penv) login(t *testing.T, c *pclient, f pflow) tokenSet {
+func (pe *penv) login(t *testing.T, c *pclient, f pflow) oauthtest.TokenSet {
 	t.Helper()
 	code, p, _ := pe.authorize(t, c, f)
 	return pe.redeem(t, c, f, code, p)
@@ -282,9 +283,9 @@ func (pe *penv) login(t *testing.T, c *pclient, f pflow) tokenSet {
 
 // checkToken checks a token response: a refresh token, and an access token
 // for exactly the canonical resource, the user, the client and wantScope.
-func (pe *penv) checkToken(t *testing.T, c *pclient, ts tokenSet, wantScope string) {
+func (pe *penv) checkToken(t *testing.T, c *pclient, ts oauthtest.TokenSet, wantScope string) {
 	t.Helper()
-	_, claims := decodeJWT(t, ts.Access)
+	_, claims := oauthtest.DecodeJWT(t, ts.Access)
 	if claims["aud"] != canonicalResource() || claims["sub"] != pe.user || claims["client_id"] != c.ID ||
 		claims["scope"] != wantScope || ts.Scope != wantScope {
 		t.Errorf("token for %s: scope %q, claims %v; want aud %s, sub %s, scope %q", c.ID, ts.Scope, claims, canonicalResource(), pe.user, wantScope)
@@ -304,10 +305,10 @@ func (f pflow) refreshForm(rt string) url.Values {
 }
 
 // mustRefresh refreshes rt and checks the rotated tokens.
-func (pe *penv) mustRefresh(t *testing.T, c *pclient, f pflow, rt string) tokenSet {
+func (pe *penv) mustRefresh(t *testing.T, c *pclient, f pflow, rt string) oauthtest.TokenSet {
 	t.Helper()
 	form := f.refreshForm(rt)
-	ts := pe.exchange(t, form, c.credentials(t, form))
+	ts := pe.Exchange(t, form, c.credentials(t, form))
 	pe.checkToken(t, c, ts, f.wantScope)
 	if ts.Refresh == rt {
 		t.Error("the refresh token did not rotate")
@@ -320,7 +321,7 @@ func (pe *penv) revoke(t *testing.T, c *pclient, token string) {
 	t.Helper()
 	form := url.Values{"token": {token}}
 	h := c.credentials(t, form)
-	if status, _, m := pe.postForm(t, "/revoke", form, h); status != http.StatusOK {
+	if status, _, m := pe.PostForm(t, "/revoke", form, h); status != http.StatusOK {
 		t.Fatalf("revoke: %d %v", status, m)
 	}
 }
@@ -342,7 +343,7 @@ func (p profileHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 // callTool connects to the MCP server through the gate with the Go SDK
 // holding ts's access token, calls whoami and add, and checks that the
 // backend saw the user, the client and the scopes, and computed the sum.
-func (pe *penv) callTool(t *testing.T, c *pclient, ts tokenSet) {
+func (pe *penv) callTool(t *testing.T, c *pclient, ts oauthtest.TokenSet) {
 	t.Helper()
 	hc := mustTLSClient(t)
 	hc.Transport = profileHeaders{base: hc.Transport, header: c.header}
@@ -394,7 +395,7 @@ func (pe *penv) rpc(t *testing.T, c *pclient, token, session, body string) (int,
 		h.Set("Mcp-Session-Id", session)
 		h.Set("Mcp-Protocol-Version", "2025-06-18")
 	}
-	status, hdr, raw := do(t, pe.http, http.MethodPost, canonicalResource(), h, []byte(body))
+	status, hdr, raw := oauthtest.Do(t, pe.HTTP, http.MethodPost, canonicalResource(), h, []byte(body))
 	var msg map[string]any
 	if strings.HasPrefix(hdr.Get("Content-Type"), "text/event-stream") {
 		for line := range strings.SplitSeq(string(raw), "\n") {
@@ -486,9 +487,9 @@ func (pe *penv) failures(t *testing.T, c *pclient, f pflow, wrongRedirect string
 		pe.callTool(t, c, pe.login(t, c, f))
 	})
 	t.Run("redirect URI not registered", func(t *testing.T) {
-		q := pe.params(c, f, newPKCE())
+		q := pe.params(c, f, oauthtest.NewPKCE())
 		q.Set("redirect_uri", wrongRedirect)
-		status, hdr, body := get(t, pe.http, authorizeURL(q), nil)
+		status, hdr, body := oauthtest.Get(t, pe.HTTP, authorizeURL(q), nil)
 		assertErrorPage(t, wrongRedirect, status, hdr, body, http.StatusBadRequest)
 	})
 }
@@ -501,7 +502,7 @@ func (pe *penv) failures(t *testing.T, c *pclient, f pflow, wrongRedirect string
 // document back): a new login works.
 func (pe *penv) unknownClient(t *testing.T, gone *pclient, f pflow, rt string, fresh *pclient) {
 	t.Helper()
-	status, hdr, body := get(t, pe.http, authorizeURL(pe.params(gone, f, newPKCE())), nil)
+	status, hdr, body := oauthtest.Get(t, pe.HTTP, authorizeURL(pe.params(gone, f, oauthtest.NewPKCE())), nil)
 	assertErrorPage(t, "unknown client at /authorize", status, hdr, body, http.StatusBadRequest)
 	if !strings.Contains(string(body), "not registered") {
 		t.Errorf("not the unknown-client page: %.300s", body)
@@ -581,8 +582,8 @@ func TestProfileChatGPT(t *testing.T) {
 	}
 
 	c := &pclient{
-		testClient: testClient{ID: srv.URL + docPath, Redirects: []string{"https://chatgpt.com/connector/oauth/" + app}},
-		method:     "private_key_jwt", key: key, kid: "chatgpt-1", aud: asm["token_endpoint"].(string), header: ua,
+		Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: []string{"https://chatgpt.com/connector/oauth/" + app}},
+		method: "private_key_jwt", key: key, kid: "chatgpt-1", aud: asm["token_endpoint"].(string), header: ua,
 	}
 	// By default ChatGPT asks for the advertised OIDC scopes and the PRM's (CG-10).
 	asked := "openid email profile " + allScopes
@@ -625,7 +626,7 @@ func TestProfileChatGPT(t *testing.T) {
 	t.Run("assertion audience, key and replay", func(t *testing.T) {
 		// An assertion used once, at /revoke (for a token it does not know).
 		used := c.assertion(t, c.aud)
-		if status, _, m := pe.postForm(t, "/revoke", url.Values{"token": {"unknown"}, "client_id": {c.ID},
+		if status, _, m := pe.PostForm(t, "/revoke", url.Values{"token": {"unknown"}, "client_id": {c.ID},
 			"client_assertion_type": {clients.ClientAssertionType}, "client_assertion": {used}}, ua); status != http.StatusOK {
 			t.Fatalf("revoke with an assertion: %d %v", status, m)
 		}
@@ -644,7 +645,7 @@ func TestProfileChatGPT(t *testing.T) {
 			form.Set("client_id", c.ID)
 			form.Set("client_assertion_type", clients.ClientAssertionType)
 			form.Set("client_assertion", assertion)
-			if status, _, m := pe.tokenRequest(t, form, ua); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
+			if status, _, m := pe.Token(t, form, ua); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 				t.Errorf("%s: %d %v, want 401 invalid_client", name, status, m)
 			}
 		}
@@ -655,14 +656,14 @@ func TestProfileChatGPT(t *testing.T) {
 	t.Run("idle client retries GET /mcp", func(t *testing.T) {
 		// Community thread 1367543: GET with text/event-stream after idling.
 		sse := http.Header{"Accept": {"text/event-stream"}, "User-Agent": ua["User-Agent"]}
-		status, hdr, _ := get(t, pe.http, canonicalResource(), sse)
+		status, hdr, _ := oauthtest.Get(t, pe.HTTP, canonicalResource(), sse)
 		if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `resource_metadata="`+siteAddr()+`/.well-known/oauth-protected-resource/mcp"`) {
 			t.Errorf("GET /mcp without a token: %d %q, want 401 with the challenge", status, hdr.Get("WWW-Authenticate"))
 		}
 		ts := pe.login(t, c, full)
 		pe.revoke(t, c, ts.Refresh)
 		sse.Set("Authorization", "Bearer "+ts.Access)
-		status, hdr, _ = get(t, pe.http, canonicalResource(), sse)
+		status, hdr, _ = oauthtest.Get(t, pe.HTTP, canonicalResource(), sse)
 		if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Errorf("GET /mcp with a revoked token: %d %q, want 401 invalid_token", status, hdr.Get("WWW-Authenticate"))
 		}
@@ -670,9 +671,9 @@ func TestProfileChatGPT(t *testing.T) {
 
 	pe.failures(t, c, full, "https://chatgpt.com/connector/oauth/"+app+"/x") // CG-05: no prefix matching
 	t.Run("redirect URI of another app", func(t *testing.T) {
-		q := pe.params(c, full, newPKCE())
+		q := pe.params(c, full, oauthtest.NewPKCE())
 		q.Set("redirect_uri", "https://chatgpt.com/connector/oauth/g-other")
-		status, hdr, body := get(t, pe.http, authorizeURL(q), nil)
+		status, hdr, body := oauthtest.Get(t, pe.HTTP, authorizeURL(q), nil)
 		assertErrorPage(t, "another app's callback", status, hdr, body, http.StatusBadRequest)
 	})
 	t.Run("document gone", func(t *testing.T) {
@@ -711,8 +712,8 @@ func TestProfileCodex(t *testing.T) {
 	assertCIMDMetadata(t, asm)
 
 	c := &pclient{
-		testClient: testClient{ID: srv.URL + docPath, Redirects: []string{"http://127.0.0.1:48123/callback"}},
-		method:     "private_key_jwt", key: key, kid: "codex-1", aud: asm["token_endpoint"].(string),
+		Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: []string{"http://127.0.0.1:48123/callback"}},
+		method: "private_key_jwt", key: key, kid: "codex-1", aud: asm["token_endpoint"].(string),
 	}
 	// openai/codex#12762, #13891: no resource unless --oauth-resource;
 	// #33403: never on refresh; #35716: a trailing slash when given.
@@ -804,7 +805,7 @@ func TestProfileClaudeAI(t *testing.T) {
 	if second.ID == dcr.ID {
 		t.Error("two registrations got one client_id")
 	}
-	cimd := &pclient{testClient: testClient{ID: srv.URL + docPath, Redirects: []string{"https://claude.ai/api/mcp/auth_callback"}}, method: "none", header: httpx}
+	cimd := &pclient{Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: []string{"https://claude.ai/api/mcp/auth_callback"}}, method: "none", header: httpx}
 
 	for _, tc := range []struct {
 		name string
@@ -836,7 +837,7 @@ func TestProfileClaudeAI(t *testing.T) {
 				wg.Go(func() {
 					req, _ := http.NewRequest(http.MethodPost, siteAddr()+"/token", strings.NewReader(forms[i].Encode()))
 					req.Header = headers[i]
-					resp, err := pe.http.Do(req)
+					resp, err := pe.HTTP.Do(req)
 					if err != nil {
 						return
 					}
@@ -852,7 +853,7 @@ func TestProfileClaudeAI(t *testing.T) {
 					t.Fatalf("concurrent refresh %d: %d, same successor as the first: %v", i, statuses[i], results[i] == results[0])
 				}
 			}
-			next := tokenSet{Access: results[0].AccessToken, Refresh: results[0].RefreshToken, Scope: allScopes}
+			next := oauthtest.TokenSet{Access: results[0].AccessToken, Refresh: results[0].RefreshToken, Scope: allScopes}
 			pe.checkToken(t, tc.c, next, allScopes)
 			// Both access tokens work right after the refresh
 			// (claude-code#65408 "mcp_unauthorized_after_token_refresh"),
@@ -905,7 +906,7 @@ func TestProfileClaudeDesktop(t *testing.T) {
 	}
 	every := strings.Join(advertised, " ")
 	spaced := " " + allScopes + "  offline_access"
-	cimd := &pclient{testClient: testClient{ID: srv.URL + docPath, Redirects: []string{"https://claude.ai/api/mcp/auth_callback"}}, method: "none"}
+	cimd := &pclient{Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: []string{"https://claude.ai/api/mcp/auth_callback"}}, method: "none"}
 	dcr := pe.dcr(t, claudeDCR, nil, "client_secret_post")
 	everything := pflow{scope: &every, wantScope: allScopes + " openid profile email"}
 	for _, tc := range []struct {
@@ -978,8 +979,8 @@ func TestProfileClaudeCode(t *testing.T) {
 		// With two PRMs it used the origin (#52871 comment). This server
 		// protects /mcp, not the origin: invalid_target, sent back to
 		// the client as an error it can show, not a dead end.
-		q := pe.params(c, pflow{resource: siteAddr() + "/"}, newPKCE())
-		status, hdr, body := get(t, pe.http, authorizeURL(q), nil)
+		q := pe.params(c, pflow{resource: siteAddr() + "/"}, oauthtest.NewPKCE())
+		status, hdr, body := oauthtest.Get(t, pe.HTTP, authorizeURL(q), nil)
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusFound || loc == nil {
 			t.Fatalf("%d %.300s", status, body)
@@ -1016,7 +1017,7 @@ func TestProfileVSCode(t *testing.T) {
 	// The registration lists the device_code grant, which this server
 	// drops instead of refusing the client.
 	c := pe.dcr(t, `{"client_name":"Visual Studio Code","redirect_uris":`+string(redirects)+`,"grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:device_code"],"response_types":["code"],"token_endpoint_auth_method":"none"}`, nil, "none")
-	cimd := &pclient{testClient: testClient{ID: srv.URL + docPath, Redirects: vscodeRedirects}, method: "none"}
+	cimd := &pclient{Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: vscodeRedirects}, method: "none"}
 
 	// It sends the resource with its path.
 	res := canonicalResource()
@@ -1114,7 +1115,7 @@ func TestProfileMCPInspector(t *testing.T) {
 	}
 	preflight := func(t *testing.T, path, method, headers string) {
 		t.Helper()
-		status, hdr, _ := do(t, pe.http, http.MethodOptions, siteAddr()+path, http.Header{
+		status, hdr, _ := oauthtest.Do(t, pe.HTTP, http.MethodOptions, siteAddr()+path, http.Header{
 			"Origin": {origin}, "Access-Control-Request-Method": {method}, "Access-Control-Request-Headers": {headers},
 		}, nil)
 		corsOK(t, "preflight "+path, hdr)
@@ -1148,12 +1149,12 @@ func TestProfileMCPInspector(t *testing.T) {
 	preflight(t, "/register", http.MethodPost, "content-type")
 
 	register := func(t *testing.T, method string) *pclient {
-		status, hdr, m := pe.register(t, fmt.Sprintf(inspectorDCR, method), browserApp)
+		status, hdr, m := pe.Register(t, fmt.Sprintf(inspectorDCR, method), browserApp)
 		corsOK(t, "/register", hdr)
 		if status != http.StatusCreated {
 			t.Fatalf("register: %d %v", status, m)
 		}
-		c := &pclient{testClient: testClient{ID: fmt.Sprint(m["client_id"]), Redirects: []string{"http://localhost:6274/oauth/callback"}}, method: method, header: browserApp}
+		c := &pclient{Client: oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{"http://localhost:6274/oauth/callback"}}, method: method, header: browserApp}
 		c.Secret, _ = m["client_secret"].(string)
 		return c
 	}
@@ -1184,7 +1185,7 @@ func TestProfileMCPInspector(t *testing.T) {
 				}
 			}
 			form := tc.f.codeForm(tc.c, code, p)
-			ts := pe.exchange(t, form, tc.c.credentials(t, form))
+			ts := pe.Exchange(t, form, tc.c.credentials(t, form))
 			corsOK(t, "/token", ts.Header)
 			pe.checkToken(t, tc.c, ts, tc.f.wantScope)
 			initHdr := pe.rawToolCall(t, tc.c, ts.Access)
@@ -1242,10 +1243,10 @@ func TestProfileMCPRemote(t *testing.T) {
 		// expired token gets a 401 invalid_token challenge, and the
 		// refresh token still works.
 		ts := pe.login(t, ip, f)
-		_, claims := decodeJWT(t, ts.Access)
+		_, claims := oauthtest.DecodeJWT(t, ts.Access)
 		past := time.Now().Add(-10 * time.Minute)
 		expired, err := testRing(t, pe.storagePath).Sign(tokens.AccessTokenType, tokens.AccessClaims{
-			Issuer: siteAddr(), Subject: pe.user, Audience: tokens.Audience{res}, JWTID: newPKCE().verifier[:22],
+			Issuer: siteAddr(), Subject: pe.user, Audience: tokens.Audience{res}, JWTID: oauthtest.NewPKCE().Verifier[:22],
 			ClientID: ip.ID, Scope: fmt.Sprint(claims["scope"]), IssuedAt: past.Add(-time.Hour).Unix(), Expiry: past.Unix(),
 		})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -51,8 +52,7 @@ func startASWith(t *testing.T, caddyfile, logDir string) *asEnv {
 	t.Helper()
 	e := &asEnv{logDir: logDir}
 	startCaddy(t, caddyfile)
-	e.http = mustTLSClient(t)
-	e.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e.Server = siteServer(t)
 	return e
 }
 
@@ -94,7 +94,7 @@ func TestRedisSharedState(t *testing.T) {
 	if status := e.mcpStatus(t, ts.Access); status != http.StatusOK {
 		t.Fatalf("access token at /mcp: %d", status)
 	}
-	_, _, jwks := get(t, e.http, siteAddr()+"/jwks", nil)
+	_, _, jwks := oauthtest.Get(t, e.HTTP, siteAddr()+"/jwks", nil)
 
 	// The state is in Redis, under the prefix.
 	keys := redisKeys(t, url, prefix)
@@ -120,7 +120,7 @@ func TestRedisSharedState(t *testing.T) {
 	reloadCaddy(t, redisASSite(t, redisGlobalOptions(secondURL, prefix, logFile), logDir, usersUpstream()))
 	// The first instance's server closes its connections; a POST on one of
 	// them would fail rather than be retried.
-	e.http.CloseIdleConnections()
+	e.HTTP.CloseIdleConnections()
 	if n, _ := stores.References(firstKey); n != 0 {
 		t.Errorf("the first instance's Redis client is still open (%d users)", n)
 	}
@@ -131,7 +131,7 @@ func TestRedisSharedState(t *testing.T) {
 	if status := e.mcpStatus(t, ts.Access); status != http.StatusOK {
 		t.Fatalf("access token from the first instance at the second: %d", status)
 	}
-	if _, _, after := get(t, e.http, siteAddr()+"/jwks", nil); !bytes.Equal(after, jwks) {
+	if _, _, after := oauthtest.Get(t, e.HTTP, siteAddr()+"/jwks", nil); !bytes.Equal(after, jwks) {
 		t.Errorf("the second instance publishes other keys:\n%s\nwant\n%s", after, jwks)
 	}
 	next := e.mustRefresh(t, c, ts.Refresh, nil)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -21,21 +22,21 @@ func TestReloadKeepsStoreAndKeys(t *testing.T) {
 	client := mustTLSClient(t)
 	ring := testRing(t, storagePath)
 	before := mint(t, ring, nil)
-	_, _, jwksBefore := get(t, client, siteAddr()+"/jwks", nil)
+	_, _, jwksBefore := oauthtest.Get(t, client, siteAddr()+"/jwks", nil)
 
 	abs, _ := filepath.Abs(storagePath)
 	for i, change := range []string{`realm first-reload`, `realm second-reload
 		allowed_origins https://app.example.com`} {
 		reloadCaddy(t, strings.Replace(site, "require_scope /admin/* admin", "require_scope /admin/* admin\n\t\t"+change, 1))
 
-		status, hdr, _ := get(t, client, siteAddr()+"/other", nil)
+		status, hdr, _ := oauthtest.Get(t, client, siteAddr()+"/other", nil)
 		if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("WWW-Authenticate"), strings.Fields(change)[1]) {
 			t.Fatalf("reload %d did not take effect: %d %q", i+1, status, hdr.Get("WWW-Authenticate"))
 		}
-		if status, _, body := get(t, client, siteAddr()+"/other", bearer(before)); status != http.StatusOK {
+		if status, _, body := oauthtest.Get(t, client, siteAddr()+"/other", oauthtest.Bearer(before)); status != http.StatusOK {
 			t.Fatalf("reload %d: a token minted before no longer works: %d %s", i+1, status, body)
 		}
-		if _, _, jwks := get(t, client, siteAddr()+"/jwks", nil); string(jwks) != string(jwksBefore) {
+		if _, _, jwks := oauthtest.Get(t, client, siteAddr()+"/jwks", nil); string(jwks) != string(jwksBefore) {
 			t.Errorf("reload %d changed the published keys", i+1)
 		}
 		if n, _ := stores.References(abs); n < 1 {
@@ -44,10 +45,10 @@ func TestReloadKeepsStoreAndKeys(t *testing.T) {
 	}
 	// The store stays writable across reloads, and a token minted now works.
 	after := mint(t, ring, nil)
-	if status, _, _ := get(t, client, siteAddr()+"/other", bearer(after)); status != http.StatusOK {
+	if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/other", oauthtest.Bearer(after)); status != http.StatusOK {
 		t.Errorf("token minted after reloads refused: %d", status)
 	}
-	status, _, _ := get(t, client, siteAddr()+"/other", http.Header{"Authorization": {"Bearer " + after}, "Origin": {"https://evil.test"}})
+	status, _, _ := oauthtest.Get(t, client, siteAddr()+"/other", http.Header{"Authorization": {"Bearer " + after}, "Origin": {"https://evil.test"}})
 	if status != http.StatusForbidden {
 		t.Errorf("origin outside allowed_origins: %d, want 403", status)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Black-box tests for rows of the acceptance list (spec-requirements.md),
@@ -17,29 +19,29 @@ func TestSpec_Endpoints(t *testing.T) {
 	e := usersAS(t, "introspection_client rs-1 rs-secret-0123456789abc")
 	c := e.publicClient(t)
 	ts := e.login(t, c, nil)
-	rs := http.Header{"Authorization": {"Basic " + basicAuth("rs-1", "rs-secret-0123456789abc")}}
+	rs := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth("rs-1", "rs-secret-0123456789abc")}}
 
 	t.Run("INT-01_IntrospectionNeedsAuthorization", func(t *testing.T) {
-		status, _, m := e.postForm(t, "/introspect", url.Values{"token": {ts.Access}}, nil)
+		status, _, m := e.PostForm(t, "/introspect", url.Values{"token": {ts.Access}}, nil)
 		if status != http.StatusUnauthorized || m["error"] != "invalid_client" || m["active"] != nil {
 			t.Errorf("introspection without credentials: %d %v, want 401 invalid_client", status, m)
 		}
 	})
 
 	t.Run("INT-04_WrongHintStillFindsToken", func(t *testing.T) {
-		status, _, m := e.postForm(t, "/introspect", url.Values{"token": {ts.Refresh}, "token_type_hint": {"access_token"}}, rs)
+		status, _, m := e.PostForm(t, "/introspect", url.Values{"token": {ts.Refresh}, "token_type_hint": {"access_token"}}, rs)
 		if status != http.StatusOK || m["active"] != true || m["token_type"] != "refresh_token" {
 			t.Errorf("refresh token with hint access_token: %d %v", status, m)
 		}
-		status, _, m = e.postForm(t, "/introspect", url.Values{"token": {ts.Access}, "token_type_hint": {"refresh_token"}}, rs)
+		status, _, m = e.PostForm(t, "/introspect", url.Values{"token": {ts.Access}, "token_type_hint": {"refresh_token"}}, rs)
 		if status != http.StatusOK || m["active"] != true || m["token_type"] != "Bearer" {
 			t.Errorf("access token with hint refresh_token: %d %v", status, m)
 		}
 	})
 
 	t.Run("REV-06_BadClientCredentials", func(t *testing.T) {
-		conf := e.registerClient(t, map[string]any{"client_name": "conf", "redirect_uris": []string{"https://client.test/cb"}})
-		status, hdr, m := e.postForm(t, "/revoke", url.Values{"token": {"x"}}, http.Header{"Authorization": {"Basic " + basicAuth(conf.ID, conf.Secret+"x")}})
+		conf := e.RegisterClient(t, map[string]any{"client_name": "conf", "redirect_uris": []string{"https://client.test/cb"}})
+		status, hdr, m := e.PostForm(t, "/revoke", url.Values{"token": {"x"}}, http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(conf.ID, conf.Secret+"x")}})
 		if status != http.StatusUnauthorized || m["error"] != "invalid_client" || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Basic") {
 			t.Errorf("revoke with a wrong Basic secret: %d %v %q", status, m, hdr.Get("WWW-Authenticate"))
 		}
@@ -50,7 +52,7 @@ func TestSpec_Endpoints(t *testing.T) {
 			"authorization_code without code": `{"token_endpoint_auth_method":"none","redirect_uris":["https://a.test/cb"],"grant_types":["authorization_code"],"response_types":[]}`,
 			"jwks and jwks_uri":               `{"token_endpoint_auth_method":"none","redirect_uris":["https://a.test/cb"],"jwks":{"keys":[]},"jwks_uri":"https://a.test/jwks"}`,
 		} {
-			status, hdr, m := e.register(t, body, nil)
+			status, hdr, m := e.Register(t, body, nil)
 			if status != http.StatusBadRequest || m["error"] != "invalid_client_metadata" || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 				t.Errorf("%s: %d %v, want 400 invalid_client_metadata", name, status, m)
 			}
@@ -65,20 +67,20 @@ func TestSpec_Endpoints(t *testing.T) {
 	}
 
 	t.Run("AZ-20_PagesCannotBeFramed", func(t *testing.T) {
-		q := authParams(c, newPKCE())
+		q := authParams(c, oauthtest.NewPKCE())
 		q.Set("client_id", "no-such-client")
-		status, hdr, body := get(t, e.http, authorizeURL(q), nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
 		assertErrorPage(t, "unknown client", status, hdr, body, http.StatusBadRequest)
 		noFraming(t, "the error page", hdr)
 
 		b := aliceBrowser(t)
-		form := consentForm(t, b, authParams(c, newPKCE()))
+		form := consentForm(t, b, authParams(c, oauthtest.NewPKCE()))
 		form.Set("decision", "approve")
 		status, hdr, _ = postConsent(t, b, form)
 		if status != http.StatusSeeOther {
 			t.Fatalf("approve: %d", status)
 		}
-		status, hdr, body = get(t, b.client, hdr.Get("Location"), nil)
+		status, hdr, body = oauthtest.Get(t, b.client, hdr.Get("Location"), nil)
 		if status != http.StatusOK || !strings.Contains(string(body), `name="password"`) {
 			t.Fatalf("login page: %d %.200s", status, body)
 		}
@@ -86,7 +88,7 @@ func TestSpec_Endpoints(t *testing.T) {
 	})
 
 	t.Run("FED-02_ConsentShowsTheRequest", func(t *testing.T) {
-		status, hdr, body := get(t, e.http, authorizeURL(authParams(c, newPKCE())), nil)
+		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
 		page := string(body)
 		if status != http.StatusOK {
 			t.Fatalf("%d %.300s", status, page)
@@ -101,8 +103,8 @@ func TestSpec_Endpoints(t *testing.T) {
 
 	t.Run("CIMD-11_ConsentShowsHostsAndLocalhostWarning", func(t *testing.T) {
 		const warning = "on this device (localhost)"
-		cimd := testClient{ID: srv.URL + "/local.json", Redirects: []string{clientRedirect}}
-		_, _, body := get(t, e.http, authorizeURL(authParams(cimd, newPKCE())), nil)
+		cimd := oauthtest.Client{ID: srv.URL + "/local.json", Redirects: []string{clientRedirect}}
+		_, _, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(cimd, oauthtest.NewPKCE())), nil)
 		page := string(body)
 		for _, want := range []string{`metadata document at <span class="host">` + strings.TrimPrefix(srv.URL, "https://") + `</span>`,
 			`<span class="host">127.0.0.1:33418</span>`, warning} {
@@ -111,7 +113,7 @@ func TestSpec_Endpoints(t *testing.T) {
 			}
 		}
 		web := e.publicClient(t, "https://client.test/cb")
-		if _, _, body := get(t, e.http, authorizeURL(authParams(web, newPKCE())), nil); strings.Contains(string(body), warning) || !strings.Contains(string(body), "client.test") {
+		if _, _, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(web, oauthtest.NewPKCE())), nil); strings.Contains(string(body), warning) || !strings.Contains(string(body), "client.test") {
 			t.Errorf("consent page for an https redirect: %s", body)
 		}
 	})
@@ -128,8 +130,8 @@ func TestSpec_Endpoints(t *testing.T) {
 			"https://" + host + "/a/%2e%2e/local.json",
 			"https://" + host + "/local.json#f",
 		} {
-			q := authParams(testClient{ID: id, Redirects: []string{clientRedirect}}, newPKCE())
-			status, hdr, body := get(t, e.http, authorizeURL(q), nil)
+			q := authParams(oauthtest.Client{ID: id, Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())
+			status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
 			assertErrorPage(t, id, status, hdr, body, http.StatusBadRequest)
 		}
 		if n := hits.Load() - before; n != 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -51,7 +52,7 @@ func TestSpec_Gate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		status, hdr, _ := get(t, client, iss+"/other", bearer(string(tok)))
+		status, hdr, _ := oauthtest.Get(t, client, iss+"/other", oauthtest.Bearer(string(tok)))
 		ch := hdr.Get("WWW-Authenticate")
 		if status != http.StatusUnauthorized || !strings.Contains(ch, `error="invalid_token"`) || challengeParam(ch, "resource_metadata") == "" {
 			t.Errorf("unknown kid: %d %q, want 401 invalid_token with resource_metadata", status, ch)
@@ -60,10 +61,10 @@ func TestSpec_Gate(t *testing.T) {
 
 	t.Run("RS-14_EverySessionRequestAuthenticated", func(t *testing.T) {
 		token := mint(t, ring, nil)
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
-		status, hdr, body := do(t, client, http.MethodPost, iss+"/mcp", h,
+		status, hdr, body := oauthtest.Do(t, client, http.MethodPost, iss+"/mcp", h,
 			[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}`))
 		session := hdr.Get("Mcp-Session-Id")
 		if status != http.StatusOK || session == "" {
@@ -72,21 +73,21 @@ func TestSpec_Gate(t *testing.T) {
 		noToken := http.Header{"Mcp-Session-Id": {session}, "Mcp-Protocol-Version": {"2025-06-18"},
 			"Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"}}
 		for _, method := range []string{http.MethodPost, http.MethodDelete} {
-			status, hdr, _ := do(t, client, method, iss+"/mcp", noToken, []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
+			status, hdr, _ := oauthtest.Do(t, client, method, iss+"/mcp", noToken, []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))
 			if status != http.StatusUnauthorized || challengeParam(hdr.Get("WWW-Authenticate"), "resource_metadata") == "" {
 				t.Errorf("%s with a session and no token: %d %q, want 401", method, status, hdr.Get("WWW-Authenticate"))
 			}
 		}
 		withToken := noToken.Clone()
 		withToken.Set("Authorization", "Bearer "+token)
-		if status, _, body := do(t, client, http.MethodPost, iss+"/mcp", withToken, []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)); status != http.StatusOK {
+		if status, _, body := oauthtest.Do(t, client, http.MethodPost, iss+"/mcp", withToken, []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`)); status != http.StatusOK {
 			t.Errorf("the session with its token: %d %.200s", status, body)
 		}
 	})
 
 	preflight := func(t *testing.T, path string) http.Header {
 		t.Helper()
-		status, hdr, _ := do(t, client, http.MethodOptions, iss+path, http.Header{
+		status, hdr, _ := oauthtest.Do(t, client, http.MethodOptions, iss+path, http.Header{
 			"Origin": {"http://localhost:6274"}, "Access-Control-Request-Method": {"POST"},
 			"Access-Control-Request-Headers": {"authorization,content-type,mcp-protocol-version,mcp-session-id,last-event-id,mcp-method,mcp-name"},
 		}, nil)
@@ -113,7 +114,7 @@ func TestSpec_Gate(t *testing.T) {
 
 	t.Run("TOK-14_TokenEndpointCORS", func(t *testing.T) {
 		preflight(t, "/token")
-		status, hdr, _ := do(t, client, http.MethodPost, iss+"/token", http.Header{"Origin": {"http://localhost:6274"},
+		status, hdr, _ := oauthtest.Do(t, client, http.MethodPost, iss+"/token", http.Header{"Origin": {"http://localhost:6274"},
 			"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("grant_type=password&client_id=x"))
 		if status == http.StatusForbidden || hdr.Get("Access-Control-Allow-Origin") != "http://localhost:6274" || hdr.Get("Set-Cookie") != "" {
 			t.Errorf("POST /token from a browser origin: %d %v", status, hdr)

@@ -13,6 +13,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Black-box tests for rows of the acceptance list (spec-requirements.md)
@@ -22,7 +23,7 @@ import (
 // fetchJSON GETs a JSON document and decodes it, failing unless it is 200.
 func fetchJSON(t *testing.T, c *http.Client, u string, header http.Header) (http.Header, []byte, map[string]any) {
 	t.Helper()
-	status, hdr, body := get(t, c, u, header)
+	status, hdr, body := oauthtest.Get(t, c, u, header)
 	var doc map[string]any
 	if status != http.StatusOK || json.Unmarshal(body, &doc) != nil {
 		t.Fatalf("GET %s: %d %.300s", u, status, body)
@@ -46,7 +47,7 @@ func strs(v any) []string {
 func hs256Assertion(t *testing.T, clientID, secret, aud string) string {
 	t.Helper()
 	now := time.Now()
-	payload, _ := json.Marshal(map[string]any{"iss": clientID, "sub": clientID, "aud": aud, "jti": newPKCE().verifier,
+	payload, _ := json.Marshal(map[string]any{"iss": clientID, "sub": clientID, "aud": aud, "jti": oauthtest.NewPKCE().Verifier,
 		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
 	out, err := jws.Sign(payload, jws.WithKey(jwa.HS256(), []byte(secret)))
 	if err != nil {
@@ -58,7 +59,7 @@ func hs256Assertion(t *testing.T, clientID, secret, aud string) string {
 func TestSpec_Metadata(t *testing.T) {
 	e := usersAS(t, "")
 	asmURL := siteAddr() + "/.well-known/oauth-authorization-server"
-	hdr, plain, asm := fetchJSON(t, e.http, asmURL, nil)
+	hdr, plain, asm := fetchJSON(t, e.HTTP, asmURL, nil)
 
 	t.Run("ASM-01_JSONAtWellKnown", func(t *testing.T) {
 		if ct := hdr.Get("Content-Type"); ct != "application/json" {
@@ -69,8 +70,8 @@ func TestSpec_Metadata(t *testing.T) {
 	t.Run("GEN-04_NotFromForwardedHeaders", func(t *testing.T) {
 		forged := http.Header{"X-Forwarded-Host": {"evil.test"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Port": {"80"}, "Forwarded": {"host=evil.test;proto=http"}}
 		for _, path := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/.well-known/oauth-protected-resource/mcp"} {
-			_, want, _ := fetchJSON(t, e.http, siteAddr()+path, nil)
-			_, got, _ := fetchJSON(t, e.http, siteAddr()+path, forged)
+			_, want, _ := fetchJSON(t, e.HTTP, siteAddr()+path, nil)
+			_, got, _ := fetchJSON(t, e.HTTP, siteAddr()+path, forged)
 			if string(got) != string(want) || strings.Contains(string(got), "evil.test") || strings.Contains(string(got), `"http:`) {
 				t.Errorf("%s changed with forwarded headers:\n%s\nwant\n%s", path, got, want)
 			}
@@ -110,16 +111,16 @@ func TestSpec_Metadata(t *testing.T) {
 		}
 		// Every advertised method is exercised by TestTokenEndpoint and
 		// TestProfileChatGPT; here an unadvertised one is refused.
-		conf := e.registerClient(t, map[string]any{"client_name": "conf", "redirect_uris": []string{"https://client.test/cb"}})
+		conf := e.RegisterClient(t, map[string]any{"client_name": "conf", "redirect_uris": []string{"https://client.test/cb"}})
 		pub := e.publicClient(t)
-		for name, c := range map[string]testClient{"confidential": conf, "public": pub} {
+		for name, c := range map[string]oauthtest.Client{"confidential": conf, "public": pub} {
 			secret := c.Secret
 			if secret == "" {
 				secret = strings.Repeat("k", 32)
 			}
-			form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier}, "client_id": {c.ID},
+			form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {oauthtest.NewPKCE().Verifier}, "client_id": {c.ID},
 				"client_assertion_type": {clients.ClientAssertionType}, "client_assertion": {hs256Assertion(t, c.ID, secret, asm["token_endpoint"].(string))}}
-			if status, _, m := e.tokenRequest(t, form, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
+			if status, _, m := e.Token(t, form, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 				t.Errorf("client_secret_jwt from a %s client: %d %v, want 401 invalid_client", name, status, m)
 			}
 		}
@@ -127,19 +128,19 @@ func TestSpec_Metadata(t *testing.T) {
 
 	t.Run("DCR-03_RegisteredMethodEnforced", func(t *testing.T) {
 		// Registered without token_endpoint_auth_method: client_secret_basic.
-		status, _, m := e.register(t, `{"client_name":"default method","redirect_uris":["https://client.test/cb"]}`, nil)
+		status, _, m := e.Register(t, `{"client_name":"default method","redirect_uris":["https://client.test/cb"]}`, nil)
 		if status != http.StatusCreated || m["token_endpoint_auth_method"] != "client_secret_basic" || m["client_secret"] == nil {
 			t.Fatalf("registration without a method: %d %v", status, m)
 		}
 		id, secret := m["client_id"].(string), m["client_secret"].(string)
 		// Presenting no credential (method none) is refused.
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {newPKCE().verifier}, "client_id": {id}}
-		if status, _, m := e.tokenRequest(t, form, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {oauthtest.NewPKCE().Verifier}, "client_id": {id}}
+		if status, _, m := e.Token(t, form, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 			t.Errorf("client_secret_basic client without credentials: %d %v, want 401 invalid_client", status, m)
 		}
 		// With Basic it authenticates (the bogus code then fails).
 		form.Del("client_id")
-		if status, _, m := e.tokenRequest(t, form, http.Header{"Authorization": {"Basic " + basicAuth(id, secret)}}); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		if status, _, m := e.Token(t, form, http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(id, secret)}}); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 			t.Errorf("client_secret_basic: %d %v, want the client authenticated (invalid_grant)", status, m)
 		}
 	})
@@ -149,7 +150,7 @@ func TestSpec_Metadata(t *testing.T) {
 		if reg == "" || asm["client_id_metadata_document_supported"] != true {
 			t.Fatalf("registration_endpoint %q, client_id_metadata_document_supported %v", reg, asm["client_id_metadata_document_supported"])
 		}
-		status, _, body := do(t, e.http, http.MethodPost, reg, http.Header{"Content-Type": {"application/json"}},
+		status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, reg, http.Header{"Content-Type": {"application/json"}},
 			[]byte(`{"redirect_uris":["http://127.0.0.1:5555/cb"],"token_endpoint_auth_method":"none"}`))
 		if status != http.StatusCreated {
 			t.Errorf("POST %s: %d %s", reg, status, body)
@@ -170,7 +171,7 @@ func TestSpec_Metadata(t *testing.T) {
 	t.Run("ASM-12_NoEmptyArrays", func(t *testing.T) {
 		docs := map[string][]byte{"AS metadata": plain}
 		for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"} {
-			_, body, _ := fetchJSON(t, e.http, siteAddr()+path, nil)
+			_, body, _ := fetchJSON(t, e.HTTP, siteAddr()+path, nil)
 			docs[path] = body
 		}
 		for name, body := range docs {
@@ -189,7 +190,7 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 	iss := siteAddr() + "/t1"
 	e := usersAS(t, "issuer "+iss)
 
-	_, _, asm := fetchJSON(t, e.http, siteAddr()+"/.well-known/oauth-authorization-server/t1", nil)
+	_, _, asm := fetchJSON(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server/t1", nil)
 	t.Run("ASM-03_PathInsertion", func(t *testing.T) {
 		if asm["issuer"] != iss {
 			t.Errorf("issuer %v, want %s", asm["issuer"], iss)
@@ -199,7 +200,7 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 				t.Errorf("%s = %v is not below the issuer", k, asm[k])
 			}
 		}
-		status, _, body := get(t, e.http, siteAddr()+"/.well-known/oauth-authorization-server", nil)
+		status, _, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server", nil)
 		if status != http.StatusNotFound || strings.Contains(string(body), `"issuer"`) {
 			t.Errorf("root AS metadata with a path issuer: %d %s, want 404", status, body)
 		}
@@ -207,7 +208,7 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 
 	t.Run("ASM-04_OIDCDiscoveryForPathIssuer", func(t *testing.T) {
 		for _, path := range []string{"/.well-known/openid-configuration/t1", "/t1/.well-known/openid-configuration"} {
-			_, _, doc := fetchJSON(t, e.http, siteAddr()+path, nil)
+			_, _, doc := fetchJSON(t, e.HTTP, siteAddr()+path, nil)
 			if doc["issuer"] != iss || !slices.Contains(strs(doc["code_challenge_methods_supported"]), "S256") || doc["jwks_uri"] == nil ||
 				len(strs(doc["subject_types_supported"])) == 0 || len(strs(doc["id_token_signing_alg_values_supported"])) == 0 {
 				t.Errorf("%s: %v", path, doc)
@@ -216,38 +217,38 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 	})
 
 	t.Run("ASM-02_IssuerIdenticalEverywhere", func(t *testing.T) {
-		_, _, prm := fetchJSON(t, e.http, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
+		_, _, prm := fetchJSON(t, e.HTTP, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
 		if as := strs(prm["authorization_servers"]); len(as) != 1 || as[0] != iss {
 			t.Errorf("PRM authorization_servers %v, want [%s]", prm["authorization_servers"], iss)
 		}
-		status, _, m := do(t, e.http, http.MethodPost, asm["registration_endpoint"].(string), http.Header{"Content-Type": {"application/json"}},
+		status, _, m := oauthtest.Do(t, e.HTTP, http.MethodPost, asm["registration_endpoint"].(string), http.Header{"Content-Type": {"application/json"}},
 			[]byte(`{"client_name":"path","redirect_uris":["`+clientRedirect+`"],"token_endpoint_auth_method":"none"}`))
 		var reg map[string]any
 		if status != http.StatusCreated || json.Unmarshal(m, &reg) != nil {
 			t.Fatalf("register at the advertised endpoint: %d %s", status, m)
 		}
-		c := testClient{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
-		p := newPKCE()
+		c := oauthtest.Client{ID: reg["client_id"].(string), Redirects: []string{clientRedirect}}
+		p := oauthtest.NewPKCE()
 		q := authParams(c, p)
 
 		// The flow under the issuer's path, as a browser runs it.
 		b := aliceBrowser(t)
-		status, _, page := get(t, b.client, asm["authorization_endpoint"].(string)+"?"+q.Encode(), nil)
+		status, _, page := oauthtest.Get(t, b.client, asm["authorization_endpoint"].(string)+"?"+q.Encode(), nil)
 		if status != http.StatusOK || !strings.Contains(string(page), `action="`+iss+`/authorize/consent"`) {
 			t.Fatalf("consent page: %d %.300s", status, page)
 		}
 		form := formFields(string(page))
 		form.Set("decision", "approve")
 		h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()}}
-		status, hdr, _ := do(t, b.client, http.MethodPost, iss+"/authorize/consent", h, []byte(form.Encode()))
+		status, hdr, _ := oauthtest.Do(t, b.client, http.MethodPost, iss+"/authorize/consent", h, []byte(form.Encode()))
 		if status != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), iss+"/authorize/login?") {
 			t.Fatalf("consent: %d %q", status, hdr.Get("Location"))
 		}
-		_, _, page = get(t, b.client, hdr.Get("Location"), nil)
+		_, _, page = oauthtest.Get(t, b.client, hdr.Get("Location"), nil)
 		form = formFields(string(page))
 		form.Set("username", "alice")
 		form.Set("password", "correct horse")
-		status, hdr, _ = do(t, b.client, http.MethodPost, iss+"/authorize/login", h, []byte(form.Encode()))
+		status, hdr, _ = oauthtest.Do(t, b.client, http.MethodPost, iss+"/authorize/login", h, []byte(form.Encode()))
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusSeeOther || loc == nil || loc.Query().Get("code") == "" {
 			t.Fatalf("login: %d %q", status, hdr.Get("Location"))
@@ -255,12 +256,12 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 		if got := loc.Query()["iss"]; len(got) != 1 || got[0] != iss {
 			t.Errorf("iss response parameter %q, want %s", got, iss)
 		}
-		status, _, tok := e.postForm(t, strings.TrimPrefix(asm["token_endpoint"].(string), siteAddr()), codeForm(c, loc.Query().Get("code"), p), nil)
+		status, _, tok := e.PostForm(t, strings.TrimPrefix(asm["token_endpoint"].(string), siteAddr()), codeForm(c, loc.Query().Get("code"), p), nil)
 		at, _ := tok["access_token"].(string)
 		if status != http.StatusOK || at == "" {
 			t.Fatalf("token: %d %v", status, tok)
 		}
-		if _, claims := decodeJWT(t, at); claims["iss"] != iss || claims["aud"] != canonicalResource() {
+		if _, claims := oauthtest.DecodeJWT(t, at); claims["iss"] != iss || claims["aud"] != canonicalResource() {
 			t.Errorf("access token iss %v aud %v, want %s and %s", claims["iss"], claims["aud"], iss, canonicalResource())
 		}
 		if status := e.mcpStatus(t, at); status != http.StatusOK {

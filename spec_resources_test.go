@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // Black-box tests for rows of the acceptance list (spec-requirements.md),
@@ -15,8 +17,8 @@ func TestSpec_SeveralResources(t *testing.T) {
 	a, bURL := canonicalResource(), siteAddr()+"/b/mcp"
 
 	t.Run("PRM-07_DistinctDocuments", func(t *testing.T) {
-		_, _, prmA := fetchJSON(t, e.http, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
-		_, _, prmB := fetchJSON(t, e.http, siteAddr()+"/.well-known/oauth-protected-resource/b/mcp", nil)
+		_, _, prmA := fetchJSON(t, e.HTTP, siteAddr()+"/.well-known/oauth-protected-resource/mcp", nil)
+		_, _, prmB := fetchJSON(t, e.HTTP, siteAddr()+"/.well-known/oauth-protected-resource/b/mcp", nil)
 		if prmA["resource"] != a || prmB["resource"] != bURL {
 			t.Errorf("resources %v and %v, want %s and %s", prmA["resource"], prmB["resource"], a, bURL)
 		}
@@ -27,12 +29,12 @@ func TestSpec_SeveralResources(t *testing.T) {
 
 	t.Run("PRM-08_ChallengeDereferences", func(t *testing.T) {
 		for _, u := range []string{a, bURL} {
-			status, hdr, _ := do(t, e.http, http.MethodPost, u, http.Header{"Content-Type": {"application/json"}}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
+			status, hdr, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, u, http.Header{"Content-Type": {"application/json"}}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`))
 			rm := challengeParam(hdr.Get("WWW-Authenticate"), "resource_metadata")
 			if status != http.StatusUnauthorized || !strings.HasPrefix(rm, "https://") {
 				t.Fatalf("%s: %d %q", u, status, hdr.Get("WWW-Authenticate"))
 			}
-			if _, _, prm := fetchJSON(t, e.http, rm, nil); prm["resource"] != u {
+			if _, _, prm := fetchJSON(t, e.HTTP, rm, nil); prm["resource"] != u {
 				t.Errorf("%s: its challenge's metadata names resource %v", u, prm["resource"])
 			}
 		}
@@ -41,23 +43,23 @@ func TestSpec_SeveralResources(t *testing.T) {
 	// A token minted (through the real flow) for one resource is refused
 	// at the other, though this server signed both.
 	c := e.publicClient(t)
-	p := newPKCE()
+	p := oauthtest.NewPKCE()
 	q := authParams(c, p)
 	q.Set("resource", bURL)
 	form := codeForm(c, loginCode(t, q), p)
 	form.Set("resource", bURL)
-	forB := e.exchange(t, form, nil)
+	forB := e.Exchange(t, form, nil)
 	forA := e.login(t, c, nil)
 	call := func(u, token string) (int, string) {
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
-		status, hdr, _ := do(t, e.http, http.MethodPost, u, h, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}`))
+		status, hdr, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, u, h, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}`))
 		return status, hdr.Get("WWW-Authenticate")
 	}
 
 	t.Run("RS-04_AudienceChecked", func(t *testing.T) {
-		if _, claims := decodeJWT(t, forB.Access); claims["aud"] != bURL || forB.Scope != "b:tools" {
+		if _, claims := oauthtest.DecodeJWT(t, forB.Access); claims["aud"] != bURL || forB.Scope != "b:tools" {
 			t.Fatalf("token for /b/mcp: aud %v scope %q", claims["aud"], forB.Scope)
 		}
 		status, challenge := call(a, forB.Access)

@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -56,13 +57,13 @@ func TestToolScopes(t *testing.T) {
 	}
 
 	post := func(token, body string, header http.Header) (int, http.Header) {
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
 		for k, v := range header {
 			h[k] = v
 		}
-		status, hdr, _ := do(t, client, http.MethodPost, siteAddr()+"/mcp", h, []byte(body))
+		status, hdr, _ := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", h, []byte(body))
 		return status, hdr
 	}
 	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}`
@@ -110,16 +111,16 @@ func TestScopeHierarchy(t *testing.T) {
 		"mcp:tools owner": 0,
 	} {
 		token := mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = scope })
-		h := bearer(token)
+		h := oauthtest.Bearer(token)
 		h.Set("Content-Type", "application/json")
 		h.Set("Accept", "application/json, text/event-stream")
-		status, _, _ := do(t, client, http.MethodPost, siteAddr()+"/mcp", h, call)
+		status, _, _ := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", h, call)
 		if (want == 0 && status == http.StatusForbidden) || (want != 0 && status != want) {
 			t.Errorf("token with %q: %d", scope, status)
 		}
 	}
 	// /admin/* needs admin (gatedSite); owner includes it.
-	if status, _, _ := get(t, client, siteAddr()+"/admin/x", bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = "owner" }))); status != http.StatusOK {
+	if status, _, _ := oauthtest.Get(t, client, siteAddr()+"/admin/x", oauthtest.Bearer(mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = "owner" }))); status != http.StatusOK {
 		t.Errorf("owner on an admin path: %d", status)
 	}
 }
