@@ -1,4 +1,4 @@
-package handlers
+package gate
 
 import (
 	"bytes"
