@@ -6,7 +6,6 @@ package mcpauth
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -20,7 +19,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -187,10 +188,9 @@ type Handler struct {
 	// only for a backend that verifies the token itself and never forwards it.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
-	site         *handlers.Site
-	identity     *handlers.IdentityTokens
-	stripHeaders []string
-	logger       *zap.Logger
+	site   *handlers.Site
+	gate   *gate.Gate
+	logger *zap.Logger
 }
 
 // Resource declares a protected resource: an MCP endpoint path on the site.
@@ -379,37 +379,42 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AllowedOrigins: h.AllowedOrigins,
 	}
 	if len(h.Resources) == 0 {
-		cfg.Resources = []handlers.ResourceConfig{{Scopes: h.Scopes}}
+		cfg.Resources = []gate.ResourceConfig{{Scopes: h.Scopes}}
 	} else if len(h.Scopes) > 0 {
 		return fmt.Errorf("scopes: set them per resource when resources are declared")
 	}
 	for _, r := range h.Resources {
-		cfg.Resources = append(cfg.Resources, handlers.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
+		cfg.Resources = append(cfg.Resources, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
+	}
+	gc := gate.Config{
+		ToolScopes:        h.ToolScopes,
+		ScopeIncludes:     h.ScopeIncludes,
+		PassAuthorization: h.PassAuthorization,
+		StripHeaders:      append(slices.Clone(defaultStripHeaders), h.StripHeaders...),
+		ForeignSession:    func() { metrics.gate.WithLabelValues("foreign_session").Inc() },
+		Logger:            h.logger,
 	}
 	for _, rs := range h.RequireScopes {
 		if !strings.HasPrefix(rs.Path, "/") || len(rs.Scopes) == 0 {
 			return fmt.Errorf("require_scopes: path %q must start with / and name at least one scope", rs.Path)
 		}
-		cfg.ScopeRules = append(cfg.ScopeRules, handlers.ScopeRule{Pattern: rs.Path, Scopes: rs.Scopes})
+		gc.ScopeRules = append(gc.ScopeRules, gate.ScopeRule{Pattern: rs.Path, Scopes: rs.Scopes})
 	}
 	for tool, scopes := range h.ToolScopes {
 		if tool == "" || len(scopes) == 0 {
 			return fmt.Errorf("tool_scopes: tool %q must name at least one scope", tool)
 		}
 	}
-	cfg.ToolScopes = h.ToolScopes
 	for broad, narrow := range h.ScopeIncludes {
 		if broad == "" || len(narrow) == 0 {
 			return fmt.Errorf("scope_includes: scope %q must include at least one other scope", broad)
 		}
 	}
-	cfg.ScopeIncludes = h.ScopeIncludes
 	for _, o := range h.AllowedOrigins {
 		if o != strings.TrimRight(o, "/") || !strings.Contains(o, "://") {
 			return fmt.Errorf("allowed_origins: %q is not an origin such as https://app.example.com", o)
 		}
 	}
-	h.stripHeaders = append(append([]string{}, defaultStripHeaders...), h.StripHeaders...)
 	initMetrics()
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
 		if err := registerMetrics(reg); err != nil {
@@ -423,7 +428,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.Sessions = app.store
 	if h.AuthorizationServer != "" {
 		if err := h.provisionExternal(&cfg); err != nil {
 			return err
@@ -442,15 +446,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.site = site
+	gc.Realm, gc.Resources, gc.Verifier = site.Realm, site.Resources, site.Verifier
+	gc.Sessions = state.NewSessions(app.store, site.Issuer)
+	if cfg.AS != nil {
+		gc.Revocations = cfg.AS.State.Revocations
+	}
 	if h.IdentityAudience != "" {
 		if cfg.Ring == nil {
 			return fmt.Errorf("identity_audience: identity tokens are signed with this server's keys, which external mode does not have")
 		}
-		if h.identity, err = handlers.NewIdentityTokens(site, h.IdentityAudience); err != nil {
+		if gc.Identity, err = gate.NewIdentityTokens(cfg.Ring, site.Issuer, site.Resources, h.IdentityAudience); err != nil {
 			return fmt.Errorf("identity_audience: %v", err)
 		}
 	}
-	return nil
+	h.gate, err = gate.New(gc)
+	return err
 }
 
 // provisionExternal sets up external mode.
@@ -678,42 +688,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 
-	d := h.site.Authorize(r)
+	d := h.gate.Decide(r)
 	if d.Claims == nil {
-		metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
-		if d.Challenge != "" {
-			w.Header().Set("WWW-Authenticate", d.Challenge)
-		}
-		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
-			resource := ""
-			if d.Resource != nil {
-				resource = d.Resource.URL
-			}
-			c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", resource))
-		}
-		return caddyhttp.Error(d.Status, fmt.Errorf("mcp_auth: %s", d.Reason))
+		return h.refuse(w, d)
 	}
-
-	if !h.PassAuthorization {
-		r.Header.Del("Authorization")
-	}
-	for _, name := range h.stripHeaders {
-		r.Header.Del(name)
-	}
-	owned, unbound, err := h.site.Sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
+	w, err := h.gate.Apply(w, r, d)
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err))
-	} else if !owned {
-		// As if the session did not exist: the client starts a new one.
-		metrics.gate.WithLabelValues("foreign_session").Inc()
-		return caddyhttp.Error(http.StatusNotFound, errors.New("mcp_auth: MCP session belongs to another user"))
-	}
-	if h.identity != nil {
-		tok, err := h.identity.For(d.Claims)
-		if err != nil {
-			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err))
-		}
-		r.Header.Set("X-MCP-Identity", tok)
+		var stopped *gate.ApplyError
+		errors.As(err, &stopped)
+		return caddyhttp.Error(stopped.Status, stopped.Err)
 	}
 	metrics.gateAllowed.Inc()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
@@ -721,100 +704,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", d.Claims.Email)
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
-	if d.SessionID == "" || unbound {
-		// A new session may start, or an unbound one be claimed: bind it to
-		// this user when the backend names or accepts it.
-		w = &sessionBinder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, site: h.site, r: r, claim: d.SessionID, sub: d.Claims.Subject, logger: h.logger}
-	}
 	return next.ServeHTTP(w, r)
 }
 
-// sessionBinder binds the MCP session a response creates (its
-// Mcp-Session-Id header), or the unbound session the request named
-// (claim) once the backend accepts it, to the user who made the request.
-// It decides before the status goes out, so a claim another user's
-// request won in the meantime is answered 404 instead of the backend's
-// response. It wraps the response writer the Caddy way, so streaming
-// keeps working.
-type sessionBinder struct {
-	*caddyhttp.ResponseWriterWrapper
-	site    *handlers.Site
-	r       *http.Request
-	claim   string
-	sub     string
-	logger  *zap.Logger
-	done    bool
-	refused bool // the claim was lost: the backend's response is dropped
-}
-
-func (sb *sessionBinder) WriteHeader(status int) {
-	// An informational response (103 Early Hints) comes before the one
-	// that says whether the backend accepted the session.
-	if sb.done || status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
-		sb.ResponseWriterWrapper.WriteHeader(status)
-		return
+// refuse answers a request the gate refused, counting and logging why.
+func (h *Handler) refuse(w http.ResponseWriter, d gate.Decision) error {
+	metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
+	if d.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", d.Challenge)
 	}
-	sb.done = true
-	switch {
-	case sb.claim != "" && status != http.StatusNotFound:
-		switch owned, err := sb.site.Sessions.Claim(sb.r.Context(), sb.claim, sb.sub); {
-		case err != nil:
-			sb.logger.Error("claiming MCP session", zap.Error(err))
-			sb.refuse(http.StatusServiceUnavailable)
-			return
-		case !owned:
-			// As if the session did not exist, as for any foreign session.
-			metrics.gate.WithLabelValues("foreign_session").Inc()
-			sb.refuse(http.StatusNotFound)
-			return
+	if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
+		resource := ""
+		if d.Resource != nil {
+			resource = d.Resource.URL
 		}
-	case sb.claim == "":
-		if id := sb.Header().Get("Mcp-Session-Id"); id != "" {
-			if err := sb.site.Sessions.Bind(sb.r.Context(), id, sb.sub); err != nil {
-				sb.logger.Error("binding MCP session", zap.Error(err))
-			}
-		}
+		c.Write(zap.Int("status", d.Status), zap.String("reason", d.Reason), zap.String("resource", resource))
 	}
-	sb.ResponseWriterWrapper.WriteHeader(status)
-}
-
-// refuse answers status instead of the backend's response, which is dropped.
-func (sb *sessionBinder) refuse(status int) {
-	sb.refused = true
-	clear(sb.Header())
-	sb.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (sb *sessionBinder) Write(p []byte) (int, error) {
-	if !sb.done {
-		sb.WriteHeader(http.StatusOK)
-	}
-	if sb.refused {
-		return len(p), nil
-	}
-	return sb.ResponseWriterWrapper.Write(p)
-}
-
-// ReadFrom and FlushError keep the wrapped writer's shortcuts from sending
-// a status or body before the binding is decided.
-func (sb *sessionBinder) ReadFrom(r io.Reader) (int64, error) {
-	if !sb.done {
-		sb.WriteHeader(http.StatusOK)
-	}
-	if sb.refused {
-		return io.Copy(io.Discard, r)
-	}
-	return sb.ResponseWriterWrapper.ReadFrom(r)
-}
-
-func (sb *sessionBinder) FlushError() error {
-	if !sb.done {
-		sb.WriteHeader(http.StatusOK)
-	}
-	if sb.refused {
-		return nil
-	}
-	return http.NewResponseController(sb.ResponseWriterWrapper.ResponseWriter).Flush()
+	return caddyhttp.Error(d.Status, fmt.Errorf("mcp_auth: %s", d.Reason))
 }
 
 // Interface guards

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -22,7 +23,7 @@ func FuzzBearerToken(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		token, ok := bearerToken(header)
+		token, ok := BearerToken(header)
 		accepted := ok && isToken68(token)
 		m := bearerSyntax.FindStringSubmatch(header)
 		want := m != nil && len(m[1]) <= tokens.MaxTokenLength
@@ -33,4 +34,15 @@ func FuzzBearerToken(f *testing.F) {
 			t.Fatalf("%q: token %q, the grammar's %q", header, token, m[1])
 		}
 	})
+}
+
+func TestIsToken68(t *testing.T) {
+	for s, want := range map[string]bool{
+		"abc.DEF-_~+/": true, "abc==": true, "abc=d": false, "a b": false, "": false, "===": false,
+		"a\"b": false, strings.Repeat("a", 9000): false,
+	} {
+		if got := isToken68(s); got != want {
+			t.Errorf("isToken68(%.20q) = %v, want %v", s, got, want)
+		}
+	}
 }

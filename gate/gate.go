@@ -1,22 +1,128 @@
+// Package gate is the resource server: it decides whether a request may
+// reach the protected MCP backend (Decide) and prepares an allowed one for
+// it (Apply). It matches the request to a protected resource the way
+// Caddy's path matcher reads paths, checks the bearer token with a
+// Verifier, the scopes the path and the JSON-RPC body need, and that the
+// MCP session belongs to the token's user. It knows nothing of Caddy and
+// of how tokens are issued: the authorization server is reached only
+// through the small interfaces below.
 package gate
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"path"
-	"slices"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
+
+// Verifier checks access tokens for a resource; errors for bad tokens
+// are *tokens.InvalidTokenError, any other error means the token could not
+// be checked.
+type Verifier interface {
+	Verify(ctx context.Context, token, audience string) (*tokens.AccessClaims, error)
+}
+
+// Revocations tells whether a token, by its jti, was revoked before it
+// expired.
+type Revocations interface {
+	Revoked(jti string) (bool, error)
+}
+
+// Config is what New builds a Gate from.
+type Config struct {
+	// Realm is the realm of bearer challenges.
+	Realm string
+	// Resources are the protected resources (see NewResources).
+	Resources Resources
+	// ScopeRules require scopes for request paths; every matching
+	// rule's scopes are needed.
+	ScopeRules []ScopeRule
+	// ToolScopes maps MCP tool names to the scopes a tools/call needs.
+	ToolScopes map[string][]string
+	// ScopeIncludes maps a broad scope to the narrower ones it implies
+	// (admin includes mcp:write), so a token with the broad scope meets
+	// a requirement for a narrow one (MCP 2026-07-28 step-up rules).
+	ScopeIncludes map[string][]string
+	Verifier      Verifier
+	// Revocations, if set, refuses revoked tokens; nil when tokens come
+	// from an external authorization server.
+	Revocations Revocations
+	// Sessions, if set, binds MCP sessions to their users (see Apply).
+	Sessions Sessions
+	// Identity, if set, adds an X-MCP-Identity token to allowed requests.
+	Identity *IdentityTokens
+	// PassAuthorization leaves the client's Authorization header on
+	// allowed requests; by default it is removed (no token passthrough).
+	PassAuthorization bool
+	// StripHeaders are removed from allowed requests, so a client cannot
+	// pass off identity headers of its own.
+	StripHeaders []string
+	// ForeignSession, if set, is called for each request refused because
+	// its MCP session belongs to another user, for metrics.
+	ForeignSession func()
+	// Logger reports failures to bind sessions; required.
+	Logger *zap.Logger
+}
+
+// Gate is the resource server of one site.
+type Gate struct {
+	realm             string
+	resources         Resources
+	scopeRules        []scopeRule
+	toolScopes        map[string][]string
+	scopeIncludes     map[string][]string
+	verifier          Verifier
+	revocations       Revocations
+	sessions          Sessions
+	identity          *IdentityTokens
+	passAuthorization bool
+	stripHeaders      []string
+	foreignSession    func()
+	logger            *zap.Logger
+}
+
+// New checks cfg's scope rules and returns the gate. Resources must hold
+// at least one resource, as NewResources returns them.
+func New(cfg Config) (*Gate, error) {
+	if len(cfg.Resources) == 0 {
+		return nil, errors.New("gate: no protected resource")
+	}
+	g := &Gate{
+		realm:             cfg.Realm,
+		resources:         cfg.Resources,
+		toolScopes:        cfg.ToolScopes,
+		scopeIncludes:     cfg.ScopeIncludes,
+		verifier:          cfg.Verifier,
+		revocations:       cfg.Revocations,
+		sessions:          cfg.Sessions,
+		identity:          cfg.Identity,
+		passAuthorization: cfg.PassAuthorization,
+		stripHeaders:      cfg.StripHeaders,
+		foreignSession:    cfg.ForeignSession,
+		logger:            cfg.Logger,
+	}
+	for _, rule := range cfg.ScopeRules {
+		compiled, err := compileScopeRule(rule)
+		if err != nil {
+			return nil, err
+		}
+		g.scopeRules = append(g.scopeRules, compiled)
+	}
+	return g, nil
+}
 
 // Decision is the gate's verdict on one request.
 type Decision struct {
 	// Claims are the verified token's claims; nil when the request is refused.
 	Claims *tokens.AccessClaims
 	// Resource is the protected resource the request was matched to; nil
-	// when its path addresses none (ResourceFor).
+	// when its path addresses none (Resources.For).
 	Resource *Resource
 	// Status is the HTTP status of a refusal: 400, 401, 403, 404, 413, 415,
 	// or 503
@@ -33,31 +139,32 @@ type Decision struct {
 
 var errAmbiguousResource = errors.New("the request path is outside every resource and as close to several of them")
 
-// Authorize decides whether r may reach the protected backend. Only the
+// Decide decides whether r may reach the protected backend. Only the
 // Authorization header is considered: a token in the query string is never
 // accepted (OAuth 2.1 section 5.1), so such a request counts as anonymous.
-func (s *Site) Authorize(r *http.Request) Decision {
+// It may read the body of a tools/call, and restores it for the backend.
+func (g *Gate) Decide(r *http.Request) Decision {
 	reqPath, err := gatePath(r.URL)
 	if err != nil {
 		// Named in the challenge: the resource Caddy's matchers see.
-		res := s.ResourceFor(strings.ToLower(path.Clean("/" + r.URL.Path)))
+		res := g.resources.For(strings.ToLower(path.Clean("/" + r.URL.Path)))
 		if res == nil {
-			res = s.Resources[0]
+			res = g.resources[0]
 		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
-			Challenge: s.challenge(res, oauth.InvalidRequest, err.Error(), nil)}
+			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil)}
 	}
-	res := s.ResourceFor(reqPath)
+	res := g.resources.For(reqPath)
 	if res == nil {
 		// Nothing is there to authorize: no token is the right one.
 		return Decision{Status: http.StatusNotFound, Reason: errAmbiguousResource.Error()}
 	}
-	need := s.requiredScopes(reqPath)
+	need := g.requiredScopes(reqPath)
 	d := Decision{Resource: res}
 
 	refuse := func(status int, code oauth.ErrorCode, description string, scopes []string) Decision {
 		d.Status, d.Reason = status, description
-		d.Challenge = s.challenge(res, code, description, scopes)
+		d.Challenge = g.challenge(res, code, description, scopes)
 		return d
 	}
 	challengeScopes := need
@@ -74,7 +181,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	}
 	token, ok := "", false
 	if len(values) == 1 {
-		token, ok = bearerToken(values[0])
+		token, ok = BearerToken(values[0])
 	}
 	if !ok {
 		return refuse(http.StatusUnauthorized, "", "no bearer token", challengeScopes)
@@ -85,7 +192,7 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	if !isToken68(token) {
 		return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token is malformed", challengeScopes)
 	}
-	claims, err := s.Verifier.Verify(r.Context(), token, res.URL)
+	claims, err := g.verifier.Verify(r.Context(), token, res.URL)
 	if err != nil {
 		var invalid *tokens.InvalidTokenError
 		if !errors.As(err, &invalid) {
@@ -95,8 +202,8 @@ func (s *Site) Authorize(r *http.Request) Decision {
 		}
 		return refuse(http.StatusUnauthorized, oauth.InvalidToken, invalid.Reason, challengeScopes)
 	}
-	if s.AS != nil {
-		switch revoked, err := s.AS.State.Revocations.Revoked(claims.JWTID); {
+	if g.revocations != nil {
+		switch revoked, err := g.revocations.Revoked(claims.JWTID); {
 		case err != nil:
 			// Fail closed: a revoked token must not pass because the store is out of reach.
 			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()
@@ -105,11 +212,11 @@ func (s *Site) Authorize(r *http.Request) Decision {
 			return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token has been revoked", challengeScopes)
 		}
 	}
-	have := s.effectiveScopes(claims.Scopes())
+	have := g.effectiveScopes(claims.Scopes())
 	if missing := missingScopes(have, need); len(missing) > 0 {
 		return refuse(http.StatusForbidden, oauth.InsufficientScope, "token lacks a required scope", need)
 	}
-	toolNeed, err := s.toolScopesNeeded(r)
+	toolNeed, err := g.toolScopesNeeded(r)
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		d.Status, d.Reason = http.StatusRequestEntityTooLarge, err.Error()
@@ -128,77 +235,4 @@ func (s *Site) Authorize(r *http.Request) Decision {
 	}
 	d.Claims = claims
 	return d
-}
-
-// bearerToken extracts the token of a "Bearer" Authorization header; the
-// scheme is case-insensitive (RFC 9110 section 11.1).
-func bearerToken(header string) (string, bool) {
-	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimLeft(token, " ")
-	return token, token != ""
-}
-
-// isToken68 reports whether s has the b64token syntax of RFC 6750 section 2.1.
-func isToken68(s string) bool {
-	body := strings.TrimRight(s, "=")
-	if body == "" || len(s) > tokens.MaxTokenLength {
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func union(a, b []string) []string {
-	out := slices.Clone(a)
-	for _, s := range b {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// effectiveScopes adds to granted every scope a granted one includes,
-// following ScopeIncludes transitively.
-func (s *Site) effectiveScopes(granted []string) []string {
-	if len(s.ScopeIncludes) == 0 {
-		return granted
-	}
-	have := slices.Clone(granted)
-	for i := 0; i < len(have); i++ { // have grows while it is walked
-		for _, implied := range s.ScopeIncludes[have[i]] {
-			if !slices.Contains(have, implied) {
-				have = append(have, implied)
-			}
-		}
-	}
-	return have
-}
-
-func missingScopes(have, need []string) []string {
-	var missing []string
-	for _, sc := range need {
-		if !slices.Contains(have, sc) {
-			missing = append(missing, sc)
-		}
-	}
-	return missing
-}
-
-// challenge is the Bearer challenge of a refusal at res (RFC 6750 section
-// 3, RFC 9728 section 5.1). A request without credentials gets no error
-// code, as RFC 6750 asks.
-func (s *Site) challenge(res *Resource, code oauth.ErrorCode, description string, scopes []string) string {
-	return oauth.BearerChallenge{
-		Realm: s.Realm, Code: code, Description: description,
-		ResourceMetadata: res.MetadataURL, Scopes: scopes,
-	}.String()
 }

@@ -5,96 +5,120 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
-// The gate's work per request, with the store it would otherwise ask:
-// what a connected MCP client sends (a tools/call in its session).
+// The gate's work per request, with the stores it asks: what a connected
+// MCP client sends (a tools/call in its session).
 
-// benchGate returns a site whose /mcp needs mcp:tools and whose "search"
-// tool needs mcp:search, a request to it as a client in alice's session
-// sends it (Body to be set), and the request's body.
-func benchGate(b *testing.B) (*Site, *http.Request, []byte) {
-	db := openBadger(b)
+const benchSession = "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b"
+
+// benchGate returns a gate whose /mcp needs mcp:tools and whose "search"
+// tool needs mcp:search, with some revocations and alice's session bound,
+// its stores, a request to it as a client in alice's session sends it
+// (Body to be set), and the request's body.
+func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Request, []byte) {
+	db, err := storage.OpenBadger(b.TempDir(), zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
 	ring, err := tokens.NewKeyRing(context.Background(), db, tokens.KeyRingConfig{RotationPeriod: 24 * time.Hour, RetainPeriod: 24 * time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
-	stores := openState(b, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	stores, err := state.Open(ctx, db, 0, time.Hour, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Registered after the store's cleanup, so it runs before it.
+	b.Cleanup(func() { cancel(); stores.Revocations.Wait() })
 	for i := range 1000 { // some revocations, none of them this token
 		if err := stores.Revocations.DenyAccessToken(b.Context(), "revoked-"+strconv.Itoa(i), time.Now().Add(time.Hour).Unix()); err != nil {
 			b.Fatal(err)
 		}
 	}
-	s, err := NewSite(SiteConfig{
-		Issuer: "https://h.example", Ring: ring, Sessions: db,
-		Resources:  []ResourceConfig{{Path: "/mcp", Scopes: []string{"mcp:tools"}}},
-		ToolScopes: map[string][]string{"search": {"mcp:search"}},
-		AS:         &AuthServer{State: stores, Logger: zap.NewNop()},
+	const issuer = "https://h.example"
+	sessions := state.NewSessions(db, issuer)
+	if err := sessions.Bind(b.Context(), benchSession, "users:alice"); err != nil {
+		b.Fatal(err)
+	}
+	resources, err := NewResources(issuer, []ResourceConfig{{Path: "/mcp", Scopes: []string{"mcp:tools"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := newGate(Config{
+		Resources: resources, Verifier: tokens.NewVerifier(ring, issuer), Revocations: stores.Revocations,
+		Sessions: sessions, ToolScopes: map[string][]string{"search": {"mcp:search"}},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	token, err := ring.MintAccessToken(tokens.AccessClaims{
-		Issuer: s.Issuer, Subject: "users:alice", Audience: tokens.Audience{s.Issuer + "/mcp"},
+		Issuer: issuer, Subject: "users:alice", Audience: tokens.Audience{issuer + "/mcp"},
 		ClientID: "client-1", Scope: "mcp:tools mcp:search",
 	}, time.Hour)
 	if err != nil {
 		b.Fatal(err)
 	}
 	body := []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"caddy mcp auth","limit":10}}}`)
-	req, _ := http.NewRequest(http.MethodPost, "https://h.example/mcp", nil)
+	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Mcp-Session-Id", "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b")
+	req.Header.Set("Mcp-Session-Id", benchSession)
 	req.ContentLength = int64(len(body))
-	if err := s.Sessions.Bind(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil {
-		b.Fatal(err)
-	}
-	return s, req, body
+	return g, stores, sessions, req, body
 }
 
 func BenchmarkDeniedTokensRevoked(b *testing.B) {
-	s, _, _ := benchGate(b)
+	_, stores, _, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if revoked, err := s.AS.State.Revocations.Revoked("not-revoked"); err != nil || revoked {
+		if revoked, err := stores.Revocations.Revoked("not-revoked"); err != nil || revoked {
 			b.Fatal(revoked, err)
 		}
 	}
 }
 
 func BenchmarkSessionOwnedBy(b *testing.B) {
-	s, _, _ := benchGate(b)
+	_, _, sessions, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if owned, _, err := s.Sessions.OwnedBy(b.Context(), "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b", "users:alice"); err != nil || !owned {
+		if owned, _, err := sessions.OwnedBy(b.Context(), benchSession, "users:alice"); err != nil || !owned {
 			b.Fatal(owned, err)
 		}
 	}
 }
 
-// BenchmarkGateDecision is all the gate decides for a request: Authorize
-// (token, revocation, scopes, the tools/call body) and the session's owner.
+// BenchmarkGateDecision is all the gate does for a request: Decide (token,
+// revocation, scopes, the tools/call body) and Apply (headers, the
+// session's owner).
 func BenchmarkGateDecision(b *testing.B) {
-	s, req, body := benchGate(b)
+	g, _, _, req, body := benchGate(b)
+	token := req.Header.Get("Authorization")
+	w := httptest.NewRecorder()
 	reader := bytes.NewReader(nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		reader.Reset(body)
 		req.Body = io.NopCloser(reader)
-		d := s.Authorize(req)
+		req.Header.Set("Authorization", token) // Apply removes it
+		d := g.Decide(req)
 		if d.Claims == nil {
 			b.Fatalf("refused: %d %s", d.Status, d.Reason)
 		}
-		if owned, _, err := s.Sessions.OwnedBy(req.Context(), d.SessionID, d.Claims.Subject); err != nil || !owned {
-			b.Fatal(owned, err)
+		if _, err := g.Apply(w, req, d); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

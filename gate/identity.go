@@ -31,14 +31,16 @@ type IdentityTokens struct {
 	cache map[string]cachedIdentity
 }
 
-// NewIdentityTokens returns the identity tokens site makes for the backend
-// named audience. Identity tokens are signed with the keys, and carry the
-// iss, of the site's access and ID tokens, so the audience must not name the
-// issuer or a resource of the site in any spelling: a verifier that checks
-// only iss and aud would take such a token for an access token.
-func NewIdentityTokens(site *Site, audience string) (*IdentityTokens, error) {
-	own := []string{site.Issuer}
-	for _, r := range site.Resources {
+// NewIdentityTokens returns the identity tokens that the authorization
+// server issuer, with the key ring and resources of its access tokens, makes
+// for the backend named audience. Identity tokens are signed with the keys,
+// and carry the iss, of the site's access and ID tokens, so the audience
+// must not name the issuer or a resource of the site in any spelling: a
+// verifier that checks only iss and aud would take such a token for an
+// access token.
+func NewIdentityTokens(ring *tokens.KeyRing, issuer string, resources Resources, audience string) (*IdentityTokens, error) {
+	own := []string{issuer}
+	for _, r := range resources {
 		own = append(own, r.URL)
 	}
 	for _, u := range own {
@@ -46,7 +48,7 @@ func NewIdentityTokens(site *Site, audience string) (*IdentityTokens, error) {
 			return nil, fmt.Errorf("%q names %s of this site, and identity tokens have the issuer and keys of its access tokens: name the backend instead, such as urn:example:todo-backend", audience, u)
 		}
 	}
-	return &IdentityTokens{Ring: site.Ring, Issuer: site.Issuer, Audience: audience}, nil
+	return &IdentityTokens{Ring: ring, Issuer: issuer, Audience: audience}, nil
 }
 
 // sameResourceURL reports whether a and b may name the same URL to some

@@ -56,7 +56,7 @@ func TestGatePath(t *testing.T) {
 }
 
 func TestScopeRuleMatching(t *testing.T) {
-	s, err := NewSite(SiteConfig{Issuer: "https://h.example", ScopeRules: []ScopeRule{
+	g, err := newGate(Config{ScopeRules: []ScopeRule{
 		{Pattern: "/notes/mcp/admin*", Scopes: []string{"admin"}},
 		{Pattern: "/Reports", Scopes: []string{"reports"}},
 	}})
@@ -77,7 +77,7 @@ func TestScopeRuleMatching(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.requiredScopes(gp); !slices.Equal(got, want) {
+		if got := g.requiredScopes(gp); !slices.Equal(got, want) {
 			t.Errorf("requiredScopes(%q) = %v, want %v", p, got, want)
 		}
 	}
@@ -99,9 +99,8 @@ func FuzzGatePath(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s, err := NewSite(SiteConfig{
-		Issuer:    "https://h.example",
-		Resources: []ResourceConfig{{Path: "/notes/mcp"}, {Path: "/todos/mcp"}, {Path: "/todos/mcp/admin"}},
+	g, err := newGate(Config{
+		Resources: mustResources(f, "/notes/mcp", "/todos/mcp", "/todos/mcp/admin"),
 		ScopeRules: []ScopeRule{
 			{Pattern: "/notes/mcp/admin*", Scopes: []string{"admin"}},
 			{Pattern: "/todos/mcp/delete", Scopes: []string{"delete"}},
@@ -145,17 +144,17 @@ func FuzzGatePath(f *testing.F) {
 		// /todos/mcp/admin), the default (notes) for any other; rules by
 		// prefix or exact path (trailing slash included).
 		var wantRes *Resource
-		for _, r := range s.Resources {
+		for _, r := range g.resources {
 			if strings.HasPrefix(want, strings.ToLower(r.Path)) && (wantRes == nil || len(r.Path) > len(wantRes.Path)) {
 				wantRes = r
 			}
 		}
 		if first, _, _ := strings.Cut(strings.TrimPrefix(want, "/"), "/"); wantRes == nil && first == "todos" {
-			wantRes = s.Resources[1]
+			wantRes = g.resources[1]
 		} else if wantRes == nil {
-			wantRes = s.Resources[0]
+			wantRes = g.resources[0]
 		}
-		if res := s.ResourceFor(got); res != wantRes {
+		if res := g.resources.For(got); res != wantRes {
 			t.Fatalf("%q went to %v, want %v", raw, res, wantRes)
 		}
 		var wantScopes []string
@@ -165,7 +164,7 @@ func FuzzGatePath(f *testing.F) {
 		if m, _ := path.Match("/todos/mcp/delete", strings.TrimSuffix(want, "/")); m {
 			wantScopes = append(wantScopes, "delete")
 		}
-		if need := s.requiredScopes(got); !slices.Equal(need, wantScopes) {
+		if need := g.requiredScopes(got); !slices.Equal(need, wantScopes) {
 			t.Fatalf("%q needs %v, want %v", raw, need, wantScopes)
 		}
 	})
@@ -175,15 +174,15 @@ func FuzzGatePath(f *testing.F) {
 // allocation.
 func TestGatePathAllocations(t *testing.T) {
 	u := requestURL(t, "/todos/mcp/x")
-	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Resources: []ResourceConfig{{Path: "/notes/mcp"}, {Path: "/todos/mcp"}},
+	g, err := newGate(Config{Resources: mustResources(t, "/notes/mcp", "/todos/mcp"),
 		ScopeRules: []ScopeRule{{Pattern: "/todos/mcp/admin*", Scopes: []string{"admin"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := testing.AllocsPerRun(100, func() {
 		p, _ := gatePath(u)
-		_ = s.ResourceFor(p)
-		_ = s.requiredScopes(p)
+		_ = g.resources.For(p)
+		_ = g.requiredScopes(p)
 	}); n != 0 {
 		t.Errorf("%v allocations per request", n)
 	}

@@ -60,10 +60,10 @@ func (m rpcRequest) mcpName() string {
 // whole: every call in them counts. The 2026-07-28 Mcp-Method and Mcp-Name
 // headers, when present, must agree with the body; they are never trusted
 // alone.
-func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
+func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 	// Methods are case-sensitive, but a backend that is not may take "post"
 	// for POST.
-	if len(s.ToolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
+	if len(g.toolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
 		return nil, nil
 	}
 	if !inspectableBody(r.Header) {
@@ -93,7 +93,7 @@ func (s *Site) toolScopesNeeded(r *http.Request) ([]string, error) {
 		if m.Method != "tools/call" {
 			continue
 		}
-		for _, sc := range s.ToolScopes[m.Name] {
+		for _, sc := range g.toolScopes[m.Name] {
 			if !slices.Contains(need, sc) {
 				need = append(need, sc)
 			}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -210,14 +211,14 @@ func parseAuthorizationQuery(rawQuery string) (q *authorizationQuery, problem st
 // origin below the resource's path) all name it; anything else is
 // invalid_target. Without an indicator, the grant's resource applies, or
 // the site's default resource.
-func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, *oauth.Error) {
+func (s *Site) resolveResource(values []string, fallback *gate.Resource) (*gate.Resource, *oauth.Error) {
 	if len(values) == 0 {
 		if fallback != nil {
 			return fallback, nil
 		}
 		return s.Resources[0], nil
 	}
-	var found *Resource
+	var found *gate.Resource
 	for _, v := range values {
 		res := s.resourceNamed(v)
 		if res == nil || (found != nil && res != found) {
@@ -228,7 +229,7 @@ func (s *Site) resolveResource(values []string, fallback *Resource) (*Resource, 
 	return found, nil
 }
 
-func (s *Site) resourceNamed(indicator string) *Resource {
+func (s *Site) resourceNamed(indicator string) *gate.Resource {
 	if len(indicator) > 2048 {
 		return nil
 	}
@@ -241,9 +242,9 @@ func (s *Site) resourceNamed(indicator string) *Resource {
 		return nil
 	}
 	p := path.Clean("/" + u.Path)
-	var best *Resource
+	var best *gate.Resource
 	for _, r := range s.Resources {
-		if covers(r.Path, p) && (best == nil || len(r.Path) > len(best.Path)) {
+		if r.Covers(p) && (best == nil || len(r.Path) > len(best.Path)) {
 			best = r
 		}
 	}
@@ -256,7 +257,7 @@ func (s *Site) resourceNamed(indicator string) *Resource {
 // everything they saw advertised, or for scopes of other servers
 // (offline_access); a request that names none of the resource's scopes
 // gets its default ones, so the token is good for the resource.
-func grantableScopes(res *Resource, requested string) []string {
+func grantableScopes(res *gate.Resource, requested string) []string {
 	asked := strings.Fields(requested)
 	if !slices.ContainsFunc(asked, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
 		asked = append(asked, res.Scopes...)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -91,7 +92,7 @@ func (s *Site) Metadata() ServerMetadata {
 }
 
 // resourceMetadata returns the protected resource metadata of res.
-func (s *Site) resourceMetadata(res *Resource) ResourceMetadata {
+func (s *Site) resourceMetadata(res *gate.Resource) ResourceMetadata {
 	return ResourceMetadata{
 		Resource:               res.URL,
 		AuthorizationServers:   []string{s.AuthorizationServer},
@@ -114,7 +115,7 @@ func (s *Site) Route(path string) (name string, serve http.HandlerFunc) {
 		return "metadata", s.serveMetadata
 	}
 	for _, res := range s.Resources {
-		if path == res.metadataPath {
+		if path == res.MetadataPath {
 			return "resource_metadata", func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, res) }
 		}
 	}
@@ -167,7 +168,7 @@ func (s *Site) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	writeDocument(w, r, s.Metadata())
 }
 
-func (s *Site) serveResourceMetadata(w http.ResponseWriter, r *http.Request, res *Resource) {
+func (s *Site) serveResourceMetadata(w http.ResponseWriter, r *http.Request, res *gate.Resource) {
 	writeDocument(w, r, s.resourceMetadata(res))
 }
 

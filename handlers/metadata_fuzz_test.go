@@ -3,6 +3,8 @@ package handlers
 import (
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 )
 
 // FuzzRoute checks the endpoint names Route gives request paths, which
@@ -14,7 +16,7 @@ func FuzzRoute(f *testing.F) {
 	site, err := NewSite(SiteConfig{
 		Issuer:    "https://auth.example.com/tenant",
 		AS:        &AuthServer{},
-		Resources: []ResourceConfig{{Path: "/mcp"}, {Path: "/notes/mcp"}},
+		Resources: []gate.ResourceConfig{{Path: "/mcp"}, {Path: "/notes/mcp"}},
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -27,7 +28,7 @@ func (s *Site) serveRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if token := s.AS.RegistrationToken; token != "" {
-		got, ok := bearerToken(r.Header.Get("Authorization"))
+		got, ok := gate.BearerToken(r.Header.Get("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			challenge := oauth.BearerChallenge{Realm: s.Issuer, Code: oauth.InvalidToken}
 			oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusUnauthorized, oauth.InvalidToken, "registration requires a valid initial access token").

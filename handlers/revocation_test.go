@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -50,7 +51,7 @@ func codeSite(t *testing.T, store storage.Store) *Site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
+	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []gate.ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
 		State: openState(t, store), Passwords: users, Allow: AllowList{Everyone: true},
 		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,
 		Logger: zap.NewNop(),

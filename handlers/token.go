@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -213,7 +214,7 @@ func (a *AuthServer) revokeIssued(ctx context.Context, used *state.Redemption) e
 
 // mintAccessToken mints an access token for res and indexes it by user and
 // by client, so that revoking either reaches it.
-func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user state.User, res *Resource, scopes []string) (*tokenResponse, state.TokenID, error) {
+func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user state.User, res *gate.Resource, scopes []string) (*tokenResponse, state.TokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := s.AS.AccessTokenLifetime
 	now := time.Now()
@@ -244,7 +245,7 @@ func (s *Site) mintAccessToken(ctx context.Context, client *clients.Client, user
 
 // newGrant starts a refresh-token family and returns its id and first
 // refresh token. The grant remembers how its client authenticated.
-func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *Resource, scopes []string, at state.TokenID) (string, string, error) {
+func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *gate.Resource, scopes []string, at state.TokenID) (string, string, error) {
 	rt, now := randomToken(), time.Now()
 	g := &state.Grant{
 		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
@@ -258,7 +259,7 @@ func (s *Site) newGrant(ctx context.Context, client *authenticatedClient, user s
 }
 
 // resourceByURL returns the resource with the canonical URL u.
-func (s *Site) resourceByURL(u string) *Resource {
+func (s *Site) resourceByURL(u string) *gate.Resource {
 	for _, r := range s.Resources {
 		if r.URL == u {
 			return r

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
@@ -68,7 +69,7 @@ func (s *Site) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "userinfo accepts GET and POST"))
 		return
 	}
-	token, ok := bearerToken(r.Header.Get("Authorization"))
+	token, ok := gate.BearerToken(r.Header.Get("Authorization"))
 	if !ok || len(r.Header.Values("Authorization")) != 1 {
 		// No credentials: a challenge without an error code (RFC 6750 section 3.1).
 		challenge := oauth.BearerChallenge{Realm: s.Realm}

@@ -1,0 +1,71 @@
+package gate
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// ErrForeignSession refuses a request in an MCP session that another user
+// created; it is answered 404, as if the session did not exist, so the
+// client starts a new one.
+var ErrForeignSession = errors.New("mcp_auth: MCP session belongs to another user")
+
+// ApplyError is why Apply stopped a request the token allowed.
+type ApplyError struct {
+	// Status is the HTTP status to answer: 404 for ErrForeignSession, 503
+	// when the session store or the signing keys are out of reach.
+	Status int
+	// Err is the cause, for logs.
+	Err error
+}
+
+func (e *ApplyError) Error() string { return e.Err.Error() }
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Apply prepares a request that Decide allowed (d.Claims is set) for the
+// backend: it removes the client's Authorization header (unless
+// PassAuthorization) and the StripHeaders, checks that the request's MCP
+// session belongs to the token's user, and adds the identity token. It
+// returns the response writer to give the backend, which binds the session
+// its response creates, or claims the unbound one the request named, to
+// the user. Errors are *ApplyError.
+func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.ResponseWriter, error) {
+	if !g.passAuthorization {
+		r.Header.Del("Authorization")
+	}
+	for _, name := range g.stripHeaders {
+		r.Header.Del(name)
+	}
+	unbound := false
+	if g.sessions != nil && d.SessionID != "" {
+		owned, isUnbound, err := g.sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
+		switch {
+		case err != nil:
+			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err)}
+		case !owned:
+			g.countForeignSession()
+			return nil, &ApplyError{http.StatusNotFound, ErrForeignSession}
+		}
+		unbound = isUnbound
+	}
+	if g.identity != nil {
+		tok, err := g.identity.For(d.Claims)
+		if err != nil {
+			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err)}
+		}
+		r.Header.Set("X-MCP-Identity", tok)
+	}
+	if g.sessions != nil && (d.SessionID == "" || unbound) {
+		// A new session may start, or an unbound one be claimed: bind it to
+		// this user when the backend names or accepts it.
+		w = &sessionBinder{ResponseWriter: w, gate: g, r: r, claim: d.SessionID, sub: d.Claims.Subject}
+	}
+	return w, nil
+}
+
+func (g *Gate) countForeignSession() {
+	if g.foreignSession != nil {
+		g.foreignSession()
+	}
+}

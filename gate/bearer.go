@@ -1,0 +1,33 @@
+package gate
+
+import (
+	"strings"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// BearerToken extracts the token of a "Bearer" Authorization header; the
+// scheme is case-insensitive (RFC 9110 section 11.1).
+func BearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}
+
+// isToken68 reports whether s has the b64token syntax of RFC 6750 section 2.1.
+func isToken68(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" || len(s) > tokens.MaxTokenLength {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
