@@ -320,25 +320,35 @@ func decodeClaims(payload []byte) (*assertionClaims, error) {
 
 // check applies the RFC 7523 section 3 claim rules for clientID at now.
 func (c *assertionClaims) check(clientID string, audiences []string, now time.Time) error {
-	switch {
-	case c.Issuer != clientID || c.Subject != clientID:
+	if c.Issuer != clientID || c.Subject != clientID {
 		return badAssertion("client assertion iss and sub must both be the client_id")
-	case !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(audiences, aud) }):
+	}
+	rules := tokens.ClaimRules{
+		Now: now, Skew: assertionSkew,
 		// Exact strings: "https://as//token" or "https://as/token/" is
 		// another endpoint, and accepting look-alikes would let an
 		// assertion made for one server work at another.
+		Audiences:     audiences,
+		RequireExpiry: true,
+		MaxLifetime:   maxAssertionLifetime,
+	}
+	switch rules.Check(tokens.RegisteredClaims{
+		Audience: c.Audience, Expiry: c.Expiry.TimeOrZero(), NotBefore: c.NotBefore.TimeOrZero(), IssuedAt: c.IssuedAt.TimeOrZero(),
+	}) {
+	case tokens.ClaimAudience:
 		return badAssertion("client assertion audience is not this authorization server or endpoint")
-	case c.Expiry == nil:
+	case tokens.ClaimNoExpiry:
 		return badAssertion("client assertion has no exp")
-	case now.After(c.Expiry.Time().Add(assertionSkew)):
+	case tokens.ClaimExpired:
 		return badAssertion("client assertion has expired")
-	case c.Expiry.Time().After(now.Add(maxAssertionLifetime + assertionSkew)):
+	case tokens.ClaimExpiryTooFar:
 		return badAssertion("client assertion expires too far in the future")
-	case c.NotBefore != nil && c.NotBefore.Time().After(now.Add(assertionSkew)):
+	case tokens.ClaimNotYetValid:
 		return badAssertion("client assertion is not valid yet")
-	case c.IssuedAt != nil && c.IssuedAt.Time().After(now.Add(assertionSkew)):
+	case tokens.ClaimIssuedInFuture:
 		return badAssertion("client assertion was issued in the future")
-	case c.JWTID == "":
+	}
+	if c.JWTID == "" {
 		return badAssertion("client assertion has no jti")
 	}
 	return nil

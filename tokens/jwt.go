@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -213,31 +212,43 @@ func (v *Verifier) Verify(ctx context.Context, token, audience string) (*AccessC
 		if err := json.Unmarshal(payload, claims); err != nil {
 			return nil, invalid("token claims are malformed")
 		}
-		if err := v.checkStatic(claims, now); err != nil {
-			return nil, err
+		// What does not change while the token is cached: its issuer,
+		// its claims, when it starts to be valid.
+		static := ClaimRules{Now: now, Skew: v.skew, Issuers: []string{v.issuer}}
+		if failure := static.Check(claims.registered()); failure != 0 {
+			return nil, accessClaimError(failure)
+		}
+		if claims.Subject == "" || claims.ClientID == "" || claims.JWTID == "" || claims.Expiry == 0 || claims.IssuedAt == 0 || len(claims.Audience) == 0 {
+			return nil, invalid("token lacks required claims")
 		}
 		v.cache.put(token, claims, removals, now)
 	}
-	if now.After(time.Unix(claims.Expiry, 0).Add(v.skew)) {
-		return nil, invalid("token has expired")
-	}
-	if !slices.Contains(claims.Audience, audience) {
-		return nil, invalid("token is not meant for this resource")
+	rules := ClaimRules{Now: now, Skew: v.skew, Audiences: []string{audience}}
+	if failure := rules.Check(claims.registered()); failure != 0 {
+		return nil, accessClaimError(failure)
 	}
 	return claims, nil
 }
 
-// checkStatic checks what does not change while a token is cached.
-func (v *Verifier) checkStatic(c *AccessClaims, now time.Time) error {
-	switch {
-	case c.Issuer != v.issuer:
+// registered returns the claims ClaimRules checks.
+func (c *AccessClaims) registered() RegisteredClaims {
+	return RegisteredClaims{
+		Issuer: c.Issuer, Audience: c.Audience,
+		Expiry: unixTime(c.Expiry), NotBefore: unixTime(c.NotBefore), IssuedAt: unixTime(c.IssuedAt),
+	}
+}
+
+// accessClaimError says why an access token's claims are refused.
+func accessClaimError(failure ClaimFailure) error {
+	switch failure {
+	case ClaimIssuer:
 		return invalid("token issuer is not this authorization server")
-	case c.Subject == "" || c.ClientID == "" || c.JWTID == "" || c.Expiry == 0 || c.IssuedAt == 0 || len(c.Audience) == 0:
-		return invalid("token lacks required claims")
-	case time.Unix(c.NotBefore, 0).After(now.Add(v.skew)):
+	case ClaimAudience:
+		return invalid("token is not meant for this resource")
+	case ClaimNotYetValid:
 		return invalid("token is not valid yet")
-	case time.Unix(c.IssuedAt, 0).After(now.Add(v.skew)):
+	case ClaimIssuedInFuture:
 		return invalid("token was issued in the future")
 	}
-	return nil
+	return invalid("token has expired")
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,18 +123,12 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*A
 		return nil, err
 	}
 	claims := raw.accessClaims()
-	now := time.Now()
-	switch {
-	case claims.Issuer != v.cfg.Issuer:
+	rules := ClaimRules{Now: time.Now(), Skew: v.skew, Issuers: []string{v.cfg.Issuer}, Audiences: []string{audience}, RequireExpiry: true}
+	switch failure := rules.Check(claims.registered()); {
+	case failure == ClaimIssuer:
 		return nil, invalid("token issuer is not the authorization server")
-	case !slices.Contains(claims.Audience, audience):
-		return nil, invalid("token is not meant for this resource")
-	case claims.Expiry == 0 || now.After(time.Unix(claims.Expiry, 0).Add(v.skew)):
-		return nil, invalid("token has expired")
-	case time.Unix(claims.NotBefore, 0).After(now.Add(v.skew)):
-		return nil, invalid("token is not valid yet")
-	case time.Unix(claims.IssuedAt, 0).After(now.Add(v.skew)):
-		return nil, invalid("token was issued in the future")
+	case failure != 0:
+		return nil, accessClaimError(failure)
 	case claims.Subject == "":
 		return nil, invalid("token has no subject")
 	case raw.Typ != "" && !strings.EqualFold(raw.Typ, "Bearer"):

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -175,13 +174,22 @@ type idTokenCheck struct {
 // validate checks the claims of a signature-verified ID token
 // (OpenID Connect Core 1.0, section 3.1.3.7).
 func (c *idTokenCheck) validate(cl *idClaims) error {
-	if !slices.Contains(c.issuers, cl.Issuer) {
+	rules := tokens.ClaimRules{
+		Now: c.now, Skew: clockSkew,
+		Issuers: c.issuers, Audiences: []string{c.clientID},
+		RequireExpiry: true, RequireIssuedAt: true,
+	}
+	failure := rules.Check(tokens.RegisteredClaims{
+		Issuer: cl.Issuer, Audience: cl.Audience,
+		Expiry: cl.Expiry.TimeOrZero(), NotBefore: cl.NotBefore.TimeOrZero(), IssuedAt: cl.IssuedAt.TimeOrZero(),
+	})
+	if failure == tokens.ClaimIssuer {
 		return fmt.Errorf("ID token issuer %q is not %q", sanitize(cl.Issuer), c.issuers[0])
 	}
 	if cl.Subject == "" {
 		return errors.New("ID token has no sub claim")
 	}
-	if !slices.Contains(cl.Audience, c.clientID) {
+	if failure == tokens.ClaimAudience {
 		return fmt.Errorf("ID token audience %q does not include client_id %q", sanitize(fmt.Sprint([]string(cl.Audience))), c.clientID)
 	}
 	// With several audiences, azp says which one the token was issued to;
@@ -192,19 +200,16 @@ func (c *idTokenCheck) validate(cl *idClaims) error {
 	if cl.AuthorizedParty != "" && cl.AuthorizedParty != c.clientID {
 		return fmt.Errorf("ID token azp %q is not client_id %q", sanitize(cl.AuthorizedParty), c.clientID)
 	}
-	if cl.Expiry == nil {
+	switch failure {
+	case tokens.ClaimNoExpiry:
 		return errors.New("ID token has no exp claim")
-	}
-	if !c.now.Before(cl.Expiry.Time().Add(clockSkew)) {
+	case tokens.ClaimExpired:
 		return fmt.Errorf("ID token expired at %s", cl.Expiry.Time().UTC().Format(time.RFC3339))
-	}
-	if cl.IssuedAt == nil {
+	case tokens.ClaimNoIssuedAt:
 		return errors.New("ID token has no iat claim")
-	}
-	if cl.IssuedAt.Time().After(c.now.Add(clockSkew)) {
+	case tokens.ClaimIssuedInFuture:
 		return fmt.Errorf("ID token issued in the future (iat %s)", cl.IssuedAt.Time().UTC().Format(time.RFC3339))
-	}
-	if cl.NotBefore != nil && cl.NotBefore.Time().After(c.now.Add(clockSkew)) {
+	case tokens.ClaimNotYetValid:
 		return fmt.Errorf("ID token not valid before %s", cl.NotBefore.Time().UTC().Format(time.RFC3339))
 	}
 	// The nonce ties the token to the login this browser started; without

@@ -1,0 +1,97 @@
+package tokens
+
+import (
+	"slices"
+	"time"
+)
+
+// ClaimRules says what the registered claims of a verified JWT must be
+// (RFC 7519 section 4.1). Every signed token the server checks applies its
+// rules through Check; the caller turns a failure into its own message.
+type ClaimRules struct {
+	// Now is the time to check against; Skew the clock skew tolerated on
+	// exp, nbf and iat.
+	Now  time.Time
+	Skew time.Duration
+	// Issuers are the accepted iss values; none means iss is not checked.
+	Issuers []string
+	// Audiences: aud must contain one of them; none means aud is not
+	// checked. Compared exactly: a look-alike URL is another audience.
+	Audiences []string
+	// RequireExpiry and RequireIssuedAt refuse a token without exp or iat.
+	RequireExpiry, RequireIssuedAt bool
+	// MaxLifetime, if set, bounds how far exp may be ahead of Now.
+	MaxLifetime time.Duration
+}
+
+// RegisteredClaims are the claims ClaimRules checks. A zero time is an
+// absent claim.
+type RegisteredClaims struct {
+	Issuer                      string
+	Audience                    Audience
+	Expiry, NotBefore, IssuedAt time.Time
+}
+
+// ClaimFailure is which rule a token's claims break.
+type ClaimFailure int
+
+const (
+	// ClaimIssuer: iss is not one of ClaimRules.Issuers.
+	ClaimIssuer ClaimFailure = iota + 1
+	// ClaimAudience: aud holds none of ClaimRules.Audiences.
+	ClaimAudience
+	// ClaimNoExpiry: exp is required and absent.
+	ClaimNoExpiry
+	// ClaimExpired: exp, plus the skew, is past.
+	ClaimExpired
+	// ClaimExpiryTooFar: exp is further ahead than MaxLifetime.
+	ClaimExpiryTooFar
+	// ClaimNotYetValid: nbf, less the skew, is ahead.
+	ClaimNotYetValid
+	// ClaimNoIssuedAt: iat is required and absent.
+	ClaimNoIssuedAt
+	// ClaimIssuedInFuture: iat, less the skew, is ahead.
+	ClaimIssuedInFuture
+)
+
+// Check returns the first rule the claims break, in the order of the
+// constants above, or 0 if they keep them all.
+func (r ClaimRules) Check(c RegisteredClaims) ClaimFailure {
+	switch {
+	case len(r.Issuers) > 0 && !slices.Contains(r.Issuers, c.Issuer):
+		return ClaimIssuer
+	case len(r.Audiences) > 0 && !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(r.Audiences, aud) }):
+		return ClaimAudience
+	case c.Expiry.IsZero() && r.RequireExpiry:
+		return ClaimNoExpiry
+	case !c.Expiry.IsZero() && r.Now.After(c.Expiry.Add(r.Skew)):
+		return ClaimExpired
+	case !c.Expiry.IsZero() && r.MaxLifetime > 0 && c.Expiry.After(r.Now.Add(r.MaxLifetime+r.Skew)):
+		return ClaimExpiryTooFar
+	case c.NotBefore.After(r.Now.Add(r.Skew)):
+		return ClaimNotYetValid
+	case c.IssuedAt.IsZero() && r.RequireIssuedAt:
+		return ClaimNoIssuedAt
+	case c.IssuedAt.After(r.Now.Add(r.Skew)):
+		return ClaimIssuedInFuture
+	}
+	return 0
+}
+
+// unixTime is a whole-second claim as a time, zero when the claim is 0
+// (absent).
+func unixTime(sec int64) time.Time {
+	if sec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0)
+}
+
+// TimeOrZero returns the date as a time.Time, zero if d is nil (the claim is
+// absent).
+func (d *NumericDate) TimeOrZero() time.Time {
+	if d == nil {
+		return time.Time{}
+	}
+	return d.Time()
+}
