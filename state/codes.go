@@ -45,7 +45,7 @@ var ErrCodeRedeemed = errors.New("state: the authorization code was already rede
 
 // Issue stores a new code for its lifetime.
 func (c *Codes) Issue(ctx context.Context, code string, rec *Code) error {
-	return putJSON(ctx, c.store, keyCode+Hash(code), rec, codeLifetime)
+	return putJSON(ctx, c.store, KindCode.Key(code), rec, codeLifetime)
 }
 
 // Find returns the record of a code that can still be redeemed. For a code
@@ -54,9 +54,8 @@ func (c *Codes) Issue(ctx context.Context, code string, rec *Code) error {
 // it does not know (expired, never issued, forgotten) an error wrapping
 // storage.ErrNotFound.
 func (c *Codes) Find(ctx context.Context, code string) (*Code, *Redemption, error) {
-	key := Hash(code)
 	var rec Code
-	err := getJSON(ctx, c.store, keyCode+key, &rec)
+	err := getJSON(ctx, c.store, KindCode.Key(code), &rec)
 	if err == nil {
 		return &rec, nil, nil
 	}
@@ -64,7 +63,7 @@ func (c *Codes) Find(ctx context.Context, code string) (*Code, *Redemption, erro
 		return nil, nil, err
 	}
 	var used Redemption
-	if getJSON(ctx, c.store, keyUsedCode+key, &used) != nil {
+	if getJSON(ctx, c.store, redemptionKey(code), &used) != nil {
 		return nil, nil, err
 	}
 	return nil, &used, ErrCodeRedeemed
@@ -73,12 +72,15 @@ func (c *Codes) Find(ctx context.Context, code string) (*Code, *Redemption, erro
 // Redeem uses up a code found by Find. Among concurrent redemptions of a
 // code exactly one succeeds; the others get an error.
 func (c *Codes) Redeem(ctx context.Context, code string) error {
-	_, err := c.store.Take(ctx, keyCode+Hash(code))
+	_, err := c.store.Take(ctx, KindCode.Key(code))
 	return err
 }
 
 // RememberRedemption keeps what the redemption of code issued, for Find to
 // return on its replay.
 func (c *Codes) RememberRedemption(ctx context.Context, code string, r *Redemption) error {
-	return putJSON(ctx, c.store, keyUsedCode+Hash(code), r, redemptionMemory)
+	return putJSON(ctx, c.store, redemptionKey(code), r, redemptionMemory)
 }
+
+// redemptionKey is where the Redemption of code is remembered.
+func redemptionKey(code string) string { return keyUsedCode + Hash(code) }

@@ -79,7 +79,7 @@ func (g *Grants) Create(ctx context.Context, grant *Grant, lifetime, idle time.D
 // current token or one rotated away still looked up. The caller checks
 // which one it is, and whether the grant still refreshes.
 func (g *Grants) ByRefreshToken(ctx context.Context, refreshToken string) (*Grant, error) {
-	id, err := g.store.Get(ctx, keyRefresh+Hash(refreshToken))
+	id, err := g.store.Get(ctx, KindRefresh.Key(refreshToken))
 	if err != nil {
 		return nil, err
 	}

@@ -32,12 +32,18 @@ const (
 	// keyLoginPin binds a GitHub login (lowercased) to the subject that
 	// first logged in with it; it never expires.
 	keyLoginPin = "login-pin/github/"
-	// The login limits; the rest of each key is "user/" or "source/" and
-	// the hash of the username or source.
+	// The login limits; the rest of each key is loginSubjectUser or
+	// loginSubjectSource and the Hash of the username or source.
 	keyLoginFailures = "login-failures/"
 	keyLoginWait     = "login-wait/"
 	// keyLoginAttempts counts the password posts of one login.
 	keyLoginAttempts = "login-attempts/"
+)
+
+// What the login limits count.
+const (
+	loginSubjectUser   = "user/"
+	loginSubjectSource = "source/"
 )
 
 // keySession is the prefix, in the store every site shares, of the
@@ -45,19 +51,31 @@ const (
 const keySession = "session/"
 
 // Kind is a kind of record, named by the prefix of its keys, for tests
-// and tools that look at a key space as a whole.
+// and tools that look at a key space, or at stored bytes, themselves.
 type Kind string
 
-// The kinds of record that tests count.
+// The kinds of record that tests look at.
 const (
-	KindClient        Kind = keyClient
-	KindRequest       Kind = keyRequest
-	KindLogin         Kind = keyLogin
-	KindCode          Kind = keyCode
-	KindGrant         Kind = keyGrant
-	KindRefresh       Kind = keyRefresh
-	KindDenied        Kind = keyDenied
-	KindTokenOfUser   Kind = keyTokenOfUser
-	KindLoginFailures Kind = keyLoginFailures
-	KindLoginWait     Kind = keyLoginWait
+	KindClient      Kind = keyClient
+	KindRequest     Kind = keyRequest
+	KindLogin       Kind = keyLogin
+	KindCode        Kind = keyCode
+	KindGrant       Kind = keyGrant
+	KindRefresh     Kind = keyRefresh
+	KindDenied      Kind = keyDenied
+	KindTokenOfUser Kind = keyTokenOfUser
+	// The login limits of usernames.
+	KindUserLoginFailures Kind = keyLoginFailures + loginSubjectUser
+	KindUserLoginWait     Kind = keyLoginWait + loginSubjectUser
 )
+
+// Key returns the key of the record of this kind for id: the kind's
+// prefix and the id, or the Hash of the id for kinds keyed by a secret (a
+// code, a refresh token, a login's state) or by a username.
+func (k Kind) Key(id string) string {
+	switch k {
+	case KindLogin, KindCode, KindRefresh, KindUserLoginFailures, KindUserLoginWait:
+		return string(k) + Hash(id)
+	}
+	return string(k) + id
+}

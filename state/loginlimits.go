@@ -45,7 +45,7 @@ type LoginSubjects struct{ user, source string }
 // NewLoginSubjects returns the subjects of a post of username from source
 // (see the handlers' SourceBucket).
 func NewLoginSubjects(username, source string) LoginSubjects {
-	return LoginSubjects{user: "user/" + Hash(username), source: "source/" + Hash(source)}
+	return LoginSubjects{user: loginSubjectUser + Hash(username), source: loginSubjectSource + Hash(source)}
 }
 
 // LoginWait returns how long a login post for subj must wait.

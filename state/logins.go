@@ -72,13 +72,13 @@ func (l *Logins) TakeRequest(ctx context.Context, id string) error {
 
 // StartLogin keeps a login under its state until the user comes back.
 func (l *Logins) StartLogin(ctx context.Context, state string, login *UpstreamLogin) error {
-	return putJSON(ctx, l.store, keyLogin+Hash(state), login, requestLifetime)
+	return putJSON(ctx, l.store, KindLogin.Key(state), login, requestLifetime)
 }
 
 // Login returns the login with this state, leaving it in place.
 func (l *Logins) Login(ctx context.Context, state string) (*UpstreamLogin, error) {
 	var login UpstreamLogin
-	if err := getJSON(ctx, l.store, keyLogin+Hash(state), &login); err != nil {
+	if err := getJSON(ctx, l.store, KindLogin.Key(state), &login); err != nil {
 		return nil, err
 	}
 	return &login, nil
@@ -88,7 +88,7 @@ func (l *Logins) Login(ctx context.Context, state string) (*UpstreamLogin, error
 // concurrent callers one gets it.
 func (l *Logins) TakeLogin(ctx context.Context, state string) (*UpstreamLogin, error) {
 	var login UpstreamLogin
-	if err := takeJSON(ctx, l.store, keyLogin+Hash(state), &login); err != nil {
+	if err := takeJSON(ctx, l.store, KindLogin.Key(state), &login); err != nil {
 		return nil, err
 	}
 	return &login, nil
@@ -97,7 +97,7 @@ func (l *Logins) TakeLogin(ctx context.Context, state string) (*UpstreamLogin, e
 // EndLogin uses up the login with this state; among concurrent callers
 // one succeeds.
 func (l *Logins) EndLogin(ctx context.Context, state string) error {
-	_, err := l.store.Take(ctx, keyLogin+Hash(state))
+	_, err := l.store.Take(ctx, KindLogin.Key(state))
 	return err
 }
 
