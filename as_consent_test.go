@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // Tests of the consent step through a real Caddy: its CSRF protection, the
@@ -64,7 +65,7 @@ func TestConsent(t *testing.T) {
 		if n := idp.Requests(idp.Paths.Authorize); n != 0 {
 			t.Errorf("the upstream was visited %d times before consent", n)
 		}
-		if keys := storeKeys(t, st, "login/"); len(keys) != 0 {
+		if keys := storeKeys(t, st, state.KindLogin); len(keys) != 0 {
 			t.Errorf("upstream login state stored before consent: %d entries", len(keys))
 		}
 
@@ -85,7 +86,7 @@ func TestConsent(t *testing.T) {
 		if uq.Get("state") == q.Get("state") {
 			t.Error("the client's state was sent upstream")
 		}
-		if keys := storeKeys(t, st, "login/"); len(keys) != 1 {
+		if keys := storeKeys(t, st, state.KindLogin); len(keys) != 1 {
 			t.Errorf("%d login states stored after consent, want 1", len(keys))
 		}
 		if status, hdr, body := postConsent(t, b, form); status != http.StatusBadRequest || hdr.Get("Location") != "" {

@@ -3,8 +3,6 @@ package mcpauth
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -16,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -74,23 +73,17 @@ func testStore(t testing.TB, storagePath string) storage.Store {
 	return storage.Prefixed(db.(pooledStore).Badger, siteKeyPrefix(siteAddr()))
 }
 
-// storeKeys returns the live keys under prefix.
-func storeKeys(t testing.TB, st storage.Store, prefix string) []string {
+// storeKeys returns the live keys of the records of kind.
+func storeKeys(t testing.TB, st storage.Store, kind state.Kind) []string {
 	t.Helper()
 	var keys []string
-	if err := st.List(context.Background(), prefix, func(k string, _ []byte) error {
+	if err := st.List(context.Background(), string(kind), func(k string, _ []byte) error {
 		keys = append(keys, k)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	return keys
-}
-
-// secretKey is the store key form of a secret value (SHA-256, hex).
-func secretKey(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
 }
 
 // publicClient registers a public client with the refresh_token grant.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -231,18 +232,16 @@ func TestRefreshConcurrent(t *testing.T) {
 			t.Errorf("refresh %d got another successor: the grant forked", i)
 		}
 	}
-	grants := 0
-	_ = st.List(context.Background(), "grant/", func(string, []byte) error { grants++; return nil })
-	if grants != 1 {
+	if grants := len(storeKeys(t, st, state.KindGrant)); grants != 1 {
 		t.Errorf("%d grants after concurrent refreshes, want 1", grants)
 	}
 	// Only the current and the previous refresh token are known.
-	if n := len(storeKeys(t, st, "refresh/")); n != 2 {
+	if n := len(storeKeys(t, st, state.KindRefresh)); n != 2 {
 		t.Errorf("%d refresh tokens stored, want 2 (current and previous)", n)
 	}
 	// Only the access tokens handed out are indexed: the login's and the
 	// successor's, not those of the refreshes that lost the race.
-	if n := len(storeKeys(t, st, "token-of-user/")); n != 2 {
+	if n := len(storeKeys(t, st, state.KindTokenOfUser)); n != 2 {
 		t.Errorf("%d access tokens indexed for the user, want 2", n)
 	}
 	if status := e.mcpStatus(t, successor.AccessToken); status != http.StatusOK {
@@ -261,11 +260,11 @@ type tokenResponseJSON struct {
 func expireGrace(t *testing.T, st storage.Store, rt string) {
 	t.Helper()
 	ctx := context.Background()
-	gid, err := st.Get(ctx, "refresh/"+secretKey(rt))
+	gid, err := st.Get(ctx, state.KindRefresh.Key(rt))
 	if err != nil {
 		t.Fatalf("refresh token not stored under its hash: %v", err)
 	}
-	key := "grant/" + string(gid)
+	key := state.KindGrant.Key(string(gid))
 	raw, err := st.Get(ctx, key)
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +306,7 @@ func TestRefreshReuseAfterGrace(t *testing.T) {
 			t.Errorf("access token %d of the revoked grant: %d, want 401", i, status)
 		}
 	}
-	if keys := storeKeys(t, st, "grant/"); len(keys) != 0 {
+	if keys := storeKeys(t, st, state.KindGrant); len(keys) != 0 {
 		t.Errorf("the grant is still stored: %v", keys)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // Tests of /register (Dynamic Client Registration) through a real Caddy:
@@ -69,7 +70,7 @@ func TestRegisterRealClients(t *testing.T) {
 				t.Errorf("grant_types %s", gt)
 			}
 			if hasSecret {
-				rec, err := st.Get(context.Background(), "client/"+id)
+				rec, err := st.Get(context.Background(), state.KindClient.Key(id))
 				if err != nil || bytes.Contains(rec, []byte(secret)) {
 					t.Errorf("stored client record holds the secret in clear (or is missing: %v)", err)
 				}
@@ -89,7 +90,7 @@ func TestRegisterRealClients(t *testing.T) {
 func TestRegisterRejects(t *testing.T) {
 	e := usersAS(t, "registration {\n\t\t\trate_limit 100\n\t\t}")
 	st := testStore(t, e.storagePath)
-	before := len(storeKeys(t, st, "client/"))
+	before := len(storeKeys(t, st, state.KindClient))
 	valid := func(redirect string) string {
 		return `{"client_name":"x","token_endpoint_auth_method":"none","redirect_uris":["` + redirect + `"]}`
 	}
@@ -128,7 +129,7 @@ func TestRegisterRejects(t *testing.T) {
 	if status, hdr, _ := oauthtest.Get(t, e.HTTP, siteAddr()+"/register", nil); status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
 		t.Errorf("GET /register: %d %v", status, hdr)
 	}
-	if after := len(storeKeys(t, st, "client/")); after != before {
+	if after := len(storeKeys(t, st, state.KindClient)); after != before {
 		t.Errorf("refused registrations stored %d clients", after-before)
 	}
 }

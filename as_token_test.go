@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // Tests of /token through a real Caddy: client authentication, PKCE, code
@@ -45,7 +46,7 @@ func TestTokenEndpoint(t *testing.T) {
 		GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"},
 		TokenEndpointAuthMethod: clients.AuthMethodClientSecretBasic, IssuedAt: time.Now().Unix(),
 	})
-	if err := st.Put(context.Background(), "client/"+special.ID, raw, 0); err != nil {
+	if err := st.Put(context.Background(), state.KindClient.Key(special.ID), raw, 0); err != nil {
 		t.Fatal(err)
 	}
 	var secrets, codes []string // checked against the logs at the end
@@ -270,7 +271,7 @@ func TestTokenEndpoint(t *testing.T) {
 
 	t.Run("expired code", func(t *testing.T) {
 		code, p := newCode(t, pub)
-		key := "code/" + secretKey(code)
+		key := state.KindCode.Key(code)
 		raw, err := st.Get(context.Background(), key)
 		if err != nil {
 			t.Fatalf("the code is not stored under its hash: %v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -573,7 +574,7 @@ func TestAttackRevokedTokenRevivesAfterUpgrade(t *testing.T) {
 		t.Fatalf("store %s: %v", abs, err)
 	}
 	t.Cleanup(func() { _, _ = stores.Delete(abs) })
-	if err := db.(pooledStore).Put(t.Context(), "denied-jti/"+fmt.Sprint(claims["jti"]), nil, time.Hour); err != nil {
+	if err := db.(pooledStore).Put(t.Context(), state.KindDenied.Key(fmt.Sprint(claims["jti"])), nil, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	// The upgraded server starts (here: a reload) and must honour it.

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -96,7 +97,7 @@ func TestAttackRegistrationFromManyAddresses(t *testing.T) {
 	if n, err := strconv.Atoi(retry); err != nil || n > 3600 {
 		t.Errorf("global cap: Retry-After %q, want at most the hour", retry)
 	}
-	if keys := storeKeys(t, testStore(t, e.storagePath), "client/"); len(keys) != 6 {
+	if keys := storeKeys(t, testStore(t, e.storagePath), state.KindClient); len(keys) != 6 {
 		t.Errorf("%d clients stored, want the 6 the caps allow", len(keys))
 	}
 }
@@ -176,7 +177,7 @@ func TestAttackRegistrationOversizedMetadata(t *testing.T) {
 			}
 		})
 	}
-	if keys := storeKeys(t, testStore(t, e.storagePath), "client/"); len(keys) != 0 {
+	if keys := storeKeys(t, testStore(t, e.storagePath), state.KindClient); len(keys) != 0 {
 		t.Errorf("%d oversized clients stored", len(keys))
 	}
 }
@@ -202,14 +203,14 @@ func TestAttackAuthorizeLongStateAndNonce(t *testing.T) {
 		{"nonce over the cap", "st", long(513), "st", "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(storeKeys(t, st, "request/"))
+			before := len(storeKeys(t, st, state.KindRequest))
 			q := authParams(c, oauthtest.NewPKCE())
 			q.Set("state", tc.state)
 			if tc.nonce != "" {
 				q.Set("nonce", tc.nonce)
 			}
 			status, hdr, body := authorizeFrom(t, e.HTTP, q, "")
-			stored := len(storeKeys(t, st, "request/")) - before
+			stored := len(storeKeys(t, st, state.KindRequest)) - before
 			if tc.wantError == "" {
 				if status != http.StatusOK || stored != 1 {
 					t.Fatalf("%d, %d requests stored; want the consent page and one: %.300s", status, stored, body)
@@ -303,7 +304,7 @@ func TestAttackAuthorizeManyPendingRequests(t *testing.T) {
 	if !strings.Contains(string(body), "Try again in") || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
 		t.Errorf("the 429 page does not say when to try again: %.500s", body)
 	}
-	if n := len(storeKeys(t, st, "request/")); n > 60 {
+	if n := len(storeKeys(t, st, state.KindRequest)); n > 60 {
 		t.Errorf("%d pending requests stored from one address", n)
 	}
 	// The same source under another spelling is the same source; another
@@ -363,7 +364,7 @@ func postPassword(t *testing.T, b *http.Client, form url.Values, username, passw
 // for username: how many guesses it actually checked.
 func failuresCounted(t *testing.T, st storage.Store, username string) int {
 	t.Helper()
-	raw, err := st.Get(context.Background(), "login-failures/user/"+secretKey(username))
+	raw, err := st.Get(context.Background(), state.KindUserLoginFailures.Key(username))
 	if errors.Is(err, storage.ErrNotFound) {
 		return 0
 	}
@@ -459,7 +460,7 @@ func TestAttackPasswordLockoutOfTheOwner(t *testing.T) {
 	}
 	now := time.Now()
 	wait, _ := json.Marshal(map[string]int64{"since": now.Add(-29 * time.Second).UnixNano(), "until": now.Add(15 * time.Minute).UnixNano()})
-	if err := st.Put(context.Background(), "login-wait/user/"+secretKey("alice"), wait, 15*time.Minute); err != nil {
+	if err := st.Put(context.Background(), state.KindUserLoginWait.Key("alice"), wait, 15*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// ...yet alice, from a network with no failures, gets in after a

@@ -22,6 +22,7 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -461,7 +462,7 @@ func (pe *penv) failures(t *testing.T, c *pclient, f pflow, wrongRedirect string
 	})
 	t.Run("code expired", func(t *testing.T) {
 		code, p, _ := pe.authorize(t, c, f)
-		key := "code/" + secretKey(code)
+		key := state.KindCode.Key(code)
 		raw, err := pe.st.Get(context.Background(), key)
 		if err != nil {
 			t.Fatal(err)
@@ -517,7 +518,7 @@ func (pe *penv) unknownClient(t *testing.T, gone *pclient, f pflow, rt string, f
 // unused DCR client or a lost registration does.
 func (pe *penv) forget(t *testing.T, c *pclient) {
 	t.Helper()
-	if err := pe.st.Delete(context.Background(), "client/"+c.ID); err != nil {
+	if err := pe.st.Delete(context.Background(), state.KindClient.Key(c.ID)); err != nil {
 		t.Fatal(err)
 	}
 }

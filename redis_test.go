@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -99,7 +100,7 @@ func TestRedisSharedState(t *testing.T) {
 	// The state is in Redis, under the prefix.
 	keys := redisKeys(t, url, prefix)
 	site := prefix + siteKeyPrefix(siteAddr())
-	for _, want := range []string{prefix + "keys/ring", site + "client/", site + "grant/", site + "refresh/"} {
+	for _, want := range []string{prefix + "keys/ring", site + string(state.KindClient), site + string(state.KindGrant), site + string(state.KindRefresh)} {
 		if !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, want) }) {
 			t.Errorf("no Redis key %s…; keys: %q", want, keys)
 		}
