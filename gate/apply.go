@@ -31,15 +31,15 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // its response creates, or claims the unbound one the request named, to
 // the user. Errors are *ApplyError.
 func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.ResponseWriter, error) {
-	if !g.passAuthorization {
+	if !g.cfg.PassAuthorization {
 		r.Header.Del("Authorization")
 	}
-	for _, name := range g.stripHeaders {
+	for _, name := range g.cfg.StripHeaders {
 		r.Header.Del(name)
 	}
 	unbound := false
-	if g.sessions != nil && d.SessionID != "" {
-		owned, isUnbound, err := g.sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
+	if g.cfg.Sessions != nil && d.SessionID != "" {
+		owned, isUnbound, err := g.cfg.Sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
 		switch {
 		case err != nil:
 			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err)}
@@ -49,14 +49,14 @@ func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.R
 		}
 		unbound = isUnbound
 	}
-	if g.identity != nil {
-		tok, err := g.identity.For(d.Claims)
+	if g.cfg.Identity != nil {
+		tok, err := g.cfg.Identity.For(d.Claims)
 		if err != nil {
 			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err)}
 		}
 		r.Header.Set("X-MCP-Identity", tok)
 	}
-	if g.sessions != nil && (d.SessionID == "" || unbound) {
+	if g.cfg.Sessions != nil && (d.SessionID == "" || unbound) {
 		// A new session may start, or an unbound one be claimed: bind it to
 		// this user when the backend names or accepts it.
 		w = &sessionBinder{ResponseWriter: w, gate: g, r: r, claim: d.SessionID, sub: d.Claims.Subject}
@@ -65,7 +65,7 @@ func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.R
 }
 
 func (g *Gate) countForeignSession() {
-	if g.foreignSession != nil {
-		g.foreignSession()
+	if g.cfg.ForeignSession != nil {
+		g.cfg.ForeignSession()
 	}
 }

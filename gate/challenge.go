@@ -7,7 +7,7 @@ import "github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 // code, as RFC 6750 asks.
 func (g *Gate) challenge(res *Resource, code oauth.ErrorCode, description string, scopes []string) string {
 	return oauth.BearerChallenge{
-		Realm: g.realm, Code: code, Description: description,
+		Realm: g.cfg.Realm, Code: code, Description: description,
 		ResourceMetadata: res.MetadataURL, Scopes: scopes,
 	}.String()
 }

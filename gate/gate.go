@@ -72,19 +72,8 @@ type Config struct {
 
 // Gate is the resource server of one site.
 type Gate struct {
-	realm             string
-	resources         Resources
-	scopeRules        []scopeRule
-	toolScopes        map[string][]string
-	scopeIncludes     map[string][]string
-	verifier          Verifier
-	revocations       Revocations
-	sessions          Sessions
-	identity          *IdentityTokens
-	passAuthorization bool
-	stripHeaders      []string
-	foreignSession    func()
-	logger            *zap.Logger
+	cfg        Config
+	scopeRules []scopeRule
 }
 
 // New checks cfg's scope rules and returns the gate. Resources must hold
@@ -93,20 +82,7 @@ func New(cfg Config) (*Gate, error) {
 	if len(cfg.Resources) == 0 {
 		return nil, errors.New("gate: no protected resource")
 	}
-	g := &Gate{
-		realm:             cfg.Realm,
-		resources:         cfg.Resources,
-		toolScopes:        cfg.ToolScopes,
-		scopeIncludes:     cfg.ScopeIncludes,
-		verifier:          cfg.Verifier,
-		revocations:       cfg.Revocations,
-		sessions:          cfg.Sessions,
-		identity:          cfg.Identity,
-		passAuthorization: cfg.PassAuthorization,
-		stripHeaders:      cfg.StripHeaders,
-		foreignSession:    cfg.ForeignSession,
-		logger:            cfg.Logger,
-	}
+	g := &Gate{cfg: cfg}
 	for _, rule := range cfg.ScopeRules {
 		compiled, err := compileScopeRule(rule)
 		if err != nil {
@@ -147,14 +123,14 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	reqPath, err := gatePath(r.URL)
 	if err != nil {
 		// Named in the challenge: the resource Caddy's matchers see.
-		res := g.resources.For(strings.ToLower(path.Clean("/" + r.URL.Path)))
+		res := g.cfg.Resources.For(strings.ToLower(path.Clean("/" + r.URL.Path)))
 		if res == nil {
-			res = g.resources[0]
+			res = g.cfg.Resources[0]
 		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
 			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil)}
 	}
-	res := g.resources.For(reqPath)
+	res := g.cfg.Resources.For(reqPath)
 	if res == nil {
 		// Nothing is there to authorize: no token is the right one.
 		return Decision{Status: http.StatusNotFound, Reason: errAmbiguousResource.Error()}
@@ -192,7 +168,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	if !isToken68(token) {
 		return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token is malformed", challengeScopes)
 	}
-	claims, err := g.verifier.Verify(r.Context(), token, res.URL)
+	claims, err := g.cfg.Verifier.Verify(r.Context(), token, res.URL)
 	if err != nil {
 		var invalid *tokens.InvalidTokenError
 		if !errors.As(err, &invalid) {
@@ -202,8 +178,8 @@ func (g *Gate) Decide(r *http.Request) Decision {
 		}
 		return refuse(http.StatusUnauthorized, oauth.InvalidToken, invalid.Reason, challengeScopes)
 	}
-	if g.revocations != nil {
-		switch revoked, err := g.revocations.Revoked(claims.JWTID); {
+	if g.cfg.Revocations != nil {
+		switch revoked, err := g.cfg.Revocations.Revoked(claims.JWTID); {
 		case err != nil:
 			// Fail closed: a revoked token must not pass because the store is out of reach.
 			d.Status, d.Reason = http.StatusServiceUnavailable, "checking revocations: "+err.Error()

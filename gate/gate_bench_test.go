@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -27,15 +26,7 @@ const benchSession = "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b"
 // its stores, a request to it as a client in alice's session sends it
 // (Body to be set), and the request's body.
 func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Request, []byte) {
-	db, err := storage.OpenBadger(b.TempDir(), zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = db.Close() })
-	ring, err := tokens.NewKeyRing(context.Background(), db, tokens.KeyRingConfig{RotationPeriod: 24 * time.Hour, RetainPeriod: 24 * time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
+	ring, db := newRing(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	stores, err := state.Open(ctx, db, 0, time.Hour, zap.NewNop())
 	if err != nil {

@@ -65,8 +65,8 @@ func (r fakeRevocations) Revoked(jti string) (bool, error) {
 	return slices.Contains(r, jti), nil
 }
 
-// newRing returns a key ring in a store of its own.
-func newRing(t testing.TB) *tokens.KeyRing {
+// newRing returns a key ring in a store of its own, and the store.
+func newRing(t testing.TB) (*tokens.KeyRing, storage.Store) {
 	t.Helper()
 	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
 	if err != nil {
@@ -77,7 +77,7 @@ func newRing(t testing.TB) *tokens.KeyRing {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ring
+	return ring, db
 }
 
 func TestDecide(t *testing.T) {

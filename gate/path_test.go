@@ -144,17 +144,17 @@ func FuzzGatePath(f *testing.F) {
 		// /todos/mcp/admin), the default (notes) for any other; rules by
 		// prefix or exact path (trailing slash included).
 		var wantRes *Resource
-		for _, r := range g.resources {
+		for _, r := range g.cfg.Resources {
 			if strings.HasPrefix(want, strings.ToLower(r.Path)) && (wantRes == nil || len(r.Path) > len(wantRes.Path)) {
 				wantRes = r
 			}
 		}
 		if first, _, _ := strings.Cut(strings.TrimPrefix(want, "/"), "/"); wantRes == nil && first == "todos" {
-			wantRes = g.resources[1]
+			wantRes = g.cfg.Resources[1]
 		} else if wantRes == nil {
-			wantRes = g.resources[0]
+			wantRes = g.cfg.Resources[0]
 		}
-		if res := g.resources.For(got); res != wantRes {
+		if res := g.cfg.Resources.For(got); res != wantRes {
 			t.Fatalf("%q went to %v, want %v", raw, res, wantRes)
 		}
 		var wantScopes []string
@@ -181,7 +181,7 @@ func TestGatePathAllocations(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() {
 		p, _ := gatePath(u)
-		_ = g.resources.For(p)
+		_ = g.cfg.Resources.For(p)
 		_ = g.requiredScopes(p)
 	}); n != 0 {
 		t.Errorf("%v allocations per request", n)

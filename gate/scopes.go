@@ -57,12 +57,12 @@ func (g *Gate) requiredScopes(path string) []string {
 // effectiveScopes adds to granted every scope a granted one includes,
 // following ScopeIncludes transitively.
 func (g *Gate) effectiveScopes(granted []string) []string {
-	if len(g.scopeIncludes) == 0 {
+	if len(g.cfg.ScopeIncludes) == 0 {
 		return granted
 	}
 	have := slices.Clone(granted)
 	for i := 0; i < len(have); i++ { // have grows while it is walked
-		for _, implied := range g.scopeIncludes[have[i]] {
+		for _, implied := range g.cfg.ScopeIncludes[have[i]] {
 			if !slices.Contains(have, implied) {
 				have = append(have, implied)
 			}

@@ -83,9 +83,9 @@ func (sb *sessionBinder) WriteHeader(status int) {
 	sb.done = true
 	switch {
 	case sb.claim != "" && status != http.StatusNotFound:
-		switch owned, err := sb.gate.sessions.Claim(sb.r.Context(), sb.claim, sb.sub); {
+		switch owned, err := sb.gate.cfg.Sessions.Claim(sb.r.Context(), sb.claim, sb.sub); {
 		case err != nil:
-			sb.gate.logger.Error("claiming MCP session", zap.Error(err))
+			sb.gate.cfg.Logger.Error("claiming MCP session", zap.Error(err))
 			sb.refuse(http.StatusServiceUnavailable)
 			return
 		case !owned:
@@ -96,8 +96,8 @@ func (sb *sessionBinder) WriteHeader(status int) {
 		}
 	case sb.claim == "":
 		if id := sb.Header().Get("Mcp-Session-Id"); id != "" {
-			if err := sb.gate.sessions.Bind(sb.r.Context(), id, sb.sub); err != nil {
-				sb.gate.logger.Error("binding MCP session", zap.Error(err))
+			if err := sb.gate.cfg.Sessions.Bind(sb.r.Context(), id, sb.sub); err != nil {
+				sb.gate.cfg.Logger.Error("binding MCP session", zap.Error(err))
 			}
 		}
 	}

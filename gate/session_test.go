@@ -123,7 +123,7 @@ func TestApplyChecksSessionOwner(t *testing.T) {
 }
 
 func TestApplyAddsIdentityToken(t *testing.T) {
-	ring := newRing(t)
+	ring, _ := newRing(t)
 	identity, err := NewIdentityTokens(ring, "https://h.example", mustResources(t), "urn:example:backend")
 	if err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func (m rpcRequest) mcpName() string {
 func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 	// Methods are case-sensitive, but a backend that is not may take "post"
 	// for POST.
-	if len(g.toolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
+	if len(g.cfg.ToolScopes) == 0 || !strings.EqualFold(r.Method, http.MethodPost) || r.Body == nil {
 		return nil, nil
 	}
 	if !inspectableBody(r.Header) {
@@ -93,7 +93,7 @@ func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 		if m.Method != "tools/call" {
 			continue
 		}
-		for _, sc := range g.toolScopes[m.Name] {
+		for _, sc := range g.cfg.ToolScopes[m.Name] {
 			if !slices.Contains(need, sc) {
 				need = append(need, sc)
 			}
