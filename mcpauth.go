@@ -694,9 +694,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	w, err := h.gate.Apply(w, r, d)
 	if err != nil {
+		status := http.StatusServiceUnavailable
 		var stopped *gate.ApplyError
-		errors.As(err, &stopped)
-		return caddyhttp.Error(stopped.Status, stopped.Err)
+		if errors.As(err, &stopped) {
+			status = stopped.Status
+		}
+		return caddyhttp.Error(status, err)
 	}
 	metrics.gateAllowed.Inc()
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)

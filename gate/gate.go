@@ -101,8 +101,7 @@ type Decision struct {
 	// when its path addresses none (Resources.For).
 	Resource *Resource
 	// Status is the HTTP status of a refusal: 400, 401, 403, 404, 413, 415,
-	// or 503
-	// when the token could not be checked; 0 when allowed.
+	// or 503 when the token could not be checked; 0 when allowed.
 	Status int
 	// Challenge is the WWW-Authenticate value of a refusal.
 	Challenge string
