@@ -210,7 +210,7 @@ func TestRevokeGrantFollowsARotation(t *testing.T) {
 	revoking := openState(t, &swapOnce{Store: db, before: rotate})
 	revoked, err := revoking.Grants.Revoke(context.Background(), g.ID)
 	if err != nil || revoked == nil {
-		t.Fatalf("revokeGrant: %v %v", revoked, err)
+		t.Fatalf("Grants.Revoke: %v %v", revoked, err)
 	}
 	if refreshed == nil {
 		t.Fatal("the refresh did not run")

@@ -160,7 +160,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	}
 	// Checked after everything is stored, so that a revocation listing
 	// the user's or client's tokens meanwhile either found them or is seen
-	// here (see revokeMark).
+	// here (see state.Revocations.RevokedSince).
 	revoked, markErr := s.AS.State.Revocations.RevokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
 	if markErr != nil || revoked {
 		if err := s.AS.revokeIssued(ctx, &used); err != nil {

@@ -14,16 +14,6 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-func openBadger(t testing.TB) *storage.Badger {
-	t.Helper()
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 func newDenied(t testing.TB, store storage.Store, bound time.Duration) *Revocations {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -132,12 +132,3 @@ func TestSessionOwnersCached(t *testing.T) {
 	owned("four", "erin", true, 1)
 	owned("four", "erin", true, 0) // extended, and cached as such
 }
-
-func countKeys(t *testing.T, st storage.Store, prefix string) int {
-	t.Helper()
-	n := 0
-	if err := st.List(context.Background(), prefix, func(string, []byte) error { n++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}

@@ -1,0 +1,69 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+// A block is kept by the hash of the client_id, listed with the id, and
+// lifted once.
+func TestClientBlockedListedAndUnblocked(t *testing.T) {
+	db := openBadger(t)
+	c := openStores(t, db).Clients
+	ctx := context.Background()
+	const id = "https://app.example/client.json"
+	if err := c.Block(ctx, id, time.Unix(1700000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if blocked, err := c.IsBlocked(ctx, id); err != nil || !blocked {
+		t.Fatalf("IsBlocked: %v %v", blocked, err)
+	}
+	if raw, err := db.Get(ctx, keyBlockedClient+Hash(id)); err != nil || string(raw) != `{"issuer":"","client_id":"`+id+`","blocked_at":1700000000}` {
+		t.Errorf("stored block %s (%v) is not the record older releases wrote", raw, err)
+	}
+	if list, err := c.Blocked(ctx); err != nil || len(list) != 1 || list[0].ClientID != id || list[0].BlockedAt != 1700000000 {
+		t.Errorf("Blocked: %+v %v", list, err)
+	}
+	if err := c.Unblock(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unblock(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("second Unblock: %v, want storage.ErrNotFound", err)
+	}
+	if blocked, err := c.IsBlocked(ctx, id); err != nil || blocked {
+		t.Errorf("IsBlocked after Unblock: %v %v", blocked, err)
+	}
+}
+
+// A registered client is found, marked used once, and deleted.
+func TestClientRegisteredUsedAndDeleted(t *testing.T) {
+	c := openStores(t, openBadger(t)).Clients
+	ctx := context.Background()
+	if err := c.Save(ctx, &clients.Client{ClientID: "c1", ClientName: "App"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Get(ctx, "c1")
+	if err != nil || got.ClientName != "App" || got.Used {
+		t.Fatalf("Get: %+v %v", got, err)
+	}
+	if err := c.MarkUsed(ctx, got); err != nil || !got.Used {
+		t.Fatalf("MarkUsed: %v, used %v", err, got.Used)
+	}
+	if again, err := c.Get(ctx, "c1"); err != nil || !again.Used {
+		t.Errorf("after MarkUsed: %+v %v", again, err)
+	}
+	if list, err := c.List(ctx); err != nil || len(list) != 1 {
+		t.Errorf("List: %+v %v", list, err)
+	}
+	if err := c.Delete(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if exists, err := c.Exists(ctx, "c1"); err != nil || exists {
+		t.Errorf("Exists after Delete: %v %v", exists, err)
+	}
+}

@@ -1,0 +1,122 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+)
+
+// newGrant stores a grant of alice's with one access token and returns it
+// as its refresh token finds it.
+func newGrant(t *testing.T, grants *Grants, refreshToken string) *Grant {
+	t.Helper()
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour).Unix()
+	created := &Grant{ID: "g1", ClientID: "c1", User: User{Subject: "users:alice"}, RefreshHash: Hash(refreshToken),
+		AccessTokenIDs: []TokenID{{ID: "first", ExpiresAt: exp}}, ExpiresAt: time.Now().Add(24 * time.Hour).Unix()}
+	if err := grants.Create(ctx, created, 24*time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	g, err := grants.ByRefreshToken(ctx, refreshToken)
+	if err != nil || g.ID != "g1" {
+		t.Fatalf("ByRefreshToken: %+v %v", g, err)
+	}
+	return g
+}
+
+// rotated is what a refresh makes of g: a new refresh token and one more
+// access token.
+func rotated(g *Grant, refreshToken, jti string) *Grant {
+	next := *g
+	next.PreviousHash, next.RefreshHash = g.RefreshHash, Hash(refreshToken)
+	next.AccessTokenIDs = append(append([]TokenID(nil), g.AccessTokenIDs...), TokenID{ID: jti, ExpiresAt: time.Now().Add(time.Hour).Unix()})
+	return &next
+}
+
+// Of two rotations of what was read once, one wins; the loser's refresh
+// token is not looked up.
+func TestGrantRotatesOnceFromOneReading(t *testing.T) {
+	db := openBadger(t)
+	grants := openStores(t, db).Grants
+	ctx := context.Background()
+	g := newGrant(t, grants, "rt0")
+	if err := grants.Rotate(ctx, g, rotated(g, "rt1", "second"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := grants.Rotate(ctx, g, rotated(g, "rt2", "third"), time.Hour); !errors.Is(err, ErrGrantRotated) {
+		t.Fatalf("second rotation of one reading: %v, want ErrGrantRotated", err)
+	}
+	if _, err := grants.ByRefreshToken(ctx, "rt2"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("the losing rotation's refresh token is looked up: %v", err)
+	}
+	if now, err := grants.ByRefreshToken(ctx, "rt1"); err != nil || now.RefreshHash != Hash("rt1") {
+		t.Errorf("the winning rotation: %+v %v", now, err)
+	}
+	if n := countKeys(t, db, keyRefresh); n != 2 {
+		t.Errorf("%d refresh tokens looked up, want 2 (the first and the current)", n)
+	}
+}
+
+// A rotation after the grant was revoked issues nothing.
+func TestGrantRevokedRotatesNoMore(t *testing.T) {
+	grants := openStores(t, openBadger(t)).Grants
+	ctx := context.Background()
+	g := newGrant(t, grants, "rt0")
+	if revoked, err := grants.Revoke(ctx, g.ID); err != nil || revoked == nil || !revoked.Revoked {
+		t.Fatalf("Revoke: %+v %v", revoked, err)
+	}
+	if err := grants.Rotate(ctx, g, rotated(g, "rt1", "second"), time.Hour); !errors.Is(err, ErrGrantEnded) {
+		t.Fatalf("rotation of a revoked grant: %v, want ErrGrantEnded", err)
+	}
+	if revoked, err := grants.Revoke(ctx, g.ID); err != nil || revoked != nil {
+		t.Errorf("second Revoke: %+v %v, want nothing to revoke", revoked, err)
+	}
+}
+
+// swapOnce runs before just before the first Swap; Swaps that before
+// makes go through.
+type swapOnce struct {
+	storage.Store
+	done   bool
+	before func()
+}
+
+func (s *swapOnce) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
+	if !s.done {
+		s.done = true
+		s.before()
+	}
+	return s.Store.Swap(ctx, key, old, value, ttl)
+}
+
+// A revocation that finds its grant rotated since it read it revokes what
+// the rotation wrote, access token included.
+func TestGrantRevocationFollowsARotation(t *testing.T) {
+	db := openBadger(t)
+	grants := openStores(t, db).Grants
+	ctx := context.Background()
+	g := newGrant(t, grants, "rt0")
+	rotatedMeanwhile := false
+	revoking := openStores(t, &swapOnce{Store: db, before: func() {
+		if err := grants.Rotate(ctx, g, rotated(g, "rt1", "second"), time.Hour); err != nil {
+			t.Errorf("rotation: %v", err)
+		}
+		rotatedMeanwhile = true
+	}})
+	revoked, err := revoking.Grants.Revoke(ctx, g.ID)
+	if err != nil || revoked == nil {
+		t.Fatalf("Revoke: %+v %v", revoked, err)
+	}
+	if !rotatedMeanwhile {
+		t.Fatal("the rotation did not run")
+	}
+	if n := countKeys(t, db, keyGrant); n != 0 {
+		t.Errorf("%d grants left", n)
+	}
+	if n := countKeys(t, db, keyDenied); n != 2 {
+		t.Errorf("%d access tokens denied, want both the first and the rotation's", n)
+	}
+}
