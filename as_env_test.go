@@ -3,15 +3,12 @@ package mcpauth
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
@@ -58,19 +55,11 @@ func usersAS(t *testing.T, extra string) *asEnv {
 // canonicalResource is the protected resource of asSite.
 func canonicalResource() string { return siteAddr() + "/mcp" }
 
-// testStore joins the store the running Caddy uses, as testRing does, and
-// returns the key space of the test site (siteAddr).
+// testStore joins the store the running Caddy uses and returns the key
+// space of the test site (siteAddr).
 func testStore(t testing.TB, storagePath string) storage.Store {
 	t.Helper()
-	abs, _ := filepath.Abs(storagePath)
-	db, loaded, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		return nil, fmt.Errorf("store %s is not open", abs)
-	})
-	if err != nil || !loaded {
-		t.Fatalf("store %s is not open in this process: %v", abs, err)
-	}
-	t.Cleanup(func() { _, _ = stores.Delete(abs) })
-	return storage.Prefixed(db.(pooledStore).Badger, siteKeyPrefix(siteAddr()))
+	return storage.Prefixed(sharedStore(t, storagePath), siteKeyPrefix(siteAddr()))
 }
 
 // storeKeys returns the live keys of the records of kind.
@@ -183,11 +172,9 @@ func (e *asEnv) login(t *testing.T, c oauthtest.Client, extra url.Values) oautht
 // mcpStatus sends an MCP initialize request with token and returns the status.
 func (e *asEnv) mcpStatus(t *testing.T, token string) int {
 	t.Helper()
-	h := oauthtest.Bearer(token)
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
+	h := oauthtest.MCPHeader(token)
 	status, _, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, canonicalResource(), h,
-		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"as-test","version":"0"}}}`))
+		[]byte(oauthtest.MCPInitialize))
 	return status
 }
 

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
@@ -309,23 +307,7 @@ func TestUpstreamsNeedAllowRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cf := asSite(t, t.TempDir(), t.TempDir(), tc.auth)
-			err := caddy.Load(adapt(t, cf), true)
-			if err == nil {
-				_ = caddy.Stop()
-			}
-			switch {
-			case tc.wantErr == nil && err != nil:
-				t.Errorf("config refused: %v", err)
-			case tc.wantErr != nil && err == nil:
-				t.Errorf("config loaded, want an error about %v", tc.wantErr)
-			case err != nil:
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not mention %q", err, s)
-					}
-				}
-			}
+			assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), tc.auth), tc.wantErr)
 		})
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
@@ -182,22 +180,7 @@ func TestAttackUnsafeIdentityRulesRefused(t *testing.T) {
 		{"emails for built-in users", usersUpstream() + "\n\t\tallow emails *@example.com", []string{"no email addresses"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := caddy.Load(adapt(t, asSite(t, t.TempDir(), t.TempDir(), tc.auth)), true)
-			if err == nil {
-				_ = caddy.Stop()
-			}
-			switch {
-			case tc.wantErr == nil && err != nil:
-				t.Errorf("config refused: %v", err)
-			case tc.wantErr != nil && err == nil:
-				t.Errorf("config loaded, want an error about %v", tc.wantErr)
-			case err != nil:
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not mention %q", err, s)
-					}
-				}
-			}
+			assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), tc.auth), tc.wantErr)
 		})
 	}
 }

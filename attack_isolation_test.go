@@ -148,14 +148,12 @@ func (ts *twoSites) tokens(t *testing.T, origin, user, scope string) oauthtest.T
 // status and the backend's session id.
 func (ts *twoSites) mcp(t *testing.T, origin, token, session string) (int, string) {
 	t.Helper()
-	h := oauthtest.Bearer(token)
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
+	h := oauthtest.MCPHeader(token)
 	if session != "" {
 		h.Set("Mcp-Session-Id", session)
 	}
 	status, hdr, _ := oauthtest.Do(t, ts.HTTP, http.MethodPost, origin+"/mcp", h,
-		[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"attack","version":"0"}}}`))
+		[]byte(oauthtest.MCPInitialize))
 	return status, hdr.Get("Mcp-Session-Id")
 }
 

@@ -241,16 +241,12 @@ func (in *instance) token(t *testing.T, form url.Values) (int, map[string]any) {
 // status, and the headers, which name the instance that answered.
 func (in *instance) mcp(t *testing.T, accessToken, session, message string) (int, http.Header, []byte) {
 	t.Helper()
-	h := oauthtest.Bearer(accessToken)
-	h.Set("Content-Type", "application/json")
-	h.Set("Accept", "application/json, text/event-stream")
+	h := oauthtest.MCPHeader(accessToken)
 	if session != "" {
 		h.Set("Mcp-Session-Id", session)
 	}
 	return in.request(t, http.MethodPost, "/mcp", h, message)
 }
-
-const mcpInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"scale-test","version":"0"}}}`
 
 // refreshingClientBody registers a public client with the refresh_token grant.
 const refreshingClientBody = `{"client_name":"scale test","redirect_uris":["` + clientRedirect + `"],"grant_types":["authorization_code","refresh_token"],"token_endpoint_auth_method":"none"}`
@@ -336,7 +332,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 
 	// Tool calls through the load balancer reach both instances, in one
 	// MCP session.
-	status, hdr, _ := lb.mcp(t, access, "", mcpInitialize)
+	status, hdr, _ := lb.mcp(t, access, "", oauthtest.MCPInitialize)
 	session := hdr.Get("Mcp-Session-Id")
 	if status != http.StatusOK || session == "" {
 		t.Fatalf("initialize: %d, session %q", status, session)
@@ -403,7 +399,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 	if header, _ := oauthtest.DecodeJWT(t, access); header["kid"] != rotated.Kid {
 		t.Fatalf("the access token is signed by %v, not the new key %s", header["kid"], rotated.Kid)
 	}
-	if status, _, _ := b.mcp(t, access, "", mcpInitialize); status != http.StatusOK {
+	if status, _, _ := b.mcp(t, access, "", oauthtest.MCPInitialize); status != http.StatusOK {
 		t.Fatalf("a token of the new key at the other instance: %d", status)
 	}
 
@@ -414,7 +410,7 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 	}
 	revoked := time.Now()
 	for {
-		status, _, _ := b.mcp(t, access, "", mcpInitialize)
+		status, _, _ := b.mcp(t, access, "", oauthtest.MCPInitialize)
 		if status == http.StatusUnauthorized {
 			break
 		}

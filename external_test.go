@@ -146,9 +146,7 @@ func externalToken(t *testing.T, idp *fakeidp.OIDC, typ string, edit func(map[st
 // initialize posts an MCP initialize request with token to path.
 func initialize(t *testing.T, client *http.Client, path, token string) (int, http.Header, []byte) {
 	t.Helper()
-	return oauthtest.Do(t, client, http.MethodPost, siteAddr()+path, http.Header{
-		"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}, "Accept": {"application/json, text/event-stream"},
-	}, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}`))
+	return oauthtest.Do(t, client, http.MethodPost, siteAddr()+path, oauthtest.MCPHeader(token), []byte(oauthtest.MCPInitialize))
 }
 
 // forged signs a token with a key the server never published, under the

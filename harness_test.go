@@ -28,6 +28,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -312,10 +313,9 @@ func mustTLSClient(t testing.TB) *http.Client {
 	return c
 }
 
-// testRing opens a second key ring on the store the running Caddy uses, as
-// another instance sharing the store would, so tests can mint tokens signed
-// with the keys Caddy trusts.
-func testRing(t testing.TB, storagePath string) *tokens.KeyRing {
+// sharedStore joins the Badger store the running Caddy opened at
+// storagePath, as another instance sharing the store would.
+func sharedStore(t testing.TB, storagePath string) *storage.Badger {
 	t.Helper()
 	abs, _ := filepath.Abs(storagePath)
 	db, loaded, err := stores.LoadOrNew(abs, func() (caddy.Destructor, error) {
@@ -325,11 +325,42 @@ func testRing(t testing.TB, storagePath string) *tokens.KeyRing {
 		t.Fatalf("store %s is not open in this process: %v", abs, err)
 	}
 	t.Cleanup(func() { _, _ = stores.Delete(abs) })
-	ring, err := tokens.NewKeyRing(t.Context(), db.(pooledStore).Badger, tokens.KeyRingConfig{
+	return db.(pooledStore).Badger
+}
+
+// testRing opens a second key ring on the store the running Caddy uses, as
+// another instance sharing the store would, so tests can mint tokens signed
+// with the keys Caddy trusts.
+func testRing(t testing.TB, storagePath string) *tokens.KeyRing {
+	t.Helper()
+	ring, err := tokens.NewKeyRing(t.Context(), sharedStore(t, storagePath), tokens.KeyRingConfig{
 		RotationPeriod: 30 * 24 * time.Hour, RetainPeriod: 30 * 24 * time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ring
+}
+
+// assertConfigLoads loads caddyfile into Caddy and checks that it loads
+// when wantErr is empty, and otherwise that it is refused with an error
+// that mentions each of wantErr.
+func assertConfigLoads(t *testing.T, caddyfile string, wantErr []string) {
+	t.Helper()
+	err := caddy.Load(adapt(t, caddyfile), true)
+	if err == nil {
+		_ = caddy.Stop()
+	}
+	switch {
+	case wantErr == nil && err != nil:
+		t.Errorf("config refused: %v", err)
+	case wantErr != nil && err == nil:
+		t.Errorf("config loaded, want an error about %v", wantErr)
+	case err != nil:
+		for _, s := range wantErr {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("error %q does not mention %q", err, s)
+			}
+		}
+	}
 }

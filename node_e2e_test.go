@@ -317,16 +317,13 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 		}
 
 		// The access token opens the gate: an MCP initialize answered by the demo server.
-		init := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"e2e","version":"0"}}}`)
-		h := oauthtest.Bearer(tok.AccessToken)
-		h.Set("Content-Type", "application/json")
-		h.Set("Accept", "application/json, text/event-stream")
-		status, _, body = oauthtest.Do(t, c, http.MethodPost, resource, h, init)
+		h := oauthtest.MCPHeader(tok.AccessToken)
+		status, _, body = oauthtest.Do(t, c, http.MethodPost, resource, h, []byte(oauthtest.MCPInitialize))
 		if status != http.StatusOK || !bytes.Contains(body, []byte(`"serverInfo"`)) {
 			t.Errorf("initialize with the access token: %d %s", status, body)
 		}
 		h.Set("Authorization", "Bearer "+tok.RefreshToken)
-		if status, _, _ := oauthtest.Do(t, c, http.MethodPost, resource, h, init); status != http.StatusUnauthorized {
+		if status, _, _ := oauthtest.Do(t, c, http.MethodPost, resource, h, []byte(oauthtest.MCPInitialize)); status != http.StatusUnauthorized {
 			t.Errorf("initialize with the refresh token as bearer: %d, want 401", status)
 		}
 		// The code is single use.

@@ -375,7 +375,6 @@ func (pe *penv) callTool(t *testing.T, c *pclient, ts oauthtest.TokenSet) {
 
 // JSON-RPC messages of a raw MCP session.
 const (
-	rpcInitialize  = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"profile-test","version":"0"}}}`
 	rpcInitialized = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
 	rpcAdd         = `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":40}}}`
 )
@@ -415,7 +414,7 @@ func (pe *penv) rpc(t *testing.T, c *pclient, token, session, body string) (int,
 // initialize response.
 func (pe *penv) rawToolCall(t *testing.T, c *pclient, token string) http.Header {
 	t.Helper()
-	status, initHdr, msg := pe.rpc(t, c, token, "", rpcInitialize)
+	status, initHdr, msg := pe.rpc(t, c, token, "", oauthtest.MCPInitialize)
 	session := initHdr.Get("Mcp-Session-Id")
 	if status != http.StatusOK || msg["result"] == nil || session == "" {
 		t.Fatalf("initialize: %d %v session %q", status, msg, session)
@@ -436,7 +435,7 @@ func (pe *penv) rawToolCall(t *testing.T, c *pclient, token string) http.Header 
 // the challenge.
 func (pe *penv) mcpAs(t *testing.T, c *pclient, token string) (int, string) {
 	t.Helper()
-	status, hdr, _ := pe.rpc(t, c, token, "", rpcInitialize)
+	status, hdr, _ := pe.rpc(t, c, token, "", oauthtest.MCPInitialize)
 	return status, hdr.Get("WWW-Authenticate")
 }
 
@@ -1134,7 +1133,7 @@ func TestProfileMCPInspector(t *testing.T) {
 	// Discovery from the browser: the 401, then the path-suffixed PRM
 	// first (inspector#675), whose resource is the MCP URL (#1304).
 	preflight(t, "/mcp", http.MethodPost, "authorization,content-type,mcp-protocol-version")
-	status, hdr, _ := pe.rpc(t, &pclient{header: browserApp}, "", "", rpcInitialize)
+	status, hdr, _ := pe.rpc(t, &pclient{header: browserApp}, "", "", oauthtest.MCPInitialize)
 	corsOK(t, "401", hdr)
 	if status != http.StatusUnauthorized || !strings.Contains(hdr.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") || hdr.Get("WWW-Authenticate") == "" {
 		t.Fatalf("initialize without a token: %d %v", status, hdr)

@@ -61,11 +61,9 @@ func TestSpec_Gate(t *testing.T) {
 
 	t.Run("RS-14_EverySessionRequestAuthenticated", func(t *testing.T) {
 		token := mint(t, ring, nil)
-		h := oauthtest.Bearer(token)
-		h.Set("Content-Type", "application/json")
-		h.Set("Accept", "application/json, text/event-stream")
+		h := oauthtest.MCPHeader(token)
 		status, hdr, body := oauthtest.Do(t, client, http.MethodPost, iss+"/mcp", h,
-			[]byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}`))
+			[]byte(oauthtest.MCPInitialize))
 		session := hdr.Get("Mcp-Session-Id")
 		if status != http.StatusOK || session == "" {
 			t.Fatalf("initialize: %d session %q %.200s", status, session, body)

@@ -51,10 +51,8 @@ func TestSpec_SeveralResources(t *testing.T) {
 	forB := e.Exchange(t, form, nil)
 	forA := e.login(t, c, nil)
 	call := func(u, token string) (int, string) {
-		h := oauthtest.Bearer(token)
-		h.Set("Content-Type", "application/json")
-		h.Set("Accept", "application/json, text/event-stream")
-		status, hdr, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, u, h, []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"spec","version":"0"}}}`))
+		h := oauthtest.MCPHeader(token)
+		status, hdr, _ := oauthtest.Do(t, e.HTTP, http.MethodPost, u, h, []byte(oauthtest.MCPInitialize))
 		return status, hdr.Get("WWW-Authenticate")
 	}
 

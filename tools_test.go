@@ -57,9 +57,7 @@ func TestToolScopes(t *testing.T) {
 	}
 
 	post := func(token, body string, header http.Header) (int, http.Header) {
-		h := oauthtest.Bearer(token)
-		h.Set("Content-Type", "application/json")
-		h.Set("Accept", "application/json, text/event-stream")
+		h := oauthtest.MCPHeader(token)
 		for k, v := range header {
 			h[k] = v
 		}
@@ -111,9 +109,7 @@ func TestScopeHierarchy(t *testing.T) {
 		"mcp:tools owner": 0,
 	} {
 		token := mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = scope })
-		h := oauthtest.Bearer(token)
-		h.Set("Content-Type", "application/json")
-		h.Set("Accept", "application/json, text/event-stream")
+		h := oauthtest.MCPHeader(token)
 		status, _, _ := oauthtest.Do(t, client, http.MethodPost, siteAddr()+"/mcp", h, call)
 		if (want == 0 && status == http.StatusForbidden) || (want != 0 && status != want) {
 			t.Errorf("token with %q: %d", scope, status)
