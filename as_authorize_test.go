@@ -171,7 +171,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 	e := usersAS(t, "")
 	c := e.publicClient(t, "https://client.test/cb?tenant=1")
 
-	t.Run("response", func(t *testing.T) {
+	t.Run("code, state and iss go to the registered redirect URI", func(t *testing.T) {
 		p := oauthtest.NewPKCE()
 		q := authParams(c, p)
 		const state = "a b&c=d+e/é%"
@@ -201,7 +201,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 		}
 	})
 
-	t.Run("no CORS on /authorize", func(t *testing.T) {
+	t.Run("no CORS headers", func(t *testing.T) {
 		status, hdr, _ := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), http.Header{"Origin": {"https://x.test"}})
 		if status != http.StatusOK || hdr.Get("Access-Control-Allow-Origin") != "" {
 			t.Errorf("GET /authorize with Origin: %d %v, want the consent page without CORS headers", status, hdr)
@@ -245,7 +245,7 @@ func TestAuthorizeSuccess(t *testing.T) {
 		}
 	})
 
-	t.Run("scopes", func(t *testing.T) {
+	t.Run("scope keeps the configured scopes, in their order", func(t *testing.T) {
 		for _, tc := range []struct {
 			scope *string
 			want  string

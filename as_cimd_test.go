@@ -71,28 +71,34 @@ func TestClientMetadataDocuments(t *testing.T) {
 	e := usersAS(t, "")
 	clientID := srv.URL + "/client.json"
 
-	var asm map[string]any
-	if status, _, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
-		t.Fatalf("metadata: %d %s", status, body)
-	}
-	if asm["client_id_metadata_document_supported"] != true || !strings.Contains(fmt.Sprint(asm["token_endpoint_auth_methods_supported"]), "none") {
-		t.Errorf("metadata does not advertise CIMD with none: %v", asm)
-	}
+	t.Run("metadata advertises documents with method none", func(t *testing.T) {
+		var asm map[string]any
+		if status, _, body := oauthtest.Get(t, e.HTTP, siteAddr()+"/.well-known/oauth-authorization-server", nil); status != http.StatusOK || json.Unmarshal(body, &asm) != nil {
+			t.Fatalf("metadata: %d %s", status, body)
+		}
+		if asm["client_id_metadata_document_supported"] != true || !strings.Contains(fmt.Sprint(asm["token_endpoint_auth_methods_supported"]), "none") {
+			t.Errorf("metadata does not advertise CIMD with none: %v", asm)
+		}
+	})
 
-	b := aliceBrowser(t)
-	transport, _ := sdkClient(t, b, clientID)
-	if id := whoami(t, transport); id.User != "users:alice" || id.Client != clientID {
-		t.Errorf("backend saw %+v, want alice with client %s", id, clientID)
-	}
-	consent := b.Pages["/authorize"]
-	if consent == nil {
-		t.Fatal("no consent page")
-	}
-	_, _, page := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(oauthtest.Client{ID: clientID, Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())), nil)
-	host := strings.TrimPrefix(srv.URL, "https://")
-	if !strings.Contains(string(page), `metadata document at <span class="host">`+host+`</span>`) || strings.Contains(string(page), "not verified") {
-		t.Errorf("consent page does not name the document's host %s as verified: %s", host, page)
-	}
+	t.Run("Go SDK logs in with its document URL as client_id", func(t *testing.T) {
+		b := aliceBrowser(t)
+		transport, _ := sdkClient(t, b, clientID)
+		if id := whoami(t, transport); id.User != "users:alice" || id.Client != clientID {
+			t.Errorf("backend saw %+v, want alice with client %s", id, clientID)
+		}
+		if b.Pages["/authorize"] == nil {
+			t.Fatal("no consent page")
+		}
+	})
+
+	t.Run("consent page names the document's host as verified", func(t *testing.T) {
+		_, _, page := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(oauthtest.Client{ID: clientID, Redirects: []string{clientRedirect}}, oauthtest.NewPKCE())), nil)
+		host := strings.TrimPrefix(srv.URL, "https://")
+		if !strings.Contains(string(page), `metadata document at <span class="host">`+host+`</span>`) || strings.Contains(string(page), "not verified") {
+			t.Errorf("consent page does not name the document's host %s as verified: %s", host, page)
+		}
+	})
 
 	for _, tc := range []struct{ name, clientID, redirect string }{
 		{"client_id differs from its URL", srv.URL + "/mismatch.json", clientRedirect},
@@ -104,9 +110,11 @@ func TestClientMetadataDocuments(t *testing.T) {
 		{"client_id with a fragment", clientID + "#f", clientRedirect},
 		{"client_id with dot segments", srv.URL + "/x/../client.json", clientRedirect},
 	} {
-		q := authParams(oauthtest.Client{ID: tc.clientID, Redirects: []string{tc.redirect}}, oauthtest.NewPKCE())
-		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
-		assertErrorPage(t, tc.name, status, hdr, body, http.StatusBadRequest)
+		t.Run("refuses "+tc.name, func(t *testing.T) {
+			q := authParams(oauthtest.Client{ID: tc.clientID, Redirects: []string{tc.redirect}}, oauthtest.NewPKCE())
+			status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(q), nil)
+			assertErrorPage(t, tc.name, status, hdr, body, http.StatusBadRequest)
+		})
 	}
 }
 

@@ -26,7 +26,7 @@ func TestConsent(t *testing.T) {
 		assertErrorPage(t, "GET /authorize/consent", status, hdr, body, http.StatusMethodNotAllowed)
 	})
 
-	t.Run("CSRF and the upstream state", func(t *testing.T) {
+	t.Run("forged approvals are refused before the upstream is visited", func(t *testing.T) {
 		b := newBrowser(t)
 		q := authParams(c, oauthtest.NewPKCE())
 		form := consentForm(t, b, q)
@@ -94,7 +94,7 @@ func TestConsent(t *testing.T) {
 		}
 	})
 
-	t.Run("deny", func(t *testing.T) {
+	t.Run("deny goes back to the client without the upstream", func(t *testing.T) {
 		b := newBrowser(t)
 		b.Deny = true
 		q := authParams(c, oauthtest.NewPKCE())
@@ -201,7 +201,7 @@ func TestRememberConsent(t *testing.T) {
 	consentShown := func(steps []step) bool {
 		return steps[0].Status == http.StatusOK && strings.Contains(steps[0].Body, `name="decision"`)
 	}
-	run := func(b *browser, c oauthtest.Client, redirect string) []step {
+	run := func(t *testing.T, b *browser, c oauthtest.Client, redirect string) []step {
 		t.Helper()
 		q := authParams(c, oauthtest.NewPKCE())
 		q.Set("redirect_uri", redirect)
@@ -209,23 +209,35 @@ func TestRememberConsent(t *testing.T) {
 		assertAuthzResponse(t, redirectedTo(t, steps), redirect, q.Get("state"), "")
 		return steps
 	}
-	if !consentShown(run(b, c, clientRedirect)) {
-		t.Fatal("first authorization skipped consent")
+	if !t.Run("first authorization asks for consent", func(t *testing.T) {
+		if !consentShown(run(t, b, c, clientRedirect)) {
+			t.Fatal("first authorization skipped consent")
+		}
+	}) {
+		return
 	}
-	steps := run(b, c, clientRedirect)
-	if consentShown(steps) {
-		t.Error("consent asked again for the same client and redirect URI")
-	}
-	if loc := steps[0].location(); steps[0].Status != http.StatusSeeOther || loc == nil || loc.Path != "/authorize/login" {
-		t.Errorf("remembered consent: first answer %d %v, want 303 to the login", steps[0].Status, loc)
-	}
-	if !consentShown(run(b, c, "http://127.0.0.1:33418/other")) {
-		t.Error("remembered consent applied to another redirect URI")
-	}
-	if !consentShown(run(b, c2, clientRedirect)) {
-		t.Error("remembered consent applied to another client")
-	}
-	if !consentShown(run(aliceBrowser(t), c, clientRedirect)) {
-		t.Error("remembered consent applied to another browser")
-	}
+	t.Run("same client and redirect URI go straight to the login", func(t *testing.T) {
+		steps := run(t, b, c, clientRedirect)
+		if consentShown(steps) {
+			t.Error("consent asked again for the same client and redirect URI")
+		}
+		if loc := steps[0].location(); steps[0].Status != http.StatusSeeOther || loc == nil || loc.Path != "/authorize/login" {
+			t.Errorf("remembered consent: first answer %d %v, want 303 to the login", steps[0].Status, loc)
+		}
+	})
+	t.Run("another redirect URI asks again", func(t *testing.T) {
+		if !consentShown(run(t, b, c, "http://127.0.0.1:33418/other")) {
+			t.Error("remembered consent applied to another redirect URI")
+		}
+	})
+	t.Run("another client asks again", func(t *testing.T) {
+		if !consentShown(run(t, b, c2, clientRedirect)) {
+			t.Error("remembered consent applied to another client")
+		}
+	})
+	t.Run("another browser asks again", func(t *testing.T) {
+		if !consentShown(run(t, aliceBrowser(t), c, clientRedirect)) {
+			t.Error("remembered consent applied to another browser")
+		}
+	})
 }

@@ -126,9 +126,11 @@ func TestRegisterRejects(t *testing.T) {
 			}
 		})
 	}
-	if status, hdr, _ := oauthtest.Get(t, e.HTTP, siteAddr()+"/register", nil); status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
-		t.Errorf("GET /register: %d %v", status, hdr)
-	}
+	t.Run("GET is 405", func(t *testing.T) {
+		if status, hdr, _ := oauthtest.Get(t, e.HTTP, siteAddr()+"/register", nil); status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
+			t.Errorf("GET /register: %d %v", status, hdr)
+		}
+	})
 	if after := len(storeKeys(t, st, state.KindClient)); after != before {
 		t.Errorf("refused registrations stored %d clients", after-before)
 	}
@@ -137,49 +139,55 @@ func TestRegisterRejects(t *testing.T) {
 func TestRegistrationControls(t *testing.T) {
 	e := usersAS(t, "registration {\n\t\t\tinitial_access_token s3cret-T\n\t\t\trate_limit 3\n\t\t\tunused_client_lifetime 2s\n\t\t}")
 	body := `{"client_name":"x","token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],"redirect_uris":["` + clientRedirect + `"]}`
-	for _, tc := range []struct {
-		name   string
-		header http.Header
-	}{
-		{"without token", nil},
-		{"wrong token", http.Header{"Authorization": {"Bearer s3cret-X"}}},
-		{"token as Basic", http.Header{"Authorization": {"Basic czNjcmV0LVQ="}}},
-	} {
-		status, hdr, m := e.Register(t, body, tc.header)
-		if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") || m["client_id"] != nil {
-			t.Errorf("%s: %d %v %v", tc.name, status, hdr, m)
+	t.Run("initial access token required", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			header http.Header
+		}{
+			{"without token", nil},
+			{"wrong token", http.Header{"Authorization": {"Bearer s3cret-X"}}},
+			{"token as Basic", http.Header{"Authorization": {"Basic czNjcmV0LVQ="}}},
+		} {
+			status, hdr, m := e.Register(t, body, tc.header)
+			if status != http.StatusUnauthorized || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") || m["client_id"] != nil {
+				t.Errorf("%s: %d %v %v", tc.name, status, hdr, m)
+			}
 		}
-	}
+	})
 	auth := http.Header{"Authorization": {"Bearer s3cret-T"}}
 	var registered []oauthtest.Client
-	for i := 0; i < 3; i++ {
-		status, _, m := e.Register(t, body, auth)
-		if status != http.StatusCreated {
-			t.Fatalf("registration %d with the token: %d %v", i+1, status, m)
-		}
-		registered = append(registered, oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}})
-	}
-	if status, hdr, m := e.Register(t, body, auth); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
-		t.Errorf("4th registration from one address: %d %v %v, want 429", status, hdr, m)
-	}
-
-	// A client that obtained a token is kept; the others expire.
-	used := registered[0]
-	ts := e.login(t, used, nil)
-	time.Sleep(3 * time.Second)
-	for i, c := range registered {
-		status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
-		if i == 0 {
-			if status != http.StatusOK {
-				t.Errorf("a used client expired: %d %.200s", status, body)
+	if !t.Run("rate limit per address", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			status, _, m := e.Register(t, body, auth)
+			if status != http.StatusCreated {
+				t.Fatalf("registration %d with the token: %d %v", i+1, status, m)
 			}
-			continue
+			registered = append(registered, oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}})
 		}
-		assertErrorPage(t, "unused client after its lifetime", status, hdr, body, http.StatusBadRequest)
-		if !strings.Contains(string(body), "not registered") {
-			t.Errorf("unused client: not the unknown-client page: %.300s", body)
+		if status, hdr, m := e.Register(t, body, auth); status != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+			t.Errorf("4th registration from one address: %d %v %v, want 429", status, hdr, m)
 		}
+	}) || len(registered) != 3 {
+		return
 	}
-	next := e.Exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
-	assertNoSecretsLogged(t, e.logDir, "s3cret-T", ts.Access, ts.Refresh, next.Access, next.Refresh)
+	t.Run("unused clients expire, used ones stay", func(t *testing.T) {
+		used := registered[0]
+		ts := e.login(t, used, nil)
+		time.Sleep(3 * time.Second)
+		for i, c := range registered {
+			status, hdr, body := oauthtest.Get(t, e.HTTP, authorizeURL(authParams(c, oauthtest.NewPKCE())), nil)
+			if i == 0 {
+				if status != http.StatusOK {
+					t.Errorf("a used client expired: %d %.200s", status, body)
+				}
+				continue
+			}
+			assertErrorPage(t, "unused client after its lifetime", status, hdr, body, http.StatusBadRequest)
+			if !strings.Contains(string(body), "not registered") {
+				t.Errorf("unused client: not the unknown-client page: %.300s", body)
+			}
+		}
+		next := e.Exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {ts.Refresh}, "client_id": {used.ID}}, nil)
+		assertNoSecretsLogged(t, e.logDir, "s3cret-T", ts.Access, ts.Refresh, next.Access, next.Refresh)
+	})
 }

@@ -81,14 +81,14 @@ func TestTokenEndpoint(t *testing.T) {
 		}
 	}
 
-	t.Run("only POST", func(t *testing.T) {
+	t.Run("GET is 405", func(t *testing.T) {
 		status, hdr, _ := oauthtest.Get(t, e.HTTP, siteAddr()+"/token?grant_type=authorization_code", nil)
 		if status != http.StatusMethodNotAllowed || !strings.Contains(hdr.Get("Allow"), "POST") {
 			t.Errorf("GET /token: %d %v", status, hdr)
 		}
 	})
 
-	t.Run("JSON body", func(t *testing.T) {
+	t.Run("JSON body is refused", func(t *testing.T) {
 		status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/token", http.Header{"Content-Type": {"application/json"}},
 			[]byte(`{"grant_type":"authorization_code","code":"x","client_id":"`+pub.ID+`"}`))
 		if status != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_request"`) {
@@ -96,7 +96,7 @@ func TestTokenEndpoint(t *testing.T) {
 		}
 	})
 
-	t.Run("request errors", func(t *testing.T) {
+	t.Run("malformed requests and unsupported grants are refused", func(t *testing.T) {
 		wantError(t, "duplicated code", url.Values{"grant_type": {"authorization_code"}, "code": {"a", "a"}, "client_id": {pub.ID}}, nil, 400, "invalid_request")
 		wantError(t, "duplicated grant_type", url.Values{"grant_type": {"authorization_code", "refresh_token"}, "client_id": {pub.ID}}, nil, 400, "invalid_request")
 		wantError(t, "password grant", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"correct horse"}, "client_id": {pub.ID}}, nil, 400, "unsupported_grant_type")
@@ -116,7 +116,7 @@ func TestTokenEndpoint(t *testing.T) {
 		}
 	})
 
-	t.Run("client_secret_basic failures", func(t *testing.T) {
+	t.Run("client_secret_basic refuses wrong credentials", func(t *testing.T) {
 		code, p := newCode(t, basic)
 		form := codeForm(basic, code, p)
 		form.Del("client_id")
@@ -142,7 +142,7 @@ func TestTokenEndpoint(t *testing.T) {
 		keep(e.Exchange(t, form, basicCredentials(basic.ID, basic.Secret)))
 	})
 
-	t.Run("client_secret_post", func(t *testing.T) {
+	t.Run("client_secret_post needs the secret", func(t *testing.T) {
 		code, p := newCode(t, post)
 		form := codeForm(post, code, p)
 		noSecret := oauthtest.CloneValues(form)
@@ -157,7 +157,7 @@ func TestTokenEndpoint(t *testing.T) {
 		}
 	})
 
-	t.Run("PKCE", func(t *testing.T) {
+	t.Run("PKCE verifier is checked", func(t *testing.T) {
 		code, p := newCode(t, pub)
 		form := codeForm(pub, code, p)
 		missing := oauthtest.CloneValues(form)
@@ -226,7 +226,7 @@ func TestTokenEndpoint(t *testing.T) {
 		keep(e.Exchange(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Refresh}, "client_id": {pub.ID}}, nil))
 	})
 
-	t.Run("parallel redemption", func(t *testing.T) {
+	t.Run("parallel redemptions: exactly one succeeds", func(t *testing.T) {
 		code, p := newCode(t, pub)
 		form := codeForm(pub, code, p)
 		var wg sync.WaitGroup
@@ -269,7 +269,7 @@ func TestTokenEndpoint(t *testing.T) {
 		}
 	})
 
-	t.Run("expired code", func(t *testing.T) {
+	t.Run("expired code is refused and stored only as a hash", func(t *testing.T) {
 		code, p := newCode(t, pub)
 		key := state.KindCode.Key(code)
 		raw, err := st.Get(context.Background(), key)
@@ -286,7 +286,7 @@ func TestTokenEndpoint(t *testing.T) {
 		wantError(t, "expired code", codeForm(pub, code, p), nil, 400, "invalid_grant")
 	})
 
-	t.Run("response and access token", func(t *testing.T) {
+	t.Run("response and access token claims", func(t *testing.T) {
 		code, p := newCode(t, pub)
 		ts := keep(e.Exchange(t, codeForm(pub, code, p), nil))
 		for h, want := range map[string]string{"Cache-Control": "no-store", "Content-Type": "application/json"} {
