@@ -57,22 +57,32 @@ const (
 // Check returns the first rule the claims break, in the order of the
 // constants above, or 0 if they keep them all.
 func (r ClaimRules) Check(c RegisteredClaims) ClaimFailure {
-	switch {
-	case len(r.Issuers) > 0 && !slices.Contains(r.Issuers, c.Issuer):
+	if len(r.Issuers) > 0 && !slices.Contains(r.Issuers, c.Issuer) {
 		return ClaimIssuer
-	case len(r.Audiences) > 0 && !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(r.Audiences, aud) }):
+	}
+	if len(r.Audiences) > 0 && !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(r.Audiences, aud) }) {
 		return ClaimAudience
-	case c.Expiry.IsZero() && r.RequireExpiry:
-		return ClaimNoExpiry
-	case !c.Expiry.IsZero() && r.Now.After(c.Expiry.Add(r.Skew)):
+	}
+	latest := r.Now.Add(r.Skew) // the latest time a claim may name as past
+	switch {
+	case c.Expiry.IsZero():
+		if r.RequireExpiry {
+			return ClaimNoExpiry
+		}
+	case r.Now.After(c.Expiry.Add(r.Skew)):
 		return ClaimExpired
-	case !c.Expiry.IsZero() && r.MaxLifetime > 0 && c.Expiry.After(r.Now.Add(r.MaxLifetime+r.Skew)):
+	case r.MaxLifetime > 0 && c.Expiry.After(latest.Add(r.MaxLifetime)):
 		return ClaimExpiryTooFar
-	case c.NotBefore.After(r.Now.Add(r.Skew)):
+	}
+	if !c.NotBefore.IsZero() && c.NotBefore.After(latest) {
 		return ClaimNotYetValid
-	case c.IssuedAt.IsZero() && r.RequireIssuedAt:
-		return ClaimNoIssuedAt
-	case c.IssuedAt.After(r.Now.Add(r.Skew)):
+	}
+	switch {
+	case c.IssuedAt.IsZero():
+		if r.RequireIssuedAt {
+			return ClaimNoIssuedAt
+		}
+	case c.IssuedAt.After(latest):
 		return ClaimIssuedInFuture
 	}
 	return 0
