@@ -136,17 +136,7 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 	if client.TokenEndpointAuthMethod != AuthMethodPrivateKeyJWT {
 		return badAssertion("client is not registered for private_key_jwt authentication")
 	}
-	if len(assertion) > maxAssertionLength {
-		return badAssertion("client assertion is too large")
-	}
-	if strings.Count(assertion, ".") != 2 || !tokens.IsCompactJWSText(assertion) {
-		return badAssertion("client assertion is not a signed JWT")
-	}
-
-	payload, err := verifyWithKeys(ctx, assertion, keys)
-	if errors.Is(err, errUnknownKID) {
-		payload, err = verifyWithKeys(context.WithValue(ctx, keyRefreshKey{}, true), assertion, keys)
-	}
+	payload, err := verifySignature(ctx, assertion, keys)
 	if err != nil {
 		return err
 	}
@@ -176,9 +166,47 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 	return nil
 }
 
-// verifyWithKeys checks the assertion's signature against the key set keys
-// returns and gives back its payload.
-func verifyWithKeys(ctx context.Context, assertion string, keys func(context.Context) (jwk.Set, error)) ([]byte, error) {
+// verifySignature checks the compact JWS assertion against the client's
+// keys and gives back its payload. The algorithm must be allowed and fit
+// the selected key, so "none", HMAC with a public key as secret and
+// algorithm confusion cannot get through; neither a malformed assertion
+// nor one with a refused algorithm makes the keys be fetched.
+func verifySignature(ctx context.Context, assertion string, keys func(context.Context) (jwk.Set, error)) ([]byte, error) {
+	payload, err := tokens.VerifyJWS(ctx, assertion, tokens.JWSRules{
+		MaxLength:  maxAssertionLength,
+		Algorithms: assertionAlgs,
+		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
+			key, err := clientKey(ctx, keys, kid)
+			if errors.Is(err, errUnknownKID) {
+				key, err = clientKey(context.WithValue(ctx, keyRefreshKey{}, true), keys, kid)
+			}
+			if err != nil {
+				return nil, err
+			}
+			raw, err := publicKeyFor(alg, key)
+			if err != nil {
+				return nil, err
+			}
+			return []any{raw}, nil
+		},
+	})
+	var jerr *tokens.JWSError
+	if !errors.As(err, &jerr) {
+		return payload, err
+	}
+	switch jerr.Failure {
+	case tokens.JWSTooLarge:
+		return nil, badAssertion("client assertion is too large")
+	case tokens.JWSMalformed:
+		return nil, badAssertion("client assertion is not a signed JWT")
+	case tokens.JWSAlgorithmRejected:
+		return nil, badAssertion("client assertion algorithm is not allowed")
+	}
+	return nil, &AssertionError{Reason: "client assertion signature is invalid", cause: err}
+}
+
+// clientKey returns the client's key named kid from the set keys returns.
+func clientKey(ctx context.Context, keys func(context.Context) (jwk.Set, error), kid string) (jwk.Key, error) {
 	set, err := keys(ctx)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -191,38 +219,7 @@ func verifyWithKeys(ctx context.Context, assertion string, keys func(context.Con
 		}
 		return nil, &AssertionError{Reason: reason, cause: err}
 	}
-	return verifySignature(assertion, set)
-}
-
-// verifySignature checks the compact JWS assertion against set. The
-// algorithm must be allowed and fit the selected key, so "none", HMAC with
-// a public key as secret and algorithm confusion cannot get through.
-func verifySignature(assertion string, set jwk.Set) ([]byte, error) {
-	payload, err := tokens.VerifyJWS(context.Background(), assertion, tokens.JWSRules{
-		MaxLength:  maxAssertionLength,
-		Algorithms: assertionAlgs,
-		Keys: func(_ context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
-			key, err := selectKey(set, kid)
-			if err != nil {
-				return nil, err
-			}
-			raw, err := publicKeyFor(alg, key)
-			if err != nil {
-				return nil, err
-			}
-			return []any{raw}, nil
-		},
-	})
-	var jerr *tokens.JWSError
-	if errors.As(err, &jerr) {
-		if jerr.Failure == tokens.JWSAlgorithmRejected {
-			return nil, badAssertion("client assertion algorithm is not allowed")
-		}
-		// VerifyAssertion refused oversized and malformed assertions
-		// before loading keys; what is left is a bad signature.
-		return nil, &AssertionError{Reason: "client assertion signature is invalid", cause: err}
-	}
-	return payload, err
+	return selectKey(set, kid)
 }
 
 // selectKey picks the key named kid, or the only key if there is no kid.

@@ -460,3 +460,24 @@ func TestAssertionAlgorithms(t *testing.T) {
 		t.Errorf("AssertionAlgorithms = %q, want %q", AssertionAlgorithms, want)
 	}
 }
+
+func TestVerifyAssertionRefusedBeforeKeysAreLoaded(t *testing.T) {
+	loaded := 0
+	keys := func(context.Context) (jwk.Set, error) {
+		loaded++
+		return nil, errors.New("must not be asked")
+	}
+	for name, a := range map[string]string{
+		"alg none":   unsigned(map[string]any{"alg": "none", "kid": "k1"}, claimsAt(testNow, nil)),
+		"HS256":      unsigned(map[string]any{"alg": "HS256", "kid": "k1"}, claimsAt(testNow, nil)) + "c2ln",
+		"not a JWT":  "a.b",
+		"padded JWS": unsigned(map[string]any{"alg": "RS256", "kid": "k1"}, claimsAt(testNow, nil)) + "c2ln=",
+	} {
+		if err := VerifyAssertion(context.Background(), a, pkjClient(), []string{testAudience}, keys, newStore(t), testNow); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if loaded != 0 {
+		t.Errorf("keys were loaded %d times for assertions refused on sight", loaded)
+	}
+}
