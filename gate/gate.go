@@ -66,7 +66,7 @@ type Config struct {
 	// ForeignSession, if set, is called for each request refused because
 	// its MCP session belongs to another user, for metrics.
 	ForeignSession func()
-	// Logger reports failures to bind sessions; required.
+	// Logger reports failures to bind sessions; nil logs nothing.
 	Logger *zap.Logger
 }
 
@@ -81,6 +81,9 @@ type Gate struct {
 func New(cfg Config) (*Gate, error) {
 	if len(cfg.Resources) == 0 {
 		return nil, errors.New("gate: no protected resource")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
 	g := &Gate{cfg: cfg}
 	for _, rule := range cfg.ScopeRules {

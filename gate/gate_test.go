@@ -34,9 +34,6 @@ func newGate(cfg Config) (*Gate, error) {
 	if cfg.Verifier == nil {
 		cfg.Verifier = fakeVerifier{}
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
 	return New(cfg)
 }
 
