@@ -108,11 +108,7 @@ func revokeAlice(t *testing.T, admin *Admin, by string) {
 func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 	for _, by := range []string{"user", "client"} {
 		t.Run(by, func(t *testing.T) {
-			db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
+			db := openBadger(t)
 			s := codeSite(t, db)
 			redeem := issueCode(t, s)
 			revokeAlice(t, &Admin{Issuer: s.Issuer, State: s.AS.State}, by)
@@ -151,11 +147,7 @@ func countKeys(t *testing.T, st storage.Store, prefix string) int {
 func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 	for _, by := range []string{"user", "client"} {
 		t.Run(by, func(t *testing.T) {
-			db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = db.Close() })
+			db := openBadger(t)
 			hooked := &hookedStore{Store: db, prefix: string(state.KindGrant)}
 			s := codeSite(t, hooked)
 			admin := &Admin{Issuer: s.Issuer, State: openState(t, db)}
@@ -178,63 +170,4 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A revocation that finds its grant rotated by a refresh since it read it
-// revokes what the refresh wrote, access token included.
-func TestRevokeGrantFollowsARotation(t *testing.T) {
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	s := codeSite(t, db)
-	resp, oerr := redeemCode(t, s)
-	if oerr != nil {
-		t.Fatal(oerr)
-	}
-	g, ok := s.AS.grantOf(context.Background(), resp.RefreshToken)
-	if !ok {
-		t.Fatal("no grant")
-	}
-	// The refresh's Swap lands between the revocation's Get and its Swap.
-	var refreshed *tokenResponse
-	rotate := func() {
-		client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
-			GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
-		var oerr *oauth.Error
-		if refreshed, oerr = s.refresh(context.Background(), client, map[string]string{"refresh_token": resp.RefreshToken}, nil); oerr != nil {
-			t.Errorf("refresh: %v", oerr)
-		}
-	}
-	revoking := openState(t, &swapOnce{Store: db, before: rotate})
-	revoked, err := revoking.Grants.Revoke(context.Background(), g.ID)
-	if err != nil || revoked == nil {
-		t.Fatalf("Grants.Revoke: %v %v", revoked, err)
-	}
-	if refreshed == nil {
-		t.Fatal("the refresh did not run")
-	}
-	if n := countKeys(t, db, string(state.KindGrant)); n != 0 {
-		t.Errorf("%d grants left", n)
-	}
-	if n := countKeys(t, db, string(state.KindDenied)); n != 2 {
-		t.Errorf("%d access tokens denied, want both the first and the refreshed one", n)
-	}
-}
-
-// swapOnce runs before just before the first Swap; Swaps that before
-// makes go through.
-type swapOnce struct {
-	storage.Store
-	done   bool
-	before func()
-}
-
-func (s *swapOnce) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
-	if !s.done {
-		s.done = true
-		s.before()
-	}
-	return s.Store.Swap(ctx, key, old, value, ttl)
 }

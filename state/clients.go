@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
 
@@ -52,14 +51,7 @@ func (c *Clients) MarkUsed(ctx context.Context, client *clients.Client) error {
 
 // Exists reports whether clientID is a registered client, readable or not.
 func (c *Clients) Exists(ctx context.Context, clientID string) (bool, error) {
-	switch _, err := c.store.Get(ctx, keyClient+clientID); {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, storage.ErrNotFound):
-		return false, nil
-	default:
-		return false, err
-	}
+	return exists(ctx, c.store, keyClient+clientID)
 }
 
 // Delete deletes the registration of clientID.
@@ -86,14 +78,7 @@ func blockedClientKey(clientID string) string { return keyBlockedClient + Hash(c
 
 // IsBlocked reports whether an operator blocked clientID.
 func (c *Clients) IsBlocked(ctx context.Context, clientID string) (bool, error) {
-	switch _, err := c.store.Get(ctx, blockedClientKey(clientID)); {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, storage.ErrNotFound):
-		return false, nil
-	default:
-		return false, err
-	}
+	return exists(ctx, c.store, blockedClientKey(clientID))
 }
 
 // Block refuses clientID from now on, for good.

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -15,11 +13,7 @@ import (
 // binding's lifetime remains, the use extends it; others never do, and an
 // unknown id is not written until the backend accepts it.
 func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openBadger(t)
 	ctx := context.Background()
 	s := NewSessions(db, "https://as.example")
 	owner := s.owner("alice")
@@ -81,11 +75,7 @@ func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
 // store every time, and a binding close to expiring goes back to the
 // store so that it is extended.
 func TestSessionOwnersCached(t *testing.T) {
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openBadger(t)
 	ctx := context.Background()
 	store := &countingStore{Store: storage.Prefixed(db, keySession)}
 	s := &Sessions{store: store, issuer: "https://as.example"}

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -71,6 +72,18 @@ func Hash(secret string) string {
 func ttlUntil(deadline int64) (time.Duration, bool) {
 	ttl := time.Until(time.Unix(deadline, 0))
 	return ttl, ttl > 0
+}
+
+// exists reports whether store holds key.
+func exists(ctx context.Context, store storage.Store, key string) (bool, error) {
+	switch _, err := store.Get(ctx, key); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 func getJSON(ctx context.Context, store storage.Store, key string, v any) error {
