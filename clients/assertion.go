@@ -6,9 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // ClientAssertionType is the client_assertion_type value of a JWT client
@@ -120,7 +118,7 @@ func AssertionSubject(assertion string) string {
 // token_endpoint, the endpoint being called); exp must be present, not
 // past and at most 10 minutes ahead; nbf and iat must not be in the
 // future; and jti must be present and never seen before for this client.
-// The jti is recorded in store until the assertion expires.
+// The jti is recorded in used until the assertion expires.
 //
 // keys returns the client's key set (Fetcher.Keys). It is called a second
 // time with a context for which KeyRefreshRequested is true if the kid is
@@ -129,7 +127,7 @@ func AssertionSubject(assertion string) string {
 // Rejections are *AssertionError. Any other error (the store failing, ctx
 // ending) is the server's problem, not the client's.
 func VerifyAssertion(ctx context.Context, assertion string, client *Client, audiences []string,
-	keys func(ctx context.Context) (jwk.Set, error), store storage.Store, now time.Time) error {
+	keys func(ctx context.Context) (jwk.Set, error), used UsedAssertions, now time.Time) error {
 	if len(audiences) == 0 || slices.Contains(audiences, "") {
 		return errors.New("clients: VerifyAssertion needs the authorization server's URLs as audiences")
 	}
@@ -151,19 +149,23 @@ func VerifyAssertion(ctx context.Context, assertion string, client *Client, audi
 
 	// RFC 7523 section 3: the server "MAY ensure that JWTs are not replayed
 	// by maintaining the set of used jti values for the length of time for
-	// which the JWT would be considered valid". Create is atomic, so of two
-	// concurrent requests with one assertion exactly one gets through. The
-	// jti is hashed: it is client-chosen and may be long or unprintable.
-	sum := sha256.Sum256([]byte(claims.JWTID))
-	key := "assertion-jti/" + client.ClientID + "/" + hex.EncodeToString(sum[:])
+	// which the JWT would be considered valid".
 	ttl := max(time.Unix(claims.Expiry.Time().Unix(), 0).Add(assertionSkew).Sub(now), time.Second)
-	switch err := store.Create(ctx, key, []byte{1}, ttl); {
-	case errors.Is(err, storage.ErrConflict):
-		return badAssertion("client assertion has already been used")
+	switch fresh, err := used.UseAssertion(ctx, client.ClientID, claims.JWTID, ttl); {
 	case err != nil:
 		return fmt.Errorf("recording client assertion jti: %w", err)
+	case !fresh:
+		return badAssertion("client assertion has already been used")
 	}
 	return nil
+}
+
+// UsedAssertions remembers the client assertions used, by client and jti.
+type UsedAssertions interface {
+	// UseAssertion records the jti of an assertion of clientID as used
+	// for ttl and reports whether it was not used before: of concurrent
+	// callers with one jti, exactly one is told so.
+	UseAssertion(ctx context.Context, clientID, jti string, ttl time.Duration) (bool, error)
 }
 
 // verifySignature checks the compact JWS assertion against the client's

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -27,20 +26,6 @@ var fuzzNow = time.Unix(1893456000, 0)
 func fuzzKey(name string) ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte("mcp_auth assertion fuzz key " + name))
 	return ed25519.NewKeyFromSeed(seed[:])
-}
-
-// jtiStore is the part of a store VerifyAssertion uses: Create, in memory.
-type jtiStore struct {
-	storage.Store
-	keys map[string]bool
-}
-
-func (s *jtiStore) Create(_ context.Context, key string, _ []byte, _ time.Duration) error {
-	if s.keys[key] {
-		return storage.ErrConflict
-	}
-	s.keys[key] = true
-	return nil
 }
 
 // fuzzAssertion signs claims with the key named keyName under kid.
@@ -93,7 +78,7 @@ func FuzzVerifyAssertion(f *testing.F) {
 	}
 	keys := func(context.Context) (jwk.Set, error) { return set, nil }
 	f.Fuzz(func(t *testing.T, assertion string) {
-		store := &jtiStore{keys: map[string]bool{}}
+		store := newUsedAssertions()
 		err := VerifyAssertion(context.Background(), assertion, pkjClient(), fuzzAudiences, keys, store, fuzzNow)
 		var aerr *AssertionError
 		if err != nil {

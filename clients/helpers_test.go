@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -112,14 +111,33 @@ func sign(t testing.TB, priv any, alg jwa.SignatureAlgorithm, kid string, claims
 	return string(out)
 }
 
-func newStore(t testing.TB) storage.Store {
-	t.Helper()
-	s, err := storage.OpenBadger(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
+// usedAssertions is UsedAssertions in memory; err, when set, is every
+// call's answer.
+type usedAssertions struct {
+	mu   sync.Mutex
+	used map[[2]string]bool
+	err  error
+}
+
+func newUsedAssertions() *usedAssertions { return &usedAssertions{used: map[[2]string]bool{}} }
+
+func (u *usedAssertions) UseAssertion(_ context.Context, clientID, jti string, _ time.Duration) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err != nil {
+		return false, u.err
 	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	key := [2]string{clientID, jti}
+	fresh := !u.used[key]
+	u.used[key] = true
+	return fresh, nil
+}
+
+// usedBy reports whether jti was recorded as used by clientID.
+func (u *usedAssertions) usedBy(clientID, jti string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.used[[2]string{clientID, jti}]
 }
 
 // fakeClock is a settable clock for cache expiry tests.

@@ -182,7 +182,7 @@ func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion
 	if s.AS.Metadata == nil {
 		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	}
-	err := clients.VerifyAssertion(r.Context(), assertion, client, s.assertionAudiences(r), s.AS.Metadata.Keys(client), s.AS.State.AssertionReplays(), time.Now())
+	err := clients.VerifyAssertion(r.Context(), assertion, client, s.assertionAudiences(r), s.AS.Metadata.Keys(client), s.AS.State.Clients, time.Now())
 	var aerr *clients.AssertionError
 	switch {
 	case errors.As(err, &aerr):

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -10,8 +11,9 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-// Clients stores the registered clients, the clients an operator blocked
-// and the count of registrations per hour.
+// Clients stores the registered clients, the clients an operator blocked,
+// the client assertions used (clients.UsedAssertions) and the count of
+// registrations per hour.
 type Clients struct {
 	store storage.Store
 }
@@ -111,4 +113,18 @@ func (c *Clients) Blocked(ctx context.Context) ([]BlockedClient, error) {
 func (c *Clients) CountRegistration(ctx context.Context, hour time.Time) (int64, error) {
 	next := hour.Add(time.Hour)
 	return c.store.Increment(ctx, keyRegistrations+strconv.FormatInt(hour.Unix(), 10), time.Until(next)+time.Minute)
+}
+
+// UseAssertion records the jti of a client assertion of clientID as used
+// for ttl and reports whether it was not used before. The jti is hashed:
+// it is client-chosen and may be long or unprintable.
+func (c *Clients) UseAssertion(ctx context.Context, clientID, jti string, ttl time.Duration) (bool, error) {
+	switch err := c.store.Create(ctx, keyAssertionJTI+clientID+"/"+Hash(jti), []byte{1}, ttl); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrConflict):
+		return false, nil
+	default:
+		return false, err
+	}
 }

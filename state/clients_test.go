@@ -67,3 +67,23 @@ func TestClientRegisteredUsedAndDeleted(t *testing.T) {
 		t.Errorf("Exists after Delete: %v %v", exists, err)
 	}
 }
+
+// An assertion's jti is used once per client, kept hashed under the
+// client's namespace.
+func TestClientAssertionUsedOnce(t *testing.T) {
+	db := openBadger(t)
+	c := openStores(t, db).Clients
+	ctx := context.Background()
+	if fresh, err := c.UseAssertion(ctx, "c1", "once", time.Minute); err != nil || !fresh {
+		t.Fatalf("first use: %v %v", fresh, err)
+	}
+	if fresh, err := c.UseAssertion(ctx, "c1", "once", time.Minute); err != nil || fresh {
+		t.Errorf("second use: %v %v, want used", fresh, err)
+	}
+	if fresh, err := c.UseAssertion(ctx, "c2", "once", time.Minute); err != nil || !fresh {
+		t.Errorf("another client's use: %v %v, want fresh", fresh, err)
+	}
+	if _, err := db.Get(ctx, "assertion-jti/c1/"+Hash("once")); err != nil {
+		t.Errorf("jti record: %v", err)
+	}
+}

@@ -29,6 +29,9 @@ const (
 	// of their client_id; metadata-document clients have no record to
 	// delete, so they are kept out this way. It never expires.
 	keyBlockedClient = "blocked-client/"
+	// keyAssertionJTI holds, per client, the Hash of each jti of a client
+	// assertion used, until the assertion expires.
+	keyAssertionJTI = "assertion-jti/"
 	// keyLoginPin binds a GitHub login (lowercased) to the subject that
 	// first logged in with it; it never expires.
 	keyLoginPin = "login-pin/github/"

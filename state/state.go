@@ -29,13 +29,7 @@ type Stores struct {
 	Revocations *Revocations
 	Logins      *Logins
 	Users       *Users
-
-	store storage.Store
 }
-
-// AssertionReplays is the store in which clients.VerifyAssertion records
-// the client assertions used, under keys of its own.
-func (s *Stores) AssertionReplays() storage.Store { return s.store }
 
 // Open returns the stores of an authorization server's key space, with
 // its revoked access tokens read into memory and kept current until ctx
@@ -54,7 +48,6 @@ func Open(ctx context.Context, store storage.Store, bound, tokenLifetime time.Du
 		Revocations: revocations,
 		Logins:      &Logins{store: store},
 		Users:       &Users{store: store},
-		store:       store,
 	}, nil
 }
 
