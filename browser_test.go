@@ -53,26 +53,9 @@ func (b *browser) authorize(authURL string, servers ...string) *url.URL {
 	b.t.Helper()
 	next, method, form := authURL, http.MethodGet, url.Values(nil)
 	for hops := 0; hops < 10; hops++ {
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, err := http.NewRequest(method, next, body)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := b.client.Do(req)
-		if err != nil {
-			b.t.Fatalf("%s %s: %v", method, next, err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, page := b.send(b.t, method, next, form, "")
 		method, form = http.MethodGet, nil
-		switch {
-		case resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusSeeOther:
+		if resp.StatusCode == http.StatusFound || resp.StatusCode == http.StatusSeeOther {
 			loc, err := resp.Location()
 			if err != nil {
 				b.t.Fatal(err)
@@ -81,23 +64,63 @@ func (b *browser) authorize(authURL string, servers ...string) *url.URL {
 				return loc
 			}
 			next = loc.String()
-		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="decision"`):
-			b.Pages[req.URL.Path] = resp
-			form = formFields(string(page))
-			form.Set("decision", map[bool]string{true: "deny", false: "approve"}[b.Deny])
-			method, next = http.MethodPost, siteAddr()+"/authorize/consent"
-		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="password"`):
-			b.Pages[req.URL.Path] = resp
-			form = formFields(string(page))
-			form.Set("username", b.Username)
-			form.Set("password", b.Password)
-			method, next = http.MethodPost, siteAddr()+"/authorize/login"
-		default:
-			b.t.Fatalf("%s %s: unexpected %s: %s", req.Method, req.URL, resp.Status, page)
+			continue
 		}
+		path, answer := b.fill(resp.StatusCode, string(page))
+		if answer == nil {
+			b.t.Fatalf("%s %s: unexpected %s: %s", resp.Request.Method, resp.Request.URL, resp.Status, page)
+		}
+		b.Pages[resp.Request.URL.Path] = resp
+		method, next, form = http.MethodPost, siteAddr()+path, answer
 	}
 	b.t.Fatalf("too many redirects from %s", authURL)
 	return nil
+}
+
+// send makes one request of the browser and reads the answer. A form is
+// posted form-encoded, with the Origin header when origin is not empty.
+func (b *browser) send(t testing.TB, method, target string, form url.Values, origin string) (*http.Response, []byte) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, page
+}
+
+// fill answers a page of the authorization server as the user would: the
+// consent form with the decision, the login form with the credentials. It
+// returns the path the form is posted to, and a nil form for any other
+// page.
+func (b *browser) fill(status int, page string) (path string, form url.Values) {
+	switch {
+	case status == http.StatusOK && strings.Contains(page, `name="decision"`):
+		form = formFields(page)
+		form.Set("decision", map[bool]string{true: "deny", false: "approve"}[b.Deny])
+		return "/authorize/consent", form
+	case status == http.StatusOK && strings.Contains(page, `name="password"`):
+		form = formFields(page)
+		form.Set("username", b.Username)
+		form.Set("password", b.Password)
+		return "/authorize/login", form
+	}
+	return "", nil
 }
 
 // ours reports whether u belongs to the authorization server or one of the
@@ -149,45 +172,22 @@ func walk(t *testing.T, b *browser, start string, servers ...string) []step {
 	origin := u.Scheme + "://" + u.Host // the authorization server's
 	var steps []step
 	for hops := 0; hops < 12; hops++ {
-		var body io.Reader
-		if form != nil {
-			body = strings.NewReader(form.Encode())
-		}
-		req, err := http.NewRequest(method, next, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if form != nil {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", origin)
-		}
-		resp, err := b.client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, next, err)
-		}
-		page, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		s := step{Method: method, URL: req.URL, Status: resp.StatusCode, Header: resp.Header, Body: string(page)}
+		resp, page := b.send(t, method, next, form, origin)
+		s := step{Method: method, URL: resp.Request.URL, Status: resp.StatusCode, Header: resp.Header, Body: string(page)}
 		steps = append(steps, s)
 		method, form = http.MethodGet, nil
-		switch {
-		case resp.StatusCode >= 300 && resp.StatusCode < 400 && s.location() != nil:
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 && s.location() != nil {
 			if !b.ours(s.location(), servers) {
 				return steps
 			}
 			next = s.location().String()
-		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="decision"`):
-			form = formFields(s.Body)
-			form.Set("decision", map[bool]string{true: "deny", false: "approve"}[b.Deny])
-			method, next = http.MethodPost, origin+"/authorize/consent"
-		case resp.StatusCode == http.StatusOK && strings.Contains(s.Body, `name="password"`):
-			form = formFields(s.Body)
-			form.Set("username", b.Username)
-			form.Set("password", b.Password)
-			method, next = http.MethodPost, origin+"/authorize/login"
-		default:
+			continue
+		}
+		path, answer := b.fill(resp.StatusCode, s.Body)
+		if answer == nil {
 			return steps
 		}
+		method, next, form = http.MethodPost, origin+path, answer
 	}
 	t.Fatalf("too many redirects from %s", start)
 	return nil
