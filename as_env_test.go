@@ -89,18 +89,10 @@ func (e *asEnv) publicClient(t *testing.T, redirects ...string) oauthtest.Client
 	})
 }
 
-// authParams is a valid authorization request for c, as MCP clients send
-// it: with state, PKCE S256 and the resource.
+// authParams is a valid authorization request for c at the test site, as
+// MCP clients send it.
 func authParams(c oauthtest.Client, p oauthtest.PKCE) url.Values {
-	return url.Values{
-		"response_type":         {"code"},
-		"client_id":             {c.ID},
-		"redirect_uri":          {c.Redirects[0]},
-		"code_challenge":        {p.Challenge},
-		"code_challenge_method": {"S256"},
-		"state":                 {"st-" + p.Verifier[:10]},
-		"resource":              {canonicalResource()},
-	}
+	return oauthtest.AuthorizationRequest(c, p, canonicalResource())
 }
 
 func authorizeURL(q url.Values) string { return siteAddr() + "/authorize?" + q.Encode() }
@@ -146,16 +138,9 @@ func assertAuthzResponse(t *testing.T, loc *url.URL, redirectURI, state, wantErr
 	}
 }
 
-// codeForm is the token request redeeming code for c.
+// codeForm is the token request redeeming code for c at the test site.
 func codeForm(c oauthtest.Client, code string, p oauthtest.PKCE) url.Values {
-	return url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"code_verifier": {p.Verifier},
-		"client_id":     {c.ID},
-		"redirect_uri":  {c.Redirects[0]},
-		"resource":      {canonicalResource()},
-	}
+	return oauthtest.CodeRequest(c, code, p, canonicalResource())
 }
 
 // login authorizes the public client c as alice and redeems the code.

@@ -86,9 +86,7 @@ func startTwoSites(t *testing.T) *twoSites {
 
 // params is an authorization request of c at the site origin.
 func (ts *twoSites) params(c oauthtest.Client, p oauthtest.PKCE, origin string) url.Values {
-	q := authParams(c, p)
-	q.Set("resource", origin+"/mcp")
-	return q
+	return oauthtest.AuthorizationRequest(c, p, origin+"/mcp")
 }
 
 // code logs user in at the site origin for client c and returns the code.
@@ -110,9 +108,7 @@ func (ts *twoSites) code(t *testing.T, origin, user string, c oauthtest.Client, 
 
 // codeForm redeems code at the site origin.
 func (ts *twoSites) codeForm(c oauthtest.Client, code string, p oauthtest.PKCE, origin string) url.Values {
-	f := codeForm(c, code, p)
-	f.Set("resource", origin+"/mcp")
-	return f
+	return oauthtest.CodeRequest(c, code, p, origin+"/mcp")
 }
 
 // post posts a form to the site origin and decodes the JSON answer.

@@ -264,11 +264,7 @@ func (in *instance) register(t *testing.T) oauthtest.Client {
 
 // authorizeParams is the authorization request of c at the instance.
 func (in *instance) authorizeParams(c oauthtest.Client, p oauthtest.PKCE) url.Values {
-	return url.Values{
-		"response_type": {"code"}, "client_id": {c.ID}, "redirect_uri": {clientRedirect},
-		"code_challenge": {p.Challenge}, "code_challenge_method": {"S256"},
-		"state": {"st"}, "resource": {in.base + "/mcp"},
-	}
+	return oauthtest.AuthorizationRequest(c, p, in.base+"/mcp")
 }
 
 // authorize logs alice in at the instance for c, from the source address
@@ -290,10 +286,7 @@ func (in *instance) authorize(t *testing.T, c oauthtest.Client, p oauthtest.PKCE
 
 // codeForm redeems code for c at the instance.
 func (in *instance) codeForm(c oauthtest.Client, code string, p oauthtest.PKCE) url.Values {
-	return url.Values{
-		"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {p.Verifier},
-		"client_id": {c.ID}, "redirect_uri": {clientRedirect}, "resource": {in.base + "/mcp"},
-	}
+	return oauthtest.CodeRequest(c, code, p, in.base+"/mcp")
 }
 
 // loginThrough registers a public client at in and logs alice in there,

@@ -122,3 +122,37 @@ func (s *Server) Exchange(t testing.TB, form url.Values, header http.Header) Tok
 	}
 	return ts
 }
+
+// AuthorizationRequest is the query of an authorization request for c as
+// MCP clients send it: the code flow with state, PKCE S256 and resource,
+// left out when empty.
+func AuthorizationRequest(c Client, p PKCE, resource string) url.Values {
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {c.ID},
+		"redirect_uri":          {c.Redirects[0]},
+		"code_challenge":        {p.Challenge},
+		"code_challenge_method": {"S256"},
+		"state":                 {"st-" + p.Verifier[:10]},
+	}
+	if resource != "" {
+		q.Set("resource", resource)
+	}
+	return q
+}
+
+// CodeRequest is the token request that redeems code for c, for resource,
+// left out when empty.
+func CodeRequest(c Client, code string, p PKCE, resource string) url.Values {
+	form := url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"code_verifier": {p.Verifier},
+		"client_id":     {c.ID},
+		"redirect_uri":  {c.Redirects[0]},
+	}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	return form
+}
