@@ -1,6 +1,9 @@
 // Package state is the one home of what an authorization server stores:
 // the record types, the keys they are stored under and the typed stores
-// that read and write them over a storage.Store. Nothing else names a key.
+// that read and write them over a storage.Store. Stores holds those of one
+// site's key space; Sessions, the MCP session bindings every site keeps in
+// the shared store. Only the signing keys (tokens.KeyRing) and the store's
+// own schema record are stored by other packages.
 //
 // The bytes stored are the layout of storage.SchemaVersion: a change to a
 // key or to a record's JSON that an older build would misread must raise
