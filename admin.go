@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 )
 
 func init() {
@@ -148,7 +148,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	var issuer string
 	if raw := query.Get("issuer"); raw != "" {
 		var err error
-		if issuer, err = handlers.CanonicalIssuer(raw); err != nil {
+		if issuer, err = authserver.CanonicalIssuer(raw); err != nil {
 			return apiError(http.StatusBadRequest, "%v", err)
 		}
 	}
@@ -178,11 +178,11 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		result = list
 	case resource == "clients" && id == "" && r.Method == http.MethodGet:
-		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.ClientInfo, error) { return site.Clients(ctx) })
+		result, err = collect(sites, func(site *authserver.Admin) ([]authserver.ClientInfo, error) { return site.Clients(ctx) })
 	case resource == "clients" && id != "" && r.Method == http.MethodDelete:
 		action, target = "client deleted", append(target, zap.String("client_id", id))
-		deletions := []*handlers.ClientDeletion{}
-		err = everySite(sites, func(site *handlers.Admin) error {
+		deletions := []*authserver.ClientDeletion{}
+		err = everySite(sites, func(site *authserver.Admin) error {
 			d, err := site.DeleteClient(ctx, id)
 			if err == nil {
 				deletions = append(deletions, d)
@@ -192,14 +192,14 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		target = append(target, zap.Any("result", deletions))
 		result = deletions
 	case resource == "blocked-clients" && id == "" && r.Method == http.MethodGet:
-		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.BlockedClient, error) { return site.BlockedClients(ctx) })
+		result, err = collect(sites, func(site *authserver.Admin) ([]authserver.BlockedClient, error) { return site.BlockedClients(ctx) })
 	case resource == "blocked-clients" && id != "" && r.Method == http.MethodDelete:
 		action, target = "client unblocked", append(target, zap.String("client_id", id))
-		err = everySite(sites, func(site *handlers.Admin) error { return site.UnblockClient(ctx, id) })
+		err = everySite(sites, func(site *authserver.Admin) error { return site.UnblockClient(ctx, id) })
 		result = map[string]string{"unblocked": id}
 	case resource == "grants" && id == "" && r.Method == http.MethodGet:
 		sub := query.Get("sub")
-		result, err = collect(sites, func(site *handlers.Admin) ([]handlers.GrantInfo, error) { return site.Grants(ctx, sub) })
+		result, err = collect(sites, func(site *authserver.Admin) ([]authserver.GrantInfo, error) { return site.Grants(ctx, sub) })
 	case resource == "grants" && id == "" && r.Method == http.MethodDelete:
 		action, target = "user revoked", append(target, zap.String("sub", query.Get("sub")))
 		total := 0
@@ -214,7 +214,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result = map[string]int{"revoked": total}
 	case resource == "grants" && id != "" && r.Method == http.MethodDelete:
 		action, target = "grant revoked", append(target, zap.String("grant_id", id))
-		err = everySite(sites, func(site *handlers.Admin) error { return site.RevokeGrant(ctx, id) })
+		err = everySite(sites, func(site *authserver.Admin) error { return site.RevokeGrant(ctx, id) })
 		result = map[string]string{"revoked": id}
 	case resource == "keys" && id == "rotate" && r.Method == http.MethodPost:
 		revoke := false
@@ -240,7 +240,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		app.logger.Named("audit").Info(action, target...)
 	}
 	switch {
-	case errors.Is(err, handlers.ErrNotFound):
+	case errors.Is(err, authserver.ErrNotFound):
 		return apiError(http.StatusNotFound, "%s not found", id)
 	case err != nil:
 		return apiError(http.StatusBadRequest, "%v", err)
@@ -250,7 +250,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 // collect concatenates what list returns for each site.
-func collect[T any](sites []*handlers.Admin, list func(*handlers.Admin) ([]T, error)) ([]T, error) {
+func collect[T any](sites []*authserver.Admin, list func(*authserver.Admin) ([]T, error)) ([]T, error) {
 	out := []T{}
 	for _, site := range sites {
 		part, err := list(site)
@@ -263,12 +263,12 @@ func collect[T any](sites []*handlers.Admin, list func(*handlers.Admin) ([]T, er
 }
 
 // everySite applies act to each site that knows the object it names: it
-// fails with handlers.ErrNotFound only if no site does.
-func everySite(sites []*handlers.Admin, act func(*handlers.Admin) error) error {
+// fails with authserver.ErrNotFound only if no site does.
+func everySite(sites []*authserver.Admin, act func(*authserver.Admin) error) error {
 	found := false
 	for _, site := range sites {
 		switch err := act(site); {
-		case errors.Is(err, handlers.ErrNotFound):
+		case errors.Is(err, authserver.ErrNotFound):
 		case err != nil:
 			return err
 		default:
@@ -276,7 +276,7 @@ func everySite(sites []*handlers.Admin, act func(*handlers.Admin) error) error {
 		}
 	}
 	if !found {
-		return handlers.ErrNotFound
+		return authserver.ErrNotFound
 	}
 	return nil
 }

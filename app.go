@@ -15,7 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -75,7 +75,7 @@ type App struct {
 // with its own key space of the store, in the order they were provisioned.
 type siteRegistry struct {
 	sync.Mutex
-	list []*handlers.Admin
+	list []*authserver.Admin
 }
 
 // stores keeps each store open across config reloads: a reload provisions
@@ -220,7 +220,7 @@ func (a *App) openRedis(ctx caddy.Context) (string, error) {
 // there and nowhere else, so that no other site can read or redeem it:
 // only the signing keys are shared. Handlers with the same issuer are one
 // authorization server and share one key space.
-func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime time.Duration) (*handlers.Admin, error) {
+func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime time.Duration) (*authserver.Admin, error) {
 	a.sites.Lock()
 	defer a.sites.Unlock()
 	for _, site := range a.sites.list {
@@ -242,7 +242,7 @@ func (a *App) siteStore(ctx context.Context, issuer string, accessTokenLifetime 
 	if err != nil {
 		return nil, fmt.Errorf("reading revoked access tokens: %w", err)
 	}
-	site := &handlers.Admin{Issuer: issuer, State: stores}
+	site := &authserver.Admin{Issuer: issuer, State: stores}
 	a.sites.list = append(a.sites.list, site)
 	return site, nil
 }
@@ -262,7 +262,7 @@ func siteKeyPrefix(issuer string) string {
 
 // siteAdmins returns the authorization servers of this configuration, or
 // only the one whose issuer is issuer when it is not empty.
-func (a *App) siteAdmins(issuer string) []*handlers.Admin {
+func (a *App) siteAdmins(issuer string) []*authserver.Admin {
 	a.sites.Lock()
 	defer a.sites.Unlock()
 	if issuer == "" {
@@ -270,7 +270,7 @@ func (a *App) siteAdmins(issuer string) []*handlers.Admin {
 	}
 	for _, site := range a.sites.list {
 		if site.Issuer == issuer {
-			return []*handlers.Admin{site}
+			return []*authserver.Admin{site}
 		}
 	}
 	return nil

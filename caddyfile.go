@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -104,7 +104,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if _, err := handlers.CanonicalIssuer(iss); err != nil {
+			if _, err := authserver.CanonicalIssuer(iss); err != nil {
 				return d.Errf("%v", err)
 			}
 			h.Issuer = iss
@@ -243,7 +243,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if _, err := handlers.CanonicalIssuer(h.AuthorizationServer); err != nil {
+			if _, err := authserver.CanonicalIssuer(h.AuthorizationServer); err != nil {
 				return d.Errf("authorization_server: %v", err)
 			}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -578,7 +578,7 @@ func issuerFromSiteAddress(h httpcaddyfile.Helper) (string, error) {
 	if addr.Port != "" {
 		issuer += ":" + addr.Port
 	}
-	canonical, err := handlers.CanonicalIssuer(issuer)
+	canonical, err := authserver.CanonicalIssuer(issuer)
 	if err != nil {
 		return "", fmt.Errorf("from site address %q: %v; set issuer", addr.Original, err)
 	}

@@ -18,9 +18,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/handlers"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -188,7 +188,7 @@ type Handler struct {
 	// only for a backend that verifies the token itself and never forwards it.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
-	site   *handlers.Site
+	site   *authserver.Site
 	gate   *gate.Gate
 	logger *zap.Logger
 }
@@ -243,12 +243,12 @@ type ScopeGrant struct {
 
 // allowList checks the config form of an allow list against the provider
 // users log in with and converts it.
-func (a *Allow) allowList(u *Upstream) (handlers.AllowList, error) {
+func (a *Allow) allowList(u *Upstream) (authserver.AllowList, error) {
 	if a == nil {
-		return handlers.AllowList{}, nil
+		return authserver.AllowList{}, nil
 	}
 	provider := u.Provider
-	l := handlers.AllowList{Everyone: a.Everyone, Orgs: a.Orgs}
+	l := authserver.AllowList{Everyone: a.Everyone, Orgs: a.Orgs}
 	for _, user := range a.Users {
 		prefix, id, qualified := strings.Cut(user, ":")
 		if qualified && slices.Contains(providers, prefix) {
@@ -278,21 +278,21 @@ func (a *Allow) allowList(u *Upstream) (handlers.AllowList, error) {
 	}
 	for _, e := range a.Emails {
 		if domain, ok := strings.CutPrefix(e, "*@"); ok {
-			canonical, ok := handlers.CanonicalDomain(domain)
+			canonical, ok := authserver.CanonicalDomain(domain)
 			if !ok {
 				return l, fmt.Errorf("emails: %q is not *@ followed by a domain name", e)
 			}
 			l.EmailDomains = append(l.EmailDomains, canonical)
 			continue
 		}
-		canonical, _, ok := handlers.CanonicalEmail(e)
+		canonical, _, ok := authserver.CanonicalEmail(e)
 		if !ok {
 			return l, fmt.Errorf("emails: %q is not one bare email address (no name, brackets, comments or lists) or *@domain", e)
 		}
 		l.Emails = append(l.Emails, canonical)
 	}
 	for _, d := range a.HostedDomains {
-		canonical, ok := handlers.CanonicalDomain(d)
+		canonical, ok := authserver.CanonicalDomain(d)
 		if !ok {
 			return l, fmt.Errorf("hosted_domains: %q is not a domain name", d)
 		}
@@ -373,7 +373,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Issuer == "" {
 		return fmt.Errorf("issuer is required")
 	}
-	cfg := handlers.SiteConfig{
+	cfg := authserver.SiteConfig{
 		Issuer:         h.Issuer,
 		Realm:          h.Realm,
 		AllowedOrigins: h.AllowedOrigins,
@@ -441,7 +441,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	site, err := handlers.NewSite(cfg)
+	site, err := authserver.NewSite(cfg)
 	if err != nil {
 		return err
 	}
@@ -464,7 +464,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // provisionExternal sets up external mode.
-func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
+func (h *Handler) provisionExternal(cfg *authserver.SiteConfig) error {
 	if h.Upstream != nil || h.Allow != nil || h.Registration != nil {
 		return fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
 	}
@@ -474,7 +474,7 @@ func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
 	// Issuers compare as exact strings (RFC 8414 section 3.3): the
 	// operator's spelling is used as is, once checked.
 	issuer := h.AuthorizationServer
-	if _, err := handlers.CanonicalIssuer(issuer); err != nil {
+	if _, err := authserver.CanonicalIssuer(issuer); err != nil {
 		return fmt.Errorf("authorization_server: %v", err)
 	}
 	rc := tokens.RemoteConfig{Issuer: issuer, AcceptedTypes: h.AcceptJWTTypes, HTTPClient: externalHTTPClient}
@@ -493,7 +493,7 @@ func (h *Handler) provisionExternal(cfg *handlers.SiteConfig) error {
 var externalHTTPClient = &http.Client{Timeout: 10 * time.Second}
 
 // provisionAuthServer sets up the authorization server of the site.
-func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.AuthServer, error) {
+func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.AuthServer, error) {
 	if h.Upstream == nil {
 		return nil, fmt.Errorf("upstream is required: the identity provider users log in with (oidc, google, github or users)")
 	}
@@ -518,7 +518,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if err != nil {
 		return nil, fmt.Errorf("allow %v", err)
 	}
-	var grants []handlers.ScopeGrant
+	var grants []authserver.ScopeGrant
 	wantOrgs := len(allow.Orgs) > 0
 	for _, g := range h.ScopeGrants {
 		if len(g.Scopes) == 0 {
@@ -528,7 +528,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		if err != nil {
 			return nil, fmt.Errorf("scope_grants %v: %v", g.Scopes, err)
 		}
-		grants = append(grants, handlers.ScopeGrant{Scopes: g.Scopes, To: to})
+		grants = append(grants, authserver.ScopeGrant{Scopes: g.Scopes, To: to})
 		wantOrgs = wantOrgs || len(to.Orgs) > 0
 	}
 	redirector, passwords, err := h.Upstream.build(wantOrgs)
@@ -543,7 +543,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if !restricted {
 		allow.Everyone = true // the oidc provider or the user list decides who can log in
 	}
-	issuer, err := handlers.CanonicalIssuer(h.Issuer)
+	issuer, err := authserver.CanonicalIssuer(h.Issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -573,7 +573,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 	if h.SourceIPv4Prefix < 8 || h.SourceIPv4Prefix > 32 {
 		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
 	}
-	as := &handlers.AuthServer{
+	as := &authserver.AuthServer{
 		State:                site.State,
 		Upstream:             redirector,
 		Passwords:            passwords,
@@ -585,13 +585,13 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*handlers.Au
 		RefreshTokenIdle:     time.Duration(h.RefreshTokenIdle),
 		UnusedClientLifetime: time.Duration(reg.UnusedClientLifetime),
 		RegistrationToken:    caddy.NewReplacer().ReplaceAll(reg.InitialAccessToken, ""),
-		RegistrationLimit:    handlers.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),
+		RegistrationLimit:    authserver.NewRateLimiter(reg.RateLimit, time.Hour, reg.RateLimit),
 		RegistrationsPerHour: reg.GlobalRateLimit,
 		SourceIPv4Prefix:     h.SourceIPv4Prefix,
-		SecretFailureLimit:   handlers.NewRateLimiter(10, time.Minute, 10),
+		SecretFailureLimit:   authserver.NewRateLimiter(10, time.Minute, 10),
 		// A browser needs one authorization request per login; a whole
 		// office behind one address rarely needs more than this.
-		AuthorizeLimit:  handlers.NewRateLimiter(authorizeRequestsPerHour, time.Hour, authorizeRequestsBurst),
+		AuthorizeLimit:  authserver.NewRateLimiter(authorizeRequestsPerHour, time.Hour, authorizeRequestsBurst),
 		RememberConsent: time.Duration(h.RememberConsent),
 		ClientIP:        clientIP,
 		Logger:          h.logger,
@@ -672,7 +672,7 @@ func clientIP(r *http.Request) string {
 
 // ServeHTTP serves the site's own endpoints and gates everything else.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if handlers.IsPreflight(r) {
+	if authserver.IsPreflight(r) {
 		h.site.ServePreflight(w, r)
 		return nil
 	}
@@ -683,7 +683,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if endpoint, serve := h.site.Route(p); serve != nil {
 		start := time.Now()
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		serve(w, r.WithContext(handlers.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
+		serve(w, r.WithContext(authserver.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
 		observeDuration(endpoint, start)
 		return nil
 	}

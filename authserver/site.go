@@ -1,7 +1,7 @@
-// Package handlers implements the authorization server's endpoints as
+// Package authserver implements the authorization server's endpoints as
 // plain net/http code; the bearer gate is package gate. The root package adapts them to
 // Caddy; nothing here knows about Caddy.
-package handlers
+package authserver
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package handlers
+package authserver
 
 import (
 	"crypto/subtle"
