@@ -43,7 +43,7 @@ type loginWait struct {
 type LoginSubjects struct{ user, source string }
 
 // NewLoginSubjects returns the subjects of a post of username from source
-// (see the handlers' SourceBucket).
+// (see authserver.SourceBucket).
 func NewLoginSubjects(username, source string) LoginSubjects {
 	return LoginSubjects{user: loginSubjectUser + Hash(username), source: loginSubjectSource + Hash(source)}
 }
