@@ -126,8 +126,8 @@ func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
 
 	form := url.Values{"token": {revoked.Access}, "client_id": {c.ID}}
 	revokedAt := time.Now()
-	if status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode())); status != http.StatusOK {
-		t.Fatalf("revoking: %d %s", status, body)
+	if status, _, m := e.PostForm(t, "/revoke", form, nil); status != http.StatusOK {
+		t.Fatalf("revoking: %d %v", status, m)
 	}
 	if status := e.mcpStatus(t, revoked.Access); status != http.StatusUnauthorized {
 		t.Errorf("the revoked token at the instance that revoked it: %d, want 401", status)

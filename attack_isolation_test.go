@@ -181,13 +181,6 @@ func (ts *twoSites) clientAtA(t *testing.T) oauthtest.Client {
 	return oauthtest.Client{ID: fmt.Sprint(m["client_id"]), Redirects: []string{clientRedirect}}
 }
 
-// postPage posts a browser form to the site origin.
-func postPage(t *testing.T, b *browser, origin, path string, form url.Values) (int, http.Header, []byte) {
-	t.Helper()
-	return oauthtest.Do(t, b.client, http.MethodPost, origin+path,
-		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {origin}}, []byte(form.Encode()))
-}
-
 func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 	ts := startTwoSites(t)
 	for _, c := range []struct {
@@ -207,13 +200,13 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 			consent := formFields(string(page))
 			consent.Set("decision", "approve")
 			copyCookies(t, b, siteAddr(), siteB())
-			status, hdr, body := postPage(t, b, siteB(), "/authorize/consent", consent)
+			status, hdr, body := oauthtest.SubmitForm(t, b.client, siteB()+"/authorize/consent", siteB(), consent)
 			if status < 400 || status >= 500 || hdr.Get("Location") != "" {
 				t.Errorf("A's pending request at B's consent: %d Location=%q %.200s", status, hdr.Get("Location"), body)
 			}
 
 			// Approved at A, A's login is carried to B's login form.
-			status, hdr, _ = postPage(t, b, siteAddr(), "/authorize/consent", consent)
+			status, hdr, _ = oauthtest.SubmitForm(t, b.client, siteAddr()+"/authorize/consent", siteAddr(), consent)
 			loc, err := url.Parse(hdr.Get("Location"))
 			if status != http.StatusSeeOther || err != nil || loc.Path != "/authorize/login" {
 				t.Fatalf("consent at A: %d %q", status, hdr.Get("Location"))
@@ -226,7 +219,7 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 			login.Set("username", "mallory")
 			login.Set("password", "correct horse")
 			copyCookies(t, b, siteAddr(), siteB())
-			status, hdr, body = postPage(t, b, siteB(), "/authorize/login", login)
+			status, hdr, body = oauthtest.SubmitForm(t, b.client, siteB()+"/authorize/login", siteB(), login)
 			if l := hdr.Get("Location"); strings.Contains(l, "code=") || status < 400 || status >= 500 {
 				t.Errorf("A's login at B's login form: %d Location=%q %.200s", status, l, body)
 			}
@@ -234,7 +227,7 @@ func TestAttackPendingRequestCrossesToOtherSite(t *testing.T) {
 				t.Errorf("A's login page at B: %d %.200s", status, body)
 			}
 			// At A itself, mallory is not let in.
-			status, hdr, _ = postPage(t, b, siteAddr(), "/authorize/login", login)
+			status, hdr, _ = oauthtest.SubmitForm(t, b.client, siteAddr()+"/authorize/login", siteAddr(), login)
 			if strings.Contains(hdr.Get("Location"), "code=") {
 				t.Errorf("mallory got a code at A: %d %s", status, hdr.Get("Location"))
 			}

@@ -333,7 +333,7 @@ func startPasswordLogin(t *testing.T, b *http.Client, c oauthtest.Client) url.Va
 	}
 	form := formFields(string(body))
 	form.Set("decision", "approve")
-	status, hdr, body := postForm(t, b, siteAddr()+"/authorize/consent", form)
+	status, hdr, body := oauthtest.SubmitForm(t, b, siteAddr()+"/authorize/consent", siteAddr(), form)
 	if status != http.StatusSeeOther || !strings.Contains(hdr.Get("Location"), "/authorize/login") {
 		t.Fatalf("consent: %d %v %.300s", status, hdr, body)
 	}
@@ -344,20 +344,13 @@ func startPasswordLogin(t *testing.T, b *http.Client, c oauthtest.Client) url.Va
 	return formFields(string(body))
 }
 
-func postForm(t *testing.T, c *http.Client, target string, form url.Values) (int, http.Header, []byte) {
-	t.Helper()
-	return oauthtest.Do(t, c, http.MethodPost, target, http.Header{
-		"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()},
-	}, []byte(form.Encode()))
-}
-
 // postPassword posts the login form with a username and password.
 func postPassword(t *testing.T, b *http.Client, form url.Values, username, password string) (int, http.Header, []byte) {
 	t.Helper()
 	f := oauthtest.CloneValues(form)
 	f.Set("username", username)
 	f.Set("password", password)
-	return postForm(t, b, siteAddr()+"/authorize/login", f)
+	return oauthtest.SubmitForm(t, b, siteAddr()+"/authorize/login", siteAddr(), f)
 }
 
 // failuresCounted returns how many failed passwords the server counted

@@ -138,7 +138,7 @@ func TestAttackConcurrentRefreshesRacingRevokeKeepAccessToken(t *testing.T) {
 		wg.Go(func() {
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
 			form := url.Values{"token": {first.Refresh}, "client_id": {c.ID}}
-			oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(form.Encode()))
+			e.PostForm(t, "/revoke", form, nil)
 		})
 		wg.Wait()
 		for _, at := range granted {

@@ -246,6 +246,5 @@ func consentForm(t *testing.T, b *browser, q url.Values) url.Values {
 // postConsent posts a consent decision from b.
 func postConsent(t *testing.T, b *browser, form url.Values) (int, http.Header, []byte) {
 	t.Helper()
-	return oauthtest.Do(t, b.client, http.MethodPost, siteAddr()+"/authorize/consent",
-		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()}}, []byte(form.Encode()))
+	return oauthtest.SubmitForm(t, b.client, siteAddr()+"/authorize/consent", siteAddr(), form)
 }

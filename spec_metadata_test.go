@@ -239,8 +239,7 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 		}
 		form := formFields(string(page))
 		form.Set("decision", "approve")
-		h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {siteAddr()}}
-		status, hdr, _ := oauthtest.Do(t, b.client, http.MethodPost, iss+"/authorize/consent", h, []byte(form.Encode()))
+		status, hdr, _ := oauthtest.SubmitForm(t, b.client, iss+"/authorize/consent", siteAddr(), form)
 		if status != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), iss+"/authorize/login?") {
 			t.Fatalf("consent: %d %q", status, hdr.Get("Location"))
 		}
@@ -248,7 +247,7 @@ func TestSpec_ASM03_PathIssuer(t *testing.T) {
 		form = formFields(string(page))
 		form.Set("username", "alice")
 		form.Set("password", "correct horse")
-		status, hdr, _ = oauthtest.Do(t, b.client, http.MethodPost, iss+"/authorize/login", h, []byte(form.Encode()))
+		status, hdr, _ = oauthtest.SubmitForm(t, b.client, iss+"/authorize/login", siteAddr(), form)
 		loc, _ := url.Parse(hdr.Get("Location"))
 		if status != http.StatusSeeOther || loc == nil || loc.Query().Get("code") == "" {
 			t.Fatalf("login: %d %q", status, hdr.Get("Location"))

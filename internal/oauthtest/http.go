@@ -58,3 +58,10 @@ func CloneValues(v url.Values) url.Values {
 	}
 	return out
 }
+
+// SubmitForm posts an HTML form as a browser does: form-encoded, with the
+// Origin header of the page the form came from.
+func SubmitForm(t testing.TB, c *http.Client, target, origin string, form url.Values) (int, http.Header, []byte) {
+	t.Helper()
+	return Do(t, c, http.MethodPost, target, http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Origin": {origin}}, []byte(form.Encode()))
+}
