@@ -1,9 +1,6 @@
 package authserver
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -11,22 +8,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
-)
-
-// Endpoint paths, relative to the issuer.
-const (
-	pathJWKS       = "/jwks"
-	pathRegister   = "/register"
-	pathAuthorize  = "/authorize"
-	pathConsent    = "/authorize/consent"
-	pathLogin      = "/authorize/login"
-	pathCallback   = "/authorize/callback"
-	pathToken      = "/token"
-	pathRevoke     = "/revoke"
-	pathIntrospect = "/introspect"
-	pathUserinfo   = "/userinfo"
 )
 
 // AuthServer is the authorization server of a Site: registration, the
@@ -95,41 +77,4 @@ type AuthServer struct {
 	Audit  *zap.Logger
 	// Observer, if set, counts events for metrics.
 	Observer Observer
-}
-
-// errUnknownClient is returned for a client_id that names no client;
-// errBlockedClient, which is one, for a client an operator blocked.
-var (
-	errUnknownClient = errors.New("unknown client")
-	errBlockedClient = fmt.Errorf("%w: blocked by the operator", errUnknownClient)
-)
-
-// client returns a registered client, or the client described by the
-// metadata document its client_id points to, unless an operator blocked
-// it (see Admin.DeleteClient).
-func (a *AuthServer) client(ctx context.Context, clientID string) (*clients.Client, error) {
-	if clientID == "" || len(clientID) > 2048 {
-		return nil, errUnknownClient
-	}
-	switch blocked, err := a.State.Clients.IsBlocked(ctx, clientID); {
-	case err != nil:
-		return nil, err
-	case blocked:
-		return nil, errBlockedClient
-	}
-	if clients.IsMetadataURL(clientID) {
-		if a.Metadata == nil {
-			return nil, errUnknownClient
-		}
-		c, err := a.Metadata.Client(ctx, clientID)
-		if err != nil {
-			return nil, fmt.Errorf("client metadata document: %w", err)
-		}
-		return c, nil
-	}
-	c, err := a.State.Clients.Get(ctx, clientID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errUnknownClient
-	}
-	return c, err
 }

@@ -43,3 +43,17 @@ func (s *Site) observeLogin(ctx context.Context, upstream, outcome string, field
 	event := map[string]string{"success": "user logged in", "denied": "login denied", "failed": "login failed"}[outcome]
 	s.audit(ctx, event, append(fields, zap.String("upstream", upstream))...)
 }
+
+func (s *Site) logDebug(msg string, fields ...zap.Field) {
+	if s.AS.Logger != nil {
+		s.AS.Logger.Debug(msg, fields...)
+	}
+}
+
+// tokensIssued counts issued tokens.
+func (s *Site) tokensIssued(grantType, clientID, sub string) {
+	if s.AS.Observer != nil {
+		s.AS.Observer.TokensIssued(grantType)
+	}
+	s.logDebug("tokens issued", zap.String("grant_type", grantType), zap.String("client_id", clientID), zap.String("sub", sub))
+}

@@ -2,12 +2,15 @@ package authserver
 
 import (
 	"bytes"
+	"errors"
 	"html/template"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"go.uber.org/zap"
 )
 
 // The authorization server's own pages: consent, the built-in login, and
@@ -118,4 +121,15 @@ func humanWait(wait time.Duration) string {
 // the client, because the client or its redirect URI is not trusted.
 func (s *Site) errorPage(w http.ResponseWriter, status int, message string) {
 	renderPage(w, status, "error", map[string]any{"Title": "Authorization failed", "Message": message})
+}
+
+func (s *Site) serverError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if s.AS.Logger != nil {
+		s.AS.Logger.Error(what, zap.Error(err))
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		s.errorPage(w, http.StatusBadRequest, "This request has expired. Start again from the app.")
+		return
+	}
+	s.errorPage(w, http.StatusServiceUnavailable, "The server could not complete this step. Try again.")
 }

@@ -2,9 +2,6 @@ package authserver
 
 import (
 	"container/list"
-	"net"
-	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -110,31 +107,4 @@ func (l *RateLimiter) dropFull(now time.Time) {
 		e = prev
 	}
 	l.swept = now
-}
-
-// SourceBucket returns the key that requests from ip are limited by: the
-// address itself for IPv4 (or its first ipv4Prefix bits, for operators
-// whose users share small networks with attackers), and its /64 for IPv6,
-// since one subscriber commonly holds a whole /64. An IPv4-mapped IPv6
-// address counts as IPv4. Anything that is not an IP address is its own
-// bucket.
-func SourceBucket(ip string, ipv4Prefix int) string {
-	host := ip
-	if h, _, err := net.SplitHostPort(ip); err == nil {
-		host = h
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return ip
-	}
-	addr = addr.Unmap().WithZone("")
-	bits := 64
-	if addr.Is4() {
-		bits = ipv4Prefix
-		if bits <= 0 || bits > 32 {
-			bits = 32
-		}
-	}
-	prefix, _ := addr.Prefix(bits)
-	return prefix.Masked().Addr().String() + "/" + strconv.Itoa(bits)
 }

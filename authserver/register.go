@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"time"
 
@@ -105,22 +104,4 @@ func (a *AuthServer) registrationsFull(ctx context.Context, now time.Time) (time
 // passed.
 func tooManyRegistrations(wait time.Duration, description string) *oauth.Error {
 	return &oauth.Error{Status: http.StatusTooManyRequests, Code: oauth.InvalidRequest, Description: description, RetryAfter: wait}
-}
-
-// source is the per-source limit key of a request: its client address,
-// bucketed by SourceBucket.
-func (s *Site) source(r *http.Request) string {
-	return SourceBucket(s.clientIP(r), s.AS.SourceIPv4Prefix)
-}
-
-// clientIP is the address of the client that sent r.
-func (s *Site) clientIP(r *http.Request) string {
-	if s.AS.ClientIP != nil {
-		return s.AS.ClientIP(r)
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

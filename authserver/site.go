@@ -4,11 +4,8 @@
 package authserver
 
 import (
-	"fmt"
-	"net"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -89,50 +86,6 @@ func NewSite(cfg SiteConfig) (*Site, error) {
 		s.Verifier = tokens.NewVerifier(s.Ring, issuer)
 	}
 	return s, nil
-}
-
-// CanonicalIssuer checks an issuer identifier (RFC 8414 section 2: https, no
-// query or fragment; http is allowed only for loopback hosts, for local
-// development) and returns it in canonical form: lower-case scheme and
-// host, no default port, no trailing slash.
-func CanonicalIssuer(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("issuer %q is not an absolute URL", raw)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("issuer %q must not have a query, fragment or user info", raw)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	switch {
-	case scheme == "https":
-	case scheme == "http" && IsLoopbackHost(host):
-	case scheme == "http":
-		return "", fmt.Errorf("issuer %q must use https (http is only for loopback hosts)", raw)
-	default:
-		return "", fmt.Errorf("issuer %q must be an https URL", raw)
-	}
-	port := u.Port()
-	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return scheme + "://" + host + strings.TrimRight(u.EscapedPath(), "/"), nil
-}
-
-// IsLoopbackHost reports whether host names this machine.
-func IsLoopbackHost(host string) bool {
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // originAllowed reports whether a browser origin may call the site.

@@ -5,15 +5,10 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
-
-// maxBodyBytes caps every request body the authorization server reads.
-const maxBodyBytes = 64 << 10
 
 // redirectWithParams sends the browser to uri with params added to its
 // query, keeping any query the registered URI already has (OAuth 2.1
@@ -47,44 +42,4 @@ func randomToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// singleValues parses a form or query, refusing repeated parameters
-// (OAuth 2.1 section 3.1, 3.2) other than those in repeatable, even when
-// all but one of the values are empty: a parser that takes the first value
-// must never read another request than this one. Empty values count as
-// absent.
-func singleValues(values url.Values, repeatable ...string) (map[string]string, []string, *oauth.Error) {
-	out := make(map[string]string, len(values))
-	var repeated []string
-	for k, vs := range values {
-		if slices.Contains(repeatable, k) {
-			for _, v := range vs {
-				if v != "" {
-					repeated = append(repeated, v)
-				}
-			}
-			continue
-		}
-		if len(vs) > 1 {
-			return nil, nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "parameter "+safeName(k)+" is repeated")
-		}
-		if vs[0] != "" {
-			out[k] = vs[0]
-		}
-	}
-	return out, repeated, nil
-}
-
-// safeName keeps a parameter name printable for an error description.
-func safeName(s string) string {
-	if len(s) > 40 {
-		s = s[:40]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
-			return '?'
-		}
-		return r
-	}, s)
 }

@@ -1,0 +1,119 @@
+package authserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+	"go.uber.org/zap"
+)
+
+// exchangeCode redeems an authorization code (OAuth 2.1 section 4.1.3).
+// Everything that a retry could fix is checked before the code is used up;
+// the code is then taken atomically, so it is redeemed at most once.
+func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
+	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
+	code, verifier := params["code"], params["code_verifier"]
+	if code == "" {
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code is required")
+	}
+	ac, redeemed, err := s.AS.State.Codes.Find(ctx, code)
+	if err != nil {
+		if redeemed != nil {
+			s.punishReplay(ctx, client, redeemed, verifier)
+		}
+		return nil, invalidGrant
+	}
+	req := ac.Request
+	if req.ClientID != client.ClientID {
+		return nil, invalidGrant
+	}
+	if uri := params["redirect_uri"]; uri != "" && uri != req.RedirectURI {
+		return nil, invalidGrant
+	}
+	res, oerr := s.resolveResource(resources, s.resourceByURL(req.Resource))
+	if oerr != nil {
+		return nil, oerr
+	}
+	if res.URL != req.Resource {
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource differs from the one authorized")
+	}
+	if verifier == "" {
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is required")
+	}
+	if !tokens.ValidVerifier(verifier) {
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is malformed")
+	}
+	if err := s.AS.State.Codes.Redeem(ctx, code); err != nil {
+		return nil, invalidGrant // redeemed concurrently
+	}
+	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
+		return nil, invalidGrant
+	}
+	// As at every refresh: the rules may have changed since the login.
+	scopes, allowed := s.AS.admit(&ac.User, req.Scopes)
+	if !allowed {
+		return nil, invalidGrant
+	}
+	req.Scopes = scopes
+	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
+	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
+	used := state.Redemption{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
+	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
+		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
+	}
+	if err == nil {
+		resp.IDToken, err = s.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
+	}
+	if err != nil {
+		return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
+	}
+	// Checked after everything is stored, so that a revocation listing
+	// the user's or client's tokens meanwhile either found them or is seen
+	// here (see state.Revocations.RevokedSince).
+	revoked, markErr := s.AS.State.Revocations.RevokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
+	if markErr != nil || revoked {
+		if err := s.AS.revokeIssued(ctx, &used); err != nil {
+			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
+		}
+		if markErr != nil {
+			return nil, unavailable.WithCause(markErr)
+		}
+		s.audit(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+		return nil, invalidGrant
+	}
+	if err := s.AS.State.Codes.RememberRedemption(ctx, code, &used); err != nil {
+		s.AS.Logger.Warn("remembering a used code failed", zap.Error(err))
+	}
+	s.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
+	return resp, nil
+}
+
+// punishReplay revokes what a code issued when the code is presented again
+// by its client with the right verifier: the code was stolen, or the
+// client is broken (OAuth 2.1 section 4.1.3). A replay with a wrong
+// verifier changes nothing, so nobody can revoke another's tokens.
+func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, used *state.Redemption, verifier string) {
+	if used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
+		return
+	}
+	if err := s.AS.revokeIssued(ctx, used); err != nil {
+		s.AS.Logger.Error("revoking the tokens of a replayed code", zap.Error(err))
+	}
+	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
+}
+
+// revokeIssued revokes what one code redemption issued: its grant, if
+// any, and its access token.
+func (a *AuthServer) revokeIssued(ctx context.Context, used *state.Redemption) error {
+	if used.GrantID != "" {
+		if _, err := a.State.Grants.Revoke(ctx, used.GrantID); err != nil {
+			return err
+		}
+	}
+	return a.State.Revocations.DenyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
+}

@@ -1,0 +1,66 @@
+package authserver
+
+import (
+	"net/http"
+	"net/url"
+	"path"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+)
+
+// resolveResource maps RFC 8707 resource indicators to the protected
+// resource they name. The canonical URL and harmless variants (trailing
+// slash, letter case of scheme and host, default port, a URL on the same
+// origin below the resource's path) all name it; anything else is
+// invalid_target. Without an indicator, the grant's resource applies, or
+// the site's default resource.
+func (s *Site) resolveResource(values []string, fallback *gate.Resource) (*gate.Resource, *oauth.Error) {
+	if len(values) == 0 {
+		if fallback != nil {
+			return fallback, nil
+		}
+		return s.Resources[0], nil
+	}
+	var found *gate.Resource
+	for _, v := range values {
+		res := s.resourceNamed(v)
+		if res == nil || (found != nil && res != found) {
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource is not served by this authorization server")
+		}
+		found = res
+	}
+	return found, nil
+}
+
+func (s *Site) resourceNamed(indicator string) *gate.Resource {
+	if len(indicator) > 2048 {
+		return nil
+	}
+	u, err := url.Parse(indicator)
+	if err != nil || u.Fragment != "" || u.User != nil || !u.IsAbs() {
+		return nil
+	}
+	origin, err := CanonicalIssuer(u.Scheme + "://" + u.Host)
+	if err != nil || origin != s.origin {
+		return nil
+	}
+	p := path.Clean("/" + u.Path)
+	var best *gate.Resource
+	for _, r := range s.Resources {
+		if r.Covers(p) && (best == nil || len(r.Path) > len(best.Path)) {
+			best = r
+		}
+	}
+	return best
+}
+
+// resourceByURL returns the resource with the canonical URL u.
+func (s *Site) resourceByURL(u string) *gate.Resource {
+	for _, r := range s.Resources {
+		if r.URL == u {
+			return r
+		}
+	}
+	return nil
+}
