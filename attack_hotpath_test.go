@@ -171,10 +171,7 @@ func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
 // be hers, no other user, however close their sub is to hers, may use it,
 // before or after her uses warm the cache.
 func TestAttackCachedSessionServesAnotherUser(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "")
 	alice := mint(t, ring, nil)
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "session-test", Version: "0"}, nil).Connect(t.Context(),
 		&mcp.StreamableClientTransport{Endpoint: siteAddr() + "/mcp", HTTPClient: client, OAuthHandler: staticToken(alice)}, nil)

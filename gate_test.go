@@ -72,6 +72,17 @@ func gatedSite(t *testing.T, storagePath, logDir, extra string) string {
 `, siteAddr(), filepath.Join(logDir, "access.log"), usersUpstream(), extra, mcpBackend.Listener.Addr(), echo.Listener.Addr())
 }
 
+// startGate starts gatedSite with extra inside its mcp_auth block and
+// returns a client for it, a key ring that signs tokens it trusts and the
+// folder of its logs.
+func startGate(t *testing.T, extra string) (client *http.Client, ring *tokens.KeyRing, logDir string) {
+	t.Helper()
+	storagePath := t.TempDir()
+	logDir = t.TempDir()
+	startCaddy(t, gatedSite(t, storagePath, logDir, extra))
+	return mustTLSClient(t), testRing(t, storagePath), logDir
+}
+
 // mint signs an access token with the running Caddy's keys.
 func mint(t *testing.T, ring *tokens.KeyRing, mutate func(*tokens.AccessClaims)) string {
 	t.Helper()
@@ -152,10 +163,7 @@ func (h *discoveringHandler) Authorize(ctx context.Context, req *http.Request, r
 }
 
 func TestGateWithRealMCPClient(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, logDir := startGate(t, "")
 
 	oauth := &discoveringHandler{t: t, http: client, ring: ring}
 	mcpClient := mcp.NewClient(&mcp.Implementation{Name: "gate-test", Version: "0"}, nil)
@@ -292,10 +300,7 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 }
 
 func TestGateDecisions(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, logDir := startGate(t, "")
 	iss := siteAddr()
 	prm := `resource_metadata="` + iss + `/.well-known/oauth-protected-resource/mcp"`
 
@@ -431,10 +436,7 @@ func assertNoSecretsLogged(t *testing.T, logDir string, secrets ...string) {
 }
 
 func TestIdentityTokenForBackend(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, "identity_audience https://backend.internal"))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "identity_audience https://backend.internal")
 	token := mint(t, ring, nil)
 
 	h := oauthtest.Bearer(token)
@@ -479,10 +481,7 @@ func TestIdentityTokenForBackend(t *testing.T) {
 // An MCP session belongs to the user who started it: a leaked session id
 // is useless with another user's token (session hijacking).
 func TestSessionsAreBoundToTheirUser(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "")
 	alice := mint(t, ring, nil)
 	bob := mint(t, ring, func(c *tokens.AccessClaims) { c.Subject = "user-bob" })
 

@@ -31,10 +31,7 @@ func challengeParam(challenge, name string) string {
 }
 
 func TestSpec_Gate(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, ""))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "")
 	iss := siteAddr()
 
 	t.Run("RS-03_UnknownKid", func(t *testing.T) {

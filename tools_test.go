@@ -27,10 +27,7 @@ func (s staticToken) Authorize(_ context.Context, _ *http.Request, resp *http.Re
 }
 
 func TestToolScopes(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, "tool_scope add mcp:admin"))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "tool_scope add mcp:admin")
 	basic := mint(t, ring, nil)
 	admin := mint(t, ring, func(c *tokens.AccessClaims) { c.Scope = "mcp:tools mcp:admin" })
 
@@ -98,10 +95,7 @@ func TestToolScopes(t *testing.T) {
 // A broad scope includes the narrow ones it is declared to (RS-08): a token
 // with admin may call a tool that needs mcp:admin, transitively.
 func TestScopeHierarchy(t *testing.T) {
-	storagePath, logDir := t.TempDir(), t.TempDir()
-	startCaddy(t, gatedSite(t, storagePath, logDir, "tool_scope add mcp:admin\n\t\tscope_includes owner admin\n\t\tscope_includes admin mcp:admin"))
-	client := mustTLSClient(t)
-	ring := testRing(t, storagePath)
+	client, ring, _ := startGate(t, "tool_scope add mcp:admin\n\t\tscope_includes owner admin\n\t\tscope_includes admin mcp:admin")
 	call := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}`)
 	for scope, want := range map[string]int{
 		"mcp:tools":       http.StatusForbidden,
