@@ -158,14 +158,24 @@ func TestAttackRevokedTokenStillWorksAtOtherInstance(t *testing.T) {
 	// Redis is back: both recover on their own, and still know the
 	// revocation.
 	redisServer.Restart()
-	waitForStatus(t, other, kept.Access, http.StatusOK, 10*time.Second)
+	restartedAt := time.Now()
+	waitForStatus(t, other, kept.Access, http.StatusOK, recoveryLimit)
 	if status := statusAt(t, other, revoked.Access); status != http.StatusUnauthorized {
 		t.Errorf("after Redis came back, the revoked token at the other instance: %d, want 401", status)
 	}
-	if status := e.mcpStatus(t, kept.Access); status != http.StatusOK {
-		t.Errorf("after Redis came back, this instance: %d, want 200", status)
+	// Each instance reconnects on its own schedule: this one too must
+	// recover within the same limit of the restart.
+	for status := e.mcpStatus(t, kept.Access); status != http.StatusOK; status = e.mcpStatus(t, kept.Access) {
+		if time.Since(restartedAt) > recoveryLimit {
+			t.Fatalf("%v after Redis came back, this instance: %d, want 200", recoveryLimit, status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// recoveryLimit is how long an instance may take to serve again once its
+// Redis is back.
+const recoveryLimit = 10 * time.Second
 
 // Session owners answered from memory: once alice's session is known to
 // be hers, no other user, however close their sub is to hers, may use it,
