@@ -88,6 +88,13 @@ type pflow struct {
 // allScopes is the scope of a token for asSite's resource.
 const allScopes = "mcp:tools mcp:admin"
 
+// resourceFlow is the authorization of a client that sends asSite's
+// resource on every request and gets every scope, to redirect.
+func resourceFlow(redirect string) pflow {
+	res := canonicalResource()
+	return pflow{redirect: redirect, resource: res, tokenResource: res, refreshResource: res, wantScope: allScopes}
+}
+
 func (c *pclient) redirectFor(f pflow) string {
 	if f.redirect != "" {
 		return f.redirect
@@ -339,6 +346,15 @@ func (p profileHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header[k] = v
 	}
 	return p.base.RoundTrip(r)
+}
+
+// loginAndRefresh logs c in through f and calls tools with the access
+// token, then with the one a refresh gives.
+func (pe *penv) loginAndRefresh(t *testing.T, c *pclient, f pflow) {
+	t.Helper()
+	ts := pe.login(t, c, f)
+	pe.callTool(t, c, ts)
+	pe.callTool(t, c, pe.mustRefresh(t, c, f, ts.Refresh))
 }
 
 // callTool connects to the MCP server through the gate with the Go SDK
@@ -918,9 +934,7 @@ func TestProfileClaudeDesktop(t *testing.T) {
 		{"DCR, offline_access with stray spaces, trailing-slash resource", dcr, pflow{scope: &spaced, resource: canonicalResource() + "/", tokenResource: canonicalResource() + "/", wantScope: allScopes}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := pe.login(t, tc.c, tc.f)
-			pe.callTool(t, tc.c, ts)
-			pe.callTool(t, tc.c, pe.mustRefresh(t, tc.c, tc.f, ts.Refresh))
+			pe.loginAndRefresh(t, tc.c, tc.f)
 		})
 	}
 
@@ -969,9 +983,7 @@ func TestProfileClaudeCode(t *testing.T) {
 		{"client_secret_basic", basic, pflow{resource: res, tokenResource: res, scope: &scope, wantScope: allScopes}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := pe.login(t, tc.c, tc.f)
-			pe.callTool(t, tc.c, ts)
-			pe.callTool(t, tc.c, pe.mustRefresh(t, tc.c, tc.f, ts.Refresh))
+			pe.loginAndRefresh(t, tc.c, tc.f)
 		})
 	}
 
@@ -1020,29 +1032,23 @@ func TestProfileVSCode(t *testing.T) {
 	cimd := &pclient{Client: oauthtest.Client{ID: srv.URL + docPath, Redirects: vscodeRedirects}, method: "none"}
 
 	// It sends the resource with its path.
-	res := canonicalResource()
-	at := func(redirect string) pflow {
-		return pflow{redirect: redirect, resource: res, tokenResource: res, refreshResource: res, wantScope: allScopes}
-	}
 	for _, tc := range []struct {
 		name string
 		c    *pclient
 		f    pflow
 	}{
-		{"loopback 33418", c, at("http://127.0.0.1:33418/")},
-		{"33418 busy: a random port", c, at("http://127.0.0.1:51234/")},
-		{"vscode.dev", c, at("https://vscode.dev/redirect")},
-		{"insiders.vscode.dev", c, at("https://insiders.vscode.dev/redirect")},
-		{"metadata document", cimd, at("http://127.0.0.1:33418/")},
+		{"loopback 33418", c, resourceFlow("http://127.0.0.1:33418/")},
+		{"33418 busy: a random port", c, resourceFlow("http://127.0.0.1:51234/")},
+		{"vscode.dev", c, resourceFlow("https://vscode.dev/redirect")},
+		{"insiders.vscode.dev", c, resourceFlow("https://insiders.vscode.dev/redirect")},
+		{"metadata document", cimd, resourceFlow("http://127.0.0.1:33418/")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := pe.login(t, tc.c, tc.f)
-			pe.callTool(t, tc.c, ts)
-			pe.callTool(t, tc.c, pe.mustRefresh(t, tc.c, tc.f, ts.Refresh))
+			pe.loginAndRefresh(t, tc.c, tc.f)
 		})
 	}
 
-	f := at("http://127.0.0.1:33418/")
+	f := resourceFlow("http://127.0.0.1:33418/")
 	pe.failures(t, c, f, "https://vscode.dev/redirect/other")
 	t.Run("registration expired", func(t *testing.T) {
 		ts := pe.login(t, c, f)
@@ -1214,30 +1220,24 @@ func TestProfileMCPRemote(t *testing.T) {
 	}
 	// client-quirks.md: 127.0.0.1:3334 by default; newer versions use localhost.
 	ip, local := register("127.0.0.1"), register("localhost")
-	res := canonicalResource()
-	at := func(redirect string) pflow {
-		return pflow{redirect: redirect, resource: res, tokenResource: res, refreshResource: res, wantScope: allScopes}
-	}
 	for _, tc := range []struct {
 		name string
 		c    *pclient
 		f    pflow
 	}{
-		{"127.0.0.1:3334", ip, at("http://127.0.0.1:3334/oauth/callback")},
-		{"localhost:3334", local, at("http://localhost:3334/oauth/callback")},
+		{"127.0.0.1:3334", ip, resourceFlow("http://127.0.0.1:3334/oauth/callback")},
+		{"localhost:3334", local, resourceFlow("http://localhost:3334/oauth/callback")},
 		// 3334 busy on the next start: a random port with the client
 		// stored in client_info.json (mcp-remote#72).
-		{"next start on another port", ip, at("http://127.0.0.1:41882/oauth/callback")},
-		{"next start on another port, localhost", local, at("http://localhost:41882/oauth/callback")},
+		{"next start on another port", ip, resourceFlow("http://127.0.0.1:41882/oauth/callback")},
+		{"next start on another port, localhost", local, resourceFlow("http://localhost:41882/oauth/callback")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := pe.login(t, tc.c, tc.f)
-			pe.callTool(t, tc.c, ts)
-			pe.callTool(t, tc.c, pe.mustRefresh(t, tc.c, tc.f, ts.Refresh))
+			pe.loginAndRefresh(t, tc.c, tc.f)
 		})
 	}
 
-	f := at("http://127.0.0.1:3334/oauth/callback")
+	f := resourceFlow("http://127.0.0.1:3334/oauth/callback")
 	t.Run("access token expired", func(t *testing.T) {
 		// Known issues with access-token expiry (FastMCP docs): an
 		// expired token gets a 401 invalid_token challenge, and the
@@ -1246,7 +1246,7 @@ func TestProfileMCPRemote(t *testing.T) {
 		_, claims := oauthtest.DecodeJWT(t, ts.Access)
 		past := time.Now().Add(-10 * time.Minute)
 		expired, err := testRing(t, pe.storagePath).Sign(tokens.AccessTokenType, tokens.AccessClaims{
-			Issuer: siteAddr(), Subject: pe.user, Audience: tokens.Audience{res}, JWTID: oauthtest.NewPKCE().Verifier[:22],
+			Issuer: siteAddr(), Subject: pe.user, Audience: tokens.Audience{canonicalResource()}, JWTID: oauthtest.NewPKCE().Verifier[:22],
 			ClientID: ip.ID, Scope: fmt.Sprint(claims["scope"]), IssuedAt: past.Add(-time.Hour).Unix(), Expiry: past.Unix(),
 		})
 		if err != nil {
