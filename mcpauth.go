@@ -188,8 +188,10 @@ type Handler struct {
 	// only for a backend that verifies the token itself and never forwards it.
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
-	site   *authserver.Site
+	// as is the site's authorization server; nil in external mode.
+	as     *authserver.Server
 	gate   *gate.Gate
+	cors   gate.CORS
 	logger *zap.Logger
 }
 
@@ -373,20 +375,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Issuer == "" {
 		return fmt.Errorf("issuer is required")
 	}
-	cfg := authserver.SiteConfig{
-		Issuer:         h.Issuer,
-		Realm:          h.Realm,
-		AllowedOrigins: h.AllowedOrigins,
-	}
+	var declared []gate.ResourceConfig
 	if len(h.Resources) == 0 {
-		cfg.Resources = []gate.ResourceConfig{{Scopes: h.Scopes}}
+		declared = []gate.ResourceConfig{{Scopes: h.Scopes}}
 	} else if len(h.Scopes) > 0 {
 		return fmt.Errorf("scopes: set them per resource when resources are declared")
 	}
 	for _, r := range h.Resources {
-		cfg.Resources = append(cfg.Resources, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
+		declared = append(declared, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
 	}
 	gc := gate.Config{
+		Realm:             h.Realm,
 		ToolScopes:        h.ToolScopes,
 		ScopeIncludes:     h.ScopeIncludes,
 		PassAuthorization: h.PassAuthorization,
@@ -428,34 +427,50 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	var as *authserver.Config
 	if h.AuthorizationServer != "" {
-		if err := h.provisionExternal(&cfg); err != nil {
+		if gc.Verifier, err = h.provisionExternal(); err != nil {
 			return err
 		}
+		gc.AuthorizationServer = h.AuthorizationServer
 	} else {
 		if len(h.AcceptJWTTypes) > 0 {
 			return fmt.Errorf("accept_jwt_types: applies to the tokens of an external authorization_server only")
 		}
-		cfg.Ring = app.ring
-		if cfg.AS, err = h.provisionAuthServer(ctx, app); err != nil {
+		if as, err = h.provisionAuthServer(ctx, app); err != nil {
 			return err
 		}
 	}
-	site, err := authserver.NewSite(cfg)
+	issuer, err := authserver.CanonicalIssuer(h.Issuer)
 	if err != nil {
 		return err
 	}
-	h.site = site
-	gc.Realm, gc.Resources, gc.Verifier = site.Realm, site.Resources, site.Verifier
-	gc.Sessions = state.NewSessions(app.store, site.Issuer)
-	if cfg.AS != nil {
-		gc.Revocations = cfg.AS.State.Revocations
+	if gc.Realm == "" {
+		gc.Realm = "mcp"
+	}
+	u, _ := url.Parse(issuer)
+	if gc.Resources, err = gate.NewResources(u.Scheme+"://"+u.Host, declared); err != nil {
+		return err
+	}
+	gc.Sessions = state.NewSessions(app.store, issuer)
+	h.cors = gate.CORS{AllowedOrigins: h.AllowedOrigins}
+	if as != nil {
+		// The authorization server and the gate check its tokens with one
+		// verifier, and so one cache.
+		gc.AuthorizationServer = issuer
+		gc.Verifier = tokens.NewVerifier(app.ring, issuer)
+		gc.Revocations = as.State.Revocations
+		as.Issuer, as.Realm, as.Resources, as.Ring, as.Verifier = issuer, gc.Realm, gc.Resources, app.ring, gc.Verifier
+		if h.as, err = authserver.New(*as); err != nil {
+			return err
+		}
+		h.cors.Navigated = h.as.IsPage
 	}
 	if h.IdentityAudience != "" {
-		if cfg.Ring == nil {
+		if as == nil {
 			return fmt.Errorf("identity_audience: identity tokens are signed with this server's keys, which external mode does not have")
 		}
-		if gc.Identity, err = gate.NewIdentityTokens(cfg.Ring, site.Issuer, site.Resources, h.IdentityAudience); err != nil {
+		if gc.Identity, err = gate.NewIdentityTokens(app.ring, issuer, gc.Resources, h.IdentityAudience); err != nil {
 			return fmt.Errorf("identity_audience: %v", err)
 		}
 	}
@@ -463,37 +478,38 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return err
 }
 
-// provisionExternal sets up external mode.
-func (h *Handler) provisionExternal(cfg *authserver.SiteConfig) error {
+// provisionExternal sets up external mode: the gate checks the tokens of
+// the external authorization server, and the site has none of its own.
+func (h *Handler) provisionExternal() (*tokens.RemoteVerifier, error) {
 	if h.Upstream != nil || h.Allow != nil || h.Registration != nil {
-		return fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
 	}
 	if len(h.AssertionOptional) > 0 {
-		return fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
 	}
 	// Issuers compare as exact strings (RFC 8414 section 3.3): the
 	// operator's spelling is used as is, once checked.
 	issuer := h.AuthorizationServer
 	if _, err := authserver.CanonicalIssuer(issuer); err != nil {
-		return fmt.Errorf("authorization_server: %v", err)
+		return nil, fmt.Errorf("authorization_server: %v", err)
 	}
 	rc := tokens.RemoteConfig{Issuer: issuer, AcceptedTypes: h.AcceptJWTTypes, HTTPClient: externalHTTPClient}
 	if in := h.Introspection; in != nil {
 		rc.IntrospectionClientID = in.ClientID
 		rc.IntrospectionSecret = caddy.NewReplacer().ReplaceAll(in.ClientSecret, "")
 		if rc.IntrospectionClientID == "" || rc.IntrospectionSecret == "" {
-			return fmt.Errorf("introspection: client_id and client_secret are required")
+			return nil, fmt.Errorf("introspection: client_id and client_secret are required")
 		}
 	}
-	cfg.External, cfg.ExternalIssuer = tokens.NewRemoteVerifier(rc), issuer
-	return nil
+	return tokens.NewRemoteVerifier(rc), nil
 }
 
 // externalHTTPClient talks to external authorization servers.
 var externalHTTPClient = &http.Client{Timeout: 10 * time.Second}
 
-// provisionAuthServer sets up the authorization server of the site.
-func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.AuthServer, error) {
+// provisionAuthServer checks the authorization server's options and
+// returns its configuration, less what it shares with the gate.
+func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.Config, error) {
 	if h.Upstream == nil {
 		return nil, fmt.Errorf("upstream is required: the identity provider users log in with (oidc, google, github or users)")
 	}
@@ -573,7 +589,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 	if h.SourceIPv4Prefix < 8 || h.SourceIPv4Prefix > 32 {
 		return nil, fmt.Errorf("source_ipv4_prefix %d must be between 8 and 32", h.SourceIPv4Prefix)
 	}
-	as := &authserver.AuthServer{
+	as := &authserver.Config{
 		State:                site.State,
 		Upstream:             redirector,
 		Passwords:            passwords,
@@ -672,18 +688,17 @@ func clientIP(r *http.Request) string {
 
 // ServeHTTP serves the site's own endpoints and gates everything else.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if authserver.IsPreflight(r) {
-		h.site.ServePreflight(w, r)
+	if gate.IsPreflight(r) {
+		h.cors.ServePreflight(w, r)
 		return nil
 	}
-	if !h.site.CORS(w, r) {
+	if !h.cors.Allow(w, r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	p := path.Clean("/" + r.URL.Path)
-	if endpoint, serve := h.site.Route(p); serve != nil {
+	if endpoint, serve := h.route(path.Clean("/" + r.URL.Path)); serve != nil {
 		start := time.Now()
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		serve(w, r.WithContext(authserver.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
+		serve.ServeHTTP(w, r.WithContext(authserver.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
 		observeDuration(endpoint, start)
 		return nil
 	}
@@ -708,6 +723,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
 	return next.ServeHTTP(w, r)
+}
+
+// route returns the site's own endpoint at p, with its metric name: the
+// authorization server's, then the resources' discovery documents; nil
+// for a request to the protected backend.
+func (h *Handler) route(p string) (string, http.Handler) {
+	if h.as != nil {
+		if name, serve := h.as.Route(p); serve != nil {
+			return name, serve
+		}
+	}
+	if name, serve := h.gate.Discovery(p); serve != nil {
+		return name, serve
+	}
+	return "", nil
 }
 
 // refuse answers a request the gate refused, counting and logging why.

@@ -106,13 +106,22 @@ func CanonicalDomain(s string) (string, bool) {
 	return strings.ToLower(d), true
 }
 
+// policy is the allow and scope_grants rules of the server, applied to the
+// identity a login recorded.
+type policy struct {
+	// upstream is Config.UpstreamIdentity.
+	upstream string
+	allow    AllowList
+	grants   []ScopeGrant
+}
+
 // admit applies the current allow and grant_scope rules to a user, at
 // login and again at every refresh: ok is false when the user may not use
 // the server (any more), else scopes are those of requested the user may
 // have. A user another upstream vouched for is refused: its ids mean
 // nothing to the configured one, which this server trusts instead.
-func (a *AuthServer) admit(u *state.User, requested []string) (scopes []string, ok bool) {
-	if u.Upstream != a.UpstreamIdentity || !a.Allow.Allows(u) {
+func (a *policy) admit(u *state.User, requested []string) (scopes []string, ok bool) {
+	if u.Upstream != a.upstream || !a.allow.Allows(u) {
 		return nil, false
 	}
 	return a.grantedScopes(requested, u), true
@@ -120,8 +129,8 @@ func (a *AuthServer) admit(u *state.User, requested []string) (scopes []string, 
 
 // grantedScopes narrows requested to what the user may have. OpenID
 // Connect scopes are not governed by grants.
-func (a *AuthServer) grantedScopes(requested []string, u *state.User) []string {
-	if len(a.ScopeGrants) == 0 {
+func (a *policy) grantedScopes(requested []string, u *state.User) []string {
+	if len(a.grants) == 0 {
 		return requested
 	}
 	var out []string
@@ -130,7 +139,7 @@ func (a *AuthServer) grantedScopes(requested []string, u *state.User) []string {
 			out = append(out, sc)
 			continue
 		}
-		for _, g := range a.ScopeGrants {
+		for _, g := range a.grants {
 			if slices.Contains(g.Scopes, sc) && g.To.Allows(u) {
 				out = append(out, sc)
 				break
@@ -141,9 +150,9 @@ func (a *AuthServer) grantedScopes(requested []string, u *state.User) []string {
 }
 
 // namesLogin reports whether any rule names the GitHub login.
-func (a *AuthServer) namesLogin(login string) bool {
+func (a *policy) namesLogin(login string) bool {
 	named := func(l AllowList) bool {
 		return slices.ContainsFunc(l.Logins, func(n string) bool { return strings.EqualFold(n, login) })
 	}
-	return named(a.Allow) || slices.ContainsFunc(a.ScopeGrants, func(g ScopeGrant) bool { return named(g.To) })
+	return named(a.allow) || slices.ContainsFunc(a.grants, func(g ScopeGrant) bool { return named(g.To) })
 }

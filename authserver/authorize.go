@@ -17,47 +17,63 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
-// serveAuthorize handles GET /authorize (OAuth 2.1 section 4.1.1). The
+// authorizeEndpoint validates authorization requests and asks the user's
+// consent.
+type authorizeEndpoint struct {
+	issuer string
+	// limit limits new authorization requests per source.
+	limit     *RateLimiter
+	sources   sources
+	directory *clientDirectory
+	resources *resourceSet
+	logins    *state.Logins
+	browser   browserCookie
+	consent   *consentMemory
+	signin    *signInFlow
+	log       *events
+}
+
+// ServeHTTP handles GET /authorize (OAuth 2.1 section 4.1.1). The
 // client and its redirect URI are checked first; until both are trusted,
 // errors are shown on a page and never redirected.
-func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
+func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		s.errorPage(w, http.StatusMethodNotAllowed, "The authorization endpoint only accepts GET.")
+		errorPage(w, http.StatusMethodNotAllowed, "The authorization endpoint only accepts GET.")
 		return
 	}
 	// Every request below may fetch a metadata document and stores a
 	// pending request: limited per source before any of that work.
-	if l := s.AS.AuthorizeLimit; l != nil {
-		if wait := l.Reserve(s.source(r)); wait > 0 {
-			s.waitPage(w, http.StatusTooManyRequests, wait, "Too many sign-in attempts came from your network.")
+	if l := e.limit; l != nil {
+		if wait := l.Reserve(e.sources.of(r)); wait > 0 {
+			waitPage(w, http.StatusTooManyRequests, wait, "Too many sign-in attempts came from your network.")
 			return
 		}
 	}
 	q, problem := parseAuthorizationQuery(r.URL.RawQuery)
 	if q == nil {
-		s.errorPage(w, http.StatusBadRequest, problem)
+		errorPage(w, http.StatusBadRequest, problem)
 		return
 	}
-	client, err := s.AS.client(r.Context(), q.clientID)
+	client, err := e.directory.lookup(r.Context(), q.clientID)
 	switch {
 	case errors.Is(err, errBlockedClient):
-		s.errorPage(w, http.StatusForbidden, "The app that sent you here has been blocked by this server's operator.")
+		errorPage(w, http.StatusForbidden, "The app that sent you here has been blocked by this server's operator.")
 		return
 	case err != nil:
-		s.logDebug("authorization request for an unknown client", zap.Error(err))
-		s.errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
+		e.log.debug("authorization request for an unknown client", zap.Error(err))
+		errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")
 		return
 	}
 	redirectURI, ok := clients.MatchRedirectURI(client.RedirectURIs, q.redirectURI)
 	if !ok {
-		s.errorPage(w, http.StatusBadRequest, "The app asked to return you to an address it did not register.")
+		errorPage(w, http.StatusBadRequest, "The app asked to return you to an address it did not register.")
 		return
 	}
 
 	// From here on, errors go back to the client.
 	clientState, params := q.state, q.params
-	fail := func(e *oauth.Error) { s.redirectError(w, r, redirectURI, clientState, e) }
+	fail := func(oerr *oauth.Error) { redirectError(w, r, e.issuer, redirectURI, clientState, oerr) }
 	if q.invalid != nil {
 		fail(q.invalid)
 		return
@@ -87,7 +103,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_challenge is not a valid S256 challenge"))
 		return
 	}
-	res, oerr := s.resolveResource(q.resources, nil)
+	res, oerr := e.resources.resolve(q.resources, nil)
 	if oerr != nil {
 		fail(oerr)
 		return
@@ -101,16 +117,16 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
 		Scopes:        grantableScopes(res, params["scope"]),
-		Browser:       state.Hash(s.browserID(w, r)),
+		Browser:       state.Hash(e.browser.id(w, r)),
 		CSRF:          randomToken(),
 	}
-	if s.consentRemembered(r, &req) {
-		s.startLogin(w, r, req)
+	if e.consent.remembered(r, &req) {
+		e.signin.start(w, r, req)
 		return
 	}
 	id := randomToken()
-	if err := s.AS.State.Logins.SaveRequest(r.Context(), id, &req); err != nil {
-		s.serverError(w, r, "saving authorization request", err)
+	if err := e.logins.SaveRequest(r.Context(), id, &req); err != nil {
+		serverError(w, e.log.logger, "saving authorization request", err)
 		return
 	}
 	name, verified, clientHost := client.ClientName, client.Metadata, ""
@@ -139,7 +155,7 @@ func (s *Site) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		"Resource":     res.URL,
 		"ResourceHost": hostOf(res.URL),
 		"Scopes":       req.Scopes,
-		"Action":       s.Issuer + pathConsent,
+		"Action":       e.issuer + pathConsent,
 		"Request":      id,
 		"CSRF":         req.CSRF,
 	})

@@ -1,3 +1,9 @@
+// Package authserver is the OAuth 2.1 authorization server of a site:
+// discovery, registration, the authorization flow with consent and
+// upstream login, and the token, revocation, introspection and userinfo
+// endpoints. routes.go lists every endpoint; each has a file of its own
+// and holds only what it uses. The bearer gate is package gate; the root
+// package adapts both to Caddy, and nothing here knows about Caddy.
 package authserver
 
 import (
@@ -7,14 +13,26 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
 
-// AuthServer is the authorization server of a Site: registration, the
-// authorization flow with consent and upstream login, and the token
-// endpoint.
-type AuthServer struct {
+// Config is what New builds an authorization server from.
+type Config struct {
+	// Issuer is the issuer identifier; every URL the server publishes is
+	// built from it.
+	Issuer string
+	// Realm is the realm of the userinfo endpoint's bearer challenges.
+	Realm string
+	// Resources are the protected resources tokens are issued for; the
+	// first is the default.
+	Resources gate.Resources
+	// Ring signs tokens; Verifier checks the access tokens presented back
+	// (the gate's, so both share one cache).
+	Ring     *tokens.KeyRing
+	Verifier gate.Verifier
 	// State holds this authorization server's records and nobody else's:
 	// a key space of its own (see state.Open), so that a client, code,
 	// login or grant of one site is unknown at every other.
@@ -77,4 +95,30 @@ type AuthServer struct {
 	Audit  *zap.Logger
 	// Observer, if set, counts events for metrics.
 	Observer Observer
+}
+
+// Server is the authorization server of one site: its routes, each bound
+// to an endpoint that holds only the dependencies it uses.
+type Server struct {
+	issuer     string
+	issuerPath string
+	routes     map[string]route
+}
+
+// New checks cfg and builds every endpoint of the server.
+func New(cfg Config) (*Server, error) {
+	issuer, err := CanonicalIssuer(cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	cfg.Issuer = issuer
+	s := &Server{issuer: issuer, issuerPath: issuerPath(issuer)}
+	s.routes = make(map[string]route)
+	for _, rt := range newRoutes(&cfg, s.issuerPath) {
+		s.routes[rt.path] = rt
+	}
+	return s, nil
 }

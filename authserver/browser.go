@@ -21,23 +21,28 @@ func cookieName(issuer string) string {
 	return name
 }
 
-func (s *Site) cookieName() string { return s.cookie }
+// browserCookie binds a flow to the browser that started it.
+type browserCookie struct {
+	// name is cookieName of the issuer; secure is set for https issuers.
+	name   string
+	secure bool
+}
 
 // browserID returns the browser's id cookie, setting a new one if needed.
-func (s *Site) browserID(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(s.cookieName()); err == nil && len(c.Value) == 43 {
+func (b browserCookie) id(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(b.name); err == nil && len(c.Value) == 43 {
 		return c.Value
 	}
 	id := randomToken()
 	http.SetCookie(w, &http.Cookie{
-		Name: s.cookieName(), Value: id, Path: "/",
-		Secure: strings.HasPrefix(s.Issuer, "https://"), HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Name: b.name, Value: id, Path: "/",
+		Secure: b.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 	return id
 }
 
 // sameBrowser reports whether r comes from the browser whose id hashes to want.
-func (s *Site) sameBrowser(r *http.Request, want string) bool {
-	c, err := r.Cookie(s.cookieName())
+func (b browserCookie) same(r *http.Request, want string) bool {
+	c, err := r.Cookie(b.name)
 	return err == nil && subtle.ConstantTimeCompare([]byte(state.Hash(c.Value)), []byte(want)) == 1
 }

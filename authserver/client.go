@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -16,30 +17,37 @@ var (
 	errBlockedClient = fmt.Errorf("%w: blocked by the operator", errUnknownClient)
 )
 
-// client returns a registered client, or the client described by the
-// metadata document its client_id points to, unless an operator blocked
-// it (see Admin.DeleteClient).
-func (a *AuthServer) client(ctx context.Context, clientID string) (*clients.Client, error) {
+// clientDirectory finds the client a client_id names: a registered one, or
+// one described by the metadata document its client_id points to.
+type clientDirectory struct {
+	clients *state.Clients
+	// metadata is nil when metadata-document clients are disabled.
+	metadata *clients.Fetcher
+}
+
+// lookup returns the client clientID names, unless an operator blocked it
+// (see Admin.DeleteClient).
+func (d *clientDirectory) lookup(ctx context.Context, clientID string) (*clients.Client, error) {
 	if clientID == "" || len(clientID) > 2048 {
 		return nil, errUnknownClient
 	}
-	switch blocked, err := a.State.Clients.IsBlocked(ctx, clientID); {
+	switch blocked, err := d.clients.IsBlocked(ctx, clientID); {
 	case err != nil:
 		return nil, err
 	case blocked:
 		return nil, errBlockedClient
 	}
 	if clients.IsMetadataURL(clientID) {
-		if a.Metadata == nil {
+		if d.metadata == nil {
 			return nil, errUnknownClient
 		}
-		c, err := a.Metadata.Client(ctx, clientID)
+		c, err := d.metadata.Client(ctx, clientID)
 		if err != nil {
 			return nil, fmt.Errorf("client metadata document: %w", err)
 		}
 		return c, nil
 	}
-	c, err := a.State.Clients.Get(ctx, clientID)
+	c, err := d.clients.Get(ctx, clientID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errUnknownClient
 	}

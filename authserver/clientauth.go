@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -109,42 +108,60 @@ func readCredentials(r *http.Request, params map[string]string) (*presentedCrede
 	return creds, nil
 }
 
-// authenticateClient identifies the client of a request to /token,
+// clientAuthenticator authenticates the clients of the token, revocation
+// and introspection endpoints.
+type clientAuthenticator struct {
+	issuer    string
+	directory *clientDirectory
+	// assertionOptional is Config.AssertionOptional.
+	assertionOptional []string
+	// secretFailures throttles failed secrets per client and source.
+	secretFailures *RateLimiter
+	sources        sources
+	// metadata fetches the keys of metadata-document clients; nil when
+	// they are disabled. usedAssertions remembers spent assertions.
+	metadata       *clients.Fetcher
+	usedAssertions clients.UsedAssertions
+	log            *events
+}
+
+// authenticate identifies the client of a request to /token,
 // /revoke or /introspect and checks that it authenticated with the method
 // it registered (RFC 7591 section 2): a client registered for
 // client_secret_basic may not send its secret in the body, nor the
 // reverse, and a private_key_jwt client must send a verified assertion.
 // The one exception is explicit: a metadata-document client named in
 // AssertionOptional may leave out its assertion and is then treated as a
-// public client (method none).
-func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*authenticatedClient, *oauth.Error) {
+// public client (method none). endpoint is the URL the request was sent
+// to, which client assertions may name as their audience.
+func (a *clientAuthenticator) authenticate(r *http.Request, params map[string]string, endpoint string) (*authenticatedClient, *oauth.Error) {
 	invalidClient := oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	creds, oerr := readCredentials(r, params)
 	if oerr != nil {
 		return nil, oerr
 	}
-	client, err := s.AS.client(r.Context(), creds.clientID)
+	client, err := a.directory.lookup(r.Context(), creds.clientID)
 	if err != nil {
 		return nil, invalidClient
 	}
 	registered := client.TokenEndpointAuthMethod
 	if creds.method != registered {
-		if registered == clients.AuthMethodPrivateKeyJWT && creds.method == clients.AuthMethodNone && s.AS.assertionOptional(client) {
-			s.logDebug("client sent no assertion; accepted as a public client", zap.String("client_id", client.ClientID))
+		if registered == clients.AuthMethodPrivateKeyJWT && creds.method == clients.AuthMethodNone && a.mayOmitAssertion(client) {
+			a.log.debug("client sent no assertion; accepted as a public client", zap.String("client_id", client.ClientID))
 			return &authenticatedClient{Client: client, Method: clients.AuthMethodNone}, nil
 		}
-		s.logDebug("client used another authentication method than it registered", zap.String("client_id", client.ClientID),
+		a.log.debug("client used another authentication method than it registered", zap.String("client_id", client.ClientID),
 			zap.String("registered", registered), zap.String("used", creds.method))
 		return nil, invalidClient
 	}
 	switch registered {
 	case clients.AuthMethodNone:
 	case clients.AuthMethodClientSecretBasic, clients.AuthMethodClientSecretPost:
-		if oerr := s.checkSecret(r, client, creds.secret); oerr != nil {
+		if oerr := a.checkSecret(r, client, creds.secret); oerr != nil {
 			return nil, oerr
 		}
 	case clients.AuthMethodPrivateKeyJWT:
-		if oerr := s.checkAssertion(r, client, creds.assertion); oerr != nil {
+		if oerr := a.checkAssertion(r, client, creds.assertion, endpoint); oerr != nil {
 			return nil, oerr
 		}
 	default:
@@ -157,9 +174,9 @@ func (s *Site) authenticateClient(r *http.Request, params map[string]string) (*a
 // and source (OAuth 2.1 section 2.4.1, sources as registrations count
 // them): a guesser is stopped, and guessing from one source never locks
 // the client out at another.
-func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret string) *oauth.Error {
+func (a *clientAuthenticator) checkSecret(r *http.Request, client *clients.Client, secret string) *oauth.Error {
 	invalidClient := oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
-	limit, key := s.AS.SecretFailureLimit, client.ClientID+"\x00"+s.source(r)
+	limit, key := a.secretFailures, client.ClientID+"\x00"+a.sources.of(r)
 	if limit != nil {
 		if wait := limit.Wait(key); wait > 0 {
 			return &oauth.Error{Status: http.StatusTooManyRequests, Code: oauth.InvalidClient, Description: "too many failed authentications; try again later", RetryAfter: wait}
@@ -178,15 +195,15 @@ func (s *Site) checkSecret(r *http.Request, client *clients.Client, secret strin
 }
 
 // checkAssertion verifies a private_key_jwt client assertion (RFC 7523).
-func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion string) *oauth.Error {
-	if s.AS.Metadata == nil {
+func (a *clientAuthenticator) checkAssertion(r *http.Request, client *clients.Client, assertion, endpoint string) *oauth.Error {
+	if a.metadata == nil {
 		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	}
-	err := clients.VerifyAssertion(r.Context(), assertion, client, s.assertionAudiences(r), s.AS.Metadata.Keys(client), s.AS.State.Clients, time.Now())
+	err := clients.VerifyAssertion(r.Context(), assertion, client, a.assertionAudiences(endpoint), a.metadata.Keys(client), a.usedAssertions, time.Now())
 	var aerr *clients.AssertionError
 	switch {
 	case errors.As(err, &aerr):
-		s.logDebug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
+		a.log.debug("client assertion refused", zap.String("client_id", client.ClientID), zap.String("reason", aerr.Reason))
 		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	case err != nil:
 		return oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client assertion could not be checked").
@@ -196,31 +213,31 @@ func (s *Site) checkAssertion(r *http.Request, client *clients.Client, assertion
 }
 
 // assertionAudiences are the aud values a client assertion may carry at
-// the endpoint r calls: RFC 7523 section 3 names the token endpoint, RFC
+// endpoint: RFC 7523 section 3 names the token endpoint, RFC
 // 7523 and libraries also use the issuer, and some the URL they post to
 // (/revoke, /introspect). Each must match exactly as the metadata
 // advertises it, so an assertion made for another server never works
 // here; its jti is spent at whichever endpoint takes it first.
-func (s *Site) assertionAudiences(r *http.Request) []string {
-	audiences := []string{s.Issuer, s.Issuer + pathToken}
-	if endpoint, ok := strings.CutPrefix(path.Clean("/"+r.URL.Path), s.issuerPath); ok && (endpoint == pathRevoke || endpoint == pathIntrospect) {
-		audiences = append(audiences, s.Issuer+endpoint)
+func (a *clientAuthenticator) assertionAudiences(endpoint string) []string {
+	audiences := []string{a.issuer, a.issuer + pathToken}
+	if endpoint == a.issuer+pathRevoke || endpoint == a.issuer+pathIntrospect {
+		audiences = append(audiences, endpoint)
 	}
 	return audiences
 }
 
-// assertionOptional reports whether client, a metadata-document client
+// mayOmitAssertion reports whether client, a metadata-document client
 // registered for private_key_jwt, may leave out its assertion: its
 // client_id, or the host of its client_id, is in AssertionOptional.
-func (a *AuthServer) assertionOptional(client *clients.Client) bool {
-	if !client.Metadata || len(a.AssertionOptional) == 0 {
+func (a *clientAuthenticator) mayOmitAssertion(client *clients.Client) bool {
+	if !client.Metadata || len(a.assertionOptional) == 0 {
 		return false
 	}
 	u, err := url.Parse(client.ClientID)
 	if err != nil {
 		return false
 	}
-	for _, entry := range a.AssertionOptional {
+	for _, entry := range a.assertionOptional {
 		if entry == client.ClientID || strings.EqualFold(entry, u.Host) {
 			return true
 		}
@@ -228,11 +245,11 @@ func (a *AuthServer) assertionOptional(client *clients.Client) bool {
 	return false
 }
 
-// clientError is oerr, a failed client authentication, as sent to r: a
+// challenge is oerr, a failed client authentication, as sent to r: a
 // client that tried HTTP Basic gets a Basic challenge (RFC 6749 section 5.2).
-func (s *Site) clientError(r *http.Request, oerr *oauth.Error) *oauth.Error {
+func (a *clientAuthenticator) challenge(r *http.Request, oerr *oauth.Error) *oauth.Error {
 	if oerr.Status == http.StatusUnauthorized && r.Header.Get("Authorization") != "" {
-		return oerr.WithChallenge(oauth.BasicChallenge(s.Issuer))
+		return oerr.WithChallenge(oauth.BasicChallenge(a.issuer))
 	}
 	return oerr
 }

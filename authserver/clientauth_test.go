@@ -9,7 +9,7 @@ import (
 // The assertion_optional exception applies to exactly the clients named:
 // by their client_id, or by the host of their client_id, port included.
 func TestAssertionOptionalNamesOnlyListedClients(t *testing.T) {
-	as := &AuthServer{AssertionOptional: []string{"chatgpt.com", "https://clients.example.net/app/client.json", "ports.example:8443"}}
+	as := &clientAuthenticator{assertionOptional: []string{"chatgpt.com", "https://clients.example.net/app/client.json", "ports.example:8443"}}
 	for id, want := range map[string]bool{
 		"https://chatgpt.com/oauth/abc/client.json":     true,
 		"https://ChatGPT.com/oauth/abc/client.json":     true,
@@ -24,12 +24,12 @@ func TestAssertionOptionalNamesOnlyListedClients(t *testing.T) {
 		"https://ports.example/client.json":             false,
 	} {
 		c := &clients.Client{ClientID: id, Metadata: true, TokenEndpointAuthMethod: clients.AuthMethodPrivateKeyJWT}
-		if got := as.assertionOptional(c); got != want {
+		if got := as.mayOmitAssertion(c); got != want {
 			t.Errorf("%s: %v, want %v", id, got, want)
 		}
 	}
 	registered := &clients.Client{ClientID: "chatgpt.com", TokenEndpointAuthMethod: clients.AuthMethodPrivateKeyJWT}
-	if as.assertionOptional(registered) {
+	if as.mayOmitAssertion(registered) {
 		t.Error("the exception applied to a client that has no metadata document")
 	}
 }

@@ -14,19 +14,19 @@ import (
 // GET, the posted form (and only it) of a POST. Like the endpoints' forms,
 // no parameter may repeat, so no reader takes another value than this one;
 // anything else is answered with an error page.
-func (s *Site) pageForm(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
+func pageForm(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
 	values := r.URL.Query()
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		if err := r.ParseForm(); err != nil {
-			s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+			errorPage(w, http.StatusBadRequest, "The form could not be read.")
 			return nil, false
 		}
 		values = r.PostForm
 	}
 	form, _, oerr := singleValues(values)
 	if oerr != nil {
-		s.errorPage(w, http.StatusBadRequest, "The form could not be read: "+oerr.Description+".")
+		errorPage(w, http.StatusBadRequest, "The form could not be read: "+oerr.Description+".")
 		return nil, false
 	}
 	return form, true

@@ -168,13 +168,12 @@ func FuzzPageForm(f *testing.F) {
 	f.Add("username=&username=alice", "")
 	f.Add("a=1;b=2", "state=%zz")
 	f.Fuzz(func(t *testing.T, body, query string) {
-		var s Site
 		for _, method := range []string{http.MethodPost, http.MethodGet} {
 			r := httptest.NewRequest(method, "/authorize/login", strings.NewReader(body))
 			r.URL.RawQuery = query
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			w := httptest.NewRecorder()
-			form, ok := s.pageForm(w, r)
+			form, ok := pageForm(w, r)
 			raw := body
 			if method == http.MethodGet {
 				raw = query

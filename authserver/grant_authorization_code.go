@@ -12,19 +12,30 @@ import (
 	"go.uber.org/zap"
 )
 
-// exchangeCode redeems an authorization code (OAuth 2.1 section 4.1.3).
+// grant redeems an authorization code (OAuth 2.1 section 4.1.3).
 // Everything that a retry could fix is checked before the code is used up;
 // the code is then taken atomically, so it is redeemed at most once.
-func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
+// authorizationCodeGrant redeems authorization codes.
+type authorizationCodeGrant struct {
+	codes       *state.Codes
+	grants      *state.Grants
+	revocations *state.Revocations
+	resources   *resourceSet
+	policy      *policy
+	mint        *minter
+	log         *events
+}
+
+func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
 	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
 	code, verifier := params["code"], params["code_verifier"]
 	if code == "" {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code is required")
 	}
-	ac, redeemed, err := s.AS.State.Codes.Find(ctx, code)
+	ac, redeemed, err := h.codes.Find(ctx, code)
 	if err != nil {
 		if redeemed != nil {
-			s.punishReplay(ctx, client, redeemed, verifier)
+			h.punishReplay(ctx, client, redeemed, verifier)
 		}
 		return nil, invalidGrant
 	}
@@ -35,7 +46,7 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if uri := params["redirect_uri"]; uri != "" && uri != req.RedirectURI {
 		return nil, invalidGrant
 	}
-	res, oerr := s.resolveResource(resources, s.resourceByURL(req.Resource))
+	res, oerr := h.resources.resolve(resources, h.resources.byURL(req.Resource))
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -48,26 +59,26 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	if !tokens.ValidVerifier(verifier) {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is malformed")
 	}
-	if err := s.AS.State.Codes.Redeem(ctx, code); err != nil {
+	if err := h.codes.Redeem(ctx, code); err != nil {
 		return nil, invalidGrant // redeemed concurrently
 	}
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
 		return nil, invalidGrant
 	}
 	// As at every refresh: the rules may have changed since the login.
-	scopes, allowed := s.AS.admit(&ac.User, req.Scopes)
+	scopes, allowed := h.policy.admit(&ac.User, req.Scopes)
 	if !allowed {
 		return nil, invalidGrant
 	}
 	req.Scopes = scopes
 	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
-	resp, at, err := s.mintAccessToken(ctx, client.Client, ac.User, res, req.Scopes)
+	resp, at, err := h.mint.accessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := state.Redemption{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
-		used.GrantID, resp.RefreshToken, err = s.newGrant(ctx, client, ac.User, res, req.Scopes, at)
+		used.GrantID, resp.RefreshToken, err = h.mint.newGrant(ctx, client, ac.User, res, req.Scopes, at)
 	}
 	if err == nil {
-		resp.IDToken, err = s.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
+		resp.IDToken, err = h.mint.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
 	}
 	if err != nil {
 		return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
@@ -75,21 +86,21 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 	// Checked after everything is stored, so that a revocation listing
 	// the user's or client's tokens meanwhile either found them or is seen
 	// here (see state.Revocations.RevokedSince).
-	revoked, markErr := s.AS.State.Revocations.RevokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
+	revoked, markErr := h.revocations.RevokedSince(ctx, ac.User.Subject, client.ClientID, ac.IssuedAt)
 	if markErr != nil || revoked {
-		if err := s.AS.revokeIssued(ctx, &used); err != nil {
-			s.AS.Logger.Error("taking back tokens issued during a revocation", zap.Error(err))
+		if err := h.revokeIssued(ctx, &used); err != nil {
+			h.log.logger.Error("taking back tokens issued during a revocation", zap.Error(err))
 		}
 		if markErr != nil {
 			return nil, unavailable.WithCause(markErr)
 		}
-		s.audit(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
+		h.log.record(ctx, "authorization code of a revoked user or client redeemed; nothing issued", zap.String("client_id", client.ClientID), zap.String("sub", ac.User.Subject))
 		return nil, invalidGrant
 	}
-	if err := s.AS.State.Codes.RememberRedemption(ctx, code, &used); err != nil {
-		s.AS.Logger.Warn("remembering a used code failed", zap.Error(err))
+	if err := h.codes.RememberRedemption(ctx, code, &used); err != nil {
+		h.log.logger.Warn("remembering a used code failed", zap.Error(err))
 	}
-	s.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
+	h.log.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
 	return resp, nil
 }
 
@@ -97,23 +108,23 @@ func (s *Site) exchangeCode(ctx context.Context, client *authenticatedClient, pa
 // by its client with the right verifier: the code was stolen, or the
 // client is broken (OAuth 2.1 section 4.1.3). A replay with a wrong
 // verifier changes nothing, so nobody can revoke another's tokens.
-func (s *Site) punishReplay(ctx context.Context, client *authenticatedClient, used *state.Redemption, verifier string) {
+func (h *authorizationCodeGrant) punishReplay(ctx context.Context, client *authenticatedClient, used *state.Redemption, verifier string) {
 	if used.ClientID != client.ClientID || !tokens.VerifyS256(verifier, used.CodeChallenge) {
 		return
 	}
-	if err := s.AS.revokeIssued(ctx, used); err != nil {
-		s.AS.Logger.Error("revoking the tokens of a replayed code", zap.Error(err))
+	if err := h.revokeIssued(ctx, used); err != nil {
+		h.log.logger.Error("revoking the tokens of a replayed code", zap.Error(err))
 	}
-	s.audit(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
+	h.log.record(ctx, "authorization code replayed; its tokens were revoked", zap.String("client_id", client.ClientID))
 }
 
 // revokeIssued revokes what one code redemption issued: its grant, if
 // any, and its access token.
-func (a *AuthServer) revokeIssued(ctx context.Context, used *state.Redemption) error {
+func (h *authorizationCodeGrant) revokeIssued(ctx context.Context, used *state.Redemption) error {
 	if used.GrantID != "" {
-		if _, err := a.State.Grants.Revoke(ctx, used.GrantID); err != nil {
+		if _, err := h.grants.Revoke(ctx, used.GrantID); err != nil {
 			return err
 		}
 	}
-	return a.State.Revocations.DenyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
+	return h.revocations.DenyAccessToken(ctx, used.AccessToken.ID, used.AccessToken.ExpiresAt)
 }

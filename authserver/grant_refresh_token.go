@@ -25,7 +25,7 @@ import (
 // tabs, retries) must not be logged out for it.
 const refreshGrace = 30 * time.Second
 
-// refresh handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
+// grant handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
 // token rotates on every use. Everything is checked before rotation, so a
 // failed request never burns the token. A token presented again within the
 // grace window returns the same successor; later, it means the token was
@@ -33,7 +33,17 @@ const refreshGrace = 30 * time.Second
 // that authenticates less strongly than when the grant was made, so a
 // stolen refresh token of a private_key_jwt client is useless without
 // its key.
-func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
+// refreshTokenGrant redeems refresh tokens.
+type refreshTokenGrant struct {
+	grants      *state.Grants
+	revocations *state.Revocations
+	resources   *resourceSet
+	policy      *policy
+	mint        *minter
+	log         *events
+}
+
+func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
 	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
 	rt := params["refresh_token"]
 	if rt == "" {
@@ -41,7 +51,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 	}
 	presented := state.Hash(rt)
 	for attempt := 0; attempt < 5; attempt++ {
-		g, err := s.AS.State.Grants.ByRefreshToken(ctx, rt)
+		g, err := h.grants.ByRefreshToken(ctx, rt)
 		if err != nil || g.Revoked || g.ClientID != client.ClientID {
 			return nil, invalidGrant
 		}
@@ -66,14 +76,14 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		}
 		// The rules may have changed since the login (a config reload):
 		// apply today's to the identity recorded then.
-		permitted, allowed := s.AS.admit(&g.User, g.Scopes)
+		permitted, allowed := h.policy.admit(&g.User, g.Scopes)
 		if !allowed {
-			_, _ = s.AS.State.Grants.Revoke(ctx, g.ID)
-			s.audit(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+			_, _ = h.grants.Revoke(ctx, g.ID)
+			h.log.record(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 			return nil, invalidGrant
 		}
 		scopes = slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return !slices.Contains(permitted, sc) })
-		res, oerr := s.resolveResource(resources, s.resourceByURL(g.Resource))
+		res, oerr := h.resources.resolve(resources, h.resources.byURL(g.Resource))
 		if oerr != nil {
 			return nil, oerr
 		}
@@ -90,11 +100,9 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			}
 			return &resp, nil
 		default:
-			_, _ = s.AS.State.Grants.Revoke(ctx, g.ID)
-			if s.AS.Observer != nil {
-				s.AS.Observer.RefreshTokenReused()
-			}
-			s.audit(ctx, "refresh token reused; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+			_, _ = h.grants.Revoke(ctx, g.ID)
+			h.log.refreshTokenReused()
+			h.log.record(ctx, "refresh token reused; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 			return nil, invalidGrant
 		}
 
@@ -102,23 +110,23 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		if len(permitted) < len(g.Scopes) {
 			// The grant's live access tokens carry the withdrawn scopes.
 			for _, t := range g.AccessTokenIDs {
-				if err := s.AS.State.Revocations.DenyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+				if err := h.revocations.DenyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
 					return nil, unavailable.WithCause(err)
 				}
 			}
 		}
-		resp, at, err := s.mintAccessToken(ctx, client.Client, g.User, res, scopes)
+		resp, at, err := h.mint.accessToken(ctx, client.Client, g.User, res, scopes)
 		if err != nil {
 			return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
 		}
 		issued := false
 		defer func() {
 			if !issued { // never handed out: revocations need not find it
-				s.AS.State.Revocations.UnindexAccessToken(ctx, g.User.Subject, client.ClientID, at.ID)
+				h.revocations.UnindexAccessToken(ctx, g.User.Subject, client.ClientID, at.ID)
 			}
 		}()
 		resp.RefreshToken = randomToken()
-		if resp.IDToken, err = s.idToken(client.ClientID, g.User, scopes, ""); err != nil {
+		if resp.IDToken, err = h.mint.idToken(client.ClientID, g.User, scopes, ""); err != nil {
 			return nil, unavailable.WithCause(err)
 		}
 		next := *g
@@ -131,7 +139,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 		if next.Successor, err = sealSuccessor(rt, resp); err != nil {
 			return nil, unavailable.WithCause(err)
 		}
-		switch err := s.AS.State.Grants.Rotate(ctx, g, &next, s.AS.RefreshTokenIdle); {
+		switch err := h.grants.Rotate(ctx, g, &next, h.mint.refreshIdle); {
 		case errors.Is(err, state.ErrGrantRotated):
 			// A concurrent request rotated first: look again, now as a
 			// replay within the grace window.
@@ -144,7 +152,7 @@ func (s *Site) refresh(ctx context.Context, client *authenticatedClient, params 
 			return nil, unavailable.WithCause(err)
 		}
 		issued = true
-		s.tokensIssued("refresh_token", client.ClientID, g.User.Subject)
+		h.log.tokensIssued("refresh_token", client.ClientID, g.User.Subject)
 		return resp, nil
 	}
 	return nil, invalidGrant

@@ -50,3 +50,15 @@ func IsLoopbackHost(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// issuerPath is the path of a canonical issuer, "" for an origin.
+func issuerPath(issuer string) string {
+	u, _ := url.Parse(issuer)
+	return u.Path
+}
+
+// originOf is the origin (scheme and host) of a canonical issuer.
+func originOf(issuer string) string {
+	u, _ := url.Parse(issuer)
+	return u.Scheme + "://" + u.Host
+}

@@ -1,12 +1,18 @@
 package authserver
 
-import "net/http"
+import (
+	"net/http"
 
-func (s *Site) serveJWKS(w http.ResponseWriter, r *http.Request) {
-	if !allowRead(w, r) {
-		return
-	}
-	w.Header().Set("Content-Type", "application/jwk-set+json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeBody(w, r, s.Ring.JWKS())
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+)
+
+// jwksEndpoint serves the public keys of the ring, which changes as keys
+// rotate.
+type jwksEndpoint struct {
+	ring *tokens.KeyRing
+}
+
+func (e *jwksEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	oauth.WriteDocument(w, r, "application/jwk-set+json", e.ring.JWKS())
 }

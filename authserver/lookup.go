@@ -5,17 +5,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
-// grantOf returns the grant whose refresh token is token, if it is the
+// tokenLookup finds what a token presented back to the server is.
+type tokenLookup struct {
+	verifier    gate.Verifier
+	resources   gate.Resources
+	revocations *state.Revocations
+	grants      *state.Grants
+}
+
+// grant returns the grant whose refresh token is token, if it is the
 // grant's current one (or the one rotated away within the grace window).
-func (a *AuthServer) grantOf(ctx context.Context, token string) (*state.Grant, bool) {
+func (l *tokenLookup) grant(ctx context.Context, token string) (*state.Grant, bool) {
 	if token == "" || len(token) > 200 {
 		return nil, false
 	}
-	g, err := a.State.Grants.ByRefreshToken(ctx, token)
+	g, err := l.grants.ByRefreshToken(ctx, token)
 	if err != nil || g.Revoked || time.Now().Unix() >= g.ExpiresAt {
 		return nil, false
 	}
@@ -25,18 +34,18 @@ func (a *AuthServer) grantOf(ctx context.Context, token string) (*state.Grant, b
 	return g, true
 }
 
-// accessTokenClaims returns the claims of a live access token issued by
+// accessToken returns the claims of a live access token issued by
 // this server for any of its resources.
-func (s *Site) accessTokenClaims(ctx context.Context, token string) (*tokens.AccessClaims, bool) {
+func (l *tokenLookup) accessToken(ctx context.Context, token string) (*tokens.AccessClaims, bool) {
 	if strings.Count(token, ".") != 2 {
 		return nil, false
 	}
-	for _, res := range s.Resources {
-		claims, err := s.Verifier.Verify(ctx, token, res.URL)
+	for _, res := range l.resources {
+		claims, err := l.verifier.Verify(ctx, token, res.URL)
 		if err != nil {
 			continue
 		}
-		if s.AS.State.Revocations.DeniedInStore(ctx, claims.JWTID) {
+		if l.revocations.DeniedInStore(ctx, claims.JWTID) {
 			return nil, false
 		}
 		return claims, true

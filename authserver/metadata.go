@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -41,27 +39,19 @@ type ServerMetadata struct {
 	ClientIDMetadataDocument bool `json:"client_id_metadata_document_supported,omitempty"`
 }
 
-// ResourceMetadata is the RFC 9728 protected resource metadata document.
-type ResourceMetadata struct {
-	Resource               string   `json:"resource"`
-	AuthorizationServers   []string `json:"authorization_servers"`
-	ScopesSupported        []string `json:"scopes_supported,omitempty"`
-	BearerMethodsSupported []string `json:"bearer_methods_supported"`
-}
-
-// Metadata returns the authorization server metadata.
-func (s *Site) Metadata() ServerMetadata {
-	m := ServerMetadata{Issuer: s.Issuer, JWKSURI: s.Issuer + pathJWKS}
-	if s.AS == nil {
-		return m
+// serverMetadata is the metadata of the server cfg describes.
+func serverMetadata(cfg *Config) ServerMetadata {
+	m := ServerMetadata{
+		Issuer:                cfg.Issuer,
+		JWKSURI:               cfg.Issuer + pathJWKS,
+		AuthorizationEndpoint: cfg.Issuer + pathAuthorize,
+		TokenEndpoint:         cfg.Issuer + pathToken,
+		RegistrationEndpoint:  cfg.Issuer + pathRegister,
+		RevocationEndpoint:    cfg.Issuer + pathRevoke,
+		IntrospectionEndpoint: cfg.Issuer + pathIntrospect,
+		UserinfoEndpoint:      cfg.Issuer + pathUserinfo,
 	}
-	m.AuthorizationEndpoint = s.Issuer + pathAuthorize
-	m.TokenEndpoint = s.Issuer + pathToken
-	m.RegistrationEndpoint = s.Issuer + pathRegister
-	m.RevocationEndpoint = s.Issuer + pathRevoke
-	m.IntrospectionEndpoint = s.Issuer + pathIntrospect
-	m.UserinfoEndpoint = s.Issuer + pathUserinfo
-	for _, r := range s.Resources {
+	for _, r := range cfg.Resources {
 		for _, sc := range r.Scopes {
 			if !slices.Contains(m.ScopesSupported, sc) {
 				m.ScopesSupported = append(m.ScopesSupported, sc)
@@ -75,12 +65,12 @@ func (s *Site) Metadata() ServerMetadata {
 	m.TokenEndpointAuthMethodsSupported = []string{"none", "client_secret_basic", "client_secret_post"}
 	m.CodeChallengeMethodsSupported = []string{"S256"}
 	m.SubjectTypesSupported = []string{"public"}
-	m.IDTokenSigningAlgs = []string{s.Ring.Algorithm()}
+	m.IDTokenSigningAlgs = []string{cfg.Ring.Algorithm()}
 	m.ClaimsSupported = []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "preferred_username", "picture"}
 	m.AuthorizationResponseIss = true
 	m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
 	m.IntrospectionAuthMethodsSupported = []string{"client_secret_basic", "client_secret_post"}
-	if s.AS.Metadata != nil {
+	if cfg.Metadata != nil {
 		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, "private_key_jwt")
 		m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
 		m.IntrospectionAuthMethodsSupported = append(m.IntrospectionAuthMethodsSupported, "private_key_jwt")
@@ -90,52 +80,13 @@ func (s *Site) Metadata() ServerMetadata {
 	return m
 }
 
-// resourceMetadata returns the protected resource metadata of res.
-func (s *Site) resourceMetadata(res *gate.Resource) ResourceMetadata {
-	return ResourceMetadata{
-		Resource:               res.URL,
-		AuthorizationServers:   []string{s.AuthorizationServer},
-		ScopesSupported:        res.Scopes,
-		BearerMethodsSupported: []string{"header"},
-	}
-}
-
-func (s *Site) serveMetadata(w http.ResponseWriter, r *http.Request) {
-	writeDocument(w, r, s.Metadata())
-}
-
-func (s *Site) serveResourceMetadata(w http.ResponseWriter, r *http.Request, res *gate.Resource) {
-	writeDocument(w, r, s.resourceMetadata(res))
-}
-
-// writeDocument answers GET and HEAD with a public JSON document.
-func writeDocument(w http.ResponseWriter, r *http.Request, doc any) {
-	if !allowRead(w, r) {
-		return
-	}
+// document serves doc, a public JSON document that never changes.
+func document(doc any) http.HandlerFunc {
 	body, err := json.Marshal(doc)
 	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+		panic(err) // documents are plain structs
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeBody(w, r, body)
-}
-
-func allowRead(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD, OPTIONS")
-	oauth.WriteError(w, nil, oauth.NewError(http.StatusMethodNotAllowed, oauth.InvalidRequest, "method not allowed"))
-	return false
-}
-
-func writeBody(w http.ResponseWriter, r *http.Request, body []byte) {
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
+	return func(w http.ResponseWriter, r *http.Request) {
+		oauth.WriteDocument(w, r, "application/json", body)
 	}
 }

@@ -46,14 +46,14 @@ func profileFor(user state.User, scopes []string) profileClaims {
 
 // idToken signs an ID token for client when openid was granted; its typ
 // is JWT, so the gate never takes it for an access token.
-func (s *Site) idToken(clientID string, user state.User, scopes []string, nonce string) (string, error) {
+func (m *minter) idToken(clientID string, user state.User, scopes []string, nonce string) (string, error) {
 	if !slices.Contains(scopes, "openid") {
 		return "", nil
 	}
 	now := time.Now()
-	return s.Ring.Sign("JWT", idTokenClaims{
-		Issuer: s.Issuer, Subject: user.Subject, Audience: clientID,
-		IssuedAt: now.Unix(), Expiry: now.Add(s.AS.AccessTokenLifetime).Unix(),
+	return m.ring.Sign("JWT", idTokenClaims{
+		Issuer: m.issuer, Subject: user.Subject, Audience: clientID,
+		IssuedAt: now.Unix(), Expiry: now.Add(m.accessLifetime).Unix(),
 		AuthTime: user.AuthTime, Nonce: nonce, profileClaims: profileFor(user, scopes),
 	})
 }

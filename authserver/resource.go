@@ -15,16 +15,23 @@ import (
 // origin below the resource's path) all name it; anything else is
 // invalid_target. Without an indicator, the grant's resource applies, or
 // the site's default resource.
-func (s *Site) resolveResource(values []string, fallback *gate.Resource) (*gate.Resource, *oauth.Error) {
+// resourceSet names the protected resources tokens are issued for.
+type resourceSet struct {
+	// origin is the issuer's; list the resources, the first the default.
+	origin string
+	list   gate.Resources
+}
+
+func (s *resourceSet) resolve(values []string, fallback *gate.Resource) (*gate.Resource, *oauth.Error) {
 	if len(values) == 0 {
 		if fallback != nil {
 			return fallback, nil
 		}
-		return s.Resources[0], nil
+		return s.list[0], nil
 	}
 	var found *gate.Resource
 	for _, v := range values {
-		res := s.resourceNamed(v)
+		res := s.named(v)
 		if res == nil || (found != nil && res != found) {
 			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource is not served by this authorization server")
 		}
@@ -33,7 +40,7 @@ func (s *Site) resolveResource(values []string, fallback *gate.Resource) (*gate.
 	return found, nil
 }
 
-func (s *Site) resourceNamed(indicator string) *gate.Resource {
+func (s *resourceSet) named(indicator string) *gate.Resource {
 	if len(indicator) > 2048 {
 		return nil
 	}
@@ -47,7 +54,7 @@ func (s *Site) resourceNamed(indicator string) *gate.Resource {
 	}
 	p := path.Clean("/" + u.Path)
 	var best *gate.Resource
-	for _, r := range s.Resources {
+	for _, r := range s.list {
 		if r.Covers(p) && (best == nil || len(r.Path) > len(best.Path)) {
 			best = r
 		}
@@ -56,8 +63,8 @@ func (s *Site) resourceNamed(indicator string) *gate.Resource {
 }
 
 // resourceByURL returns the resource with the canonical URL u.
-func (s *Site) resourceByURL(u string) *gate.Resource {
-	for _, r := range s.Resources {
+func (s *resourceSet) byURL(u string) *gate.Resource {
+	for _, r := range s.list {
 		if r.URL == u {
 			return r
 		}

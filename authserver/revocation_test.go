@@ -9,16 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
 
 // hookedStore runs beforePut once, just before the first Put of a key
@@ -38,56 +32,40 @@ func (h *hookedStore) Put(ctx context.Context, key string, value []byte, ttl tim
 	return h.Store.Put(ctx, key, value, ttl)
 }
 
-// codeSite is a site whose authorization server issues refresh tokens to
-// alice, with store as its store.
-func codeSite(t *testing.T, store storage.Store) *Site {
+// codeServer is an authorization server that issues refresh tokens to
+// alice, with store as its store, and its stores.
+func codeServer(t *testing.T, store storage.Store) (*Server, *state.Stores) {
 	t.Helper()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	users, err := upstream.NewUsers(map[string]string{"alice": string(hash)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := tokens.NewKeyRing(context.Background(), store, tokens.KeyRingConfig{RotationPeriod: 24 * time.Hour, RetainPeriod: 24 * time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSite(SiteConfig{Issuer: "https://h.example", Ring: ring, Resources: []gate.ResourceConfig{{Path: "/mcp"}}, AS: &AuthServer{
-		State: openState(t, store), Passwords: users, Allow: AllowList{Everyone: true},
-		AccessTokenLifetime: time.Hour, RefreshTokenLifetime: 24 * time.Hour, RefreshTokenIdle: 24 * time.Hour,
-		Logger: zap.NewNop(),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	cfg := testConfig(t, store)
+	return newServer(t, cfg), cfg.State
 }
 
 // issueCode stores an authorization code for alice, as a login does, and
 // returns a function that redeems it.
-func issueCode(t *testing.T, s *Site) func() (*tokenResponse, *oauth.Error) {
+func issueCode(t *testing.T, s *Server, stores *state.Stores) func() (*tokenResponse, *oauth.Error) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := randomToken()
 	code := state.Code{
 		Request:  state.Request{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
-		User:     state.User{Subject: "users:alice", Username: "alice"},
+		User:     state.User{Subject: "users:alice", Username: "alice", Upstream: "users"},
 		IssuedAt: time.Now().UnixNano(),
 	}
 	raw := randomToken()
-	if err := s.AS.State.Codes.Issue(ctx, raw, &code); err != nil {
+	if err := stores.Codes.Issue(ctx, raw, &code); err != nil {
 		t.Fatal(err)
 	}
 	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
 		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
 	return func() (*tokenResponse, *oauth.Error) {
-		return s.exchangeCode(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
+		return codeGrant(s).grant(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
 	}
 }
 
 // redeemCode issues an authorization code for alice and redeems it.
-func redeemCode(t *testing.T, s *Site) (*tokenResponse, *oauth.Error) {
+func redeemCode(t *testing.T, s *Server, stores *state.Stores) (*tokenResponse, *oauth.Error) {
 	t.Helper()
-	return issueCode(t, s)()
+	return issueCode(t, s, stores)()
 }
 
 // revokeAlice revokes alice, or deletes her client.
@@ -109,16 +87,16 @@ func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 	for _, by := range []string{"user", "client"} {
 		t.Run(by, func(t *testing.T) {
 			db := openBadger(t)
-			s := codeSite(t, db)
-			redeem := issueCode(t, s)
-			revokeAlice(t, &Admin{Issuer: s.Issuer, State: s.AS.State}, by)
+			s, stores := codeServer(t, db)
+			redeem := issueCode(t, s, stores)
+			revokeAlice(t, &Admin{Issuer: testIssuer, State: stores}, by)
 			if resp, oerr := redeem(); oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
 			if n := countKeys(t, db, string(state.KindGrant)); n != 0 {
 				t.Errorf("%d grants outlive the revocation", n)
 			}
-			if resp, oerr := redeemCode(t, s); oerr != nil || resp.RefreshToken == "" {
+			if resp, oerr := redeemCode(t, s, stores); oerr != nil || resp.RefreshToken == "" {
 				t.Fatalf("code from after the revocation: %+v %v", resp, oerr)
 			}
 		})
@@ -149,10 +127,10 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 		t.Run(by, func(t *testing.T) {
 			db := openBadger(t)
 			hooked := &hookedStore{Store: db, prefix: string(state.KindGrant)}
-			s := codeSite(t, hooked)
-			admin := &Admin{Issuer: s.Issuer, State: openState(t, db)}
+			s, stores := codeServer(t, hooked)
+			admin := &Admin{Issuer: testIssuer, State: openState(t, db)}
 			hooked.beforePut = func() { revokeAlice(t, admin, by) }
-			resp, oerr := redeemCode(t, s)
+			resp, oerr := redeemCode(t, s, stores)
 			if oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("redemption during the revocation: %+v %v, want invalid_grant", resp, oerr)
 			}
@@ -165,7 +143,7 @@ func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 
 			// Later redemptions are new authorizations and work.
 			hooked.beforePut = nil
-			if resp, oerr := redeemCode(t, s); oerr != nil || resp.RefreshToken == "" {
+			if resp, oerr := redeemCode(t, s, stores); oerr != nil || resp.RefreshToken == "" {
 				t.Fatalf("redemption after the revocation: %+v %v", resp, oerr)
 			}
 		})

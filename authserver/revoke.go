@@ -8,40 +8,51 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
-// readTokenForm reads the form of the revocation and introspection
-// endpoints and authenticates the client; it answers errors itself.
-func (s *Site) readTokenForm(w http.ResponseWriter, r *http.Request) (*authenticatedClient, map[string]string, bool) {
+// revocationEndpoint ends grants and access tokens at their client's
+// request.
+type revocationEndpoint struct {
+	issuer      string
+	auth        *clientAuthenticator
+	lookup      *tokenLookup
+	grants      *state.Grants
+	revocations *state.Revocations
+	log         *events
+}
+
+// readTokenForm reads the form of the revocation endpoint and authenticates the client; it answers errors itself.
+func (e *revocationEndpoint) readTokenForm(w http.ResponseWriter, r *http.Request) (*authenticatedClient, map[string]string, bool) {
 	params, _, ok := readForm(w, r)
 	if !ok {
 		return nil, nil, false
 	}
-	client, oerr := s.authenticateClient(r, params)
+	client, oerr := e.auth.authenticate(r, params, e.issuer+pathRevoke)
 	if oerr != nil {
-		oauth.WriteError(w, s.AS.Logger, s.clientError(r, oerr))
+		oauth.WriteError(w, e.log.logger, e.auth.challenge(r, oerr))
 		return nil, nil, false
 	}
 	if params["token"] == "" {
-		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "token is required"))
+		oauth.WriteError(w, e.log.logger, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "token is required"))
 		return nil, nil, false
 	}
 	return client, params, true
 }
 
-// serveRevoke handles POST /revoke (RFC 7009). Revoking a refresh token
+// ServeHTTP handles POST /revoke (RFC 7009). Revoking a refresh token
 // ends its grant and the access tokens issued from it; revoking an access
 // token puts it on the deny list the gate checks. Tokens that are unknown,
 // already dead or another client's are answered 200 all the same, so the
 // endpoint reveals nothing (section 2.2).
-func (s *Site) serveRevoke(w http.ResponseWriter, r *http.Request) {
-	client, params, ok := s.readTokenForm(w, r)
+func (e *revocationEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	client, params, ok := e.readTokenForm(w, r)
 	if !ok {
 		return
 	}
 	token := params["token"]
 	// token_type_hint only orders the lookups (section 2.1).
-	lookups := []func(context.Context, *authenticatedClient, string) bool{s.revokeRefreshToken, s.revokeAccessToken}
+	lookups := []func(context.Context, *authenticatedClient, string) bool{e.revokeRefreshToken, e.revokeAccessToken}
 	if params["token_type_hint"] == "access_token" {
 		slices.Reverse(lookups)
 	}
@@ -58,28 +69,28 @@ func (s *Site) serveRevoke(w http.ResponseWriter, r *http.Request) {
 // revoking its grant if so. Like a refresh, revoking needs the client
 // authentication the grant was made with: a stolen refresh token alone
 // cannot end the grant of a client that signs its requests.
-func (s *Site) revokeRefreshToken(ctx context.Context, client *authenticatedClient, token string) bool {
-	g, ok := s.AS.grantOf(ctx, token)
+func (e *revocationEndpoint) revokeRefreshToken(ctx context.Context, client *authenticatedClient, token string) bool {
+	g, ok := e.lookup.grant(ctx, token)
 	if !ok || g.ClientID != client.ClientID || authStrength(client.Method) < authStrength(g.ClientAuth) {
 		return false
 	}
-	if _, err := s.AS.State.Grants.Revoke(ctx, g.ID); err != nil {
-		s.AS.Logger.Error("revoking a grant", zap.Error(err))
+	if _, err := e.grants.Revoke(ctx, g.ID); err != nil {
+		e.log.logger.Error("revoking a grant", zap.Error(err))
 	}
-	s.audit(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+	e.log.record(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
 	return true
 }
 
 // revokeAccessToken reports whether token is an access token issued to
 // client by this server, denying it if so.
-func (s *Site) revokeAccessToken(ctx context.Context, client *authenticatedClient, token string) bool {
-	claims, ok := s.accessTokenClaims(ctx, token)
+func (e *revocationEndpoint) revokeAccessToken(ctx context.Context, client *authenticatedClient, token string) bool {
+	claims, ok := e.lookup.accessToken(ctx, token)
 	if !ok || claims.ClientID != client.ClientID {
 		return false
 	}
-	if err := s.AS.State.Revocations.DenyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
-		s.AS.Logger.Error("denying access token", zap.Error(err))
+	if err := e.revocations.DenyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
+		e.log.logger.Error("denying access token", zap.Error(err))
 	}
-	s.audit(ctx, "access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
+	e.log.record(ctx, "access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
 	return true
 }

@@ -1,9 +1,12 @@
 package authserver
 
 import (
+	"context"
 	"net/http"
+	"path"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -21,65 +24,106 @@ const (
 	pathUserinfo   = "/userinfo"
 )
 
-// Route returns the handler of a discovery or authorization-server endpoint
-// at path, with the endpoint's name, or a nil handler if the path belongs
-// to the protected backend. The name comes from a fixed set (metadata,
-// resource_metadata, jwks, register, authorize, consent, login, callback,
-// token, revoke, introspect, userinfo, not_found) and never from the
-// path, so that metrics labelled with it stay bounded whatever clients
-// request.
-func (s *Site) Route(path string) (name string, serve http.HandlerFunc) {
-	if s.AS != nil && (path == "/.well-known/oauth-authorization-server"+s.issuerPath ||
-		path == "/.well-known/openid-configuration"+s.issuerPath ||
-		(s.issuerPath != "" && path == s.issuerPath+"/.well-known/openid-configuration")) {
-		return "metadata", s.serveMetadata
-	}
-	for _, res := range s.Resources {
-		if path == res.MetadataPath {
-			return "resource_metadata", func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, res) }
-		}
-	}
-	// The root document describes the default resource when no resource
-	// is the origin itself (RFC 9728 section 3.1 clients fall back to it).
-	if path == "/.well-known/oauth-protected-resource" {
-		return "resource_metadata", func(w http.ResponseWriter, r *http.Request) { s.serveResourceMetadata(w, r, s.Resources[0]) }
-	}
-	// Other discovery documents under these names do not exist here: a
-	// clear 404 lets a client move on to the next location it tries.
-	for _, prefix := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/.well-known/oauth-protected-resource"} {
-		if strings.HasPrefix(path, prefix) {
-			return "not_found", serveNotFound
-		}
-	}
-	rest, ok := strings.CutPrefix(path, s.issuerPath)
-	if !ok || s.AS == nil {
-		return "", nil
-	}
-	switch rest {
-	case pathJWKS:
-		return "jwks", s.serveJWKS
-	case pathRegister:
-		return "register", s.serveRegister
-	case pathAuthorize:
-		return "authorize", s.serveAuthorize
-	case pathConsent:
-		return "consent", s.serveConsent
-	case pathCallback:
-		return "callback", s.serveCallback
-	case pathLogin:
-		return "login", s.serveLogin
-	case pathToken:
-		return "token", s.serveToken
-	case pathRevoke:
-		return "revoke", s.serveRevoke
-	case pathIntrospect:
-		return "introspect", s.serveIntrospect
-	case pathUserinfo:
-		return "userinfo", s.serveUserinfo
-	}
-	return "", nil
+// route is one endpoint: its path on the site, the name it is counted
+// under and its handler.
+type route struct {
+	path string
+	// name comes from a fixed set and never from the request, so that
+	// metrics labelled with it stay bounded whatever clients request.
+	name    string
+	handler http.Handler
 }
 
-func serveNotFound(w http.ResponseWriter, _ *http.Request) {
-	oauth.WriteError(w, nil, oauth.NewError(http.StatusNotFound, oauth.NotFound, "no such discovery document"))
+// newRoutes builds every endpoint of the server from cfg, each with the
+// dependencies it uses, and lists it with its path.
+func newRoutes(cfg *Config, issuerPath string) []route {
+	log := &events{logger: cfg.Logger, audit: cfg.Audit, observer: cfg.Observer}
+	stores := cfg.State
+	resources := &resourceSet{origin: originOf(cfg.Issuer), list: cfg.Resources}
+	src := sources{clientIP: cfg.ClientIP, ipv4Prefix: cfg.SourceIPv4Prefix}
+	browser := browserCookie{name: cookieName(cfg.Issuer), secure: strings.HasPrefix(cfg.Issuer, "https://")}
+	directory := &clientDirectory{clients: stores.Clients, metadata: cfg.Metadata}
+	rules := &policy{upstream: cfg.UpstreamIdentity, allow: cfg.Allow, grants: cfg.ScopeGrants}
+	auth := &clientAuthenticator{
+		issuer: cfg.Issuer, directory: directory, assertionOptional: cfg.AssertionOptional,
+		secretFailures: cfg.SecretFailureLimit, sources: src, metadata: cfg.Metadata, usedAssertions: stores.Clients, log: log,
+	}
+	mint := &minter{
+		issuer: cfg.Issuer, ring: cfg.Ring, revocations: stores.Revocations, grants: stores.Grants,
+		accessLifetime: cfg.AccessTokenLifetime, refreshLifetime: cfg.RefreshTokenLifetime, refreshIdle: cfg.RefreshTokenIdle,
+	}
+	lookup := &tokenLookup{verifier: cfg.Verifier, resources: cfg.Resources, revocations: stores.Revocations, grants: stores.Grants}
+	consent := &consentMemory{logins: stores.Logins, lifetime: cfg.RememberConsent, logger: cfg.Logger}
+	signin := &signInFlow{
+		issuer: cfg.Issuer, upstream: cfg.Upstream, passwords: cfg.Passwords, policy: rules,
+		logins: stores.Logins, users: stores.Users, codes: stores.Codes, profileLifetime: cfg.RefreshTokenLifetime, log: log,
+	}
+	metadata := document(serverMetadata(cfg))
+
+	return []route{
+		{"/.well-known/oauth-authorization-server" + issuerPath, "metadata", metadata},
+		{"/.well-known/openid-configuration" + issuerPath, "metadata", metadata},
+		// OpenID Connect Discovery appends its name to the issuer's path.
+		{issuerPath + "/.well-known/openid-configuration", "metadata", metadata},
+		{issuerPath + pathJWKS, "jwks", &jwksEndpoint{ring: cfg.Ring}},
+		{issuerPath + pathRegister, "register", &registrationEndpoint{
+			issuer: cfg.Issuer, initialAccessToken: cfg.RegistrationToken, perSource: cfg.RegistrationLimit, perHour: cfg.RegistrationsPerHour,
+			sources: src, clients: stores.Clients, unusedLifetime: cfg.UnusedClientLifetime, log: log,
+		}},
+		{issuerPath + pathAuthorize, "authorize", &authorizeEndpoint{
+			issuer: cfg.Issuer, limit: cfg.AuthorizeLimit, sources: src, directory: directory, resources: resources,
+			logins: stores.Logins, browser: browser, consent: consent, signin: signin, log: log,
+		}},
+		{issuerPath + pathConsent, "consent", &consentEndpoint{
+			issuer: cfg.Issuer, logins: stores.Logins, browser: browser, consent: consent, signin: signin, log: log,
+		}},
+		{issuerPath + pathCallback, "callback", &callbackEndpoint{
+			issuer: cfg.Issuer, upstream: cfg.Upstream, logins: stores.Logins, browser: browser, signin: signin, log: log,
+		}},
+		{issuerPath + pathLogin, "login", &passwordLoginEndpoint{
+			issuer: cfg.Issuer, passwords: cfg.Passwords, logins: stores.Logins, browser: browser, sources: src, signin: signin, log: log,
+		}},
+		{issuerPath + pathToken, "token", &tokenEndpoint{
+			issuer: cfg.Issuer, auth: auth, clients: stores.Clients, log: log,
+			grants: map[string]grantHandler{
+				clients.GrantAuthorizationCode: &authorizationCodeGrant{
+					codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+				},
+				clients.GrantRefreshToken: &refreshTokenGrant{
+					grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+				},
+			},
+		}},
+		{issuerPath + pathRevoke, "revoke", &revocationEndpoint{
+			issuer: cfg.Issuer, auth: auth, lookup: lookup, grants: stores.Grants, revocations: stores.Revocations, log: log,
+		}},
+		{issuerPath + pathIntrospect, "introspect", &introspectionEndpoint{
+			issuer: cfg.Issuer, auth: auth, resourceServers: cfg.IntrospectionCredentials, lookup: lookup, log: log,
+		}},
+		{issuerPath + pathUserinfo, "userinfo", &userinfoEndpoint{realm: cfg.Realm, lookup: lookup, users: stores.Users, log: log}},
+	}
+}
+
+// Route returns the endpoint at path, a cleaned request path, with its
+// metric name (metadata, jwks, register, authorize, consent, login,
+// callback, token, revoke, introspect, userinfo), or a nil handler if no
+// endpoint of the server is there.
+func (s *Server) Route(path string) (name string, serve http.Handler) {
+	rt, ok := s.routes[path]
+	if !ok {
+		return "", nil
+	}
+	return rt.name, rt.handler
+}
+
+// IsPage reports whether p is the authorization endpoint or one of the
+// pages below it (consent, login, callback): browsers navigate to them.
+func (s *Server) IsPage(p string) bool {
+	rest, ok := strings.CutPrefix(path.Clean("/"+p), s.issuerPath)
+	return ok && (rest == pathAuthorize || strings.HasPrefix(rest, pathAuthorize+"/"))
+}
+
+// grantHandler redeems one grant type at the token endpoint.
+type grantHandler interface {
+	grant(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error)
 }

@@ -12,33 +12,52 @@ import (
 	"go.uber.org/zap"
 )
 
-// startLogin sends the browser to the upstream login with a fresh state,
+// signInFlow logs the user in after consent, at the upstream provider or
+// on the built-in login page, and ends the authorization request with a
+// code for the client.
+type signInFlow struct {
+	issuer string
+	// upstream logs users in by redirection; passwords by the login
+	// page. Exactly one is set.
+	upstream  upstream.Redirector
+	passwords upstream.PasswordChecker
+	policy    *policy
+	logins    *state.Logins
+	users     *state.Users
+	codes     *state.Codes
+	// profileLifetime is how long a user's profile is kept: as long as
+	// the grants that may need it.
+	profileLifetime time.Duration
+	log             *events
+}
+
+// start sends the browser to the upstream login with a fresh state,
 // PKCE verifier and nonce, stored only now, after consent.
-func (s *Site) startLogin(w http.ResponseWriter, r *http.Request, req state.Request) {
-	if p, ok := s.AS.Upstream.(interface{ Prepare(context.Context) error }); ok {
+func (f *signInFlow) start(w http.ResponseWriter, r *http.Request, req state.Request) {
+	if p, ok := f.upstream.(interface{ Prepare(context.Context) error }); ok {
 		if err := p.Prepare(r.Context()); err != nil {
-			s.AS.Logger.Error("identity provider unavailable", zap.String("upstream", s.AS.Upstream.Name()), zap.Error(err))
-			s.errorPage(w, http.StatusBadGateway, "The identity provider cannot be reached. Try again in a minute.")
+			f.log.logger.Error("identity provider unavailable", zap.String("upstream", f.upstream.Name()), zap.Error(err))
+			errorPage(w, http.StatusBadGateway, "The identity provider cannot be reached. Try again in a minute.")
 			return
 		}
 	}
 	loginState := randomToken()
 	login := state.UpstreamLogin{Request: req, Verifier: randomToken(), Nonce: randomToken()}
-	if err := s.AS.State.Logins.StartLogin(r.Context(), loginState, &login); err != nil {
-		s.serverError(w, r, "saving login state", err)
+	if err := f.logins.StartLogin(r.Context(), loginState, &login); err != nil {
+		serverError(w, f.log.logger, "saving login state", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if s.AS.Passwords != nil {
-		http.Redirect(w, r, s.Issuer+pathLogin+"?state="+url.QueryEscape(loginState), http.StatusSeeOther)
+	if f.passwords != nil {
+		http.Redirect(w, r, f.issuer+pathLogin+"?state="+url.QueryEscape(loginState), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, s.AS.Upstream.AuthCodeURL(loginState, login.Verifier, login.Nonce, s.Issuer+pathCallback), http.StatusSeeOther)
+	http.Redirect(w, r, f.upstream.AuthCodeURL(loginState, login.Verifier, login.Nonce, f.issuer+pathCallback), http.StatusSeeOther)
 }
 
-// finishLogin applies the allow and grant_scope rules and sends the client
+// finish applies the allow and grant_scope rules and sends the client
 // its code.
-func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req state.Request, provider string, id *upstream.Identity) {
+func (f *signInFlow) finish(w http.ResponseWriter, r *http.Request, req state.Request, provider string, id *upstream.Identity) {
 	user := state.User{
 		Subject:      provider + ":" + id.Subject,
 		Username:     id.Username,
@@ -48,42 +67,42 @@ func (s *Site) finishLogin(w http.ResponseWriter, r *http.Request, req state.Req
 		AuthTime:     time.Now().Unix(),
 		HostedDomain: id.HostedDomain,
 		Orgs:         id.Orgs,
-		Upstream:     s.AS.UpstreamIdentity,
+		Upstream:     f.policy.upstream,
 	}
-	if provider == "github" && s.AS.namesLogin(id.Username) {
-		pinned, err := s.AS.State.Users.PinLogin(r.Context(), id.Username, user.Subject)
+	if provider == "github" && f.policy.namesLogin(id.Username) {
+		pinned, err := f.users.PinLogin(r.Context(), id.Username, user.Subject)
 		if err != nil {
-			s.serverError(w, r, "checking the GitHub login pin", err)
+			serverError(w, f.log.logger, "checking the GitHub login pin", err)
 			return
 		}
 		if user.LoginPinned = pinned; !pinned {
-			s.audit(r.Context(), "GitHub login belongs to another account; rules naming it do not apply",
+			f.log.record(r.Context(), "GitHub login belongs to another account; rules naming it do not apply",
 				zap.String("login", safeName(id.Username)), zap.String("sub", user.Subject))
 		}
 	}
-	scopes, allowed := s.AS.admit(&user, req.Scopes)
+	scopes, allowed := f.policy.admit(&user, req.Scopes)
 	if !allowed {
-		s.observeLogin(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
+		f.log.login(r.Context(), provider, "denied", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
 		// Back to the client like every other error: a link on a page of
 		// ours could not carry a private-use scheme (cursor://…), which
 		// html/template rightly refuses, and the app would be left waiting.
-		s.redirectError(w, r, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "this account is not allowed to use this server"))
+		redirectError(w, r, f.issuer, req.RedirectURI, req.State, oauth.NewError(http.StatusForbidden, oauth.AccessDenied, "this account is not allowed to use this server"))
 		return
 	}
-	if err := s.AS.State.Users.SaveProfile(r.Context(), &user, s.AS.RefreshTokenLifetime); err != nil {
-		s.serverError(w, r, "saving user profile", err)
+	if err := f.users.SaveProfile(r.Context(), &user, f.profileLifetime); err != nil {
+		serverError(w, f.log.logger, "saving user profile", err)
 		return
 	}
 	req.Scopes = scopes
 	code := randomToken()
-	if err := s.AS.State.Codes.Issue(r.Context(), code, &state.Code{Request: req, User: user, IssuedAt: time.Now().UnixNano()}); err != nil {
-		s.serverError(w, r, "saving authorization code", err)
+	if err := f.codes.Issue(r.Context(), code, &state.Code{Request: req, User: user, IssuedAt: time.Now().UnixNano()}); err != nil {
+		serverError(w, f.log.logger, "saving authorization code", err)
 		return
 	}
-	s.observeLogin(r.Context(), provider, "success", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
+	f.log.login(r.Context(), provider, "success", zap.String("client_id", req.ClientID), zap.String("sub", user.Subject))
 	params := url.Values{"code": {code}}
 	if req.State != "" {
 		params.Set("state", req.State)
 	}
-	s.redirectWithParams(w, r, req.RedirectURI, params)
+	redirectWithParams(w, r, f.issuer, req.RedirectURI, params)
 }

@@ -34,16 +34,24 @@ func SourceBucket(ip string, ipv4Prefix int) string {
 	return prefix.Masked().Addr().String() + "/" + strconv.Itoa(bits)
 }
 
-// source is the per-source limit key of a request: its client address,
+// sources names the source of a request for per-source limits.
+type sources struct {
+	// clientIP returns a request's client address; nil uses the
+	// connection's remote address.
+	clientIP   func(*http.Request) string
+	ipv4Prefix int
+}
+
+// of is the per-source limit key of a request: its client address,
 // bucketed by SourceBucket.
-func (s *Site) source(r *http.Request) string {
-	return SourceBucket(s.clientIP(r), s.AS.SourceIPv4Prefix)
+func (s sources) of(r *http.Request) string {
+	return SourceBucket(s.address(r), s.ipv4Prefix)
 }
 
 // clientIP is the address of the client that sent r.
-func (s *Site) clientIP(r *http.Request) string {
-	if s.AS.ClientIP != nil {
-		return s.AS.ClientIP(r)
+func (s sources) address(r *http.Request) string {
+	if s.clientIP != nil {
+		return s.clientIP(r)
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

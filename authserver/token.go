@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 )
 
 // tokenResponse is a successful token response (OAuth 2.1 section 3.2.3).
@@ -19,40 +20,49 @@ type tokenResponse struct {
 	IDToken      string `json:"id_token,omitempty"`
 }
 
-// serveToken handles POST /token.
-func (s *Site) serveToken(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP handles POST /token (OAuth 2.1 section 3.2).
+// tokenEndpoint authenticates the client and hands the request to the
+// handler of its grant type.
+type tokenEndpoint struct {
+	issuer  string
+	auth    *clientAuthenticator
+	grants  map[string]grantHandler
+	clients *state.Clients
+	log     *events
+}
+
+func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params, resources, ok := readForm(w, r)
 	if !ok {
 		return
 	}
-	client, oerr := s.authenticateClient(r, params)
+	client, oerr := e.auth.authenticate(r, params, e.issuer+pathToken)
 	if oerr != nil {
-		oauth.WriteError(w, s.AS.Logger, s.clientError(r, oerr))
+		oauth.WriteError(w, e.log.logger, e.auth.challenge(r, oerr))
 		return
 	}
-	if grantType := params["grant_type"]; grantType != "" && !slices.Contains(client.GrantTypes, grantType) &&
-		slices.Contains([]string{"authorization_code", "refresh_token"}, grantType) {
-		oauth.WriteError(w, s.AS.Logger, oauth.NewError(http.StatusBadRequest, oauth.UnauthorizedClient, "the client did not register this grant type"))
+	grantType := params["grant_type"]
+	handler, supported := e.grants[grantType]
+	if supported && !slices.Contains(client.GrantTypes, grantType) {
+		oauth.WriteError(w, e.log.logger, oauth.NewError(http.StatusBadRequest, oauth.UnauthorizedClient, "the client did not register this grant type"))
 		return
 	}
 	var resp *tokenResponse
-	switch params["grant_type"] {
-	case "authorization_code":
-		resp, oerr = s.exchangeCode(r.Context(), client, params, resources)
-	case "refresh_token":
-		resp, oerr = s.refresh(r.Context(), client, params, resources)
-	case "":
+	switch {
+	case supported:
+		resp, oerr = handler.grant(r.Context(), client, params, resources)
+	case grantType == "":
 		oerr = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "grant_type is required")
 	default:
 		oerr = oauth.NewError(http.StatusBadRequest, oauth.UnsupportedGrantType, "supported grant types are authorization_code and refresh_token")
 	}
 	if oerr != nil {
-		s.logDebug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", string(oerr.Code)), zap.String("reason", oerr.Description))
-		oauth.WriteError(w, s.AS.Logger, oerr)
+		e.log.debug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", string(oerr.Code)), zap.String("reason", oerr.Description))
+		oauth.WriteError(w, e.log.logger, oerr)
 		return
 	}
-	if err := s.AS.State.Clients.MarkUsed(r.Context(), client.Client); err != nil {
-		s.AS.Logger.Warn("marking client used failed", zap.Error(err))
+	if err := e.clients.MarkUsed(r.Context(), client.Client); err != nil {
+		e.log.logger.Warn("marking client used failed", zap.Error(err))
 	}
 	oauth.WriteJSON(w, http.StatusOK, resp)
 }

@@ -40,6 +40,10 @@ type Config struct {
 	Realm string
 	// Resources are the protected resources (see NewResources).
 	Resources Resources
+	// AuthorizationServer is the issuer of the tokens the resources
+	// accept, named in their metadata: this site's own authorization
+	// server, or the external one.
+	AuthorizationServer string
 	// ScopeRules require scopes for request paths; every matching
 	// rule's scopes are needed.
 	ScopeRules []ScopeRule

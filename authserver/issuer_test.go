@@ -2,8 +2,6 @@ package authserver
 
 import (
 	"testing"
-
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 )
 
 func TestCanonicalIssuer(t *testing.T) {
@@ -34,13 +32,9 @@ func TestCanonicalIssuer(t *testing.T) {
 	}
 }
 
-func TestNewSiteRejects(t *testing.T) {
-	for name, cfg := range map[string]SiteConfig{
-		"bad issuer":       {Issuer: "http://h.example"},
-		"resource by case": {Issuer: "https://h.example", Resources: []gate.ResourceConfig{{Path: "/mcp"}, {Path: "/MCP"}}},
-	} {
-		if _, err := NewSite(cfg); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
+// New refuses an issuer that CanonicalIssuer refuses.
+func TestNewRefusesABadIssuer(t *testing.T) {
+	if _, err := New(Config{Issuer: "http://h.example"}); err == nil {
+		t.Error("accepted")
 	}
 }
