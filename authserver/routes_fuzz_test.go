@@ -3,6 +3,8 @@ package authserver
 import (
 	"strings"
 	"testing"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 )
 
 // FuzzRoute checks the endpoint names Route gives request paths, which
@@ -12,7 +14,7 @@ import (
 // next; see gate's FuzzDiscovery). So no request path, however spelled,
 // makes a name of its own.
 func FuzzRoute(f *testing.F) {
-	cfg := testConfig(f, openBadger(f))
+	cfg := testConfig(f, storetest.Badger(f))
 	cfg.Issuer = "https://auth.example.com/tenant"
 	server := newServer(f, cfg)
 	reference := map[string]string{

@@ -2,6 +2,10 @@ package authserver
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path"
 	"testing"
 	"time"
 
@@ -10,21 +14,13 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
-
-func openBadger(t testing.TB) *storage.Badger {
-	t.Helper()
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
 
 // openState opens the stores of an authorization server over store, for
 // the test's duration.
@@ -84,7 +80,73 @@ func newServer(t testing.TB, cfg Config) *Server {
 	return s
 }
 
+// serve runs s on an httptest server, answering 404 where it has no
+// endpoint, and returns it as an MCP client reaches it.
+func serve(t testing.TB, s *Server) *oauthtest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, h := s.Route(path.Clean("/" + r.URL.Path)); h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	noRedirects := *srv.Client()
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &oauthtest.Server{URL: srv.URL, HTTP: &noRedirects}
+}
+
 // codeGrant is the authorization-code grant of s.
 func codeGrant(s *Server) *authorizationCodeGrant {
 	return s.routes[pathToken].handler.(*tokenEndpoint).grants[clients.GrantAuthorizationCode].(*authorizationCodeGrant)
+}
+
+// errorCode is the error of a JSON OAuth error body, failing the test if
+// the body is none.
+func errorCode(t testing.TB, body []byte) oauth.ErrorCode {
+	t.Helper()
+	var e struct {
+		Error oauth.ErrorCode `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		t.Fatalf("not an OAuth error: %q", body)
+	}
+	return e.Error
+}
+
+// publicClient registers a public client of the code flow at as, with
+// refresh tokens.
+func publicClient(t testing.TB, as *oauthtest.Server) oauthtest.Client {
+	t.Helper()
+	return as.RegisterClient(t, map[string]any{"redirect_uris": []string{"https://c.example/cb"}, "token_endpoint_auth_method": "none",
+		"grant_types": []string{"authorization_code", "refresh_token"}})
+}
+
+// confidentialClient registers a client_secret_basic client at as.
+func confidentialClient(t testing.TB, as *oauthtest.Server) oauthtest.Client {
+	t.Helper()
+	return as.RegisterClient(t, map[string]any{"redirect_uris": []string{"https://c.example/cb"}, "token_endpoint_auth_method": "client_secret_basic"})
+}
+
+// basic is the Authorization header of c's HTTP Basic credentials.
+func basic(c oauthtest.Client) http.Header {
+	return http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(c.ID, c.Secret)}}
+}
+
+// accessToken issues an access token for alice to clientID with scopes,
+// as a redemption at s does.
+func accessToken(t testing.TB, s *Server, cfg Config, clientID string, scopes ...string) string {
+	t.Helper()
+	alice := state.User{Subject: "users:alice", Username: "alice", Email: "alice@example.com"}
+	resp, _, err := codeGrant(s).mint.accessToken(context.Background(), &clients.Client{ClientID: clientID}, alice, cfg.Resources[0], scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.AccessToken
+}
+
+// tokensOf is how s looks up the tokens presented to it.
+func tokensOf(s *Server) *tokenLookup {
+	return s.routes[pathRevoke].handler.(*revocationEndpoint).lookup
 }
