@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -15,7 +16,7 @@ import (
 // as redeemed with what its redemption issued, so that a replay can be
 // punished; a code never issued is just unknown.
 func TestCodeFoundRedeemedOnceThenKnownAsRedeemed(t *testing.T) {
-	stores := openStores(t, openBadger(t))
+	stores := openStores(t, storetest.Badger(t))
 	ctx := context.Background()
 	codes := stores.Codes
 	if err := codes.Issue(ctx, "the-code", &Code{Request: Request{ClientID: "c1"}, User: User{Subject: "users:alice"}, IssuedAt: 1}); err != nil {
@@ -48,7 +49,7 @@ func TestCodeFoundRedeemedOnceThenKnownAsRedeemed(t *testing.T) {
 // Records are stored where their Kind says, and never under a secret in
 // clear.
 func TestKindKeyNamesWhereRecordsAreStored(t *testing.T) {
-	db := openBadger(t)
+	db := storetest.Badger(t)
 	stores := openStores(t, db)
 	ctx := context.Background()
 	if err := stores.Codes.Issue(ctx, "the-code", &Code{}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -13,7 +14,7 @@ import (
 // binding's lifetime remains, the use extends it; others never do, and an
 // unknown id is not written until the backend accepts it.
 func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
-	db := openBadger(t)
+	db := storetest.Badger(t)
 	ctx := context.Background()
 	s := NewSessions(db, "https://as.example")
 	owner := s.owner("alice")
@@ -75,7 +76,7 @@ func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
 // store every time, and a binding close to expiring goes back to the
 // store so that it is extended.
 func TestSessionOwnersCached(t *testing.T) {
-	db := openBadger(t)
+	db := storetest.Badger(t)
 	ctx := context.Background()
 	store := &countingStore{Store: storage.Prefixed(db, keySession)}
 	s := &Sessions{store: store, issuer: "https://as.example"}

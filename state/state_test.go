@@ -10,16 +10,6 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-func openBadger(t testing.TB) *storage.Badger {
-	t.Helper()
-	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // openStores opens the stores of an authorization server over store, for
 // the test's duration.
 func openStores(t testing.TB, store storage.Store) *Stores {
