@@ -21,6 +21,9 @@ import (
 
 const benchSession = "4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b"
 
+// benchBody is a tools/call as an MCP client sends it.
+const benchBody = `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"caddy mcp auth","limit":10}}}`
+
 // benchGate returns a gate whose /mcp needs mcp:tools and whose "search"
 // tool needs mcp:search, with some revocations and alice's session bound,
 // its stores, a request to it as a client in alice's session sends it
@@ -62,7 +65,7 @@ func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Reque
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := []byte(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search","arguments":{"query":"caddy mcp auth","limit":10}}}`)
+	body := []byte(benchBody)
 	req, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -110,6 +113,19 @@ func BenchmarkGateDecision(b *testing.B) {
 		}
 		if _, err := g.Apply(w, req, d); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkInspectJSONRPC is the gate's reading of a tools/call body.
+func BenchmarkInspectJSONRPC(b *testing.B) {
+	body := []byte(benchBody)
+	var s rpcScanner
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if msgs, err := s.inspectJSONRPC(body); err != nil || string(msgs[0].Name) != "search" {
+			b.Fatal(msgs, err)
 		}
 	}
 }

@@ -1,15 +1,11 @@
 package gate
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strings"
-	"unicode/utf8"
+	"sync"
 )
 
 // maxInspectedBody bounds the JSON-RPC body the gate reads to find tool
@@ -28,38 +24,16 @@ var (
 )
 
 // maxJSONNesting bounds how deep the gate follows nested arrays and
-// objects while skipping values it does not judge: the decoder keeps a
-// frame per level, so an unbounded "[[[[..." body costs memory in
-// proportion to its size. JSON-RPC messages nest a few levels.
+// objects while skipping values it does not judge: rpcScanner keeps a bit
+// per level, in a uint64. JSON-RPC messages nest a few levels.
 const maxJSONNesting = 64
 
-// rpcRequest is what the gate judges a JSON-RPC message by.
-type rpcRequest struct {
-	Method string // "method"
-	Name   string // "params"."name": the tool of a tools/call
-	URI    string // "params"."uri"
-	TaskID string // "params"."taskId"
-}
-
-// mcpName is the field of m that a 2026-07-28 client mirrors in the
-// Mcp-Name header (SEP-2243), "" for methods without one.
-func (m rpcRequest) mcpName() string {
-	switch m.Method {
-	case "tools/call", "prompts/get":
-		return m.Name
-	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		return m.URI
-	case "tasks/get", "tasks/update", "tasks/cancel":
-		return m.TaskID
-	}
-	return ""
-}
-
 // toolScopesNeeded reads a POST body (restoring it for the backend) and
-// returns the scopes its tools/call requests need. Batches are read as a
-// whole: every call in them counts. The 2026-07-28 Mcp-Method and Mcp-Name
-// headers, when present, must agree with the body; they are never trusted
-// alone.
+// returns the scopes its tools/call requests need; the slice is the
+// configuration's own when one call needs them, not to be modified.
+// Batches are read as a whole: every call in them counts. The 2026-07-28
+// Mcp-Method and Mcp-Name headers, when present, must agree with the body;
+// they are never trusted alone.
 func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 	// Methods are case-sensitive, but a backend that is not may take "post"
 	// for POST.
@@ -69,37 +43,54 @@ func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 	if !inspectableBody(r.Header) {
 		return nil, errUnsupportedBody
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxInspectedBody+1))
-	if err != nil {
-		return nil, errBadJSONRPC
-	}
-	// The original body stays open: the server drains or drops the rest.
-	if len(body) > maxInspectedBody {
-		return nil, errBodyTooLarge
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-
-	msgs, err := inspectJSONRPC(body)
+	body, err := readBody(r.Body)
 	if err != nil {
 		return nil, err
 	}
-	if !headerAgrees(r.Header.Values("Mcp-Method"), msgs, func(m rpcRequest) string { return m.Method }) ||
-		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, rpcRequest.mcpName) {
+	// The original body stays open: the server drains or drops the rest.
+	r.Body = body
+	r.ContentLength = int64(len(body.buf))
+
+	s := scanners.Get().(*rpcScanner)
+	defer s.release()
+	msgs, err := s.inspectJSONRPC(body.buf)
+	if err != nil {
+		return nil, err
+	}
+	if !headerAgrees(r.Header.Values("Mcp-Method"), msgs, func(m *rpcMessage) []byte { return m.Method }) ||
+		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, (*rpcMessage).mcpName) {
 		return nil, errHeaderBody
 	}
 	var need []string
-	for _, m := range msgs {
-		if m.Method != "tools/call" {
+	for i := range msgs {
+		if string(msgs[i].Method) != "tools/call" {
 			continue
 		}
-		for _, sc := range g.cfg.ToolScopes[m.Name] {
-			if !slices.Contains(need, sc) {
-				need = append(need, sc)
-			}
+		scopes := g.cfg.ToolScopes[string(msgs[i].Name)]
+		if need == nil {
+			need = scopes
+			continue
 		}
+		need = union(need, scopes)
 	}
 	return need, nil
+}
+
+// scanners holds rpcScanners between requests.
+var scanners = sync.Pool{New: func() any { return new(rpcScanner) }}
+
+// release returns s to scanners, without its references to the body and
+// without buffers a large body grew.
+func (s *rpcScanner) release() {
+	clear(s.msgs)
+	s.body, s.msgs = nil, s.msgs[:0]
+	if cap(s.msgs) > 64 {
+		s.msgs = nil
+	}
+	if cap(s.key) > 1024 {
+		s.key = nil
+	}
+	scanners.Put(s)
 }
 
 // inspectableBody reports whether the body's headers tell every backend
@@ -136,166 +127,6 @@ func inspectableBody(h http.Header) bool {
 
 // headerAgrees reports whether an Mcp-Method or Mcp-Name header, if sent,
 // is sent once, with a single message, and names what the message does.
-func headerAgrees(values []string, msgs []rpcRequest, field func(rpcRequest) string) bool {
-	return len(values) == 0 || len(values) == 1 && len(msgs) == 1 && field(msgs[0]) == values[0]
-}
-
-// inspectJSONRPC reads a JSON-RPC message or batch in one pass and returns
-// what every reader of it agrees on. Backends read keys differently: the
-// JavaScript and Python SDKs by exact name with the last duplicate
-// winning, Go's encoding/json ignoring case (and folding ſ to s, K to k).
-// So a key that is "jsonrpc", "method", "params" or params' "name", "uri"
-// or "taskId" in any letter case must be spelt exactly and appear once; "\u" escapes count
-// as the characters they stand for, as they do for every reader. The body
-// must be valid UTF-8 and hold exactly one value (no trailing data, no
-// byte order mark), and method and name must be strings without lone
-// surrogates, which readers decode differently; so must uri and taskId.
-func inspectJSONRPC(body []byte) ([]rpcRequest, error) {
-	if !utf8.Valid(body) {
-		return nil, errBadJSONRPC
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, errBadJSONRPC
-	}
-	var msgs []rpcRequest
-	switch tok {
-	case json.Delim('{'):
-		m, err := readMessage(dec)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, m)
-	case json.Delim('['):
-		for dec.More() {
-			if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-				return nil, errBadJSONRPC
-			}
-			m, err := readMessage(dec)
-			if err != nil {
-				return nil, err
-			}
-			msgs = append(msgs, m)
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, errBadJSONRPC
-		}
-	default:
-		return nil, errBadJSONRPC
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errBadJSONRPC
-	}
-	return msgs, nil
-}
-
-// readMessage reads a message object after its "{".
-func readMessage(dec *json.Decoder) (rpcRequest, error) {
-	var m rpcRequest
-	err := readObject(dec, []string{"jsonrpc", "method", "params"}, func(key string) error {
-		switch key {
-		case "method":
-			return readString(dec, &m.Method)
-		case "params":
-			tok, err := dec.Token()
-			if err != nil {
-				return errBadJSONRPC
-			}
-			if tok != json.Delim('{') {
-				return skipFrom(dec, tok)
-			}
-			return readObject(dec, []string{"name", "uri", "taskId"}, func(key string) error {
-				switch key {
-				case "name":
-					return readString(dec, &m.Name)
-				case "uri":
-					return readString(dec, &m.URI)
-				}
-				return readString(dec, &m.TaskID)
-			})
-		}
-		return skipValue(dec)
-	})
-	return m, err
-}
-
-// readObject reads the members of an object after its "{" up to its "}".
-// It hands the value of each watched key to read and skips the others; a
-// watched key that repeats, or that another key matches ignoring case, is
-// refused.
-func readObject(dec *json.Decoder, watched []string, read func(key string) error) error {
-	var seen uint8 // bit i: watched[i] was read
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return errBadJSONRPC
-		}
-		key, _ := tok.(string)
-		i := slices.IndexFunc(watched, func(w string) bool { return strings.EqualFold(w, key) })
-		if i < 0 {
-			if err := skipValue(dec); err != nil {
-				return err
-			}
-			continue
-		}
-		if key != watched[i] || seen&(1<<i) != 0 {
-			return errAmbiguousJSONRPC
-		}
-		seen |= 1 << i
-		if err := read(key); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return errBadJSONRPC
-	}
-	return nil
-}
-
-// readString reads a value that must be a string as every reader sees it.
-func readString(dec *json.Decoder, into *string) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return errBadJSONRPC
-	}
-	s, ok := tok.(string)
-	// The body is valid UTF-8, so U+FFFD here is a lone surrogate escape
-	// (or the character itself, which no method or tool name holds).
-	if !ok || strings.ContainsRune(s, utf8.RuneError) {
-		return errBadJSONRPC
-	}
-	*into = s
-	return nil
-}
-
-// skipValue skips the next value.
-func skipValue(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return errBadJSONRPC
-	}
-	return skipFrom(dec, tok)
-}
-
-// skipFrom skips the rest of a value whose first token, tok, was read.
-func skipFrom(dec *json.Decoder, tok json.Token) error {
-	for depth := 0; ; {
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if depth++; depth > maxJSONNesting {
-				return errJSONTooDeep
-			}
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-		var err error
-		if tok, err = dec.Token(); err != nil {
-			return errBadJSONRPC
-		}
-	}
+func headerAgrees(values []string, msgs []rpcMessage, field func(*rpcMessage) []byte) bool {
+	return len(values) == 0 || len(values) == 1 && len(msgs) == 1 && string(field(&msgs[0])) == values[0]
 }

@@ -3,6 +3,7 @@ package gate
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,6 +25,9 @@ func TestInspectJSONRPC(t *testing.T) {
 	} {
 		got, err := inspectJSONRPC([]byte(body))
 		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: %v, %v; want %v", body, got, err, want)
+		}
+		if got, err := decodeJSONRPC([]byte(body)); err != nil || !slices.Equal(got, want) {
 			t.Errorf("%s: %v, %v; want %v", body, got, err, want)
 		}
 	}
@@ -55,14 +59,31 @@ func TestInspectJSONRPC(t *testing.T) {
 		if got, err := inspectJSONRPC([]byte(body)); err == nil {
 			t.Errorf("%s: accepted as %v", body, got)
 		}
+		if got, err := decodeJSONRPC([]byte(body)); err == nil {
+			t.Errorf("%s: reference accepted as %v", body, got)
+		}
 	}
 }
 
-// FuzzInspectJSONRPC checks that what the gate reads from a body is what
-// every backend reads: accepted bodies give the same methods and tool
-// names to an exact-key, last-duplicate-wins reading (JavaScript's
-// JSON.parse, Python's json.loads) and to Go's case-insensitive struct
-// decoding (Go SDK backends), whenever that one can decode the body.
+// inspectJSONRPC runs a fresh scanner on body and returns its messages as
+// strings.
+func inspectJSONRPC(body []byte) ([]rpcRequest, error) {
+	var s rpcScanner
+	msgs, err := s.inspectJSONRPC(body)
+	var out []rpcRequest
+	for _, m := range msgs {
+		out = append(out, rpcRequest{string(m.Method), string(m.Name), string(m.URI), string(m.TaskID)})
+	}
+	return out, err
+}
+
+// FuzzInspectJSONRPC checks that the scanner decides every body as the
+// reference decoder does, with the same error and the same reading, and
+// that what the gate reads from a body is what every backend reads:
+// accepted bodies give the same methods and tool names to an exact-key,
+// last-duplicate-wins reading (JavaScript's JSON.parse, Python's
+// json.loads) and to Go's case-insensitive struct decoding (Go SDK
+// backends), whenever that one can decode the body.
 func FuzzInspectJSONRPC(f *testing.F) {
 	for _, seed := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo"}}`,
@@ -77,6 +98,10 @@ func FuzzInspectJSONRPC(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := inspectJSONRPC(body)
+		want, wantErr := decodeJSONRPC(body)
+		if !errors.Is(err, wantErr) || !slices.Equal(got, want) {
+			t.Fatalf("%q: scanner read %v, %v; reference %v, %v", body, got, err, want, wantErr)
+		}
 		if err != nil {
 			return
 		}
@@ -234,4 +259,29 @@ func FuzzInspectableBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestInspectedBody(t *testing.T) {
+	const sent = `{"method":"tools/call","params":{"name":"a"}}`
+	body, err := readBody(strings.NewReader(sent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if _, err := got.ReadFrom(body); err != nil || got.String() != sent {
+		t.Fatalf("read %q, %v; want %q", got.String(), err, sent)
+	}
+	if err := body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The buffer may already hold another request's body.
+	if n, err := body.Read(make([]byte, 8)); n != 0 || err != http.ErrBodyReadAfterClose {
+		t.Fatalf("read after Close: %d, %v", n, err)
+	}
+	if err := body.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readBody(strings.NewReader(strings.Repeat(" ", maxInspectedBody+1))); err != errBodyTooLarge {
+		t.Fatalf("a body over the limit: %v", err)
+	}
 }
