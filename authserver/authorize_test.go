@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // Until the client and its redirect URI are trusted, the authorization
 // endpoint answers errors on a page of its own; after, it sends them to
 // the client's redirect URI with state and iss (OAuth 2.1 section 4.1.2.1).
 func TestAuthorizationRequest(t *testing.T) {
-	as := serve(t, newServer(t, testConfig(t, storetest.Badger(t))))
+	as := serve(t, newServer(t, testConfig(t, storagetest.Badger(t))))
 	client := publicClient(t, as)
 	pkce := oauthtest.NewPKCE()
 	request := func(change func(url.Values)) url.Values {
@@ -81,7 +81,7 @@ func TestAuthorizationRequest(t *testing.T) {
 // A source over its limit of authorization requests gets a page saying how
 // long to wait, before anything of the request is looked at.
 func TestAuthorizationRequestsAreLimitedPerSource(t *testing.T) {
-	cfg := testConfig(t, storetest.Badger(t))
+	cfg := testConfig(t, storagetest.Badger(t))
 	cfg.AuthorizeLimit = NewRateLimiter(1, time.Hour, 0)
 	as := serve(t, newServer(t, cfg))
 	status, h, _ := oauthtest.Do(t, as.HTTP, http.MethodGet, as.URL+"/authorize?client_id=nobody", nil, nil)

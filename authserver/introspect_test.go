@@ -7,15 +7,15 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // Introspection answers only a caller that proved a credential: a
 // configured resource server, about any token, or a confidential client,
 // about its own; every other token is {"active": false} (RFC 7662).
 func TestIntrospection(t *testing.T) {
-	cfg := testConfig(t, storetest.Badger(t))
+	cfg := testConfig(t, storagetest.Badger(t))
 	cfg.IntrospectionCredentials = map[string]string{"rs": clients.HashSecret("resource-server-secret")}
 	s := newServer(t, cfg)
 	as := serve(t, s)

@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // The discovery documents answer GET and HEAD with a public, cacheable
 // body, and other methods with 405 and the methods allowed.
 func TestDiscoveryDocuments(t *testing.T) {
-	as := serve(t, newServer(t, testConfig(t, storetest.Badger(t))))
+	as := serve(t, newServer(t, testConfig(t, storagetest.Badger(t))))
 	for _, tc := range []struct {
 		name, method, path string
 		status             int
@@ -44,7 +44,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 // The metadata names every endpoint under the issuer and only what the
 // server does.
 func TestMetadataNamesTheEndpoints(t *testing.T) {
-	as := serve(t, newServer(t, testConfig(t, storetest.Badger(t))))
+	as := serve(t, newServer(t, testConfig(t, storagetest.Badger(t))))
 	_, _, body := oauthtest.Get(t, as.HTTP, as.URL+"/.well-known/oauth-authorization-server", nil)
 	var m ServerMetadata
 	if err := json.Unmarshal(body, &m); err != nil {

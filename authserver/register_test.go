@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 const validRegistration = `{"redirect_uris":["https://c.example/cb"],"token_endpoint_auth_method":"none"}`
@@ -40,7 +40,7 @@ func TestRegistration(t *testing.T) {
 		{name: "well-formed", body: validRegistration, status: http.StatusCreated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t, storetest.Badger(t))
+			cfg := testConfig(t, storagetest.Badger(t))
 			if tc.configure != nil {
 				tc.configure(&cfg)
 			}

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // hookedStore runs beforePut once, just before the first Put of a key
@@ -87,7 +87,7 @@ func revokeAlice(t *testing.T, admin *Admin, by string) {
 func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 	for _, by := range []string{"user", "client"} {
 		t.Run(by, func(t *testing.T) {
-			db := storetest.Badger(t)
+			db := storagetest.Badger(t)
 			s, stores := codeServer(t, db)
 			redeem := issueCode(t, s, stores)
 			revokeAlice(t, &Admin{Issuer: testIssuer, State: stores}, by)
@@ -126,7 +126,7 @@ func countKeys(t *testing.T, st storage.Store, prefix string) int {
 func TestCodeRedeemedDuringUserRevocationIssuesNothing(t *testing.T) {
 	for _, by := range []string{"user", "client"} {
 		t.Run(by, func(t *testing.T) {
-			db := storetest.Badger(t)
+			db := storagetest.Badger(t)
 			hooked := &hookedStore{Store: db, prefix: string(state.KindGrant)}
 			s, stores := codeServer(t, hooked)
 			admin := &Admin{Issuer: testIssuer, State: openState(t, db)}

@@ -5,15 +5,15 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // Revocation needs an authenticated client and a token; a token that is
 // unknown or another client's is answered 200 like any other (RFC 7009
 // section 2.2), and stays valid.
 func TestRevocation(t *testing.T) {
-	cfg := testConfig(t, storetest.Badger(t))
+	cfg := testConfig(t, storagetest.Badger(t))
 	s := newServer(t, cfg)
 	as := serve(t, s)
 	owner, other := publicClient(t, as), publicClient(t, as)

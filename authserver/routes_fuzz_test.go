@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // FuzzRoute checks the endpoint names Route gives request paths, which
@@ -14,7 +14,7 @@ import (
 // next; see gate's FuzzDiscovery). So no request path, however spelled,
 // makes a name of its own.
 func FuzzRoute(f *testing.F) {
-	cfg := testConfig(f, storetest.Badger(f))
+	cfg := testConfig(f, storagetest.Badger(f))
 	cfg.Issuer = "https://auth.example.com/tenant"
 	server := newServer(f, cfg)
 	reference := map[string]string{

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
 
@@ -28,8 +28,8 @@ func (fakeUpstream) Exchange(context.Context, string, string, string, string) (*
 // their own, never at the client: without a valid request or login state
 // there is no client to send an error to.
 func TestSignInPagesRefuse(t *testing.T) {
-	withPasswords := testConfig(t, storetest.Badger(t))
-	withUpstream := testConfig(t, storetest.Badger(t))
+	withPasswords := testConfig(t, storagetest.Badger(t))
+	withUpstream := testConfig(t, storagetest.Badger(t))
 	withUpstream.Passwords, withUpstream.Upstream = nil, fakeUpstream{}
 	for _, tc := range []struct {
 		name   string

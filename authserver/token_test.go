@@ -6,15 +6,15 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // The token endpoint refuses malformed requests, unauthenticated clients
 // and grants it cannot honour, each with the error OAuth 2.1 section 3.2.4
 // names for it.
 func TestTokenRefusals(t *testing.T) {
-	as := serve(t, newServer(t, testConfig(t, storetest.Badger(t))))
+	as := serve(t, newServer(t, testConfig(t, storagetest.Badger(t))))
 	public := publicClient(t, as)
 	confidential := confidentialClient(t, as)
 	codeOnly := as.RegisterClient(t, map[string]any{"redirect_uris": []string{"https://c.example/cb"}, "token_endpoint_auth_method": "none",
@@ -67,7 +67,7 @@ func TestTokenRefusals(t *testing.T) {
 
 // The token endpoint takes only a POSTed form, with nothing in the URL.
 func TestTokenRequestShape(t *testing.T) {
-	as := serve(t, newServer(t, testConfig(t, storetest.Badger(t))))
+	as := serve(t, newServer(t, testConfig(t, storagetest.Badger(t))))
 	form := []byte("grant_type=authorization_code&client_id=c")
 	for _, tc := range []struct {
 		name, method, query, contentType string

@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // UserInfo needs an access token with openid; it refuses others with the
 // bearer challenge RFC 6750 section 3 gives each case.
 func TestUserinfo(t *testing.T) {
-	cfg := testConfig(t, storetest.Badger(t))
+	cfg := testConfig(t, storagetest.Badger(t))
 	s := newServer(t, cfg)
 	as := serve(t, s)
 	withOpenID := accessToken(t, s, cfg, "c1", "mcp:read", "openid", "email")

@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // A block is kept by the hash of the client_id, listed with the id, and
 // lifted once.
 func TestClientBlockedListedAndUnblocked(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	c := openStores(t, db).Clients
 	ctx := context.Background()
 	const id = "https://app.example/client.json"
@@ -43,7 +43,7 @@ func TestClientBlockedListedAndUnblocked(t *testing.T) {
 
 // A registered client is found, marked used once, and deleted.
 func TestClientRegisteredUsedAndDeleted(t *testing.T) {
-	c := openStores(t, storetest.Badger(t)).Clients
+	c := openStores(t, storagetest.Badger(t)).Clients
 	ctx := context.Background()
 	if err := c.Save(ctx, &clients.Client{ClientID: "c1", ClientName: "App"}, time.Hour); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestClientRegisteredUsedAndDeleted(t *testing.T) {
 // An assertion's jti is used once per client, kept hashed under the
 // client's namespace.
 func TestClientAssertionUsedOnce(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	c := openStores(t, db).Clients
 	ctx := context.Background()
 	if fresh, err := c.UseAssertion(ctx, "c1", "once", time.Minute); err != nil || !fresh {

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // A code is found until it is redeemed, redeemed once, and then found
 // as redeemed with what its redemption issued, so that a replay can be
 // punished; a code never issued is just unknown.
 func TestCodeFoundRedeemedOnceThenKnownAsRedeemed(t *testing.T) {
-	stores := openStores(t, storetest.Badger(t))
+	stores := openStores(t, storagetest.Badger(t))
 	ctx := context.Background()
 	codes := stores.Codes
 	if err := codes.Issue(ctx, "the-code", &Code{Request: Request{ClientID: "c1"}, User: User{Subject: "users:alice"}, IssuedAt: 1}); err != nil {
@@ -49,7 +49,7 @@ func TestCodeFoundRedeemedOnceThenKnownAsRedeemed(t *testing.T) {
 // Records are stored where their Kind says, and never under a secret in
 // clear.
 func TestKindKeyNamesWhereRecordsAreStored(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	stores := openStores(t, db)
 	ctx := context.Background()
 	if err := stores.Codes.Issue(ctx, "the-code", &Code{}); err != nil {

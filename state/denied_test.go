@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 func newDenied(t testing.TB, store storage.Store, bound time.Duration) *Revocations {
@@ -35,7 +35,7 @@ func wantRevoked(t *testing.T, d *Revocations, jti string, want bool) {
 }
 
 func TestDeniedTokensLoadedKeptAndShared(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	site := storage.Prefixed(db, "site/a/")
 	ctx := context.Background()
 	// Recorded by an older release, without its expiry.
@@ -66,7 +66,7 @@ func TestDeniedTokensLoadedKeptAndShared(t *testing.T) {
 }
 
 func TestDeniedTokensFullFailsClosed(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	d := newDenied(t, db, 0)
 	d.mu.Lock()
 	d.limit = 2
@@ -115,7 +115,7 @@ func (u *unreachable) List(ctx context.Context, prefix string, fn func(string, [
 }
 
 func TestDeniedTokensStaleFailsClosed(t *testing.T) {
-	store := &unreachable{Store: storetest.Badger(t)}
+	store := &unreachable{Store: storagetest.Badger(t)}
 	const bound = 100 * time.Millisecond
 	d := newDenied(t, store, bound)
 	wantRevoked(t, d, "x", false)
@@ -138,7 +138,7 @@ func TestDeniedTokensStaleFailsClosed(t *testing.T) {
 }
 
 func TestDeniedTokensIgnoresUnreadableNotification(t *testing.T) {
-	d := newDenied(t, storetest.Badger(t), 0)
+	d := newDenied(t, storagetest.Badger(t), 0)
 	for _, m := range []string{"", " 123", "jti", "jti x", "jti 1 2"} {
 		d.onMessage([]byte(m))
 	}
@@ -154,7 +154,7 @@ func FuzzDeniedTokensMessage(f *testing.F) {
 	for _, seed := range []string{"jti " + later, "jti 1", "jti", " " + later, "a b c", "jti +" + later, "jti -1", "jti 0x10", "é " + later, "jti  " + later, ""} {
 		f.Add(seed)
 	}
-	d := newDenied(f, storetest.Badger(f), 0)
+	d := newDenied(f, storagetest.Badger(f), 0)
 	size := func() int {
 		d.mu.RLock()
 		defer d.mu.RUnlock()

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // newGrant stores a grant of alice's with one access token and returns it
@@ -40,7 +40,7 @@ func rotated(g *Grant, refreshToken, jti string) *Grant {
 // Of two rotations of what was read once, one wins; the loser's refresh
 // token is not looked up.
 func TestGrantRotatesOnceFromOneReading(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	grants := openStores(t, db).Grants
 	ctx := context.Background()
 	g := newGrant(t, grants, "rt0")
@@ -63,7 +63,7 @@ func TestGrantRotatesOnceFromOneReading(t *testing.T) {
 
 // A rotation after the grant was revoked issues nothing.
 func TestGrantRevokedRotatesNoMore(t *testing.T) {
-	grants := openStores(t, storetest.Badger(t)).Grants
+	grants := openStores(t, storagetest.Badger(t)).Grants
 	ctx := context.Background()
 	g := newGrant(t, grants, "rt0")
 	if revoked, err := grants.Revoke(ctx, g.ID); err != nil || revoked == nil || !revoked.Revoked {
@@ -96,7 +96,7 @@ func (s *swapOnce) Swap(ctx context.Context, key string, old, value []byte, ttl 
 // A revocation that finds its grant rotated since it read it revokes what
 // the rotation wrote, access token included.
 func TestGrantRevocationFollowsARotation(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	grants := openStores(t, db).Grants
 	ctx := context.Background()
 	g := newGrant(t, grants, "rt0")

@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // A login is read as often as its page is shown and used up once.
 func TestLoginUsedUpOnce(t *testing.T) {
-	l := openStores(t, storetest.Badger(t)).Logins
+	l := openStores(t, storagetest.Badger(t)).Logins
 	ctx := context.Background()
 	if err := l.StartLogin(ctx, "the-state", &UpstreamLogin{Request: Request{ClientID: "c1"}, Verifier: "v"}); err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestLoginUsedUpOnce(t *testing.T) {
 
 // Consent is remembered per browser, client and redirect URI.
 func TestConsentRememberedPerBrowserClientAndRedirect(t *testing.T) {
-	l := openStores(t, storetest.Badger(t)).Logins
+	l := openStores(t, storagetest.Badger(t)).Logins
 	ctx := context.Background()
 	req := &Request{ClientID: "c1", RedirectURI: "https://c.example/cb", Browser: Hash("browser"), Resource: "https://h.example/mcp", Scopes: []string{"mcp"}}
 	if err := l.RememberConsent(ctx, req, time.Hour); err != nil {

@@ -6,15 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/storetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // An owner's use keeps a live session bound: once less than half of the
 // binding's lifetime remains, the use extends it; others never do, and an
 // unknown id is not written until the backend accepts it.
 func TestSessionBindingExtendedByOwnersUse(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	ctx := context.Background()
 	s := NewSessions(db, "https://as.example")
 	owner := s.owner("alice")
@@ -76,7 +76,7 @@ func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
 // store every time, and a binding close to expiring goes back to the
 // store so that it is extended.
 func TestSessionOwnersCached(t *testing.T) {
-	db := storetest.Badger(t)
+	db := storagetest.Badger(t)
 	ctx := context.Background()
 	store := &countingStore{Store: storage.Prefixed(db, keySession)}
 	s := &Sessions{store: store, issuer: "https://as.example"}

@@ -8,6 +8,8 @@
 //			return s
 //		})
 //	}
+//
+// Badger opens a store for the tests of the packages above storage.
 package storagetest
 
 import (

@@ -1,6 +1,4 @@
-// Package storetest opens stores for tests: a Badger database in the
-// test's temporary directory, closed when the test ends.
-package storetest
+package storagetest
 
 import (
 	"testing"
@@ -10,7 +8,9 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
-// Badger opens a Badger database for the test's duration.
+// Badger opens a Badger database in the test's temporary directory, for
+// the tests of packages that store through a storage.Store; it is closed
+// when the test ends.
 func Badger(t testing.TB) *storage.Badger {
 	t.Helper()
 	db, err := storage.OpenBadger(t.TempDir(), zap.NewNop())
