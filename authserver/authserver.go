@@ -100,7 +100,8 @@ type Config struct {
 // Server is the authorization server of one site: its routes, each bound
 // to an endpoint that holds only the dependencies it uses.
 type Server struct {
-	issuer     string
+	// issuerPath is the issuer's path, "" for an origin; routes are the
+	// endpoints by their path on the site.
 	issuerPath string
 	routes     map[string]route
 }
@@ -115,8 +116,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	cfg.Issuer = issuer
-	s := &Server{issuer: issuer, issuerPath: issuerPath(issuer)}
-	s.routes = make(map[string]route)
+	s := &Server{issuerPath: issuerPath(issuer), routes: make(map[string]route)}
 	for _, rt := range newRoutes(&cfg, s.issuerPath) {
 		s.routes[rt.path] = rt
 	}
