@@ -199,7 +199,7 @@ func (a *App) openRedis(ctx caddy.Context) (string, error) {
 	}
 	key := "redis:" + url + "|" + prefix
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		r, err := storage.OpenRedis(ctx, url, prefix)
+		r, err := storage.OpenRedis(ctx, url, prefix, a.logger)
 		if err != nil {
 			return nil, err
 		}

@@ -303,7 +303,7 @@ func TestAttackLeakedSigningKeyStillTrustedByOtherInstances(t *testing.T) {
 		t.Fatalf("test setup: %d", status)
 	}
 	// Another instance sharing the Redis store revokes the keys.
-	other, err := storage.OpenRedis(t.Context(), url, storage.DefaultRedisPrefix)
+	other, err := storage.OpenRedis(t.Context(), url, storage.DefaultRedisPrefix, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

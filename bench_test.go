@@ -40,7 +40,7 @@ func BenchmarkGateVsReverseProxy(b *testing.B) {
 		url := redistest.Start(b)
 		benchGateVsReverseProxy(b, backend.Listener.Addr().String(), redisGlobalOptions(url, "", filepath.Join(b.TempDir(), "caddy.log")),
 			func() *tokens.KeyRing {
-				store, err := storage.OpenRedis(b.Context(), url, "")
+				store, err := storage.OpenRedis(b.Context(), url, "", nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -62,7 +62,7 @@ func openDumpStore(ctx context.Context, storagePath, redisURL, prefix string, mu
 	case prefix != "" && redisURL == "":
 		return nil, errors.New("--redis-prefix needs --redis")
 	case redisURL != "":
-		return storage.OpenRedis(ctx, redisURL, prefix)
+		return storage.OpenRedis(ctx, redisURL, prefix, nil)
 	}
 	if storagePath == "" {
 		storagePath = filepath.Join(caddy.AppDataDir(), "mcp_auth")

@@ -268,7 +268,7 @@ func TestRedisKeyRingsAcrossInstances(t *testing.T) {
 	ctx := t.Context()
 	cfg := tokens.KeyRingConfig{RotationPeriod: 30 * 24 * time.Hour, RetainPeriod: 30 * 24 * time.Hour}
 	open := func(prefix string) storage.Store {
-		s, err := storage.OpenRedis(ctx, url, prefix)
+		s, err := storage.OpenRedis(ctx, url, prefix, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

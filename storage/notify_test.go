@@ -24,7 +24,7 @@ func TestNotifier(t *testing.T) {
 			return db
 		},
 		"redis": func(t *testing.T) storage.Store {
-			r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "")
+			r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}

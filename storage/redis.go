@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // DefaultRedisPrefix namespaces the keys of a Redis store when no prefix
@@ -79,8 +80,9 @@ var _ Store = (*Redis)(nil)
 // Options that would read from replicas are refused. Before it returns,
 // OpenRedis checks within a few seconds, without retrying, that Redis
 // answers and has GETDEL. Errors name the servers but never a password.
-// Callers must call Close when done.
-func OpenRedis(ctx context.Context, rawURL string, prefix string) (*Redis, error) {
+// When Redis stops answering, and when it answers again, the store says so
+// once to logger, which may be nil. Callers must call Close when done.
+func OpenRedis(ctx context.Context, rawURL string, prefix string, logger *zap.Logger) (*Redis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -99,7 +101,11 @@ func OpenRedis(ctx context.Context, rawURL string, prefix string) (*Redis, error
 	if err := probeRedis(ctx, target, addr, prefix); err != nil {
 		return nil, err
 	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	r := &Redis{client: target.client(false), prefix: prefix, addr: addr}
+	r.client.AddHook(&reachability{store: r.String(), logger: logger.Named("redis")})
 	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
 	if err := checkSchema(ctx, r, r.String()); err != nil {

@@ -32,7 +32,7 @@ func freePort(t *testing.T) int {
 
 func openRedis(t *testing.T, url, prefix string) *storage.Redis {
 	t.Helper()
-	r, err := storage.OpenRedis(t.Context(), url, prefix)
+	r, err := storage.OpenRedis(t.Context(), url, prefix, nil)
 	if err != nil {
 		t.Fatalf("OpenRedis: %v", err)
 	}
@@ -280,7 +280,7 @@ func TestRedisUnreachable(t *testing.T) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	const password = "hunter2-secret"
 	start := time.Now()
-	r, err := storage.OpenRedis(t.Context(), "redis://user:"+password+"@"+addr+"/3", "")
+	r, err := storage.OpenRedis(t.Context(), "redis://user:"+password+"@"+addr+"/3", "", nil)
 	if err == nil {
 		r.Close()
 		t.Fatal("OpenRedis on a closed port succeeded")
@@ -304,7 +304,7 @@ func TestRedisUnreachable(t *testing.T) {
 		"redis://:" + password + "@127.0.0.1:6379/0?unknown_option=" + password,
 		"redis://:" + password + "@host%zz/0",
 	} {
-		r, err := storage.OpenRedis(t.Context(), bad, "")
+		r, err := storage.OpenRedis(t.Context(), bad, "", nil)
 		if err == nil {
 			r.Close()
 			t.Errorf("OpenRedis(%q) succeeded", bad)
@@ -320,7 +320,7 @@ func TestRedisUnreachable(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := storage.OpenRedis(ctx, "redis://"+addr, ""); !errors.Is(err, context.Canceled) {
+	if _, err := storage.OpenRedis(ctx, "redis://"+addr, "", nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("OpenRedis with canceled context: %v", err)
 	}
 }
@@ -332,7 +332,7 @@ func TestRedisWrongPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	withPassword := strings.Replace(url, "redis://", "redis://:wrong-password@", 1)
-	r, err := storage.OpenRedis(ctx, withPassword, "")
+	r, err := storage.OpenRedis(ctx, withPassword, "", nil)
 	if err == nil {
 		r.Close()
 		t.Fatal("OpenRedis with the wrong password succeeded")
@@ -351,7 +351,7 @@ func TestRedisWrongPassword(t *testing.T) {
 // opens, not when the first authorization code is redeemed.
 func TestRedisWithoutGetDel(t *testing.T) {
 	url := redistest.Start(t, "--rename-command", "GETDEL", "")
-	_, err := storage.OpenRedis(t.Context(), url, "")
+	_, err := storage.OpenRedis(t.Context(), url, "", nil)
 	if err == nil || !strings.Contains(err.Error(), "6.2") || !strings.Contains(err.Error(), strings.TrimPrefix(url, "redis://")) {
 		t.Fatalf("OpenRedis on a server without GETDEL: %v; want an error naming the server and Redis 6.2", err)
 	}
@@ -360,7 +360,7 @@ func TestRedisWithoutGetDel(t *testing.T) {
 
 func TestRedisCloseTwice(t *testing.T) {
 	url := redistest.Start(t)
-	r, err := storage.OpenRedis(t.Context(), url, "")
+	r, err := storage.OpenRedis(t.Context(), url, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestRedisTLSWithACLUserContract(t *testing.T) {
 
 	// The server refuses the user with another password.
 	wrong := strings.Replace(server.URL, password, "wrong", 1)
-	if r, err := storage.OpenRedis(t.Context(), wrong, ""); err == nil {
+	if r, err := storage.OpenRedis(t.Context(), wrong, "", nil); err == nil {
 		r.Close()
 		t.Error("OpenRedis with a wrong ACL password succeeded")
 	}
@@ -560,7 +560,7 @@ func TestRedisTopologyURLs(t *testing.T) {
 		"redis-cluster://127.0.0.1:7000?addr=nohost":                                           "addr",
 		"redis-replica://127.0.0.1:7000":                                                       "scheme",
 	} {
-		r, err := storage.OpenRedis(t.Context(), bad, "")
+		r, err := storage.OpenRedis(t.Context(), bad, "", nil)
 		if err == nil {
 			r.Close()
 			t.Errorf("OpenRedis(%q) succeeded", bad)

@@ -158,7 +158,7 @@ func TestRedisReadsStoreWithoutSchemaRecord(t *testing.T) {
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
-			r, err := storage.OpenRedis(ctx, url, "fresh:")
+			r, err := storage.OpenRedis(ctx, url, "fresh:", nil)
 			if err == nil {
 				err = r.Close()
 			}
@@ -180,10 +180,10 @@ func TestRedisRefusesNewerSchema(t *testing.T) {
 	if err := rawClient(t, url).Set(ctx, "newer:"+storage.SchemaKey, newerSchema(t), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := storage.OpenRedis(ctx, url, "newer:")
+	_, err := storage.OpenRedis(ctx, url, "newer:", nil)
 	assertNewerRefused(t, err, `prefix "newer:"`)
 	// Another prefix is another store.
-	if r, err := storage.OpenRedis(ctx, url, "older:"); err != nil {
+	if r, err := storage.OpenRedis(ctx, url, "older:", nil); err != nil {
 		t.Errorf("store under another prefix: %v", err)
 	} else {
 		r.Close()

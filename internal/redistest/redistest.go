@@ -92,76 +92,145 @@ func StartTLS(t testing.TB, user, password string, rules ...string) TLS {
 	return TLS{URL: fmt.Sprintf("rediss://%s:%s@%s/0", user, password, addr), CAFile: caFile}
 }
 
-// Sentinel is a master with one replica, watched by one sentinel.
+// Sentinel is a master with one replica, watched by three sentinels.
 type Sentinel struct {
-	// URL is the redis-sentinel:// URL of the store.
+	// URL is the redis-sentinel:// URL of the store, naming every
+	// sentinel.
 	URL string
-	// Master is the name the sentinel knows the master by.
+	// Master is the name the sentinels know the master by.
 	Master string
-	// SentinelAddr is the sentinel's host:port.
+	// SentinelAddr is the host:port of the first sentinel.
 	SentinelAddr string
+
+	master  *server
+	replica string // host:port
 }
 
-// StartSentinel starts a master, a replica of it and a sentinel that
-// watches them under the name "mymaster", and waits until the sentinel
-// knows the replica, so that a failover can promote it.
+// sentinels is how many sentinels watch the master; a majority of them
+// (the quorum) must agree that it is down before one promotes the replica.
+const sentinels = 3
+
+// StartSentinel starts a master, a replica of it and three sentinels that
+// watch them under the name "mymaster", and waits until every sentinel
+// knows the replica and the other sentinels, so that a failover can
+// promote it, planned (Failover) or not (KillMaster).
 func StartSentinel(t testing.TB) Sentinel {
 	t.Helper()
 	const name = "mymaster"
 	binary(t, "redis-cli") // for command
-	master := StartServer(t)
-	host, masterPort, _ := net.SplitHostPort(master)
+	master, err := tryStart(t, func(port int, dir string) []string {
+		return []string{"--save", "", "--appendonly", "no",
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir}
+	}, dialTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, masterPort, _ := net.SplitHostPort(master.addr)
 	replica := StartServer(t, "--replicaof", host, masterPort)
 	waitFor(t, "the replica to sync", func() (bool, error) {
 		info, err := command(replica, "INFO", "replication")
 		return strings.Contains(info, "master_link_status:up"), err
 	})
-	sentinel := launch(t, func(port int, dir string) []string {
-		conf := filepath.Join(dir, "sentinel.conf")
-		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
-			"sentinel monitor %s %s %s 1\n"+
-			"sentinel down-after-milliseconds %[3]s 1000\n"+
-			"sentinel failover-timeout %[3]s 5000\n", port, dir, name, host, masterPort)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return []string{conf, "--sentinel"}
-	}, dialTCP)
-	waitFor(t, "the sentinel to know the replica", func() (bool, error) {
-		out, err := command(sentinel, "SENTINEL", "REPLICAS", name)
-		return strings.Contains(out, replica[strings.LastIndex(replica, ":")+1:]) &&
-			!strings.Contains(out, "disconnected") && !strings.Contains(out, "s_down"), err
-	})
+	var addrs []string
+	for range sentinels {
+		addrs = append(addrs, launch(t, func(port int, dir string) []string {
+			conf := filepath.Join(dir, "sentinel.conf")
+			body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+				"sentinel monitor %s %s %s %d\n"+
+				"sentinel down-after-milliseconds %[3]s 1000\n"+
+				"sentinel failover-timeout %[3]s 5000\n", port, dir, name, host, masterPort, sentinels/2+1)
+			if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{conf, "--sentinel"}
+		}, dialTCP))
+	}
+	for _, sentinel := range addrs {
+		waitFor(t, "the sentinel at "+sentinel+" to know the replica and the other sentinels", func() (bool, error) {
+			out, err := command(sentinel, "SENTINEL", "REPLICAS", name)
+			if err != nil || !strings.Contains(out, replica[strings.LastIndex(replica, ":")+1:]) ||
+				strings.Contains(out, "disconnected") || strings.Contains(out, "s_down") {
+				return false, err
+			}
+			out, err = command(sentinel, "SENTINEL", "SENTINELS", name)
+			known := 0
+			for line := range strings.Lines(out) {
+				if strings.TrimSpace(line) == "name" {
+					known++
+				}
+			}
+			return known == sentinels-1, err
+		})
+	}
 	return Sentinel{
-		URL:          fmt.Sprintf("redis-sentinel://%s/0?master_name=%s", sentinel, name),
+		URL:          fmt.Sprintf("redis-sentinel://%s/0?addr=%s&master_name=%s", addrs[0], strings.Join(addrs[1:], "&addr="), name),
 		Master:       name,
-		SentinelAddr: sentinel,
+		SentinelAddr: addrs[0],
+		master:       master,
+		replica:      replica,
 	}
 }
 
 // Failover waits until the replica has every write the master
 // acknowledged, as in a planned failover, makes the sentinel promote it,
-// and waits until the sentinel names it as the master and it is one.
+// and waits until the sentinels name it as the master and it is one.
 func (s Sentinel) Failover(t testing.TB) {
 	t.Helper()
-	before, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := strings.Cut(before, "\n")
-	if out, err := command(net.JoinHostPort(host, port), "WAIT", "1", "5000"); err != nil || out != "1" {
-		t.Fatalf("WAIT for the replica: %q, %v", out, err)
-	}
+	s.WaitReplicated(t)
 	if out, err := command(s.SentinelAddr, "SENTINEL", "FAILOVER", s.Master); err != nil || out != "OK" {
 		t.Fatalf("SENTINEL FAILOVER: %q, %v", out, err)
 	}
-	waitFor(t, "the failover", func() (bool, error) {
+	s.waitPromoted(t)
+}
+
+// WaitReplicated waits until the replica has applied every write the
+// master had acknowledged when it was called.
+func (s Sentinel) WaitReplicated(t testing.TB) {
+	t.Helper()
+	offset := func(addr string) (int64, error) {
+		info, err := command(addr, "INFO", "replication")
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_repl_offset:"); ok {
+				return strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return 0, fmt.Errorf("no master_repl_offset in %q", info)
+	}
+	want, err := offset(s.master.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica to catch up with the master", func() (bool, error) {
+		got, err := offset(s.replica)
+		return got >= want, err
+	})
+}
+
+// KillMaster ends the master with SIGKILL, as a crash would, and waits
+// until the sentinels have promoted the replica. Writes the replica had
+// not received are lost, as they would be in production.
+func (s Sentinel) KillMaster(t testing.TB) {
+	t.Helper()
+	s.master.kill()
+	s.waitPromoted(t)
+}
+
+// waitPromoted waits until the sentinel names the replica as the master
+// and it is one.
+func (s Sentinel) waitPromoted(t testing.TB) {
+	t.Helper()
+	// An election the sentinels fail is tried again after twice the
+	// failover timeout.
+	waitWithin(t, "the failover", 3*startTimeout, func() (bool, error) {
 		now, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
-		if err != nil || now == before {
+		host, port, _ := strings.Cut(now, "\n")
+		if err != nil || net.JoinHostPort(host, port) != s.replica {
 			return false, err
 		}
-		host, port, _ := strings.Cut(now, "\n")
-		info, err := command(net.JoinHostPort(host, port), "INFO", "replication")
+		info, err := command(s.replica, "INFO", "replication")
 		return strings.Contains(info, "role:master"), err
 	})
 }
@@ -212,32 +281,62 @@ func launch(t testing.TB, args func(port int, dir string) []string, dial func(ad
 // its output.
 func tryLaunch(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) (string, error) {
 	t.Helper()
-	bin := binary(t, "redis-server")
+	p, err := tryStart(t, args, dial)
+	if err != nil {
+		return "", err
+	}
+	return p.addr, nil
+}
+
+// server is a running redis-server.
+type server struct {
+	addr   string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process is gone
+}
+
+// kill ends the server at once, as a crash would, and waits until it is
+// gone.
+func (s *server) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// tryStart is tryLaunch, returning the server's process.
+func tryStart(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) (*server, error) {
+	t.Helper()
 	// The port may be taken between freePort and redis-server binding it.
 	var lastErr error
 	for range 3 {
 		port := freePort(t)
 		var out bytes.Buffer
-		cmd := exec.Command(bin, args(port, t.TempDir())...)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
+		p, err := run(t, args(port, t.TempDir()), &out)
+		if err != nil {
 			t.Fatalf("starting redis-server: %v", err)
 		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
+		p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = waitForRedis(p.addr, p.exited, dial); lastErr == nil {
+			t.Cleanup(p.kill)
+			return p, nil
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitForRedis(addr, exited, dial); lastErr == nil {
-			t.Cleanup(stop)
-			return addr, nil
-		}
-		stop()
+		p.kill()
 		lastErr = fmt.Errorf("%w\n%s", lastErr, out.Bytes())
 	}
-	return "", fmt.Errorf("redis-server did not start: %w", lastErr)
+	return nil, fmt.Errorf("redis-server did not start: %w", lastErr)
+}
+
+// run starts redis-server with args, its output going to out.
+func run(t testing.TB, args []string, out *bytes.Buffer) (*server, error) {
+	cmd := exec.Command(binary(t, "redis-server"), args...)
+	if out != nil {
+		cmd.Stdout, cmd.Stderr = out, out
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &server{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	return p, nil
 }
 
 // binary finds the Redis program name (redis-server, redis-cli), or skips
@@ -291,7 +390,13 @@ func waitForRedis(addr string, exited <-chan struct{}, dial func(addr string) (n
 // startTimeout.
 func waitFor(t testing.TB, what string, done func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(startTimeout)
+	waitWithin(t, what, startTimeout, done)
+}
+
+// waitWithin is waitFor with another timeout.
+func waitWithin(t testing.TB, what string, timeout time.Duration, done func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := done()
 		if ok {
@@ -371,9 +476,9 @@ func writeCertificates(t testing.TB, dir string) (caFile, certFile, keyFile stri
 		write("server-key.pem", "EC PRIVATE KEY", keyDER)
 }
 
-// Restartable is a standalone server that a test can kill and start again
-// at the same address, with its data: every write is synced to an
-// append-only file before it is acknowledged.
+// Restartable is a standalone server that a test can stop, or kill, and
+// start again at the same address, with its data: every write is synced to
+// an append-only file before it is acknowledged.
 type Restartable struct {
 	// URL is the redis:// URL of the server.
 	URL string
@@ -381,6 +486,7 @@ type Restartable struct {
 	t    testing.TB
 	port int
 	dir  string
+	proc *server
 }
 
 // StartRestartable starts a Restartable server; it stops when the test
@@ -388,11 +494,14 @@ type Restartable struct {
 func StartRestartable(t testing.TB) *Restartable {
 	t.Helper()
 	r := &Restartable{t: t, dir: t.TempDir()}
-	addr := launch(t, func(port int, _ string) []string {
+	p, err := tryStart(t, func(port int, _ string) []string {
 		r.port = port
 		return r.args()
 	}, dialTCP)
-	r.URL = "redis://" + addr + "/0"
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.proc, r.URL = p, "redis://"+p.addr+"/0"
 	return r
 }
 
@@ -415,17 +524,21 @@ func (r *Restartable) Stop() {
 	})
 }
 
-// Restart starts the stopped server again at the same address.
+// Kill ends the server with SIGKILL, as a crash or the OOM killer would,
+// and waits until it is gone.
+func (r *Restartable) Kill() { r.proc.kill() }
+
+// Restart starts the stopped server again at the same address, from its
+// append-only file.
 func (r *Restartable) Restart() {
 	r.t.Helper()
-	cmd := exec.Command(binary(r.t, "redis-server"), r.args()...)
-	if err := cmd.Start(); err != nil {
+	p, err := run(r.t, r.args(), nil)
+	if err != nil {
 		r.t.Fatalf("restarting redis-server: %v", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	r.t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	if err := waitForRedis(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), exited, dialTCP); err != nil {
+	r.t.Cleanup(p.kill)
+	r.proc = p
+	if err := waitForRedis(net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), p.exited, dialTCP); err != nil {
 		r.t.Fatal(err)
 	}
 }
