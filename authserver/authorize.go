@@ -60,6 +60,9 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errBlockedClient):
 		errorPage(w, http.StatusForbidden, "The app that sent you here has been blocked by this server's operator.")
 		return
+	case errors.Is(err, errClientUnreadable):
+		serverError(w, e.log.logger, "authorization request: looking up the client", err)
+		return
 	case err != nil:
 		e.log.debug("authorization request for an unknown client", zap.Error(err))
 		errorPage(w, http.StatusBadRequest, "The app that sent you here is not registered with this server.")

@@ -11,10 +11,13 @@ import (
 )
 
 // errUnknownClient is returned for a client_id that names no client;
-// errBlockedClient, which is one, for a client an operator blocked.
+// errBlockedClient, which is one, for a client an operator blocked;
+// errClientUnreadable when the state store could not say, which is no
+// fault of the client's.
 var (
-	errUnknownClient = errors.New("unknown client")
-	errBlockedClient = fmt.Errorf("%w: blocked by the operator", errUnknownClient)
+	errUnknownClient    = errors.New("unknown client")
+	errBlockedClient    = fmt.Errorf("%w: blocked by the operator", errUnknownClient)
+	errClientUnreadable = errors.New("the client could not be read from the state store")
 )
 
 // clientDirectory finds the client a client_id names: a registered one, or
@@ -33,7 +36,7 @@ func (d *clientDirectory) lookup(ctx context.Context, clientID string) (*clients
 	}
 	switch blocked, err := d.clients.IsBlocked(ctx, clientID); {
 	case err != nil:
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errClientUnreadable, err)
 	case blocked:
 		return nil, errBlockedClient
 	}
@@ -48,8 +51,11 @@ func (d *clientDirectory) lookup(ctx context.Context, clientID string) (*clients
 		return c, nil
 	}
 	c, err := d.clients.Get(ctx, clientID)
-	if errors.Is(err, storage.ErrNotFound) {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		return nil, errUnknownClient
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errClientUnreadable, err)
 	}
-	return c, err
+	return c, nil
 }

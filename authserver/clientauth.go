@@ -141,7 +141,11 @@ func (a *clientAuthenticator) authenticate(r *http.Request, params map[string]st
 		return nil, oerr
 	}
 	client, err := a.directory.lookup(r.Context(), creds.clientID)
-	if err != nil {
+	switch {
+	case errors.Is(err, errClientUnreadable):
+		return nil, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client could not be looked up").
+			WithCause(err)
+	case err != nil:
 		return nil, invalidClient
 	}
 	registered := client.TokenEndpointAuthMethod

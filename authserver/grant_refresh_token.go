@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
 // refreshGrace is how long the refresh token just rotated away still
@@ -49,10 +50,17 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 	if rt == "" {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "refresh_token is required")
 	}
+	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 	presented := state.Hash(rt)
 	for attempt := 0; attempt < 5; attempt++ {
 		g, err := h.grants.ByRefreshToken(ctx, rt)
-		if err != nil || g.Revoked || g.ClientID != client.ClientID {
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return nil, invalidGrant
+		case err != nil:
+			// The token may be good: the client must keep it and retry.
+			return nil, unavailable.WithCause(fmt.Errorf("looking up the refresh token: %w", err))
+		case g.Revoked || g.ClientID != client.ClientID:
 			return nil, invalidGrant
 		}
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
@@ -106,7 +114,6 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 			return nil, invalidGrant
 		}
 
-		unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 		if len(permitted) < len(g.Scopes) {
 			// The grant's live access tokens carry the withdrawn scopes.
 			for _, t := range g.AccessTokenIDs {

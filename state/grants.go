@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,7 +98,12 @@ func (g *Grants) ByRefreshToken(ctx context.Context, refreshToken string) (*Gran
 // Rotate replaces current, as ByRefreshToken read it, with next, whose
 // refresh token then stays valid for idle unless used sooner. The new
 // token's lookup exists before the grant names it; it is removed again
-// when current changed meanwhile.
+// when current changed meanwhile or the grant is gone.
+//
+// When the store fails, the rotation may or may not have happened (the
+// store may have written it and lost its answer), so the new token's
+// lookup stays, to expire with idle, and the error is neither
+// ErrGrantRotated nor ErrGrantEnded: the grant is intact either way.
 func (g *Grants) Rotate(ctx context.Context, current, next *Grant, idle time.Duration) error {
 	raw, err := json.Marshal(next)
 	if err != nil {
@@ -114,11 +120,18 @@ func (g *Grants) Rotate(ctx context.Context, current, next *Grant, idle time.Dur
 	case err == nil:
 		return nil
 	case errors.Is(err, storage.ErrConflict):
+		// A Swap the store's client sent again after losing the answer
+		// to the first finds its own write: the rotation happened.
+		if stored, err := g.store.Get(ctx, keyGrant+current.ID); err == nil && bytes.Equal(stored, raw) {
+			return nil
+		}
 		_ = g.store.Delete(ctx, keyRefresh+next.RefreshHash)
 		return ErrGrantRotated
-	default:
+	case errors.Is(err, storage.ErrNotFound):
 		_ = g.store.Delete(ctx, keyRefresh+next.RefreshHash)
-		return fmt.Errorf("%w: %v", ErrGrantEnded, err)
+		return ErrGrantEnded
+	default:
+		return fmt.Errorf("rotating the grant: %w", err)
 	}
 }
 

@@ -121,3 +121,63 @@ func TestGrantRevocationFollowsARotation(t *testing.T) {
 		t.Errorf("%d access tokens denied, want both the first and the rotation's", n)
 	}
 }
+
+// lostAnswer is a store whose Swaps fail as a connection lost after the
+// store applied them would: written says whether the write went through,
+// and retried makes the Swap report what its client's retry would see.
+type lostAnswer struct {
+	storage.Store
+	written, retried bool
+}
+
+var errConnectionLost = errors.New("connection reset by peer")
+
+func (s *lostAnswer) Swap(ctx context.Context, key string, old, value []byte, ttl time.Duration) error {
+	if s.written {
+		if err := s.Store.Swap(ctx, key, old, value, ttl); err != nil {
+			return err
+		}
+	}
+	if s.retried && s.written {
+		return storage.ErrConflict // the retry finds the value it wrote
+	}
+	return errConnectionLost
+}
+
+// A store that fails during a rotation leaves the grant usable whichever
+// way the rotation went: a lost answer is no revocation, the new refresh
+// token is still looked up when the write went through, and a retried
+// write that finds its own value counts as done.
+func TestGrantRotationSurvivesALostAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		written, retried bool
+		want             string // the refresh token the grant holds after
+	}{
+		{"not written", false, false, "rt0"},
+		{"written, answer lost", true, false, "rt1"},
+		{"written, retry finds it", true, true, "rt1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openBadger(t)
+			newGrant(t, openStores(t, db).Grants, "rt0")
+			grants := openStores(t, &lostAnswer{Store: db, written: tc.written, retried: tc.retried}).Grants
+			ctx := context.Background()
+			g, err := grants.ByRefreshToken(ctx, "rt0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = grants.Rotate(ctx, g, rotated(g, "rt1", "second"), time.Hour)
+			switch {
+			case tc.retried && err != nil:
+				t.Errorf("Rotate: %v, want success: the retry found its own write", err)
+			case !tc.retried && (err == nil || errors.Is(err, ErrGrantEnded) || errors.Is(err, ErrGrantRotated)):
+				t.Errorf("Rotate: %v, want the store's error, which ends nothing", err)
+			}
+			now, err := grants.ByRefreshToken(ctx, tc.want)
+			if err != nil || now.RefreshHash != Hash(tc.want) {
+				t.Errorf("the grant by its current refresh token %s: %+v %v", tc.want, now, err)
+			}
+		})
+	}
+}

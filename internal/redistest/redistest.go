@@ -211,20 +211,22 @@ func (s Sentinel) WaitReplicated(t testing.TB) {
 
 // KillMaster ends the master with SIGKILL, as a crash would, and waits
 // until the sentinels have promoted the replica. Writes the replica had
-// not received are lost, as they would be in production.
-func (s Sentinel) KillMaster(t testing.TB) {
+// not received are lost, as they would be in production. It returns when
+// the replica was last seen not promoted yet: there was no master until
+// then.
+func (s Sentinel) KillMaster(t testing.TB) (notPromotedAt time.Time) {
 	t.Helper()
 	s.master.kill()
-	s.waitPromoted(t)
+	return s.waitPromoted(t)
 }
 
 // waitPromoted waits until the sentinel names the replica as the master
-// and it is one.
-func (s Sentinel) waitPromoted(t testing.TB) {
+// and it is one, and returns when it last found that it was not.
+func (s Sentinel) waitPromoted(t testing.TB) time.Time {
 	t.Helper()
 	// An election the sentinels fail is tried again after twice the
 	// failover timeout.
-	waitWithin(t, "the failover", 3*startTimeout, func() (bool, error) {
+	return waitWithin(t, "the failover", 3*startTimeout, func() (bool, error) {
 		now, err := command(s.SentinelAddr, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Master)
 		host, port, _ := strings.Cut(now, "\n")
 		if err != nil || net.JoinHostPort(host, port) != s.replica {
@@ -393,15 +395,18 @@ func waitFor(t testing.TB, what string, done func() (bool, error)) {
 	waitWithin(t, what, startTimeout, done)
 }
 
-// waitWithin is waitFor with another timeout.
-func waitWithin(t testing.TB, what string, timeout time.Duration, done func() (bool, error)) {
+// waitWithin is waitFor with another timeout; it returns when the last
+// call of done that reported false began.
+func waitWithin(t testing.TB, what string, timeout time.Duration, done func() (bool, error)) (lastFalse time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
+		began := time.Now()
 		ok, err := done()
 		if ok {
-			return
+			return lastFalse
 		}
+		lastFalse = began
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
 		}
