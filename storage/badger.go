@@ -37,6 +37,9 @@ type Badger struct {
 	// stay within it.
 	localNotifier
 
+	// space holds writes back while the disk is nearly full.
+	space diskSpace
+
 	stopGC    chan struct{}
 	gcDone    chan struct{}
 	closeOnce sync.Once
@@ -115,6 +118,7 @@ func OpenBadger(dir string, logger *zap.Logger) (*Badger, error) {
 		logger: logger,
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
+		space:  diskSpace{dir: dir, reserve: badgerReserve, logger: logger, free: freeSpace},
 	}
 	go b.runGC()
 	if err := checkSchema(context.Background(), b, fmt.Sprintf("badger database %q", dir)); err != nil {
@@ -380,8 +384,12 @@ func (b *Badger) walk(ctx context.Context, prefix string, fn func(key string, va
 // update runs fn in a read-write transaction and commits it, retrying the
 // whole transaction when it lost to a concurrent one. The retry sees the
 // winner's write, so losers of Take, Create and Swap end up with
-// ErrNotFound or ErrConflict as Store documents.
+// ErrNotFound or ErrConflict as Store documents. While the disk is nearly
+// full it refuses, before Badger could need space it cannot get.
 func (b *Badger) update(fn func(txn *badger.Txn) error) error {
+	if err := b.space.check(); err != nil {
+		return err
+	}
 	var err error
 	for attempt := range maxTxnAttempts {
 		err = b.db.Update(fn)
