@@ -159,7 +159,7 @@ func TestGrantRotationSurvivesALostAnswer(t *testing.T) {
 		{"written, retry finds it", true, true, "rt1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openBadger(t)
+			db := storagetest.Badger(t)
 			newGrant(t, openStores(t, db).Grants, "rt0")
 			grants := openStores(t, &lostAnswer{Store: db, written: tc.written, retried: tc.retried}).Grants
 			ctx := context.Background()
