@@ -13,10 +13,14 @@ import (
 
 // Admin is what operators can do to one authorization server's state:
 // list, delete and block clients, list and revoke users' grants and
-// tokens.
+// tokens. It reads and writes only through the state stores; it lives
+// with the endpoints because its rules are theirs: a blocked client is
+// refused by the same client lookup (clientDirectory), and a client's
+// tokens are revoked before its record goes, as a revocation at the
+// endpoints would.
 type Admin struct {
 	// Issuer is the authorization server's issuer; State its records,
-	// the AuthServer's State.
+	// the same stores its endpoints use (Config.State).
 	Issuer string
 	State  *state.Stores
 }

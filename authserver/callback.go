@@ -19,6 +19,9 @@ type callbackEndpoint struct {
 	log      *events
 }
 
+// ServeHTTP handles the provider's redirect back to GET
+// /authorize/callback: the login state is taken once, the provider's code
+// exchanged for the user's identity, and the login finished.
 func (e *callbackEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet || e.upstream == nil {
 		errorPage(w, http.StatusMethodNotAllowed, "Unexpected request.")

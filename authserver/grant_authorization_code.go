@@ -12,9 +12,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// grant redeems an authorization code (OAuth 2.1 section 4.1.3).
-// Everything that a retry could fix is checked before the code is used up;
-// the code is then taken atomically, so it is redeemed at most once.
 // authorizationCodeGrant redeems authorization codes.
 type authorizationCodeGrant struct {
 	codes       *state.Codes
@@ -26,6 +23,9 @@ type authorizationCodeGrant struct {
 	log         *events
 }
 
+// grant redeems an authorization code (OAuth 2.1 section 4.1.3).
+// Everything that a retry could fix is checked before the code is used up;
+// the code is then taken atomically, so it is redeemed at most once.
 func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
 	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the authorization code is invalid, expired or already used")
 	code, verifier := params["code"], params["code_verifier"]

@@ -26,14 +26,6 @@ import (
 // tabs, retries) must not be logged out for it.
 const refreshGrace = 30 * time.Second
 
-// grant handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
-// token rotates on every use. Everything is checked before rotation, so a
-// failed request never burns the token. A token presented again within the
-// grace window returns the same successor; later, it means the token was
-// stolen, and the whole grant is revoked. A grant is refused to a client
-// that authenticates less strongly than when the grant was made, so a
-// stolen refresh token of a private_key_jwt client is useless without
-// its key.
 // refreshTokenGrant redeems refresh tokens.
 type refreshTokenGrant struct {
 	grants      *state.Grants
@@ -44,6 +36,14 @@ type refreshTokenGrant struct {
 	log         *events
 }
 
+// grant handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
+// token rotates on every use. Everything is checked before rotation, so a
+// failed request never burns the token. A token presented again within the
+// grace window returns the same successor; later, it means the token was
+// stolen, and the whole grant is revoked. A grant is refused to a client
+// that authenticates less strongly than when the grant was made, so a
+// stolen refresh token of a private_key_jwt client is useless without
+// its key.
 func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClient, params map[string]string, resources []string) (*tokenResponse, *oauth.Error) {
 	invalidGrant := oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the refresh token is invalid, expired or revoked")
 	rt := params["refresh_token"]

@@ -13,6 +13,7 @@ type jwksEndpoint struct {
 	ring *tokens.KeyRing
 }
 
+// ServeHTTP answers GET and HEAD /jwks with the ring's public keys.
 func (e *jwksEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	oauth.WriteDocument(w, r, "application/jwk-set+json", e.ring.JWKS())
 }

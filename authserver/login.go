@@ -12,7 +12,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// passwordLoginEndpoint is the built-in login page, for upstream users.
+// passwordLoginEndpoint is the login page of the built-in user list
+// (upstream users).
 type passwordLoginEndpoint struct {
 	issuer    string
 	passwords upstream.PasswordChecker

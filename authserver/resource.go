@@ -9,12 +9,6 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
-// resolveResource maps RFC 8707 resource indicators to the protected
-// resource they name. The canonical URL and harmless variants (trailing
-// slash, letter case of scheme and host, default port, a URL on the same
-// origin below the resource's path) all name it; anything else is
-// invalid_target. Without an indicator, the grant's resource applies, or
-// the site's default resource.
 // resourceSet names the protected resources tokens are issued for.
 type resourceSet struct {
 	// origin is the issuer's; list the resources, the first the default.
@@ -22,6 +16,12 @@ type resourceSet struct {
 	list   gate.Resources
 }
 
+// resolve maps RFC 8707 resource indicators to the protected
+// resource they name. The canonical URL and harmless variants (trailing
+// slash, letter case of scheme and host, default port, a URL on the same
+// origin below the resource's path) all name it; anything else is
+// invalid_target. Without an indicator, the grant's resource applies, or
+// the site's default resource.
 func (s *resourceSet) resolve(values []string, fallback *gate.Resource) (*gate.Resource, *oauth.Error) {
 	if len(values) == 0 {
 		if fallback != nil {
@@ -40,6 +40,7 @@ func (s *resourceSet) resolve(values []string, fallback *gate.Resource) (*gate.R
 	return found, nil
 }
 
+// named returns the resource an indicator names, or nil.
 func (s *resourceSet) named(indicator string) *gate.Resource {
 	if len(indicator) > 2048 {
 		return nil
@@ -62,7 +63,7 @@ func (s *resourceSet) named(indicator string) *gate.Resource {
 	return best
 }
 
-// resourceByURL returns the resource with the canonical URL u.
+// byURL returns the resource with the canonical URL u.
 func (s *resourceSet) byURL(u string) *gate.Resource {
 	for _, r := range s.list {
 		if r.URL == u {

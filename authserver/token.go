@@ -20,7 +20,6 @@ type tokenResponse struct {
 	IDToken      string `json:"id_token,omitempty"`
 }
 
-// ServeHTTP handles POST /token (OAuth 2.1 section 3.2).
 // tokenEndpoint authenticates the client and hands the request to the
 // handler of its grant type.
 type tokenEndpoint struct {
@@ -31,6 +30,8 @@ type tokenEndpoint struct {
 	log     *events
 }
 
+// ServeHTTP handles POST /token (OAuth 2.1 section 3.2): the grant type's
+// handler answers, once the client has authenticated and registered it.
 func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params, resources, ok := readForm(w, r)
 	if !ok {
