@@ -390,7 +390,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ScopeIncludes:     h.ScopeIncludes,
 		PassAuthorization: h.PassAuthorization,
 		StripHeaders:      append(slices.Clone(defaultStripHeaders), h.StripHeaders...),
-		ForeignSession:    func() { metrics.gate.WithLabelValues("foreign_session").Inc() },
+		ForeignSession:    func() { metrics.gateRefused["foreign_session"].Inc() },
 		Logger:            h.logger,
 	}
 	for _, rs := range h.RequireScopes {
@@ -695,7 +695,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.cors.Allow(w, r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q is not allowed", r.Header.Get("Origin")))
 	}
-	if endpoint, serve := h.route(path.Clean("/" + r.URL.Path)); serve != nil {
+	if endpoint, serve := h.route(cleanPath(r.URL.Path)); serve != nil {
 		start := time.Now()
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		serve.ServeHTTP(w, r.WithContext(authserver.WithRequestID(r.Context(), repl.ReplaceAll("{http.request.uuid}", ""))))
@@ -725,6 +725,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
+// cleanPath is path.Clean("/" + p), without building "/" + p when p
+// already starts with a slash, as it does in every request but "*".
+func cleanPath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}
+
 // route returns the site's own endpoint at p, with its metric name: the
 // authorization server's, then the resources' discovery documents; nil
 // for a request to the protected backend.
@@ -742,7 +751,7 @@ func (h *Handler) route(p string) (string, http.Handler) {
 
 // refuse answers a request the gate refused, counting and logging why.
 func (h *Handler) refuse(w http.ResponseWriter, d gate.Decision) error {
-	metrics.gate.WithLabelValues(gateOutcome(d.Status, d.Challenge)).Inc()
+	metrics.gateRefused[gateOutcome(d.Status, d.Code)].Inc()
 	if d.Challenge != "" {
 		w.Header().Set("WWW-Authenticate", d.Challenge)
 	}

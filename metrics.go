@@ -2,11 +2,12 @@ package mcpauth
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // metrics are the plugin's Prometheus metrics, in Caddy's metrics registry
@@ -22,6 +23,8 @@ var metrics struct {
 	// gateAllowed is gate's series for allowed requests, looked up once:
 	// it counts every gated request that passes.
 	gateAllowed prometheus.Counter
+	// gateRefused are gate's series for refusals, by gateOutcome.
+	gateRefused map[string]prometheus.Counter
 	duration    *prometheus.HistogramVec
 }
 
@@ -49,6 +52,10 @@ func initMetrics() {
 			Help: "Requests to protected resources, by outcome.",
 		}, []string{"outcome"})
 		metrics.gateAllowed = metrics.gate.WithLabelValues("allowed")
+		metrics.gateRefused = make(map[string]prometheus.Counter)
+		for _, outcome := range []string{"no_token", "invalid_token", "insufficient_scope", "origin_denied", "unavailable", "bad_request", "foreign_session"} {
+			metrics.gateRefused[outcome] = metrics.gate.WithLabelValues(outcome)
+		}
 		metrics.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "endpoint_duration_seconds",
 			Help:    "Time to answer the authorization server's endpoints, by endpoint name.",
@@ -80,14 +87,15 @@ func (observer) Login(upstream, outcome string) {
 	metrics.logins.WithLabelValues(upstream, outcome).Inc()
 }
 
-// gateOutcome names a refusal of the gate for the metrics.
-func gateOutcome(status int, challenge string) string {
+// gateOutcome names a refusal of the gate, by its status and error code,
+// for the metrics.
+func gateOutcome(status int, code oauth.ErrorCode) string {
 	switch {
-	case status == 401 && !strings.Contains(challenge, "error="):
+	case status == 401 && code == "":
 		return "no_token"
 	case status == 401:
 		return "invalid_token"
-	case status == 403 && strings.Contains(challenge, "insufficient_scope"):
+	case status == 403 && code == oauth.InsufficientScope:
 		return "insufficient_scope"
 	case status == 403:
 		return "origin_denied"

@@ -32,10 +32,10 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // the user. Errors are *ApplyError.
 func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.ResponseWriter, error) {
 	if !g.cfg.PassAuthorization {
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	}
-	for _, name := range g.cfg.StripHeaders {
-		r.Header.Del(name)
+	for _, name := range g.stripHeaders {
+		delete(r.Header, name)
 	}
 	unbound := false
 	if g.cfg.Sessions != nil && d.SessionID != "" {

@@ -78,6 +78,9 @@ type Config struct {
 type Gate struct {
 	cfg        Config
 	scopeRules []scopeRule
+	// stripHeaders are StripHeaders in canonical form, to be deleted
+	// without canonicalizing them per request.
+	stripHeaders []string
 }
 
 // New checks cfg's scope rules and returns the gate. Resources must hold
@@ -90,6 +93,9 @@ func New(cfg Config) (*Gate, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	g := &Gate{cfg: cfg}
+	for _, name := range cfg.StripHeaders {
+		g.stripHeaders = append(g.stripHeaders, http.CanonicalHeaderKey(name))
+	}
 	for _, rule := range cfg.ScopeRules {
 		compiled, err := compileScopeRule(rule)
 		if err != nil {
@@ -112,6 +118,8 @@ type Decision struct {
 	Status int
 	// Challenge is the WWW-Authenticate value of a refusal.
 	Challenge string
+	// Code is the error code of Challenge, "" for none.
+	Code oauth.ErrorCode
 	// Reason says why the request was refused, for logs; never a secret.
 	Reason string
 	// SessionID is the request's MCP session id (Mcp-Session-Id), checked
@@ -134,7 +142,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 			res = g.cfg.Resources[0]
 		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
-			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil)}
+			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil), Code: oauth.InvalidRequest}
 	}
 	res := g.cfg.Resources.For(reqPath)
 	if res == nil {
@@ -145,7 +153,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	d := Decision{Resource: res}
 
 	refuse := func(status int, code oauth.ErrorCode, description string, scopes []string) Decision {
-		d.Status, d.Reason = status, description
+		d.Status, d.Reason, d.Code = status, description, code
 		d.Challenge = g.challenge(res, code, description, scopes)
 		return d
 	}
@@ -157,7 +165,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	if d.SessionID, err = sessionID(r.Header); err != nil {
 		return refuse(http.StatusBadRequest, oauth.InvalidRequest, err.Error(), nil)
 	}
-	values := r.Header.Values("Authorization")
+	values := r.Header["Authorization"]
 	if len(values) > 1 {
 		return refuse(http.StatusBadRequest, oauth.InvalidRequest, "more than one Authorization header", nil)
 	}

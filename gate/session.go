@@ -38,14 +38,14 @@ var errBadSessionID = errors.New("the Mcp-Session-Id header must come at most on
 // refused rather than passed unchecked: the backend must never see a
 // session the owner check did not.
 func sessionID(h http.Header) (string, error) {
-	values := h.Values("Mcp-Session-Id")
+	values := h["Mcp-Session-Id"]
 	switch {
 	case len(values) == 0:
 		return "", nil
 	case len(values) > 1:
 		return "", errBadSessionID
 	case values[0] == "":
-		h.Del("Mcp-Session-Id")
+		delete(h, "Mcp-Session-Id")
 		return "", nil
 	}
 	id := values[0]

@@ -57,8 +57,8 @@ func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !headerAgrees(r.Header.Values("Mcp-Method"), msgs, func(m *rpcMessage) []byte { return m.Method }) ||
-		!headerAgrees(r.Header.Values("Mcp-Name"), msgs, (*rpcMessage).mcpName) {
+	if !headerAgrees(r.Header["Mcp-Method"], msgs, func(m *rpcMessage) []byte { return m.Method }) ||
+		!headerAgrees(r.Header["Mcp-Name"], msgs, (*rpcMessage).mcpName) {
 		return nil, errHeaderBody
 	}
 	var need []string
@@ -102,16 +102,20 @@ func (s *rpcScanner) release() {
 // Content-Type, application/json in any case, with no parameter but a
 // charset of utf-8, and no content coding but identity.
 func inspectableBody(h http.Header) bool {
-	for _, coding := range h.Values("Content-Encoding") {
+	for _, coding := range h["Content-Encoding"] {
 		if !strings.EqualFold(strings.TrimSpace(coding), "identity") {
 			return false
 		}
 	}
-	types := h.Values("Content-Type")
+	types := h["Content-Type"]
 	// "*" marks RFC 2231 parameters (charset*=utf-8''utf-7), which most
 	// backends' parsers do not decode as Go's does.
 	if len(types) != 1 || strings.Contains(types[0], "*") {
 		return false
+	}
+	// What clients send, known without parsing.
+	if strings.EqualFold(types[0], "application/json") || strings.EqualFold(types[0], "application/json; charset=utf-8") {
+		return true
 	}
 	mediaType, params, err := mime.ParseMediaType(types[0])
 	if err != nil || mediaType != "application/json" {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"sync"
@@ -55,11 +57,13 @@ func (s *Sessions) OwnedBy(ctx context.Context, sessionID, sub string) (owned, u
 	if s == nil || sessionID == "" {
 		return true, false, nil
 	}
-	key := Hash(sessionID)
-	if s.owners.owns(key, s.issuer, sub, time.Now().Add(sessionLifetime/2)) {
+	// The cache is keyed by the binding's hash, not yet hex-encoded: a
+	// cached answer costs a hash and no allocation.
+	sum := sessionSum(sessionID)
+	if s.owners.owns(sum, s.issuer, sub, time.Now().Add(sessionLifetime/2)) {
 		return true, false, nil
 	}
-	owner := s.owner(sub)
+	key, owner := hex.EncodeToString(sum[:]), s.owner(sub)
 	stored, err := s.store.Get(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -78,7 +82,7 @@ func (s *Sessions) OwnedBy(ctx context.Context, sessionID, sub string) (owned, u
 			return false, false, err
 		}
 	}
-	s.owners.add(key, owner, expires)
+	s.owners.add(sum, owner, expires)
 	return true, false, nil
 }
 
@@ -86,11 +90,12 @@ func (s *Sessions) OwnedBy(ctx context.Context, sessionID, sub string) (owned, u
 // unless another user's request claimed it first: only one of the users
 // who present an unbound id at once gets it.
 func (s *Sessions) Claim(ctx context.Context, sessionID, sub string) (bool, error) {
-	key, owner := Hash(sessionID), s.owner(sub)
+	sum := sessionSum(sessionID)
+	key, owner := hex.EncodeToString(sum[:]), s.owner(sub)
 	value, expires := newBinding(owner)
 	switch err := s.store.Create(ctx, key, value, sessionLifetime); {
 	case err == nil:
-		s.owners.add(key, owner, expires)
+		s.owners.add(sum, owner, expires)
 		return true, nil
 	case !errors.Is(err, storage.ErrConflict):
 		return false, err
@@ -111,13 +116,25 @@ func (s *Sessions) Bind(ctx context.Context, sessionID, sub string) error {
 	if s == nil || sessionID == "" {
 		return nil
 	}
-	key, owner := Hash(sessionID), s.owner(sub)
+	sum := sessionSum(sessionID)
+	key, owner := hex.EncodeToString(sum[:]), s.owner(sub)
 	value, expires := newBinding(owner)
 	if err := s.store.Put(ctx, key, value, sessionLifetime); err != nil {
 		return err
 	}
-	s.owners.add(key, owner, expires)
+	s.owners.add(sum, owner, expires)
 	return nil
+}
+
+// sessionSum is the SHA-256 of a session id, whose hex form (Hash) is
+// its binding's key. Ids as long as a UUID do not fit the 32 bytes the
+// compiler converts to []byte on the stack, hence the larger buffer.
+func sessionSum(sessionID string) [sha256.Size]byte {
+	var buf [128]byte
+	if len(sessionID) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], sessionID...))
+	}
+	return sha256.Sum256([]byte(sessionID))
 }
 
 // owner is how a binding names its owner: the same sub at another
@@ -151,24 +168,25 @@ func parseBinding(stored []byte) (owner []byte, expires time.Time) {
 // bytes each); the least recently used make room.
 const maxCachedSessions = 100_000
 
-// sessionCache holds session bindings (by key) this process read or wrote,
-// each with the expiry its stored value names. The zero value is ready to
-// use.
+// sessionCache holds session bindings this process read or wrote, by the
+// SHA-256 of their session id (see Hash), each with the expiry its stored
+// value names. The zero value is ready to use.
 type sessionCache struct {
 	mu      sync.Mutex
-	max     int                      // maxCachedSessions but in tests
-	entries map[string]*list.Element // of *cachedSession
-	recent  list.List                // most recently used first
+	max     int                                 // maxCachedSessions but in tests
+	entries map[[sha256.Size]byte]*list.Element // of *cachedSession
+	recent  list.List                           // most recently used first
 }
 
 type cachedSession struct {
-	key, owner string
-	expires    time.Time
+	key     [sha256.Size]byte
+	owner   string
+	expires time.Time
 }
 
 // owns reports whether key is cached as bound to sub at issuer (see
 // Sessions.owner) until after until.
-func (c *sessionCache) owns(key, issuer, sub string, until time.Time) bool {
+func (c *sessionCache) owns(key [sha256.Size]byte, issuer, sub string, until time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
@@ -188,11 +206,11 @@ func (c *sessionCache) owns(key, issuer, sub string, until time.Time) bool {
 }
 
 // add caches that key is bound to owner until expires.
-func (c *sessionCache) add(key string, owner []byte, expires time.Time) {
+func (c *sessionCache) add(key [sha256.Size]byte, owner []byte, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = make(map[string]*list.Element)
+		c.entries = make(map[[sha256.Size]byte]*list.Element)
 	}
 	if e, ok := c.entries[key]; ok {
 		cs := e.Value.(*cachedSession)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"crypto/sha256"
 	"strconv"
 	"testing"
 	"time"
@@ -119,7 +120,7 @@ func TestSessionOwnersCached(t *testing.T) {
 	if err := store.Put(ctx, Hash("four"), append([]byte(strconv.FormatInt(soon.Unix(), 10)+" "), s.owner("erin")...), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	s.owners.add(Hash("four"), s.owner("erin"), soon)
+	s.owners.add(sha256.Sum256([]byte("four")), s.owner("erin"), soon)
 	owned("four", "erin", true, 1)
 	owned("four", "erin", true, 0) // extended, and cached as such
 }
