@@ -93,6 +93,8 @@ func FuzzInspectJSONRPC(f *testing.F) {
 		`{"method":"tools/call","paramſ":{"name":"b"}}`,
 		`{"method":"tools/call","params":{"name":"a"}} []`,
 		`{"method":"ping","params":` + strings.Repeat("[", maxJSONNesting) + strings.Repeat("]", maxJSONNesting) + `}`,
+		`{"method":"tools/call","params":{"name":"\ud83d\ude00\ud800\u0041\udc00x","arguments":{"a":[1.5e-3,-0,true,null,{"b":"\"\\\/\b\f\n\r\t"}]}}}`,
+		`{"Method"}`, `[{"method":"a"},]`, `{"params":{"name":"a","uri":"b","taskId":"c"},"id":` + strings.Repeat(`{"a":[`, 32) + "0" + strings.Repeat("]}", 32) + `}`,
 	} {
 		f.Add([]byte(seed))
 	}
