@@ -150,3 +150,8 @@ func accessToken(t testing.TB, s *Server, cfg Config, clientID string, scopes ..
 func tokensOf(s *Server) *tokenLookup {
 	return s.routes[pathRevoke].handler.(*revocationEndpoint).lookup
 }
+
+// refreshGrant is the refresh-token grant of s.
+func refreshGrant(s *Server) *refreshTokenGrant {
+	return s.routes[pathToken].handler.(*tokenEndpoint).grants[clients.GrantRefreshToken].(*refreshTokenGrant)
+}

@@ -41,14 +41,22 @@ func codeServer(t *testing.T, store storage.Store) (*Server, *state.Stores) {
 	return newServer(t, cfg), cfg.State
 }
 
-// issueCode stores an authorization code for alice, as a login does, and
-// returns a function that redeems it.
-func issueCode(t *testing.T, s *Server, stores *state.Stores) func() (*tokenResponse, *oauth.Error) {
+// testClient is the client c1 of the code and refresh-token grants,
+// registered for and authenticated with method.
+func testClient(method string) *authenticatedClient {
+	return &authenticatedClient{Method: method, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: method,
+		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
+}
+
+// issueCode stores an authorization code for alice to client, for the
+// scope mcp:read, as a login does, and returns a function that redeems it.
+func issueCode(t *testing.T, s *Server, stores *state.Stores, client *authenticatedClient) func() (*tokenResponse, *oauth.Error) {
 	t.Helper()
 	ctx := context.Background()
 	verifier := randomToken()
 	code := state.Code{
-		Request:  state.Request{ClientID: "c1", RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier), Resource: "https://h.example/mcp"},
+		Request: state.Request{ClientID: client.ClientID, RedirectURI: "https://c.example/cb", CodeChallenge: s256(verifier),
+			Resource: testResource, Scopes: []string{"mcp:read"}},
 		User:     state.User{Subject: "users:alice", Username: "alice", Upstream: "users"},
 		IssuedAt: time.Now().UnixNano(),
 	}
@@ -56,17 +64,16 @@ func issueCode(t *testing.T, s *Server, stores *state.Stores) func() (*tokenResp
 	if err := stores.Codes.Issue(ctx, raw, &code); err != nil {
 		t.Fatal(err)
 	}
-	client := &authenticatedClient{Method: clients.AuthMethodNone, Client: &clients.Client{ClientID: "c1", TokenEndpointAuthMethod: clients.AuthMethodNone,
-		GrantTypes: []string{clients.GrantAuthorizationCode, clients.GrantRefreshToken}}}
 	return func() (*tokenResponse, *oauth.Error) {
 		return codeGrant(s).grant(ctx, client, map[string]string{"code": raw, "code_verifier": verifier}, nil)
 	}
 }
 
-// redeemCode issues an authorization code for alice and redeems it.
+// redeemCode issues an authorization code for alice to the public client
+// c1 and redeems it.
 func redeemCode(t *testing.T, s *Server, stores *state.Stores) (*tokenResponse, *oauth.Error) {
 	t.Helper()
-	return issueCode(t, s, stores)()
+	return issueCode(t, s, stores, testClient(clients.AuthMethodNone))()
 }
 
 // revokeAlice revokes alice, or deletes her client.
@@ -89,7 +96,7 @@ func TestCodeIssuedBeforeRevocationIssuesNothing(t *testing.T) {
 		t.Run(by, func(t *testing.T) {
 			db := storagetest.Badger(t)
 			s, stores := codeServer(t, db)
-			redeem := issueCode(t, s, stores)
+			redeem := issueCode(t, s, stores, testClient(clients.AuthMethodNone))
 			revokeAlice(t, &Admin{Issuer: testIssuer, State: stores}, by)
 			if resp, oerr := redeem(); oerr == nil || oerr.Code != oauth.InvalidGrant {
 				t.Fatalf("code from before the revocation: %+v %v, want invalid_grant", resp, oerr)
