@@ -62,6 +62,31 @@ func processGlobals(dir string, admin int, mcpAuth string) string {
 // its admin API answers and kills the process when the test ends.
 func startCaddyProcess(t *testing.T, dir, caddyfile string) *caddyProcess {
 	t.Helper()
+	p := spawnCaddyProcess(t, dir, caddyfile)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.Admin + "/config/")
+		if err == nil {
+			resp.Body.Close()
+			return p
+		}
+		select {
+		case <-p.exited:
+			stderr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+			t.Fatalf("caddy exited at start: %s", stderr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy did not start: %v", err)
+		}
+	}
+}
+
+// spawnCaddyProcess runs `caddy run` on the Caddyfile in dir, its output
+// going to dir/stderr, and kills the process when the test ends. It does
+// not wait for Caddy to start, nor check that it does.
+func spawnCaddyProcess(t *testing.T, dir, caddyfile string) *caddyProcess {
+	t.Helper()
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,23 +112,7 @@ func startCaddyProcess(t *testing.T, dir, caddyfile string) *caddyProcess {
 	p := &caddyProcess{cmd: cmd, Admin: admin, Log: filepath.Join(dir, "caddy.log"), exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); out.Close(); close(p.exited) }()
 	t.Cleanup(func() { p.kill(); <-p.exited })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/config/")
-		if err == nil {
-			resp.Body.Close()
-			return p
-		}
-		select {
-		case <-p.exited:
-			stderr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
-			t.Fatalf("caddy exited at start: %s", stderr)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not start: %v", err)
-		}
-	}
+	return p
 }
 
 // kill ends the process at once, as a crash would.
