@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,15 +98,16 @@ func TestFaultBadgerDiskFull(t *testing.T) {
 	in := badgerFaultInstance(t, dir, store, admin, port)
 	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
 	loginAcknowledged(t, in, acks, 2)
-	var access string
+	var access, accessClient string
 	for id, rt := range acks.grants {
 		status, m := in.token(t, refreshForm(oauthtest.Client{ID: id}, rt))
 		if status != http.StatusOK {
 			t.Fatalf("refresh: %d %v", status, m)
 		}
 		acks.grant(id, m["refresh_token"].(string))
-		access = m["access_token"].(string)
+		access, accessClient = m["access_token"].(string), id
 	}
+	revocation := url.Values{"token": {access}, "client_id": {accessClient}}.Encode()
 
 	disk.Fill(32 << 20) // below what the store keeps free
 	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
@@ -122,6 +124,9 @@ func TestFaultBadgerDiskFull(t *testing.T) {
 		status, raw := timedRequest(t, in, http.MethodPost, "/token", form, refreshForm(oauthtest.Client{ID: id}, rt).Encode())
 		unavailable("refreshing", status, raw)
 	}
+	// RFC 7009 section 2.2.1: the client must take the token as still valid.
+	status, raw = timedRequest(t, in, http.MethodPost, "/revoke", form, revocation)
+	unavailable("revoking an access token", status, raw)
 	if status, raw := timedRequest(t, in, http.MethodGet, "/mcp", oauthtest.Bearer(access), ""); status != http.StatusOK {
 		t.Errorf("a gated request, which only reads, on a full disk: %d %s", status, raw)
 	}
@@ -131,6 +136,12 @@ func TestFaultBadgerDiskFull(t *testing.T) {
 	}
 
 	disk.Unfill()
+	if status, raw := timedRequest(t, in, http.MethodPost, "/revoke", form, revocation); status != http.StatusOK {
+		t.Errorf("revoking after space was freed: %d %s", status, raw)
+	}
+	if status, raw := timedRequest(t, in, http.MethodGet, "/mcp", oauthtest.Bearer(access), ""); status != http.StatusUnauthorized {
+		t.Errorf("the access token revoked after space was freed: %d %s", status, raw)
+	}
 	loginAcknowledged(t, in, acks, 1)
 	for id, rt := range acks.grants {
 		status, m := in.token(t, refreshForm(oauthtest.Client{ID: id}, rt))

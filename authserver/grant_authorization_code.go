@@ -2,12 +2,14 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"go.uber.org/zap"
 )
@@ -32,12 +34,17 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 	if code == "" {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code is required")
 	}
+	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 	ac, redeemed, err := h.codes.Find(ctx, code)
-	if err != nil {
-		if redeemed != nil {
-			h.punishReplay(ctx, client, redeemed, verifier)
-		}
+	switch {
+	case redeemed != nil:
+		h.punishReplay(ctx, client, redeemed, verifier)
 		return nil, invalidGrant
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, invalidGrant
+	case err != nil:
+		// The code may be good: the client may retry with it.
+		return nil, unavailable.WithCause(fmt.Errorf("looking up the code: %w", err))
 	}
 	req := ac.Request
 	if req.ClientID != client.ClientID {
@@ -59,8 +66,11 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 	if !tokens.ValidVerifier(verifier) {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "code_verifier is malformed")
 	}
-	if err := h.codes.Redeem(ctx, code); err != nil {
+	switch err := h.codes.Redeem(ctx, code); {
+	case errors.Is(err, storage.ErrNotFound):
 		return nil, invalidGrant // redeemed concurrently
+	case err != nil:
+		return nil, unavailable.WithCause(fmt.Errorf("redeeming the code: %w", err))
 	}
 	if !tokens.VerifyS256(verifier, req.CodeChallenge) {
 		return nil, invalidGrant
@@ -71,7 +81,6 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 		return nil, invalidGrant
 	}
 	req.Scopes = scopes
-	unavailable := oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens")
 	resp, at, err := h.mint.accessToken(ctx, client.Client, ac.User, res, req.Scopes)
 	used := state.Redemption{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {

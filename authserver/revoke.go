@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 
@@ -52,12 +53,19 @@ func (e *revocationEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	token := params["token"]
 	// token_type_hint only orders the lookups (section 2.1).
-	lookups := []func(context.Context, *authenticatedClient, string) bool{e.revokeRefreshToken, e.revokeAccessToken}
+	lookups := []func(context.Context, *authenticatedClient, string) (bool, error){e.revokeRefreshToken, e.revokeAccessToken}
 	if params["token_type_hint"] == "access_token" {
 		slices.Reverse(lookups)
 	}
 	for _, revoke := range lookups {
-		if revoke(r.Context(), client, token) {
+		found, err := revoke(r.Context(), client, token)
+		if err != nil {
+			// Section 2.2.1: the client keeps the token and retries.
+			oauth.WriteError(w, e.log.logger, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the token could not be revoked").
+				WithCause(err))
+			return
+		}
+		if found {
 			break
 		}
 	}
@@ -66,31 +74,32 @@ func (e *revocationEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // revokeRefreshToken reports whether token is a refresh token of client's,
-// revoking its grant if so. Like a refresh, revoking needs the client
-// authentication the grant was made with: a stolen refresh token alone
-// cannot end the grant of a client that signs its requests.
-func (e *revocationEndpoint) revokeRefreshToken(ctx context.Context, client *authenticatedClient, token string) bool {
+// revoking its grant if so, or why the grant could not be revoked. Like a
+// refresh, revoking needs the client authentication the grant was made
+// with: a stolen refresh token alone cannot end the grant of a client that
+// signs its requests.
+func (e *revocationEndpoint) revokeRefreshToken(ctx context.Context, client *authenticatedClient, token string) (bool, error) {
 	g, ok := e.lookup.grant(ctx, token)
 	if !ok || g.ClientID != client.ClientID || authStrength(client.Method) < authStrength(g.ClientAuth) {
-		return false
+		return false, nil
 	}
 	if _, err := e.grants.Revoke(ctx, g.ID); err != nil {
-		e.log.logger.Error("revoking a grant", zap.Error(err))
+		return true, fmt.Errorf("revoking a grant: %w", err)
 	}
 	e.log.record(ctx, "grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
-	return true
+	return true, nil
 }
 
 // revokeAccessToken reports whether token is an access token issued to
-// client by this server, denying it if so.
-func (e *revocationEndpoint) revokeAccessToken(ctx context.Context, client *authenticatedClient, token string) bool {
+// client by this server, denying it if so, or why it could not be denied.
+func (e *revocationEndpoint) revokeAccessToken(ctx context.Context, client *authenticatedClient, token string) (bool, error) {
 	claims, ok := e.lookup.accessToken(ctx, token)
 	if !ok || claims.ClientID != client.ClientID {
-		return false
+		return false, nil
 	}
 	if err := e.revocations.DenyAccessToken(ctx, claims.JWTID, claims.Expiry); err != nil {
-		e.log.logger.Error("denying access token", zap.Error(err))
+		return true, fmt.Errorf("denying an access token: %w", err)
 	}
 	e.log.record(ctx, "access token revoked", zap.String("client_id", client.ClientID), zap.String("sub", claims.Subject))
-	return true
+	return true, nil
 }
