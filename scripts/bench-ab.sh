@@ -9,7 +9,10 @@
 # real one, from a login through the consent and login forms. Each gated
 # run sits between two plain runs in the same Caddy; its ratio is its
 # throughput over the mean of those neighbours. Caddy CPU per request is
-# the process's utime+stime over each run divided by its requests.
+# the process's utime+stime over each run divided by its requests. Memory
+# is the Badger Caddy's resident set idle and after all its gated runs,
+# against a third Caddy of the same binary serving only plain
+# reverse_proxy, idle and after a run of about as many requests.
 #
 # Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5: about 5 minutes)
 # Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis row is skipped without it).
@@ -35,7 +38,7 @@ fi
 
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/benchab" ./internal/benchab
-read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port < <("$work/benchab" ports 6)
+read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only < <("$work/benchab" ports 7)
 
 "$work/benchab" backend "127.0.0.1:$backend_port" &
 pids+=($!)
@@ -90,6 +93,19 @@ start_caddy() {
 start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger"
 badger_pid=$caddy_pid
 badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
+
+# Memory: the resident set of the Badger Caddy idle, after its login, and
+# of the same binary serving only the plain site, for comparison.
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
+printf '{\n\tadmin off\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
+	"$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
+"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.plain" >"$work/caddy-plain.log" 2>&1 &
+plain_pid=$!
+pids+=("$plain_pid")
+for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$plain_only/" && break; sleep 0.1; done
+sleep 1
+rss_plain_idle=$(rss_mib "$plain_pid")
+rss_gated_idle=$(rss_mib "$badger_pid")
 
 redis_pid=
 if command -v redis-server >/dev/null; then
@@ -158,6 +174,7 @@ ab() {
 	prev=$(run "$pid" "$c" "$plain" "$script")
 	for r in $(seq "$rounds"); do
 		g=$(run "$pid" "$c" "$gated" "$script")
+		echo "$row ${g%% *}" >>"$work/requests"
 		cur=$(run "$pid" "$c" "$plain" "$script")
 		read -r _ prps pcpu p50 p75 p90 p99 <<<"$prev"
 		read -r _ crps ccpu _ <<<"$cur"
@@ -181,6 +198,15 @@ if [ -n "$redis_pid" ]; then
 	ab redis_session "$redis_pid" "$conns" "http://127.0.0.1:$redis_plain/mcp" "http://127.0.0.1:$redis_gated/mcp" "$work/redis.lua"
 fi
 ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
+
+# Memory after load: the Badger Caddy after every gated request above, and
+# the plain-only Caddy after as many plain ones, as fast as wrk sends them.
+gated_requests=$(awk '$1 != "redis_session" { n += $NF } END { print n + 0 }' "$work/requests")
+rss_gated_loaded=$(rss_mib "$badger_pid")
+plain_secs=$(( (gated_requests + 9999) / 10000 ))
+echo "== memory: $gated_requests requests to plain reverse_proxy alone" >&2
+wrk -t 2 -c "$conns" -d "$(( plain_secs < 600 ? plain_secs : 600 ))s" -s "$work/session.lua" "http://127.0.0.1:$plain_only/mcp" >/dev/null
+rss_plain_loaded=$(rss_mib "$plain_pid")
 
 # Per row: median and range of the ratio, median CPU µs/request, median latencies.
 summary=$(awk '
@@ -240,6 +266,13 @@ section=$(
 		printf "| added | %+.0f | %+.0f | %+.0f | %+.0f |\n", $9 - $5, $10 - $6, $11 - $7, $12 - $8 }' <<<"$summary"
 	echo
 	echo "![latency percentiles, 1 connection](docs/bench-ab-latency.svg)"
+	echo
+	echo "Memory (VmRSS of the Caddy process; target: ≤ +30 MiB idle, flat after warm-up):"
+	echo
+	echo "| | plain reverse_proxy only | mcp_auth + reverse_proxy (Badger) | added |"
+	echo "|---|---:|---:|---:|"
+	awk -v a="$rss_plain_idle" -v b="$rss_gated_idle" 'BEGIN { printf "| idle | %.1f MiB | %.1f MiB | %+.1f MiB |\n", a, b, b - a }'
+	awk -v a="$rss_plain_loaded" -v b="$rss_gated_loaded" -v n="$gated_requests" 'BEGIN { printf "| after the %d gated requests above (plain: one wrk run of about as many) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", n, a, b, b - a }'
 	echo
 	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo
