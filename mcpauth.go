@@ -615,7 +615,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		Observer:        observer{},
 	}
 	if !h.DisableClientMetadataDocuments {
-		as.Metadata = clients.NewFetcher(clientMetadataOptions)
+		opts := clientMetadataOptions
+		opts.Logger = h.logger.Named("client_metadata")
+		as.Metadata = clients.NewFetcher(opts)
 	}
 	if as.AssertionOptional, err = h.assertionOptional(); err != nil {
 		return nil, err

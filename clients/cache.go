@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -10,8 +11,21 @@ import (
 // in which concurrent misses for one key share a single fetch. It is what
 // stops a burst of authorization requests naming one metadata URL from
 // turning into a burst of outbound requests.
+//
+// A value whose refresh fails transiently (see MetadataError.RetryAfter)
+// is served on for up to staleIfError past its expiry, as HTTP's
+// stale-if-error does (RFC 5861 section 4): a client whose host has an
+// outage, or shows us a bot check for an hour, keeps working. A refresh
+// that finds the document gone or invalid is never papered over, since
+// that is its owner speaking: a withdrawn client, or a redirect URI
+// removed after a leak, must stop working at once, and the metadata
+// document draft (section 4.4) forbids caching an invalid document.
 type fetchCache[T any] struct {
-	max int
+	max          int
+	staleIfError time.Duration
+	// onFailure, if set, hears of every failed fetch, with the time until
+	// which a value known before is served instead (zero if none is).
+	onFailure func(key string, err error, servedUntil time.Time)
 
 	mu       sync.Mutex
 	entries  map[string]*cacheEntry[T]
@@ -19,10 +33,15 @@ type fetchCache[T any] struct {
 }
 
 type cacheEntry[T any] struct {
-	val     T
-	err     error
+	val T
+	err error
+	// fetched is when the key was last fetched, whether or not that
+	// fetch replaced val.
 	fetched time.Time
 	expires time.Time
+	// staleUntil bounds how long val may be served after expires while
+	// refreshes fail transiently; zero for errors.
+	staleUntil time.Time
 }
 
 // flight is one fetch in progress; waiters block on done.
@@ -36,11 +55,12 @@ type flight[T any] struct {
 // be cached; zero or less means not at all.
 type fetchFunc[T any] func(ctx context.Context) (val T, ttl time.Duration, err error)
 
-func newFetchCache[T any](max int) *fetchCache[T] {
+func newFetchCache[T any](maxEntries int, staleIfError time.Duration) *fetchCache[T] {
 	return &fetchCache[T]{
-		max:      max,
-		entries:  make(map[string]*cacheEntry[T]),
-		inflight: make(map[string]*flight[T]),
+		max:          maxEntries,
+		staleIfError: max(staleIfError, 0),
+		entries:      make(map[string]*cacheEntry[T]),
+		inflight:     make(map[string]*flight[T]),
 	}
 }
 
@@ -85,20 +105,39 @@ func (c *fetchCache[T]) get(ctx context.Context, key string, now time.Time, refr
 func (c *fetchCache[T]) run(ctx context.Context, key string, now time.Time, f *flight[T], fetch fetchFunc[T]) {
 	val, ttl, err := fetch(ctx)
 	e := &cacheEntry[T]{val: val, err: err, fetched: now, expires: now.Add(ttl)}
+	if err == nil && ttl > 0 {
+		e.staleUntil = e.expires.Add(c.staleIfError)
+	}
 
 	c.mu.Lock()
 	delete(c.inflight, key)
-	if old, ok := c.entries[key]; ok && err != nil && old.err == nil && now.Before(old.expires) {
+	old, ok := c.entries[key]
+	refreshFailed := ok && err != nil && old.err == nil
+	var me *MetadataError
+	var servedUntil time.Time // while a known value stands in for err
+	switch {
+	case refreshFailed && now.Before(old.expires):
 		// A forced refresh failed: keep serving the last good value
 		// until it expires rather than failing every request meanwhile,
 		// and count this attempt, so the next forced refresh waits.
 		kept := *old
 		kept.fetched = now
 		c.entries[key] = &kept
-		e = &kept
-	} else if ttl > 0 {
+		e, servedUntil = &kept, old.expires
+	case refreshFailed && errors.As(err, &me) && me.RetryAfter > 0 && now.Before(old.staleUntil):
+		// The refresh failed in passing: serve the last good value,
+		// and try again after RetryAfter, not on every request.
+		kept := *old
+		kept.fetched = now
+		kept.expires = now.Add(me.RetryAfter)
+		if kept.expires.After(old.staleUntil) {
+			kept.expires = old.staleUntil
+		}
+		c.entries[key] = &kept
+		e, servedUntil = &kept, old.staleUntil
+	case ttl > 0:
 		c.store(key, e, now)
-	} else {
+	default:
 		// A result that may not be cached also evicts an older one, so
 		// that a document that turned invalid is not served from cache.
 		delete(c.entries, key)
@@ -106,6 +145,9 @@ func (c *fetchCache[T]) run(ctx context.Context, key string, now time.Time, f *f
 	f.entry = e
 	c.mu.Unlock()
 	close(f.done)
+	if err != nil && c.onFailure != nil {
+		c.onFailure(key, err, servedUntil)
+	}
 }
 
 // store adds e, making room first if the cache is full: expired entries go,

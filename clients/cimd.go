@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
@@ -71,11 +72,20 @@ type FetcherOptions struct {
 	// FailureCache is how long a failure to reach a host (refused address,
 	// timeout, TLS error) is remembered, so that repeated requests for the
 	// same URL do not each wait out a timeout. HTTP errors and invalid
-	// documents are never cached (draft section 4.4 forbids it). Default:
-	// 30s; negative disables.
+	// documents are never cached (draft section 4.4 forbids it). It is
+	// also how long a last good document stands in (see StaleIfError)
+	// before the next attempt. Default: 30s; negative disables.
 	FailureCache time.Duration
+	// StaleIfError is how long past its expiry a document or key set
+	// fetched fine before is still used while fetching it again fails in
+	// a way likely to pass (see MetadataError.RetryAfter). A document
+	// that is gone (404, 410) or now invalid is never replaced by an old
+	// copy. Default: 24h; negative disables.
+	StaleIfError time.Duration
 	// MaxEntries bounds each cache (documents, key sets). Default: 1000.
 	MaxEntries int
+	// Logger hears of failed fetches; nil logs nothing.
+	Logger *zap.Logger
 }
 
 // Fetcher fetches and validates client metadata documents and client key
@@ -117,15 +127,43 @@ func NewFetcher(opts FetcherOptions) *Fetcher {
 	if opts.FailureCache == 0 {
 		opts.FailureCache = 30 * time.Second
 	}
+	if opts.StaleIfError == 0 {
+		opts.StaleIfError = 24 * time.Hour
+	}
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 1000
 	}
-	return &Fetcher{
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	f := &Fetcher{
 		opts:   opts,
 		client: fetch.NewClient(fetch.Options{AllowLoopback: opts.AllowLoopback, RootCAs: opts.RootCAs, Timeout: opts.Timeout}),
-		docs:   newFetchCache[*Client](opts.MaxEntries),
-		keys:   newFetchCache[jwk.Set](opts.MaxEntries),
+		docs:   newFetchCache[*Client](opts.MaxEntries, opts.StaleIfError),
+		keys:   newFetchCache[jwk.Set](opts.MaxEntries, opts.StaleIfError),
 		now:    time.Now,
+	}
+	f.docs.onFailure = f.logFailure("client metadata document")
+	f.keys.onFailure = f.logFailure("client key set")
+	return f
+}
+
+// logFailure returns the logger of failed fetches of what. The cause may
+// name addresses a host resolved to, which the client never sees; the
+// logs may. Documents and key sets are public, so their URLs may be
+// logged.
+func (f *Fetcher) logFailure(what string) func(url string, err error, servedUntil time.Time) {
+	return func(url string, err error, servedUntil time.Time) {
+		fields := []zap.Field{zap.String("url", url), zap.String("reason", err.Error())}
+		if cause := errors.Unwrap(err); cause != nil {
+			fields = append(fields, zap.String("cause", cause.Error()))
+		}
+		if !servedUntil.IsZero() {
+			f.opts.Logger.Warn(what+" could not be fetched again; using the last good copy",
+				append(fields, zap.Time("until", servedUntil))...)
+			return
+		}
+		f.opts.Logger.Warn(what+" could not be used", fields...)
 	}
 }
 

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
 
@@ -549,7 +552,7 @@ func TestFetcherCollapsesConcurrentFetches(t *testing.T) {
 }
 
 func TestFetchCacheBounded(t *testing.T) {
-	c := newFetchCache[int](3)
+	c := newFetchCache[int](3, 0)
 	now := time.Unix(1_800_000_000, 0)
 	for i := range 10 {
 		key := string(rune('a' + i))
@@ -678,7 +681,7 @@ func TestFetcherJWKSErrors(t *testing.T) {
 }
 
 func TestFetchCacheForcedRefresh(t *testing.T) {
-	c := newFetchCache[string](10)
+	c := newFetchCache[string](10, 0)
 	start := time.Unix(1_800_000_000, 0)
 	calls := 0
 	fetch := func(val string, err error) fetchFunc[string] {
@@ -706,5 +709,132 @@ func TestFetchCacheForcedRefresh(t *testing.T) {
 		if err != nil || got != s.want || calls != s.calls {
 			t.Fatalf("step %d: got %q, %v after %d fetches; want %q after %d", i, got, err, calls, s.want, s.calls)
 		}
+	}
+}
+
+// A document fetched fine once outlives refreshes that fail in passing
+// (claude.ai's has come back as HTML, or a 403 to data-centre addresses),
+// for StaleIfError past its expiry, and is retried every FailureCache
+// meanwhile. One that is gone or now invalid is not papered over.
+func TestFetcherServesLastGoodCopy(t *testing.T) {
+	failures := map[string]struct {
+		serve     http.HandlerFunc
+		transient bool
+	}{
+		"403": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "denied", http.StatusForbidden) }, true},
+		"429": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "slow down", http.StatusTooManyRequests) }, true},
+		"502": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", http.StatusBadGateway) }, true},
+		"HTML instead of JSON": {func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = w.Write([]byte("<html>Just a moment…</html>"))
+		}, true},
+		"timeout": {func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}, true},
+		"404": {func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, false},
+		"410": {func(w http.ResponseWriter, r *http.Request) { http.Error(w, "gone", http.StatusGone) }, false},
+		"3xx": {func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusFound) }, false},
+		"invalid document": {func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc("https://"+r.Host+r.URL.Path, map[string]any{"redirect_uris": nil}))
+		}, false},
+	}
+	for name, failure := range failures {
+		t.Run(name, func(t *testing.T) {
+			ds := newDocServer(t)
+			var mu sync.Mutex
+			failing := false
+			url := ds.handle("/client.json", func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				f := failing
+				mu.Unlock()
+				if f {
+					failure.serve(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Cache-Control", "max-age=60")
+				_, _ = w.Write(doc(ds.URL+"/client.json", nil))
+			})
+			logs, observed := observer.New(zap.WarnLevel)
+			f := ds.fetcher(FetcherOptions{MinCache: time.Second, FailureCache: 30 * time.Second, StaleIfError: time.Hour,
+				Timeout: 300 * time.Millisecond, Logger: zap.New(logs)})
+			clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			f.now = clock.Now
+			if _, err := f.Client(context.Background(), url); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			failing = true
+			mu.Unlock()
+
+			clock.Advance(61 * time.Second) // expired: the next call fetches
+			c, err := f.Client(context.Background(), url)
+			var me *MetadataError
+			if !failure.transient {
+				if !errors.As(err, &me) || me.RetryAfter != 0 {
+					t.Fatalf("err = %v, want a lasting failure, not the old copy", err)
+				}
+				if observed.FilterMessage("client metadata document could not be used").Len() != 1 {
+					t.Errorf("failure not logged: %v", observed.All())
+				}
+				// Nor is the old copy kept for later.
+				if _, err := f.Client(context.Background(), url); err == nil || ds.count("/client.json") != 3 {
+					t.Errorf("after a lasting failure: err %v after %d fetches, want a fresh failure", err, ds.count("/client.json"))
+				}
+				return
+			}
+			if err != nil || c.ClientID != url {
+				t.Fatalf("refresh failing with %s: err = %v, want the last good copy", name, err)
+			}
+			if observed.FilterMessage("client metadata document could not be fetched again; using the last good copy").Len() != 1 {
+				t.Errorf("serving the old copy was not logged: %v", observed.All())
+			}
+			for i, step := range []struct {
+				advance time.Duration
+				hits    int
+				ok      bool
+			}{
+				{10 * time.Second, 2, true}, // within FailureCache: no new attempt
+				{21 * time.Second, 3, true}, // retried, failed again, still served
+				{time.Hour, 4, false},       // past StaleIfError
+			} {
+				clock.Advance(step.advance)
+				_, err = f.Client(context.Background(), url)
+				if (err == nil) != step.ok || ds.count("/client.json") != step.hits {
+					t.Fatalf("step %d: err %v after %d fetches; want ok=%v after %d", i, err, ds.count("/client.json"), step.ok, step.hits)
+				}
+			}
+			if !errors.As(err, &me) || me.RetryAfter == 0 {
+				t.Errorf("err = %v, want a transient failure with RetryAfter", err)
+			}
+			mu.Lock()
+			failing = false
+			mu.Unlock()
+			clock.Advance(31 * time.Second)
+			if _, err := f.Client(context.Background(), url); err != nil {
+				t.Errorf("document back: %v", err)
+			}
+		})
+	}
+}
+
+func TestFetcherSendsAcceptAndUserAgent(t *testing.T) {
+	ds := newDocServer(t)
+	var hdr http.Header
+	url := ds.handle("/client.json", func(w http.ResponseWriter, r *http.Request) {
+		hdr = r.Header.Clone()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc(ds.URL+"/client.json", nil))
+	})
+	if _, err := ds.fetcher(FetcherOptions{}).Client(context.Background(), url); err != nil {
+		t.Fatal(err)
+	}
+	if hdr.Get("Accept") != "application/json" || hdr.Get("User-Agent") != fetch.UserAgent ||
+		!strings.HasPrefix(hdr.Get("User-Agent"), "caddy-mcp-auth/") {
+		t.Errorf("Accept %q, User-Agent %q", hdr.Get("Accept"), hdr.Get("User-Agent"))
 	}
 }

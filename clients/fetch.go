@@ -8,13 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 )
-
-// userAgent identifies our outbound fetches to the hosts serving metadata
-// documents and key sets.
-const userAgent = "caddy-mcp-auth (OAuth client metadata fetcher)"
 
 // MetadataError says why a client metadata document, or a client's key
 // set, could not be fetched or used. Error returns only Description, which
@@ -23,7 +20,14 @@ const userAgent = "caddy-mcp-auth (OAuth client metadata fetcher)"
 // the underlying cause, for logs.
 type MetadataError struct {
 	Description string
-	cause       error
+	// RetryAfter is non-zero for a failure that is likely to pass: the
+	// host could not be reached, refused us (401, 403, 429), failed (5xx)
+	// or answered with something other than JSON, such as a bot-check
+	// page. It is when the fetch will be tried again. Zero means the
+	// document is gone or invalid, and asking again will not help until
+	// its owner changes it.
+	RetryAfter time.Duration
+	cause      error
 	// network is true for failures to reach the host at all (refused
 	// address, timeout, TLS), which are negative-cached briefly.
 	network bool
@@ -49,18 +53,24 @@ func (f *Fetcher) get(ctx context.Context, url, what string, maxBytes int64) (*f
 	if err != nil {
 		return nil, metadataErr(err, "%s URL is invalid", what)
 	}
+	// Some hosts answer browsers with HTML; ask for the document.
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
 	resp, err := fetch.Do(f.client, req, maxBytes, func(resp *http.Response) error {
 		switch {
 		case resp.StatusCode >= 300 && resp.StatusCode < 400:
 			return metadataErr(nil, "%s is served with a redirect, which is not followed", what)
 		case resp.StatusCode != http.StatusOK:
-			return metadataErr(nil, "%s could not be fetched: the server answered with status %d", what, resp.StatusCode)
+			e := metadataErr(nil, "%s could not be fetched: the server answered with status %d", what, resp.StatusCode)
+			if transientStatus(resp.StatusCode) {
+				e.RetryAfter = f.retryInterval()
+			}
+			return e
 		}
 		mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return metadataErr(err, "%s is not served as JSON", what)
+			e := metadataErr(err, "%s is not served as JSON", what)
+			e.RetryAfter = f.retryInterval()
+			return e
 		}
 		return nil
 	})
@@ -74,11 +84,31 @@ func (f *Fetcher) get(ctx context.Context, url, what string, maxBytes int64) (*f
 	case errors.As(err, &tooLarge):
 		return nil, metadataErr(nil, "%s is too large (limit %d bytes)", what, maxBytes)
 	}
-	return nil, networkErr(err, what)
+	return nil, f.networkErr(err, what)
+}
+
+// transientStatus reports whether an HTTP status says the host would not
+// or could not answer now, rather than that the document is gone (404,
+// 410) or was never there. Hosts behind bot protection answer data-centre
+// addresses with 401 or 403 for a while.
+func transientStatus(status int) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return status >= 500
+}
+
+// retryInterval is how long a transient failure holds before the next
+// fetch: the failure cache's time, and a second when it is disabled.
+func (f *Fetcher) retryInterval() time.Duration {
+	return max(f.opts.FailureCache, time.Second)
 }
 
 // networkErr describes a failure to reach the host or read its answer.
-func networkErr(err error, what string) *MetadataError {
+// All are transient but a refused address: that host now points inside
+// the network, and no retry will change our answer.
+func (f *Fetcher) networkErr(err error, what string) *MetadataError {
 	var e *MetadataError
 	var ne net.Error
 	switch {
@@ -86,8 +116,10 @@ func networkErr(err error, what string) *MetadataError {
 		e = metadataErr(err, "%s host resolves to an address that is not allowed", what)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		e = metadataErr(err, "%s could not be fetched: timed out", what)
+		e.RetryAfter = f.retryInterval()
 	default:
 		e = metadataErr(err, "%s could not be fetched", what)
+		e.RetryAfter = f.retryInterval()
 	}
 	e.network = true
 	return e

@@ -73,3 +73,32 @@ func TestDoTruncatedByDeadline(t *testing.T) {
 		t.Error("a body cut short by the deadline passed for a whole one")
 	}
 }
+
+func TestDoNamesItself(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("User-Agent"))
+	}))
+	defer srv.Close()
+	for _, ua := range []string{"", "custom/1"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if ua != "" {
+			req.Header.Set("User-Agent", ua)
+		}
+		if _, err := Do(srv.Client(), req, 10, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[0] != UserAgent || got[1] != "custom/1" {
+		t.Errorf("User-Agent sent: %q, want %q then the caller's own", got, UserAgent)
+	}
+	for v, want := range map[string]string{
+		"v1.4.0":    "caddy-mcp-auth/v1.4.0 (+https://github.com/caddy-mcp-auth/caddy-mcp-auth)",
+		"(devel)":   "caddy-mcp-auth/devel (+https://github.com/caddy-mcp-auth/caddy-mcp-auth)",
+		"(unknown)": "caddy-mcp-auth/devel (+https://github.com/caddy-mcp-auth/caddy-mcp-auth)",
+	} {
+		if ua := userAgent(v); ua != want {
+			t.Errorf("userAgent(%q) = %q, want %q", v, ua, want)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/version"
 )
 
 // Entry is a live entry of a store with its remaining time to live, as
@@ -79,7 +81,7 @@ type dumpEntry struct {
 // returns how many it wrote.
 func Export(ctx context.Context, store Dumper, w io.Writer) (int, error) {
 	header := dumpHeader{Format: dumpFormat, Version: DumpVersion, Schema: SchemaVersion,
-		WrittenBy: buildVersion(), ExportedAt: time.Now().UTC()}
+		WrittenBy: version.Module(), ExportedAt: time.Now().UTC()}
 	n, err := writeDump(w, header, func(fn func(Entry) error) error { return store.Dump(ctx, fn) })
 	if err != nil {
 		return n, fmt.Errorf("storage: exporting: %w", err)

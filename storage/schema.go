@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/version"
 )
 
 // SchemaVersion is the version of the layout of keys and values that this
@@ -35,31 +36,6 @@ type schemaRecord struct {
 	WrittenBy string `json:"written_by,omitempty"`
 }
 
-// modulePath is this module's import path, to find its version in the
-// build information.
-const modulePath = "github.com/caddy-mcp-auth/caddy-mcp-auth"
-
-// buildVersion is this module's version in the running binary, "(devel)"
-// when built from a checkout.
-func buildVersion() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	if info.Main.Path == modulePath {
-		return info.Main.Version
-	}
-	for _, dep := range info.Deps {
-		if dep.Path == modulePath {
-			if dep.Replace != nil {
-				return dep.Replace.Version
-			}
-			return dep.Version
-		}
-	}
-	return "(unknown)"
-}
-
 // schemaAccess is what checkSchema needs of a backend: a read and a
 // create-if-missing of a key outside the Store's key space.
 type schemaAccess interface {
@@ -75,7 +51,7 @@ func checkSchema(ctx context.Context, store schemaAccess, where string) error {
 	for range 3 {
 		raw, err := store.Get(ctx, schemaKey)
 		if errors.Is(err, ErrNotFound) {
-			mine, _ := json.Marshal(schemaRecord{Version: SchemaVersion, WrittenBy: buildVersion()})
+			mine, _ := json.Marshal(schemaRecord{Version: SchemaVersion, WrittenBy: version.Module()})
 			err = store.Create(ctx, schemaKey, mine, 0)
 			if errors.Is(err, ErrConflict) {
 				continue // another instance opening the store at once wrote it
@@ -108,7 +84,7 @@ func compareSchema(raw []byte, where string) error {
 		return fmt.Errorf("storage: %s was written with schema version %d by caddy-mcp-auth %s, "+
 			"but this build (caddy-mcp-auth %s) reads schema version %d or older: "+
 			"run caddy-mcp-auth %[3]s or newer, or restore a backup taken before the upgrade",
-			where, rec.Version, writer, buildVersion(), SchemaVersion)
+			where, rec.Version, writer, version.Module(), SchemaVersion)
 	}
 	return nil
 }
