@@ -56,12 +56,24 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client, err := e.directory.lookup(r.Context(), q.clientID)
+	var document *clients.MetadataError
 	switch {
 	case errors.Is(err, errBlockedClient):
 		errorPage(w, http.StatusForbidden, "The app that sent you here has been blocked by this server's operator.")
 		return
 	case errors.Is(err, errClientUnreadable):
 		serverError(w, e.log.logger, "authorization request: looking up the client", err)
+		return
+	case errors.As(err, &document) && document.RetryAfter > 0:
+		// The client is not verified, so nothing may be redirected to it,
+		// temporarily_unavailable included (RFC 6749 section 4.1.2.1): the
+		// user is told, with a 503 and Retry-After, that this will pass.
+		waitPage(w, http.StatusServiceUnavailable, document.RetryAfter,
+			"The app that sent you here describes itself in a document on its own site, which could not be fetched just now ("+document.Description+").")
+		return
+	case document != nil:
+		errorPage(w, http.StatusBadRequest,
+			"The app that sent you here describes itself in a document on its own site, which cannot be used ("+document.Description+").")
 		return
 	case err != nil:
 		e.log.debug("authorization request for an unknown client", zap.Error(err))

@@ -141,10 +141,21 @@ func (a *clientAuthenticator) authenticate(r *http.Request, params map[string]st
 		return nil, oerr
 	}
 	client, err := a.directory.lookup(r.Context(), creds.clientID)
+	var document *clients.MetadataError
 	switch {
 	case errors.Is(err, errClientUnreadable):
 		return nil, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the client could not be looked up").
 			WithCause(err)
+	case errors.As(err, &document) && document.RetryAfter > 0:
+		// As when the store fails: no fault of the client's, and it
+		// passes. The description says what to fix if it does not.
+		return nil, &oauth.Error{Status: http.StatusServiceUnavailable, Code: oauth.TemporarilyUnavailable,
+			Description: document.Description, RetryAfter: document.RetryAfter}
+	case errors.As(err, &document):
+		// invalid_client, the one code RFC 6749 section 5.2 has for a
+		// client that cannot be identified, but saying why, so that the
+		// client's developers do not look for a registration problem.
+		return nil, oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, document.Description)
 	case err != nil:
 		return nil, invalidClient
 	}

@@ -45,7 +45,8 @@ func renderPage(w http.ResponseWriter, status int, name string, data map[string]
 	_, _ = w.Write(buf.Bytes())
 }
 
-// waitPage answers status (429, or 503 when the server itself is busy)
+// waitPage answers status (429, or 503 when the server, or a host it
+// depends on, is busy)
 // with a page saying how long to wait, and the same in Retry-After.
 func waitPage(w http.ResponseWriter, status int, wait time.Duration, message string) {
 	w.Header().Set("Retry-After", oauth.RetryAfter(wait))
