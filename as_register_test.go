@@ -66,6 +66,10 @@ func TestRegisterRealClients(t *testing.T) {
 				fmt.Sprint(m["response_types"]) != "[code]" || m["client_name"] != sent["client_name"] {
 				t.Errorf("registered metadata not echoed: %v", m)
 			}
+			// Omitted means web (MCP SEP-837), loopback redirects or not.
+			if want, _ := sent["application_type"].(string); m["application_type"] != want && (want != "" || m["application_type"] != "web") {
+				t.Errorf("application_type %v, want %q echoed (web if omitted)", m["application_type"], want)
+			}
 			if gt := fmt.Sprint(m["grant_types"]); !strings.Contains(gt, "authorization_code") || strings.Contains(gt, "device_code") {
 				t.Errorf("grant_types %s", gt)
 			}
@@ -114,6 +118,8 @@ func TestRegisterRejects(t *testing.T) {
 		{"password grant", "application/json", `{"token_endpoint_auth_method":"none","redirect_uris":["https://a.test/cb"],"grant_types":["authorization_code","password"]}`, "invalid_client_metadata"},
 		{"token response type", "application/json", `{"token_endpoint_auth_method":"none","redirect_uris":["https://a.test/cb"],"response_types":["token"]}`, "invalid_client_metadata"},
 		{"unknown auth method", "application/json", `{"token_endpoint_auth_method":"tls_client_auth","redirect_uris":["https://a.test/cb"]}`, "invalid_client_metadata"},
+		{"web app with a loopback redirect", "application/json", `{"application_type":"web","token_endpoint_auth_method":"none","redirect_uris":["http://127.0.0.1:9/cb"]}`, "invalid_redirect_uri"},
+		{"unknown application_type", "application/json", `{"application_type":"browser","token_endpoint_auth_method":"none","redirect_uris":["https://a.test/cb"]}`, "invalid_client_metadata"},
 		{"redirect_uris not an array", "application/json", `{"token_endpoint_auth_method":"none","redirect_uris":"https://a.test/cb"}`, "invalid_redirect_uri"},
 	}
 	for _, tc := range cases {

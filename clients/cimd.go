@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -271,6 +272,7 @@ func parseDocument(clientID string, body []byte) (*Client, error) {
 	if present(fields, "client_secret") || present(fields, "client_secret_expires_at") {
 		return nil, metadataErr(nil, "client metadata document must not contain a client secret")
 	}
+	dropUnofferedGrants(fields)
 	c, rerr := parseMetadata(fields, cimdAuthMethods, AuthMethodNone)
 	if rerr != nil {
 		return nil, metadataErr(rerr, "invalid client metadata document: %s", rerr.Description)
@@ -308,6 +310,20 @@ func parseDocument(clientID string, body []byte) (*Client, error) {
 	c.ClientID = clientID
 	c.Metadata = true
 	return c, nil
+}
+
+// dropUnofferedGrants removes from a document's grant_types those this
+// server does not offer. One document serves every server the client
+// talks to, so it lists what the client can do anywhere (VS Code's lists
+// device_code), and its owner cannot answer a refusal from us by changing
+// it, as a registering client can.
+func dropUnofferedGrants(fields map[string]json.RawMessage) {
+	list, ok := stringArray(fields, "grant_types")
+	if !ok || list == nil {
+		return // parseMetadata reports the type error or applies the default
+	}
+	offered := slices.DeleteFunc(list, func(g string) bool { return g != GrantAuthorizationCode && g != GrantRefreshToken })
+	fields["grant_types"], _ = json.Marshal(offered)
 }
 
 // privateMembers are the JWK members (RFC 7518 section 6) that only private

@@ -70,7 +70,7 @@ func TestFetcherValidDocument(t *testing.T) {
 			"response_types":             []string{"code"},
 			"scope":                      "read write",
 			"token_endpoint_auth_method": "none",
-			"application_type":           "web",
+			"application_type":           "native",
 		}))
 	})
 	f := ds.fetcher(FetcherOptions{})
@@ -82,7 +82,8 @@ func TestFetcherValidDocument(t *testing.T) {
 		ClientID: url, ClientName: "Test Client", ClientURI: "https://client.test", LogoURI: "https://client.test/logo.png",
 		RedirectURIs:  []string{"https://client.test/cb", "http://127.0.0.1/callback"},
 		GrantTypes:    []string{"authorization_code", "refresh_token"},
-		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: AuthMethodNone, Scope: "read write", Metadata: true,
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: AuthMethodNone, ApplicationType: ApplicationNative,
+		Scope: "read write", Metadata: true,
 	}
 	gotJSON, _ := json.Marshal(c)
 	wantJSON, _ := json.Marshal(want)
@@ -836,5 +837,25 @@ func TestFetcherSendsAcceptAndUserAgent(t *testing.T) {
 	if hdr.Get("Accept") != "application/json" || hdr.Get("User-Agent") != fetch.UserAgent ||
 		!strings.HasPrefix(hdr.Get("User-Agent"), "caddy-mcp-auth/") {
 		t.Errorf("Accept %q, User-Agent %q", hdr.Get("Accept"), hdr.Get("User-Agent"))
+	}
+}
+
+func TestFetcherIgnoresGrantsNotOffered(t *testing.T) {
+	ds := newDocServer(t)
+	url := ds.serveJSON("/c.json", func(u string) []byte {
+		return doc(u, map[string]any{"grant_types": []string{"authorization_code", "urn:ietf:params:oauth:grant-type:device_code", "client_credentials", "implicit", "refresh_token"}})
+	}, "")
+	c, err := ds.fetcher(FetcherOptions{}).Client(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.GrantTypes, " "); got != "authorization_code refresh_token" {
+		t.Errorf("grant_types %q, want the offered ones only", got)
+	}
+	only := ds.serveJSON("/only.json", func(u string) []byte {
+		return doc(u, map[string]any{"grant_types": []string{"client_credentials"}})
+	}, "")
+	if _, err := ds.fetcher(FetcherOptions{}).Client(context.Background(), only); err == nil {
+		t.Error("a document without authorization_code accepted")
 	}
 }

@@ -16,6 +16,13 @@ const (
 	AuthMethodPrivateKeyJWT     = "private_key_jwt"
 )
 
+// Application types a client may register (OpenID Connect Registration
+// section 2).
+const (
+	ApplicationWeb    = "web"
+	ApplicationNative = "native"
+)
+
 // Grant and response types a client may register.
 const (
 	GrantAuthorizationCode = "authorization_code"
@@ -37,7 +44,10 @@ type Client struct {
 	GrantTypes              []string `json:"grant_types"`
 	ResponseTypes           []string `json:"response_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
-	Scope                   string   `json:"scope,omitempty"`
+	// ApplicationType is "web" or "native" (OpenID Connect Registration
+	// section 2, MCP SEP-837); records stored before it was kept have "".
+	ApplicationType string `json:"application_type,omitempty"`
+	Scope           string `json:"scope,omitempty"`
 	// SoftwareID and SoftwareVersion are self-asserted (RFC 7591 section
 	// 2); kept only to tell client software apart in logs.
 	SoftwareID      string `json:"software_id,omitempty"`

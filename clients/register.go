@@ -115,6 +115,7 @@ type ClientInformation struct {
 	GrantTypes              []string `json:"grant_types"`
 	ResponseTypes           []string `json:"response_types"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	ApplicationType         string   `json:"application_type"`
 	ClientName              string   `json:"client_name,omitempty"`
 	ClientURI               string   `json:"client_uri,omitempty"`
 	LogoURI                 string   `json:"logo_uri,omitempty"`
@@ -137,6 +138,7 @@ func RegistrationResponse(c *Client, secret string) *ClientInformation {
 		GrantTypes:              c.GrantTypes,
 		ResponseTypes:           c.ResponseTypes,
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		ApplicationType:         c.ApplicationType,
 		ClientName:              c.ClientName,
 		ClientURI:               c.ClientURI,
 		LogoURI:                 c.LogoURI,
@@ -204,6 +206,7 @@ func present(fields map[string]json.RawMessage, name string) bool {
 // the member is omitted.
 func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultMethod string) (*Client, *oauth.Error) {
 	c := new(Client)
+	var rerr *oauth.Error
 
 	uris, ok := stringArray(fields, "redirect_uris")
 	switch {
@@ -226,8 +229,10 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 		}
 	}
 	c.RedirectURIs = dedupe(uris)
+	if c.ApplicationType, rerr = applicationType(fields, c.RedirectURIs); rerr != nil {
+		return nil, rerr
+	}
 
-	var rerr *oauth.Error
 	if c.GrantTypes, rerr = grantTypes(fields); rerr != nil {
 		return nil, rerr
 	}
@@ -278,6 +283,36 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 		return nil, rerr
 	}
 	return c, nil
+}
+
+// applicationType returns the registered application type, checked
+// against the redirect URIs (MCP SEP-837, OpenID Connect Registration
+// section 2). "web" clients run on a remote host, so their redirect URIs
+// must be https: a loopback or private-use redirect would hand the code to
+// whatever runs on the user's machine. "native" clients may use loopback
+// http, private-use schemes and, as RFC 8252 section 7.2 allows, claimed
+// https URIs (Cursor registers all three kinds at once). Omitted means
+// "web", but the redirect URIs are then held only to the general rules:
+// the MCP clients that leave it out (Claude Code, VS Code, Cursor, the
+// Inspector, mcp-remote) register loopback and private-use redirects.
+func applicationType(fields map[string]json.RawMessage, redirectURIs []string) (string, *oauth.Error) {
+	t, ok := stringMember(fields, "application_type")
+	switch {
+	case !ok:
+		return "", badMetadata("application_type must be a string")
+	case t == "":
+		return ApplicationWeb, nil
+	case t == ApplicationNative:
+		return t, nil
+	case t != ApplicationWeb:
+		return "", badMetadata("application_type must be web or native")
+	}
+	for i, u := range redirectURIs {
+		if !strings.HasPrefix(u, "https://") {
+			return "", badRedirect("redirect_uris[%d]: a web application's redirect URI must be https; register loopback and private-use redirect URIs with application_type native", i)
+		}
+	}
+	return t, nil
 }
 
 // grantTypes returns the registered grant types, defaulting to

@@ -209,7 +209,7 @@ func TestNewRegistrationMetadata(t *testing.T) {
 		ClientID: c.ClientID, SecretHash: c.SecretHash,
 		ClientName: "Example", ClientURI: "https://client.test", TOSURI: "https://client.test/tos",
 		RedirectURIs: []string{"https://client.test/cb"}, GrantTypes: []string{"authorization_code"},
-		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: AuthMethodClientSecretBasic,
+		ResponseTypes: []string{"code"}, TokenEndpointAuthMethod: AuthMethodClientSecretBasic, ApplicationType: ApplicationWeb,
 		Scope: "read write", SoftwareID: "sw", SoftwareVersion: "1.2", IssuedAt: testNow.Unix(),
 	}
 	gotJSON, _ := json.Marshal(c)
@@ -405,6 +405,7 @@ func TestRegistrationResponse(t *testing.T) {
 			"grant_types":                []any{"authorization_code", "refresh_token"},
 			"response_types":             []any{"code"},
 			"token_endpoint_auth_method": "client_secret_post",
+			"application_type":           "web",
 			"client_name":                "Claude",
 		}
 		gotJSON, _ := json.Marshal(got)
@@ -449,4 +450,42 @@ func TestRegistrationResponse(t *testing.T) {
 			}
 		}
 	})
+}
+
+// application_type (MCP SEP-837): "web" needs https redirect URIs,
+// "native" takes loopback, private-use and claimed https ones, and a
+// client that leaves it out is "web" held only to the general rules, as
+// the MCP clients that leave it out register loopback redirects.
+func TestNewRegistrationApplicationType(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+		code             oauth.ErrorCode
+	}{
+		{"omitted, loopback (Claude Code)", `{"redirect_uris":["http://localhost:53177/callback"]}`, "web", ""},
+		{"omitted, mixed (Cursor)", `{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"]}`, "web", ""},
+		{"native, loopback", `{"application_type":"native","redirect_uris":["http://127.0.0.1:9/cb"]}`, "native", ""},
+		{"native, mixed", `{"application_type":"native","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"]}`, "native", ""},
+		{"web, https", `{"application_type":"web","redirect_uris":["https://claude.ai/api/mcp/auth_callback"]}`, "web", ""},
+		{"web, loopback", `{"application_type":"web","redirect_uris":["https://client.test/cb","http://127.0.0.1:9/cb"]}`, "", oauth.InvalidRedirectURI},
+		{"web, private-use", `{"application_type":"web","redirect_uris":["cursor://x/cb"]}`, "", oauth.InvalidRedirectURI},
+		{"unknown type", `{"application_type":"spa","redirect_uris":["https://client.test/cb"]}`, "", oauth.InvalidClientMetadata},
+		{"not a string", `{"application_type":1,"redirect_uris":["https://client.test/cb"]}`, "", oauth.InvalidClientMetadata},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, secret, err := NewRegistration([]byte(tc.body), testNow, 0)
+			if tc.code != "" {
+				var oerr *oauth.Error
+				if !errors.As(err, &oerr) || oerr.Code != tc.code {
+					t.Fatalf("err = %v, want %s", err, tc.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ApplicationType != tc.want || RegistrationResponse(c, secret).ApplicationType != tc.want {
+				t.Errorf("application_type stored %q, echoed %q, want %q", c.ApplicationType, RegistrationResponse(c, secret).ApplicationType, tc.want)
+			}
+		})
+	}
 }
