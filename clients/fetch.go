@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"mime"
@@ -106,14 +107,18 @@ func (f *Fetcher) retryInterval() time.Duration {
 }
 
 // networkErr describes a failure to reach the host or read its answer.
-// All are transient but a refused address: that host now points inside
-// the network, and no retry will change our answer.
+// All are transient but a refused address, which means the host now
+// points inside the network, and a certificate that does not verify for
+// the URL's host: no retry changes our answer to either.
 func (f *Fetcher) networkErr(err error, what string) *MetadataError {
 	var e *MetadataError
 	var ne net.Error
+	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.Is(err, fetch.ErrBlockedAddress):
 		e = metadataErr(err, "%s host resolves to an address that is not allowed", what)
+	case errors.As(err, &certErr):
+		e = metadataErr(err, "%s could not be fetched: the host's certificate is not valid for it", what)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		e = metadataErr(err, "%s could not be fetched: timed out", what)
 		e.RetryAfter = f.retryInterval()
