@@ -511,17 +511,21 @@ func (pe *penv) failures(t *testing.T, c *pclient, f pflow, wrongRedirect string
 }
 
 // unknownClient checks what a client the server does not know sees: a
-// deleted or expired registration, or a metadata document that cannot be
-// fetched. /authorize shows an error page and never redirects; /token
-// answers invalid_client, here to a refresh with the token the client
-// still holds. The client recovers as fresh (registered again, or the
-// document back): a new login works.
+// deleted or expired registration, or a metadata document that is gone.
+// /authorize shows an error page that says which, and never redirects;
+// /token answers invalid_client, here to a refresh with the token the
+// client still holds. The client recovers as fresh (registered again, or
+// the document back): a new login works.
 func (pe *penv) unknownClient(t *testing.T, gone *pclient, f pflow, rt string, fresh *pclient) {
 	t.Helper()
 	status, hdr, body := oauthtest.Get(t, pe.HTTP, authorizeURL(pe.params(gone, f, oauthtest.NewPKCE())), nil)
 	assertErrorPage(t, "unknown client at /authorize", status, hdr, body, http.StatusBadRequest)
-	if !strings.Contains(string(body), "not registered") {
-		t.Errorf("not the unknown-client page: %.300s", body)
+	want := "not registered"
+	if clients.IsMetadataURL(gone.ID) {
+		want = "document on its own site, which cannot be used"
+	}
+	if !strings.Contains(string(body), want) {
+		t.Errorf("the page does not say %q: %.300s", want, body)
 	}
 	if status, m := pe.token(t, gone, f.refreshForm(rt)); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
 		t.Errorf("unknown client at /token: %d %v, want 401 invalid_client", status, m)
