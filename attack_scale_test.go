@@ -534,26 +534,20 @@ func checkAcknowledged(t *testing.T, in *instance, acks *acknowledged) {
 	t.Logf("after the crash: %d clients listed, %d acknowledged; %d grants refresh", len(listed), len(acks.clients), len(acks.grants))
 }
 
+// unlimitedRegistration lifts the registration limits for tests that
+// register many clients from one address.
+const unlimitedRegistration = `
+		registration {
+			rate_limit 1000000
+			global_rate_limit 1000000
+		}`
+
 // crashLoop kills Caddy (kill -9) while clients register, redeem codes and
 // refresh, then runs crashStore, if any, restarts Caddy on the same store
 // and checks what survived, for crashCycles cycles.
 func crashLoop(t *testing.T, storeLine string, crashStore func()) {
 	dir, admin, port := t.TempDir(), freePort(), freePort()
-	site := processGlobals(dir, admin, storeLine) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	mcp_auth {
-		resource /mcp {
-			scopes mcp:tools
-		}
-		registration {
-			rate_limit 1000000
-			global_rate_limit 1000000
-		}
-		%s
-	}
-	respond ok
-}
-`, port, usersUpstream())
+	site := processSite(dir, admin, port, storeLine, unlimitedRegistration, "respond ok")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	in := &instance{base: base, host: strings.TrimPrefix(base, "http://")}
 	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}

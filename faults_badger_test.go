@@ -37,17 +37,7 @@ func badgerFaultInstance(t *testing.T, dir, storagePath string, admin, port int)
 }
 
 func badgerFaultSite(dir, storagePath string, admin, port int) string {
-	return processGlobals(dir, admin, "storage_path "+storagePath) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	mcp_auth {
-		resource /mcp {
-			scopes mcp:tools
-		}
-		%s
-	}
-	respond ok
-}
-`, port, usersUpstream())
+	return processSite(dir, admin, port, "storage_path "+storagePath, "", "respond ok")
 }
 
 // loginAcknowledged logs n clients in at in and records them and their

@@ -43,17 +43,7 @@ func redisProcessInstance(t *testing.T, redisURL string) *instance {
 	backend := httptest.NewServer(demomcp.Handler())
 	t.Cleanup(backend.Close)
 	dir, admin, port := t.TempDir(), freePort(), freePort()
-	site := processGlobals(dir, admin, "redis "+redisURL) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	mcp_auth {
-		resource /mcp {
-			scopes mcp:tools
-		}
-		%s
-	}
-	reverse_proxy %s
-}
-`, port, usersUpstream(), backend.Listener.Addr())
+	site := processSite(dir, admin, port, "redis "+redisURL, "", "reverse_proxy "+backend.Listener.Addr().String())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	return &instance{base: base, host: strings.TrimPrefix(base, "http://"), proc: startCaddyProcess(t, dir, site)}
 }

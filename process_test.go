@@ -58,6 +58,24 @@ func processGlobals(dir string, admin int, mcpAuth string) string {
 `, admin, filepath.Join(dir, "caddy"), filepath.Join(dir, "caddy.log"), mcpAuth)
 }
 
+// processSite is the Caddyfile of a Caddy process serving one gated
+// resource, /mcp, for the test user alice: storeLine chooses its store,
+// extra goes into the mcp_auth block, and handler answers what the gate
+// lets through.
+func processSite(dir string, admin, port int, storeLine, extra, handler string) string {
+	return processGlobals(dir, admin, storeLine) + fmt.Sprintf(`
+http://127.0.0.1:%d {
+	mcp_auth {
+		resource /mcp {
+			scopes mcp:tools
+		}%s
+		%s
+	}
+	%s
+}
+`, port, extra, usersUpstream(), handler)
+}
+
 // startCaddyProcess runs `caddy run` on the Caddyfile in dir, waits until
 // its admin API answers and kills the process when the test ends.
 func startCaddyProcess(t *testing.T, dir, caddyfile string) *caddyProcess {

@@ -78,21 +78,7 @@ func TestSoak(t *testing.T) {
 	backend := httptest.NewServer(demomcp.Handler())
 	t.Cleanup(backend.Close)
 	dir, admin, port := t.TempDir(), freePort(), freePort()
-	site := processGlobals(dir, admin, "storage_path "+filepath.Join(dir, "badger")) + fmt.Sprintf(`
-http://127.0.0.1:%d {
-	mcp_auth {
-		resource /mcp {
-			scopes mcp:tools
-		}
-		registration {
-			rate_limit 1000000
-			global_rate_limit 1000000
-		}
-		%s
-	}
-	reverse_proxy %s
-}
-`, port, usersUpstream(), backend.Listener.Addr())
+	site := processSite(dir, admin, port, "storage_path "+filepath.Join(dir, "badger"), unlimitedRegistration, "reverse_proxy "+backend.Listener.Addr().String())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	in := &instance{base: base, host: strings.TrimPrefix(base, "http://"), proc: startCaddyProcess(t, dir, site)}
 
