@@ -29,6 +29,9 @@ type Code struct {
 	// IssuedAt (Unix nanoseconds) tells a code issued before a revocation
 	// of its user or client from one issued after (see Revocations).
 	IssuedAt int64 `json:"issued_at"`
+	// UpstreamToken is the id of the user's token at the identity
+	// provider kept from the login (see UpstreamTokens), if any.
+	UpstreamToken string `json:"upstream_token,omitempty"`
 }
 
 // Redemption remembers what a redeemed code issued, to revoke it on replay.

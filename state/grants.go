@@ -19,8 +19,9 @@ const revokeAttempts = 10
 // Grants stores refresh-token families, each under its id, and the
 // lookup from the hash of each current refresh token to its grant.
 type Grants struct {
-	store       storage.Store
-	revocations *Revocations
+	store          storage.Store
+	revocations    *Revocations
+	upstreamTokens *UpstreamTokens
 }
 
 // Grant is a refresh-token family: one user's authorization of one client
@@ -49,6 +50,9 @@ type Grant struct {
 	// Revoked marks a grant being revoked (see Grants.Revoke): it
 	// refreshes nothing any more.
 	Revoked bool `json:"revoked,omitempty"`
+	// UpstreamToken is the id of the user's token at the identity
+	// provider kept for the grant (see UpstreamTokens), if any.
+	UpstreamToken string `json:"upstream_token,omitempty"`
 
 	// stored is the value the grant was read from, which Rotate swaps.
 	stored []byte
@@ -157,7 +161,8 @@ func (g *Grants) List(ctx context.Context, match func(*Grant) bool) ([]*Grant, e
 // a refresh racing the revocation either rotated first, and the access
 // token it issued is in the value marked and denied below, or finds its
 // own Swap refused and issues nothing. The access tokens are denied after
-// the mark and before the grant is deleted: if that fails midway, the
+// the mark and before the grant is deleted, as is the user's token at the
+// identity provider kept for it: if that fails midway, the
 // marked grant remains, refreshes nothing, and revoking it again finishes
 // the job.
 func (g *Grants) Revoke(ctx context.Context, id string) (*Grant, error) {
@@ -192,6 +197,11 @@ func (g *Grants) Revoke(ctx context.Context, id string) (*Grant, error) {
 		}
 		for _, t := range grant.AccessTokenIDs {
 			if err := g.revocations.DenyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {
+				return &grant, err
+			}
+		}
+		if grant.UpstreamToken != "" {
+			if err := g.upstreamTokens.Remove(ctx, grant.UpstreamToken); err != nil {
 				return &grant, err
 			}
 		}

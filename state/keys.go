@@ -41,6 +41,11 @@ const (
 	keyLoginWait     = "login-wait/"
 	// keyLoginAttempts counts the password posts of one login.
 	keyLoginAttempts = "login-attempts/"
+	// keyUpstreamToken holds each login's sealed token at the identity
+	// provider (see UpstreamTokens); keyUpstreamRefreshLock, while one
+	// instance refreshes it, the lock on doing so.
+	keyUpstreamToken       = "upstream-token/"
+	keyUpstreamRefreshLock = "upstream-refresh-lock/"
 )
 
 // What the login limits count.
@@ -67,6 +72,8 @@ const (
 	KindRefresh     Kind = keyRefresh
 	KindDenied      Kind = keyDenied
 	KindTokenOfUser Kind = keyTokenOfUser
+	// The sealed tokens at the identity provider.
+	KindUpstreamToken Kind = keyUpstreamToken
 	// The login limits of usernames.
 	KindUserLoginFailures Kind = keyLoginFailures + loginSubjectUser
 	KindUserLoginWait     Kind = keyLoginWait + loginSubjectUser

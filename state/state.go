@@ -32,6 +32,9 @@ type Stores struct {
 	Revocations *Revocations
 	Logins      *Logins
 	Users       *Users
+	// UpstreamTokens keeps users' tokens at the identity provider, when
+	// configured to.
+	UpstreamTokens *UpstreamTokens
 }
 
 // Open returns the stores of an authorization server's key space, with
@@ -44,13 +47,15 @@ func Open(ctx context.Context, store storage.Store, bound, tokenLifetime time.Du
 	if err != nil {
 		return nil, err
 	}
+	upstreamTokens := &UpstreamTokens{store: store}
 	return &Stores{
-		Clients:     &Clients{store: store},
-		Codes:       &Codes{store: store},
-		Grants:      &Grants{store: store, revocations: revocations},
-		Revocations: revocations,
-		Logins:      &Logins{store: store},
-		Users:       &Users{store: store},
+		Clients:        &Clients{store: store},
+		Codes:          &Codes{store: store},
+		Grants:         &Grants{store: store, revocations: revocations, upstreamTokens: upstreamTokens},
+		Revocations:    revocations,
+		Logins:         &Logins{store: store},
+		Users:          &Users{store: store},
+		UpstreamTokens: upstreamTokens,
 	}, nil
 }
 
