@@ -2,12 +2,7 @@ package clients
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,8 +29,6 @@ const (
 	maxAssertionLifetime = 10 * time.Minute
 	// maxAssertionLength bounds what is parsed at all.
 	maxAssertionLength = 8 << 10
-	// minRSABits is the smallest RSA modulus accepted (RFC 7518 section 3.3).
-	minRSABits = 2048
 )
 
 // assertionAlgs are the signature algorithms a client assertion may use:
@@ -240,41 +233,19 @@ func selectKey(set jwk.Set, kid string) (jwk.Key, error) {
 	return key, nil
 }
 
-// publicKeyFor returns the raw public key of key for verifying alg, after
-// checking that the key is meant for signatures, does not pin another
-// algorithm and is of the type and strength alg needs.
+// publicKeyFor returns the raw public key of key for verifying alg (see
+// tokens.VerificationKey).
 func publicKeyFor(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
-	if !tokens.IsSigningKey(key) {
-		return nil, badAssertion("client key is not a signing key")
-	}
-	if !tokens.KeyAllows(key, alg) {
-		return nil, badAssertion("client assertion algorithm does not match its key")
-	}
-	var raw any
-	if err := jwk.Export(key, &raw); err != nil {
-		return nil, &AssertionError{Reason: "client key is unusable", cause: err}
-	}
-	fits := false
-	switch alg {
-	case jwa.RS256(), jwa.RS384(), jwa.RS512(), jwa.PS256():
-		k, ok := raw.(*rsa.PublicKey)
-		if ok && k.N.BitLen() < minRSABits {
-			return nil, badAssertion("client RSA key is too short")
+	raw, err := tokens.VerificationKey(alg, key)
+	var kerr *tokens.KeyError
+	if errors.As(err, &kerr) {
+		reason := "client " + kerr.Reason
+		if kerr.Reason == "algorithm does not match its key" {
+			reason = "client assertion " + kerr.Reason
 		}
-		fits = ok
-	case jwa.ES256():
-		k, ok := raw.(*ecdsa.PublicKey)
-		fits = ok && k.Curve == elliptic.P256()
-	case jwa.ES384():
-		k, ok := raw.(*ecdsa.PublicKey)
-		fits = ok && k.Curve == elliptic.P384()
-	case jwa.EdDSA():
-		_, fits = raw.(ed25519.PublicKey)
+		return nil, &AssertionError{Reason: reason, cause: err}
 	}
-	if !fits {
-		return nil, badAssertion("client assertion algorithm does not match its key")
-	}
-	return raw, nil
+	return raw, err
 }
 
 // assertionClaims are the claims RFC 7523 section 3 constrains.
@@ -292,26 +263,11 @@ type assertionClaims struct {
 // spelled in the JWT.
 var assertionClaimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 
-// decodeClaims decodes the claims of an assertion by their exact names:
-// encoding/json alone would also take "ISS" or "Sub" for them, which JWT
-// libraries elsewhere do not read as the claims.
+// decodeClaims decodes the claims of an assertion by their exact names
+// (see tokens.DecodeExact).
 func decodeClaims(payload []byte) (*assertionClaims, error) {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &members); err != nil {
-		return nil, err
-	}
-	exact := make(map[string]json.RawMessage, len(assertionClaimNames))
-	for _, name := range assertionClaimNames {
-		if v, ok := members[name]; ok {
-			exact[name] = v
-		}
-	}
-	buf, err := json.Marshal(exact)
-	if err != nil {
-		return nil, err
-	}
 	var claims assertionClaims
-	if err := json.Unmarshal(buf, &claims); err != nil {
+	if err := tokens.DecodeExact(payload, assertionClaimNames, &claims); err != nil {
 		return nil, err
 	}
 	return &claims, nil

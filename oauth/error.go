@@ -25,6 +25,9 @@ const (
 	InsufficientScope ErrorCode = "insufficient_scope"
 	// RFC 8707 section 2.
 	InvalidTarget ErrorCode = "invalid_target"
+	// RFC 9449 sections 5, 7.1 and 8.
+	InvalidDPoPProof ErrorCode = "invalid_dpop_proof"
+	UseDPoPNonce     ErrorCode = "use_dpop_nonce"
 	// RFC 7591 section 3.2.2.
 	InvalidRedirectURI    ErrorCode = "invalid_redirect_uri"
 	InvalidClientMetadata ErrorCode = "invalid_client_metadata"

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -104,4 +105,26 @@ func (d *NumericDate) TimeOrZero() time.Time {
 		return time.Time{}
 	}
 	return d.Time()
+}
+
+// DecodeExact decodes into v the members of the JSON object payload whose
+// names are exactly one of names. encoding/json alone also takes "ISS" or
+// "Sub" for a field named iss or sub, which JWT libraries elsewhere do not
+// read as those claims: a sender could show each reader something else.
+func DecodeExact(payload []byte, names []string, v any) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &members); err != nil {
+		return err
+	}
+	exact := make(map[string]json.RawMessage, len(names))
+	for _, name := range names {
+		if m, ok := members[name]; ok {
+			exact[name] = m
+		}
+	}
+	buf, err := json.Marshal(exact)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(buf, v)
 }

@@ -30,6 +30,12 @@ type JWSRules struct {
 	// an algorithm of the key's choosing. An error is returned by
 	// VerifyJWS as it is, so a caller can say why no key fits.
 	Keys func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error)
+	// EmbeddedKey, if set, is used instead of Keys for a token that
+	// carries its own public key in the "jwk" header, as a DPoP proof
+	// does (RFC 9449 section 4.2): it gets that key, or nil when the
+	// header has none, and returns the key to verify with (see
+	// VerificationKey) or why the key is refused.
+	EmbeddedKey func(key jwk.Key, alg jwa.SignatureAlgorithm) (any, error)
 }
 
 // JWSFailure is why VerifyJWS refused a token for reasons of its own.
@@ -108,7 +114,17 @@ func VerifyJWS(ctx context.Context, token string, rules JWSRules) ([]byte, error
 				failure = &JWSError{Failure: JWSAlgorithmRejected, Alg: alg, Kid: kid}
 				return failure
 			}
-			keys, err := rules.Keys(ctx, kid, headerAlg)
+			var keys []any
+			var err error
+			if rules.EmbeddedKey != nil {
+				embedded, _ := h.JWK()
+				var key any
+				if key, err = rules.EmbeddedKey(embedded, headerAlg); err == nil {
+					keys = []any{key}
+				}
+			} else {
+				keys, err = rules.Keys(ctx, kid, headerAlg)
+			}
 			if err != nil {
 				failure = err
 				return err

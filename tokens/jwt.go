@@ -38,6 +38,17 @@ type AccessClaims struct {
 	Email string `json:"email,omitempty"`
 	// Username is the user's login name at the identity provider, if any.
 	Username string `json:"preferred_username,omitempty"`
+	// Confirmation, when present, binds the token to a key: only a client
+	// that proves it holds the key may use it (RFC 7800, RFC 9449 section 6).
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is the "cnf" claim of a sender-constrained token.
+type Confirmation struct {
+	// JKT is the base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP
+	// key the token is bound to (RFC 9449 section 6.1). A cnf without it
+	// binds the token by a method this server cannot check.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // Scopes returns the granted scopes.

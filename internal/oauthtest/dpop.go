@@ -1,0 +1,128 @@
+package oauthtest
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// DPoPKey is a client's DPoP key pair (RFC 9449), ES256.
+type DPoPKey struct {
+	Private *ecdsa.PrivateKey
+	// Public is the public JWK sent in proofs; JKT its thumbprint.
+	Public jwk.Key
+	JKT    string
+}
+
+// NewDPoPKey makes a fresh ES256 DPoP key.
+func NewDPoPKey(t testing.TB) *DPoPKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thumb, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &DPoPKey{Private: priv, Public: pub, JKT: base64.RawURLEncoding.EncodeToString(thumb)}
+}
+
+// ProofClaims are the claims of a proof; Proof fills in jti and iat when
+// they are empty, and ath from AccessToken.
+type ProofClaims struct {
+	Method, URL string
+	// AccessToken, if set, is hashed into ath.
+	AccessToken string
+	Nonce       string
+	JTI         string
+	IssuedAt    time.Time
+	// Extra members, or overrides of the above by name.
+	Extra map[string]any
+}
+
+// Proof signs a DPoP proof for c with the key's public JWK in the header.
+func (k *DPoPKey) Proof(t testing.TB, c ProofClaims) string {
+	t.Helper()
+	return k.ProofWithHeader(t, c, nil)
+}
+
+// ProofWithHeader signs a proof with header members set over the usual
+// typ, alg and jwk (a nil value removes one), for malformed proofs.
+func (k *DPoPKey) ProofWithHeader(t testing.TB, c ProofClaims, header map[string]any) string {
+	t.Helper()
+	if c.JTI == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		c.JTI = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now()
+	}
+	claims := map[string]any{"jti": c.JTI, "htm": c.Method, "htu": c.URL, "iat": c.IssuedAt.Unix()}
+	if c.AccessToken != "" {
+		claims["ath"] = ATH(c.AccessToken)
+	}
+	if c.Nonce != "" {
+		claims["nonce"] = c.Nonce
+	}
+	for name, v := range c.Extra {
+		if v == nil {
+			delete(claims, name)
+		} else {
+			claims[name] = v
+		}
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs := jws.NewHeaders()
+	set := func(name string, v any) {
+		if err := hdrs.Set(name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(jws.TypeKey, "dpop+jwt")
+	set(jws.JWKKey, k.Public)
+	for name, v := range header {
+		if v == nil {
+			if err := hdrs.Remove(name); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		set(name, v)
+	}
+	signed, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), k.Private, jws.WithProtectedHeaders(hdrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+// ATH is the ath claim for an access token (RFC 9449 section 4.2).
+func ATH(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// DPoP returns the headers of a DPoP-bound call: Authorization: DPoP and
+// the proof.
+func DPoP(token, proof string) map[string][]string {
+	return map[string][]string{"Authorization": {"DPoP " + token}, "Dpop": {proof}}
+}
