@@ -9,18 +9,34 @@
 # real one, from a login through the consent and login forms. Each gated
 # run sits between two plain runs in the same Caddy; its ratio is its
 # throughput over the mean of those neighbours. Caddy CPU per request is
-# the process's utime+stime over each run divided by its requests. Memory
-# is the Badger Caddy's resident set idle and after all its gated runs,
-# against a third Caddy of the same binary serving only plain
-# reverse_proxy, idle and after a run of about as many requests.
+# the process's utime+stime over each run divided by its requests.
 #
-# Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5: about 5 minutes)
-# Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis row is skipped without it).
+# The token endpoint is measured the same way against a Caddy `respond`
+# site in the same process, with a Go load generator (internal/benchab):
+# each connection holds its own refresh token family, from its own login,
+# and rotates it; `respond` gets the same requests.
+#
+# Memory is the Badger Caddy's resident set idle, then after a round of
+# at least $BENCH_AB_REQUESTS gated requests (those of the runs above
+# count) and $BENCH_AB_REGISTRATIONS client registrations, then after a
+# second round as large, against a third Caddy of the same binary serving
+# only plain reverse_proxy, idle and after as many requests.
+#
+# Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5)
+# With the defaults (1 million requests, 100 thousand registrations) it
+# takes about 20 minutes; registrations, at a few hundred a second on
+# Badger, take most of the memory rounds. For a quick check of the script:
+#   BENCH_AB_REQUESTS=20000 BENCH_AB_REGISTRATIONS=500 scripts/bench-ab.sh 1 2
+# Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis rows are skipped without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 secs=${2:-5}
 conns=32
+# Refresh token families for the token endpoint rows: one login each.
+token_conns=16
+mem_requests=${BENCH_AB_REQUESTS:-1000000}
+mem_registrations=${BENCH_AB_REGISTRATIONS:-100000}
 
 work=$(mktemp -d)
 pids=()
@@ -38,15 +54,16 @@ fi
 
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/benchab" ./internal/benchab
-read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only < <("$work/benchab" ports 7)
+read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only badger_respond redis_respond < <("$work/benchab" ports 9)
 
 "$work/benchab" backend "127.0.0.1:$backend_port" &
 pids+=($!)
 
 password="bench-ab password"
-hash=$("$work/caddy" hash-password --plaintext "$password")
+# A low bcrypt cost: the logins are not measured, and there is one per refresh token family.
+hash=$("$work/caddy" hash-password --algorithm bcrypt --bcrypt-cost 10 --plaintext "$password")
 
-# caddyfile <plain port> <gated port> <mcp_auth global storage line>
+# caddyfile <plain port> <gated port> <mcp_auth global storage line> <respond port>
 caddyfile() {
 	cat <<CADDY
 {
@@ -66,18 +83,25 @@ http://127.0.0.1:$2 {
 			scopes mcp:tools mcp:search
 		}
 		tool_scope search mcp:search
+		registration {
+			rate_limit 1000000
+			global_rate_limit 1000000
+		}
 		upstream users {
 			alice $hash
 		}
 	}
 	reverse_proxy 127.0.0.1:$backend_port
 }
+http://127.0.0.1:$4 {
+	respond "ok" 200
+}
 CADDY
 }
 
-# start_caddy <name> <plain port> <gated port> <storage line>: sets caddy_pid.
+# start_caddy <name> <plain port> <gated port> <storage line> <respond port>: sets caddy_pid.
 start_caddy() {
-	caddyfile "$2" "$3" "$4" >"$work/Caddyfile.$1"
+	caddyfile "$2" "$3" "$4" "$5" >"$work/Caddyfile.$1"
 	"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.$1" >"$work/caddy-$1.log" 2>&1 &
 	caddy_pid=$!
 	pids+=("$caddy_pid")
@@ -90,9 +114,10 @@ start_caddy() {
 	exit 1
 }
 
-start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger"
+start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger" "$badger_respond"
 badger_pid=$caddy_pid
 badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
+"$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$token_conns" >"$work/families.badger"
 
 # Memory: the resident set of the Badger Caddy idle, after its login, and
 # of the same binary serving only the plain site, for comparison.
@@ -112,9 +137,10 @@ if command -v redis-server >/dev/null; then
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0"
+	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0" "$redis_respond"
 	redis_pid=$caddy_pid
 	redis_token=$("$work/benchab" login "http://127.0.0.1:$redis_gated" alice "$password")
+	"$work/benchab" families "http://127.0.0.1:$redis_gated" alice "$password" "$token_conns" >"$work/families.redis"
 else
 	echo "redis-server not found: skipping the Redis row" >&2
 fi
@@ -163,25 +189,45 @@ run() {
 		END { printf "%d %.1f %.2f %.1f %.1f %.1f %.1f\n", n, rps, cpu / hz * 1e6 / n, p50, p75, p90, p99 }' <<<"$out"
 }
 
+# run_token <pid> <conns> <url> <families file>: one run of the Go load
+# generator, rotating the families' refresh tokens at a /token URL, or
+# sending the same requests to another URL; prints what run prints.
+run_token() {
+	local before after out n rps p50 p75 p90 p99
+	before=$(cpu_ticks "$1")
+	if [[ $3 == */token ]]; then
+		out=$("$work/benchab" refresh "$4" "$3" "$secs") || exit 1
+	else
+		out=$("$work/benchab" replay "$4" "$3" "$secs") || exit 1
+	fi
+	after=$(cpu_ticks "$1")
+	read -r n rps p50 p75 p90 p99 <<<"$out"
+	awk -v n="$n" -v cpu=$((after - before)) -v hz="$clk_tck" -v rest="$rps" -v lat="$p50 $p75 $p90 $p99" \
+		'BEGIN { printf "%d %.1f %.2f %s\n", n, rest, cpu / hz * 1e6 / n, lat }'
+}
+
 results="$work/results"
-# ab <row> <pid> <conns> <plain url> <gated url> <lua>: plain, then rounds of
-# gated + plain; records "row round ratio cpu_plain cpu_gated p50..p99 plain
-# p50..p99 gated cpu_added": cpu_added is gated minus the mean of its
-# neighbours, paired within the round so slow drifts of the machine cancel.
+# ab <row> <pid> <conns> <plain url> <gated url> <script> [runner]: plain,
+# then rounds of gated + plain, each run by runner (default run); records
+# "row round ratio cpu_plain cpu_gated p50..p99 plain p50..p99 gated
+# cpu_added": cpu_added is gated minus the mean of its neighbours, paired
+# within the round so slow drifts of the machine cancel. The throughputs
+# go to rates as "row round gated plain-mean".
 ab() {
-	local row=$1 pid=$2 c=$3 plain=$4 gated=$5 script=$6 prev cur g r
+	local row=$1 pid=$2 c=$3 plain=$4 gated=$5 script=$6 runner=${7:-run} prev cur g r
 	echo "== $row" >&2
-	prev=$(run "$pid" "$c" "$plain" "$script")
+	prev=$($runner "$pid" "$c" "$plain" "$script")
 	for r in $(seq "$rounds"); do
-		g=$(run "$pid" "$c" "$gated" "$script")
+		g=$($runner "$pid" "$c" "$gated" "$script")
 		echo "$row ${g%% *}" >>"$work/requests"
-		cur=$(run "$pid" "$c" "$plain" "$script")
+		cur=$($runner "$pid" "$c" "$plain" "$script")
 		read -r _ prps pcpu p50 p75 p90 p99 <<<"$prev"
 		read -r _ crps ccpu _ <<<"$cur"
 		read -r _ grps gcpu g50 g75 g90 g99 <<<"$g"
 		awk -v row="$row" -v r="$r" -v p="$prps" -v c="$crps" -v g="$grps" -v pc="$pcpu" -v cc="$ccpu" -v gc="$gcpu" \
 			-v pl="$p50 $p75 $p90 $p99" -v gl="$g50 $g75 $g90 $g99" \
 			'BEGIN { printf "%s %d %.3f %.2f %.2f %s %s %.2f\n", row, r, g / ((p + c) / 2), (pc + cc) / 2, gc, pl, gl, gc - (pc + cc) / 2 }' | tee -a "$results" >&2
+		echo "$row $r $grps $(awk -v p="$prps" -v c="$crps" 'BEGIN { printf "%.1f", (p + c) / 2 }')" >>"$work/rates"
 		prev=$cur
 	done
 }
@@ -199,14 +245,53 @@ if [ -n "$redis_pid" ]; then
 fi
 ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
 
-# Memory after load: the Badger Caddy after every gated request above, and
-# the plain-only Caddy after as many plain ones, as fast as wrk sends them.
-gated_requests=$(awk '$1 != "redis_session" { n += $NF } END { print n + 0 }' "$work/requests")
-rss_gated_loaded=$(rss_mib "$badger_pid")
-plain_secs=$(( (gated_requests + 9999) / 10000 ))
-echo "== memory: $gated_requests requests to plain reverse_proxy alone" >&2
-wrk -t 2 -c "$conns" -d "$(( plain_secs < 600 ? plain_secs : 600 ))s" -s "$work/session.lua" "http://127.0.0.1:$plain_only/mcp" >/dev/null
-rss_plain_loaded=$(rss_mib "$plain_pid")
+# The token endpoint: refresh rotations against respond in the same Caddy.
+ab token_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/families.badger" run_token
+if [ -n "$redis_pid" ]; then
+	ab token_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/families.redis" run_token
+fi
+
+# send <url> <n>: at least n requests of session.lua's shape, in wrk runs
+# sized by the rate of the one before; prints how many were sent.
+send() {
+	local sent=0 secs=5 out n
+	while [ "$sent" -lt "$2" ]; do
+		out=$(wrk -t 2 -c "$conns" -d "${secs}s" -s "$work/session.lua" "$1")
+		if grep -q 'Non-2xx\|Socket errors' <<<"$out" || ! n=$(awk '/requests in/ && $1 > 0 { print $1; ok = 1 } END { exit !ok }' <<<"$out"); then
+			echo "errors in a run against $1:" >&2
+			echo "$out" >&2
+			return 1
+		fi
+		sent=$((sent + n))
+		secs=$(( (($2 - sent) * secs + n - 1) / n + 1 ))
+		secs=$(( secs < 600 ? secs : 600 ))
+	done
+	echo "$sent"
+}
+
+# memory_round <round> <gated requests already sent>: at once, gated
+# requests to the Badger Caddy until mem_requests have been sent (counting
+# those already sent), mem_registrations registrations with it, and as
+# many plain requests to the plain-only Caddy as the Badger one will have
+# had; then the resident sets.
+memory_round() {
+	local need=$(( mem_requests > $2 ? mem_requests - $2 : 0 )) gated registered plain
+	echo "== memory round $1: $need gated requests and $mem_registrations registrations; $(( need + $2 )) plain requests" >&2
+	send "$b_gated" "$need" >"$work/sent.gated" &
+	gated=$!
+	"$work/benchab" register "http://127.0.0.1:$badger_gated" "$mem_registrations" "$conns" >"$work/registered" &
+	registered=$!
+	send "http://127.0.0.1:$plain_only/mcp" "$(( need + $2 ))" >"$work/sent.plain" &
+	plain=$!
+	wait "$gated"
+	wait "$registered"
+	wait "$plain"
+	echo "$1 $(cat "$work/sent.gated") $(cut -d' ' -f1 "$work/registered") $(cat "$work/sent.plain") $(rss_mib "$plain_pid") $(rss_mib "$badger_pid")" >>"$work/memory"
+}
+# memory: "round gated-requests registrations plain-requests rss-plain rss-gated" per round.
+gated_requests=$(awk '$1 != "redis_session" && $1 !~ /^token_/ { n += $NF } END { print n + 0 }' "$work/requests")
+memory_round 1 "$gated_requests"
+memory_round 2 0
 
 # Per row: median and range of the ratio, median CPU µs/request, median latencies.
 summary=$(awk '
@@ -253,7 +338,7 @@ section=$(
 		}
 		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | ≤ +5 µs |\n", name[$1], $2, $14, $15, target[$1], $3, $4, $13 }' <<<"$summary"
 	echo
-	awk '$1 != "latency_1conn" { if (lo == "" || $4 < lo) lo = $4; if ($4 > hi) hi = $4 }
+	awk '$1 != "latency_1conn" && $1 !~ /^token_/ { if (lo == "" || $4 < lo) lo = $4; if ($4 > hi) hi = $4 }
 		END { printf "Noise: plain reverse_proxy alone, same request shapes, ranged from %.0f to %.0f µs of CPU per request over these runs; compare each row with the spread of its ratio.\n", lo, hi }' "$results"
 	echo
 	echo "1 connection, POST with \`Mcp-Session-Id\`, Badger (target: p50 ≤ +20 µs, p99 ≤ +60 µs):"
@@ -267,12 +352,40 @@ section=$(
 	echo
 	echo "![latency percentiles, 1 connection](docs/bench-ab-latency.svg)"
 	echo
-	echo "Memory (VmRSS of the Caddy process; target: ≤ +30 MiB idle, flat after warm-up):"
+	if grep -q '^token_' "$results"; then
+		echo "Token endpoint: refresh token rotations with the Go load generator (\`benchab refresh\`), $token_conns connections, each rotating"
+		echo "its own refresh token family (from its own login), each run between two runs of Caddy \`respond\` in the same process"
+		echo "getting the same requests; median (min–max) of $rounds rounds as above. Badger writes are synced."
+		echo "Code exchanges are not in this table: every code takes a password login (a bcrypt check), which would be what is measured;"
+		echo "the store work of both grants, with 1 thousand to 1 million stored grants, is in the testing.B table above."
+		echo
+		echo "| store | refresh rotations/s | \`respond\` requests/s | ratio | CPU µs/req \`respond\` | CPU µs/req /token | p50 µs | p99 µs |"
+		echo "|---|---:|---:|---|---:|---:|---:|---:|"
+		awk '
+			function median(a, n,   i, j, t) {
+				for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+				return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+			}
+			FNR == 1 { file++ }
+			file == 1 && $1 ~ /^token_/ { i = ++n[$1]; g[$1, i] = $3; p[$1, i] = $4 }
+			file == 2 && $1 ~ /^token_/ {
+				for (i = 1; i <= n[$1]; i++) { gs[i] = g[$1, i]; ps[i] = p[$1, i] }
+				store = $1; sub(/^token_/, "", store)
+				printf "| %s | %.0f | %.0f | %.3f (%.3f–%.3f) | %.1f | %.1f | %.0f | %.0f |\n", store, median(gs, n[$1]), median(ps, n[$1]), $2, $14, $15, $3, $4, $9, $12
+			}' "$work/rates" - <<<"$summary"
+		echo
+	fi
+	echo "Memory (VmRSS of the Caddy process; target: ≤ +30 MiB idle, flat after warm-up). Each round sends, at once, gated requests"
+	echo "(POST with \`Mcp-Session-Id\`) to the Badger Caddy, registers clients with it over $conns connections, and sends as many"
+	echo "plain requests to a Caddy serving only plain reverse_proxy; the first round counts the gated requests of the runs above:"
 	echo
 	echo "| | plain reverse_proxy only | mcp_auth + reverse_proxy (Badger) | added |"
 	echo "|---|---:|---:|---:|"
 	awk -v a="$rss_plain_idle" -v b="$rss_gated_idle" 'BEGIN { printf "| idle | %.1f MiB | %.1f MiB | %+.1f MiB |\n", a, b, b - a }'
-	awk -v a="$rss_plain_loaded" -v b="$rss_gated_loaded" -v n="$gated_requests" 'BEGIN { printf "| after the %d gated requests above (plain: one wrk run of about as many) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", n, a, b, b - a }'
+	awk -v before="$gated_requests" '
+		$1 == 1 { printf "| after %d gated requests in all and %d registrations (plain: %d requests) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", before + $2, $3, $4, $5, $6, $6 - $5; p = $5; g = $6 }
+		$1 == 2 { printf "| after %d more gated requests and %d more registrations (plain: %d more requests) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", $2, $3, $4, $5, $6, $6 - $5
+			printf "| growth in the second round | %+.1f MiB | %+.1f MiB | |\n", $5 - p, $6 - g }' "$work/memory"
 	echo
 	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo

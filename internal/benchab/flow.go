@@ -1,0 +1,202 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// redirectURI is where the authorization server sends the code; nothing
+// listens there, the login stops at that redirect.
+const redirectURI = "http://127.0.0.1/callback"
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+
+// newBrowser returns a client that keeps cookies and stops at redirects,
+// as the login flow follows them itself.
+func newBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// login registers a public client and logs in once with it: the access
+// token is one a real MCP client would hold.
+func login(issuer, user, password string) (string, error) {
+	browser := newBrowser()
+	clientID, err := register(browser, issuer, []string{"authorization_code"})
+	if err != nil {
+		return "", err
+	}
+	tokens, err := authorize(browser, issuer, clientID, user, password)
+	if err != nil {
+		return "", err
+	}
+	token, _ := tokens["access_token"].(string)
+	if token == "" {
+		return "", fmt.Errorf("token: no access_token in %v", tokens)
+	}
+	return token, nil
+}
+
+// families registers one public client that may refresh and logs in n
+// times with it: each login starts a grant, whose refresh tokens are one
+// family. It writes the client_id, then one refresh token per line.
+func families(w io.Writer, issuer, user, password string, n int) error {
+	browser := newBrowser()
+	clientID, err := register(browser, issuer, []string{"authorization_code", "refresh_token"})
+	if err != nil {
+		return err
+	}
+	lines := []string{clientID}
+	for range n {
+		tokens, err := authorize(browser, issuer, clientID, user, password)
+		if err != nil {
+			return err
+		}
+		refresh, _ := tokens["refresh_token"].(string)
+		if refresh == "" {
+			return errors.New("token: no refresh_token in the response")
+		}
+		lines = append(lines, refresh)
+	}
+	_, err = fmt.Fprintln(w, strings.Join(lines, "\n"))
+	return err
+}
+
+// register registers a public client with the given grant types and
+// returns its client_id.
+func register(client *http.Client, issuer string, grantTypes []string) (string, error) {
+	reg, err := postJSON(client, issuer+"/register", registrationRequest(grantTypes))
+	if err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	clientID, _ := reg["client_id"].(string)
+	if clientID == "" {
+		return "", fmt.Errorf("register: no client_id in %v", reg)
+	}
+	return clientID, nil
+}
+
+func registrationRequest(grantTypes []string) map[string]any {
+	return map[string]any{
+		"client_name": "bench-ab", "redirect_uris": []string{redirectURI},
+		"grant_types": grantTypes, "token_endpoint_auth_method": "none",
+	}
+}
+
+// authorize runs the authorization code flow with PKCE through the
+// consent and login forms as a browser would, redeems the code and
+// returns the token response.
+func authorize(client *http.Client, issuer, clientID, user, password string) (map[string]any, error) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	verifier := base64.RawURLEncoding.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(verifier))
+	resource := issuer + "/mcp"
+	next := issuer + "/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirectURI},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
+		"state": {"bench"}, "resource": {resource},
+	}.Encode()
+	method, form := http.MethodGet, url.Values(nil)
+	for hops := 0; hops < 10; hops++ {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequest(method, next, body)
+		if err != nil {
+			return nil, err
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", issuer)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		method, form = http.MethodGet, nil
+		loc, _ := resp.Location()
+		switch {
+		case loc != nil && strings.HasPrefix(loc.String(), redirectURI):
+			code := loc.Query().Get("code")
+			if code == "" {
+				return nil, fmt.Errorf("authorization failed: %s", loc)
+			}
+			return redeem(client, issuer, clientID, code, verifier, resource)
+		case loc != nil:
+			next = loc.String()
+		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="decision"`):
+			form = hiddenFields(string(page))
+			form.Set("decision", "approve")
+			method, next = http.MethodPost, issuer+"/authorize/consent"
+		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="password"`):
+			form = hiddenFields(string(page))
+			form.Set("username", user)
+			form.Set("password", password)
+			method, next = http.MethodPost, issuer+"/authorize/login"
+		default:
+			return nil, fmt.Errorf("%s %s: unexpected %d", req.Method, req.URL.Path, resp.StatusCode)
+		}
+	}
+	return nil, errors.New("too many redirects")
+}
+
+func hiddenFields(page string) url.Values {
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+func redeem(client *http.Client, issuer, clientID, code, verifier, resource string) (map[string]any, error) {
+	resp, err := client.PostForm(issuer+"/token", url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+		"client_id": {clientID}, "code_verifier": {verifier}, "resource": {resource},
+	})
+	if err != nil {
+		return nil, err
+	}
+	m, err := decode(resp)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return m, nil
+}
+
+func postJSON(client *http.Client, url string, body any) (map[string]any, error) {
+	raw, _ := json.Marshal(body)
+	resp, err := client.Post(url, "application/json", strings.NewReader(string(raw)))
+	if err != nil {
+		return nil, err
+	}
+	return decode(resp)
+}
+
+func decode(resp *http.Response) (map[string]any, error) {
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return nil, fmt.Errorf("status %d, body not JSON: %w", resp.StatusCode, err)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("status %d: %v", resp.StatusCode, m)
+	}
+	return m, nil
+}
