@@ -123,6 +123,10 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(oerr)
 		return
 	}
+	if jkt, ok := params["dpop_jkt"]; ok && !validJKT(jkt) {
+		fail(oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "dpop_jkt is not a JWK SHA-256 thumbprint"))
+		return
+	}
 
 	req := state.Request{
 		ClientID:      client.ClientID,
@@ -132,6 +136,7 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
 		Scopes:        grantableScopes(res, params["scope"]),
+		DPoPJKT:       params["dpop_jkt"],
 		Browser:       state.Hash(e.browser.id(w, r)),
 		CSRF:          randomToken(),
 	}

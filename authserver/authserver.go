@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -86,6 +87,9 @@ type Config struct {
 	// IntrospectionCredentials maps the client ids of resource servers
 	// allowed to introspect any token to the SHA-256 (hex) of their secrets.
 	IntrospectionCredentials map[string]string
+	// DPoPNonces, if set, makes the token endpoint require server nonces
+	// in DPoP proofs (RFC 9449 section 8).
+	DPoPNonces *dpop.Nonces
 	// RememberConsent is how long a browser's approval of a client (for
 	// one redirect URI) is remembered; zero asks every time.
 	RememberConsent time.Duration

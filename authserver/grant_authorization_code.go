@@ -53,6 +53,9 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 	if uri := params["redirect_uri"]; uri != "" && uri != req.RedirectURI {
 		return nil, invalidGrant
 	}
+	if req.DPoPJKT != "" && proofKey(ctx) != req.DPoPJKT {
+		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the authorization code is bound to a DPoP key the request does not prove")
+	}
 	res, oerr := h.resources.resolve(resources, h.resources.byURL(req.Resource))
 	if oerr != nil {
 		return nil, oerr

@@ -63,6 +63,9 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		case g.Revoked || g.ClientID != client.ClientID:
 			return nil, invalidGrant
 		}
+		if g.DPoPJKT != "" && proofKey(ctx) != g.DPoPJKT {
+			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the refresh token is bound to a DPoP key the request does not prove")
+		}
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
 			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the grant requires the client to authenticate with "+g.ClientAuth)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
 // introspection is an RFC 7662 introspection response.
@@ -22,6 +23,8 @@ type introspection struct {
 	Aud       string `json:"aud,omitempty"`
 	Iss       string `json:"iss,omitempty"`
 	JTI       string `json:"jti,omitempty"`
+	// Cnf is the key a token is bound to (RFC 9449 section 6.2).
+	Cnf *tokens.Confirmation `json:"cnf,omitempty"`
 }
 
 // introspectionEndpoint tells resource servers and confidential clients
@@ -75,7 +78,7 @@ func (e *introspectionEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request
 	if claims, ok := e.lookup.accessToken(r.Context(), token); ok && (anyToken || claims.ClientID == owner) {
 		resp = introspection{
 			Active: true, Scope: claims.Scope, ClientID: claims.ClientID, Username: claims.Username,
-			TokenType: "Bearer", Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject,
+			TokenType: tokenType(claims.Confirmation.Thumbprint()), Cnf: claims.Confirmation, Exp: claims.Expiry, Iat: claims.IssuedAt, Sub: claims.Subject,
 			Aud: strings.Join(claims.Audience, " "), Iss: claims.Issuer, JTI: claims.JWTID,
 		}
 	} else if g, ok := e.lookup.grant(r.Context(), token); ok && (anyToken || g.ClientID == owner) {

@@ -25,7 +25,8 @@ type minter struct {
 }
 
 // accessToken mints an access token for res and indexes it by user and
-// by client, so that revoking either reaches it.
+// by client, so that revoking either reaches it. A token request that
+// proved a DPoP key gets a token bound to it.
 func (m *minter) accessToken(ctx context.Context, client *clients.Client, user state.User, res *gate.Resource, scopes []string) (*tokenResponse, state.TokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := m.accessLifetime
@@ -37,7 +38,7 @@ func (m *minter) accessToken(ctx context.Context, client *clients.Client, user s
 	}
 	// Sign, not MintAccessToken: that draws a fresh jti, and the one
 	// recorded in id must be the token's for revocation to deny it.
-	at, err := m.ring.Sign(tokens.AccessTokenType, tokens.AccessClaims{
+	claims := tokens.AccessClaims{
 		Issuer:   m.issuer,
 		Subject:  user.Subject,
 		Audience: tokens.Audience{res.URL},
@@ -48,21 +49,31 @@ func (m *minter) accessToken(ctx context.Context, client *clients.Client, user s
 		Username: user.Username,
 		IssuedAt: now.Unix(),
 		Expiry:   id.ExpiresAt,
-	})
+	}
+	jkt := proofKey(ctx)
+	if jkt != "" {
+		claims.Confirmation = &tokens.Confirmation{JKT: jkt}
+	}
+	at, err := m.ring.Sign(tokens.AccessTokenType, claims)
 	if err != nil {
 		return nil, state.TokenID{}, err
 	}
-	return &tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(lifetime / time.Second), Scope: scope}, id, nil
+	return &tokenResponse{AccessToken: at, TokenType: tokenType(jkt), ExpiresIn: int64(lifetime / time.Second), Scope: scope}, id, nil
 }
 
 // newGrant starts a refresh-token family and returns its id and first
-// refresh token. The grant remembers how its client authenticated.
+// refresh token. The grant remembers how its client authenticated and,
+// for a public client, the DPoP key it proved (RFC 9449 section 5): a
+// confidential client's refresh token is already bound to its credentials.
 func (m *minter) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *gate.Resource, scopes []string, at state.TokenID) (string, string, error) {
 	rt, now := randomToken(), time.Now()
 	g := &state.Grant{
 		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
 		RefreshHash: state.Hash(rt), AccessTokenIDs: []state.TokenID{at},
 		CreatedAt: now.Unix(), ExpiresAt: now.Add(m.refreshLifetime).Unix(),
+	}
+	if !client.provedCredential() {
+		g.DPoPJKT = proofKey(ctx)
 	}
 	if err := m.grants.Create(ctx, g, m.refreshLifetime, m.refreshIdle); err != nil {
 		return "", "", err

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -32,6 +33,7 @@ type ServerMetadata struct {
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
 	SubjectTypesSupported             []string `json:"subject_types_supported,omitempty"`
 	IDTokenSigningAlgs                []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	DPoPSigningAlgs                   []string `json:"dpop_signing_alg_values_supported,omitempty"`
 	ClaimsSupported                   []string `json:"claims_supported,omitempty"`
 	// AuthorizationResponseIss: every authorization response carries iss (RFC 9207).
 	AuthorizationResponseIss bool `json:"authorization_response_iss_parameter_supported,omitempty"`
@@ -66,6 +68,7 @@ func serverMetadata(cfg *Config) ServerMetadata {
 	m.CodeChallengeMethodsSupported = []string{"S256"}
 	m.SubjectTypesSupported = []string{"public"}
 	m.IDTokenSigningAlgs = []string{cfg.Ring.Algorithm()}
+	m.DPoPSigningAlgs = dpop.Algorithms
 	m.ClaimsSupported = []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "name", "preferred_username", "picture"}
 	m.AuthorizationResponseIss = true
 	m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -85,6 +86,7 @@ func newRoutes(cfg *Config, issuerPath string) []route {
 		}},
 		{issuerPath + pathToken, "token", &tokenEndpoint{
 			issuer: cfg.Issuer, auth: auth, clients: stores.Clients, log: log,
+			proofs: &tokenProofs{endpoint: cfg.Issuer + pathToken, verifier: &dpop.Verifier{Replay: stores.Proofs, Nonces: cfg.DPoPNonces}},
 			grants: map[string]grantHandler{
 				clients.GrantAuthorizationCode: &authorizationCodeGrant{
 					codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,

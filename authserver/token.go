@@ -21,10 +21,12 @@ type tokenResponse struct {
 }
 
 // tokenEndpoint authenticates the client and hands the request to the
-// handler of its grant type.
+// handler of its grant type. A request with a DPoP proof gets tokens
+// bound to the proof's key, whatever its grant.
 type tokenEndpoint struct {
 	issuer  string
 	auth    *clientAuthenticator
+	proofs  *tokenProofs
 	grants  map[string]grantHandler
 	clients *state.Clients
 	log     *events
@@ -35,6 +37,13 @@ type tokenEndpoint struct {
 func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	params, resources, ok := readForm(w, r)
 	if !ok {
+		return
+	}
+	// The proof first: a client told to use a nonce sends the request
+	// again, and its client assertion must not be used up by then.
+	ctx, oerr := e.proofs.check(w, r)
+	if oerr != nil {
+		oauth.WriteError(w, e.log.logger, oerr)
 		return
 	}
 	client, oerr := e.auth.authenticate(r, params, e.issuer+pathToken)
@@ -51,7 +60,7 @@ func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp *tokenResponse
 	switch {
 	case supported:
-		resp, oerr = handler.grant(r.Context(), client, params, resources)
+		resp, oerr = handler.grant(ctx, client, params, resources)
 	case grantType == "":
 		oerr = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "grant_type is required")
 	default:

@@ -50,6 +50,9 @@ type Grant struct {
 	// Revoked marks a grant being revoked (see Grants.Revoke): it
 	// refreshes nothing any more.
 	Revoked bool `json:"revoked,omitempty"`
+	// DPoPJKT is the thumbprint of the DPoP key a public client's refresh
+	// tokens are bound to; every refresh must prove it. Empty: unbound.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// UpstreamToken is the id of the user's token at the identity
 	// provider kept for the grant (see UpstreamTokens), if any.
 	UpstreamToken string `json:"upstream_token,omitempty"`

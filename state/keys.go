@@ -35,6 +35,9 @@ const (
 	// keyLoginPin binds a GitHub login (lowercased) to the subject that
 	// first logged in with it; it never expires.
 	keyLoginPin = "login-pin/github/"
+	// keyDPoPProof holds the Hash of the key thumbprint and jti of each
+	// DPoP proof used at the token endpoint, until it is too old anyway.
+	keyDPoPProof = "dpop-proof/"
 	// The login limits; the rest of each key is loginSubjectUser or
 	// loginSubjectSource and the Hash of the username or source.
 	keyLoginFailures = "login-failures/"
@@ -53,6 +56,10 @@ const (
 	loginSubjectUser   = "user/"
 	loginSubjectSource = "source/"
 )
+
+// keyDPoPNonceKey holds, in the store every site shares, the key DPoP
+// server nonces are MACed with.
+const keyDPoPNonceKey = "dpop-nonce-key"
 
 // keySession is the prefix, in the store every site shares, of the
 // bindings of MCP sessions (see Sessions).

@@ -29,6 +29,9 @@ type Request struct {
 	Nonce         string   `json:"nonce,omitempty"`
 	Resource      string   `json:"resource"`
 	Scopes        []string `json:"scopes,omitempty"`
+	// DPoPJKT, from dpop_jkt, binds the code to a DPoP key: redeeming it
+	// needs a proof by that key (RFC 9449 section 10).
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 	// Browser is the Hash of the browser cookie the request is bound to.
 	Browser string `json:"browser"`
 	CSRF    string `json:"csrf"`

@@ -35,6 +35,8 @@ type Stores struct {
 	// UpstreamTokens keeps users' tokens at the identity provider, when
 	// configured to.
 	UpstreamTokens *UpstreamTokens
+	// Proofs remembers the DPoP proofs used at the token endpoint.
+	Proofs *Proofs
 }
 
 // Open returns the stores of an authorization server's key space, with
@@ -56,6 +58,7 @@ func Open(ctx context.Context, store storage.Store, bound, tokenLifetime time.Du
 		Logins:         &Logins{store: store},
 		Users:          &Users{store: store},
 		UpstreamTokens: upstreamTokens,
+		Proofs:         &Proofs{store: store},
 	}, nil
 }
 

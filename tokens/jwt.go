@@ -51,6 +51,14 @@ type Confirmation struct {
 	JKT string `json:"jkt,omitempty"`
 }
 
+// Thumbprint returns the JKT of c, "" when c is nil.
+func (c *Confirmation) Thumbprint() string {
+	if c == nil {
+		return ""
+	}
+	return c.JKT
+}
+
 // Scopes returns the granted scopes.
 func (c *AccessClaims) Scopes() []string { return strings.Fields(c.Scope) }
 

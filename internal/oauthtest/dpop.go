@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -123,6 +124,6 @@ func ATH(token string) string {
 
 // DPoP returns the headers of a DPoP-bound call: Authorization: DPoP and
 // the proof.
-func DPoP(token, proof string) map[string][]string {
-	return map[string][]string{"Authorization": {"DPoP " + token}, "Dpop": {proof}}
+func DPoP(token, proof string) http.Header {
+	return http.Header{"Authorization": {"DPoP " + token}, "Dpop": {proof}}
 }
