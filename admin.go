@@ -32,7 +32,7 @@ func init() {
 Talks to the admin API of a running Caddy (the same endpoint as caddy reload).
 
   caddy mcp-auth sites                   list the sites (their issuers)
-  caddy mcp-auth clients                 list registered clients
+  caddy mcp-auth clients                 list configured and registered clients
   caddy mcp-auth delete-client <id>      revoke a client's grants and tokens and
                                          delete it; a metadata-document client
                                          (a client_id URL) is blocked instead

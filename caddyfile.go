@@ -1,7 +1,10 @@
 package mcpauth
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -15,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
 
@@ -44,8 +48,14 @@ func init() {
 //		pass_authorization
 //		identity_audience <backend identifier>
 //		upstream        oidc|google|github|users { ... }
-//		allow           users|emails|hosted_domains|orgs <value...> | everyone
-//		grant_scope     <scope...> to users|emails|hosted_domains|orgs <value...> | everyone
+//		allow           users|emails|hosted_domains|orgs|clients <value...> | everyone
+//		grant_scope     <scope...> to users|emails|hosted_domains|orgs|clients <value...> | everyone
+//		client          <id> {
+//			secret_hash <hex SHA-256 of the secret> | jwks_uri <url> | jwks <file or JSON>
+//			scopes      <scope...>
+//			resources   <path...>
+//			access_token_lifetime <duration>
+//		}
 //		access_token_lifetime  <duration>
 //		refresh_token_lifetime <duration>
 //		refresh_token_idle     <duration>
@@ -91,7 +101,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes", "client"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -172,6 +182,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseAllow(d, h); err != nil {
 				return err
 			}
+		case "client":
+			c, err := parseMachineClient(d, h.Clients)
+			if err != nil {
+				return err
+			}
+			h.Clients = append(h.Clients, c)
 		case "access_token_lifetime", "refresh_token_lifetime", "refresh_token_idle", "remember_consent":
 			dur, err := parseDuration(d)
 			if err != nil {
@@ -188,11 +204,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RememberConsent = dur
 			}
 		case "grant_scope":
-			// grant_scope <scope...> to users|emails|hosted_domains|orgs <value...> | everyone
+			// grant_scope <scope...> to users|emails|hosted_domains|orgs|clients <value...> | everyone
 			args := d.RemainingArgs()
 			to := slices.Index(args, "to")
 			if to < 1 || to == len(args)-1 {
-				return d.Err("grant_scope <scope...> to users|emails|hosted_domains|orgs <value...>, or to everyone")
+				return d.Err("grant_scope <scope...> to users|emails|hosted_domains|orgs|clients <value...>, or to everyone")
 			}
 			g := ScopeGrant{Scopes: args[:to]}
 			kind, values := args[to+1], args[to+2:]
@@ -207,8 +223,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				g.To.HostedDomains = values
 			case kind == "orgs" && len(values) > 0:
 				g.To.Orgs = values
+			case kind == "clients" && len(values) > 0:
+				g.To.Clients = values
 			default:
-				return d.Errf("grant_scope: %q must be users, emails, hosted_domains or orgs followed by values, or everyone", kind)
+				return d.Errf("grant_scope: %q must be users, emails, hosted_domains, orgs or clients followed by values, or everyone", kind)
 			}
 			h.ScopeGrants = append(h.ScopeGrants, g)
 		case "scope_includes":
@@ -423,7 +441,7 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 	return u, nil
 }
 
-// parseAllow parses `allow users|emails|hosted_domains|orgs <value...>` and
+// parseAllow parses `allow users|emails|hosted_domains|orgs|clients <value...>` and
 // `allow everyone`.
 func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
 	if !d.NextArg() {
@@ -454,13 +472,124 @@ func parseAllow(d *caddyfile.Dispenser, h *Handler) error {
 		h.Allow.HostedDomains = append(h.Allow.HostedDomains, values...)
 	case "orgs":
 		h.Allow.Orgs = append(h.Allow.Orgs, values...)
+	case "clients":
+		h.Allow.Clients = append(h.Allow.Clients, values...)
 	default:
-		return d.Errf("allow %q: use users, emails, hosted_domains, orgs or everyone", kind)
+		return d.Errf("allow %q: use users, emails, hosted_domains, orgs, clients or everyone", kind)
 	}
 	if len(values) == 0 {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+// parseMachineClient parses a client block:
+//
+//	client <id> {
+//		secret_hash <hex SHA-256 of the secret>   # or:
+//		jwks_uri    <https URL of its JWK Set>    # or:
+//		jwks        <file holding its JWK Set, or the JSON in backquotes>
+//		scopes      <scope...>
+//		resources   <path...>
+//		access_token_lifetime <duration>
+//	}
+//
+// What can be checked alone is checked here, so errors name the line;
+// earlier are the clients parsed before.
+func parseMachineClient(d *caddyfile.Dispenser, earlier []MachineClient) (MachineClient, error) {
+	var c MachineClient
+	if !d.NextArg() {
+		return c, d.ArgErr()
+	}
+	c.ID = d.Val()
+	if err := clients.CheckConfiguredID(c.ID); err != nil {
+		return c, d.Errf("%v", err)
+	}
+	if slices.ContainsFunc(earlier, func(other MachineClient) bool { return other.ID == c.ID }) {
+		return c, d.Errf("client %s already specified", c.ID)
+	}
+	if d.NextArg() {
+		return c, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		if seen[key] {
+			return c, d.Errf("%s already specified", key)
+		}
+		seen[key] = true
+		switch key {
+		case "secret_hash", "jwks_uri", "jwks":
+			if !d.NextArg() {
+				return c, d.ArgErr()
+			}
+			value := d.Val()
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			if c.SecretHash != "" || c.JWKSURI != "" || c.JWKS != nil {
+				return c, d.Errf("client %s: give only one of secret_hash, jwks_uri and jwks", c.ID)
+			}
+			switch key {
+			case "secret_hash":
+				if err := clients.CheckSecretHash(value); err != nil {
+					return c, d.Errf("client %s: %v", c.ID, err)
+				}
+				c.SecretHash = value
+			case "jwks_uri":
+				c.JWKSURI = value
+			default:
+				raw, err := jwksValue(value)
+				if err != nil {
+					return c, d.Errf("client %s: jwks: %v", c.ID, err)
+				}
+				c.JWKS = raw
+			}
+		case "scopes", "resources":
+			values := d.RemainingArgs()
+			if len(values) == 0 {
+				return c, d.ArgErr()
+			}
+			if key == "scopes" {
+				c.Scopes = values
+			} else {
+				c.Resources = values
+			}
+		case "access_token_lifetime":
+			dur, err := parseDuration(d)
+			if err != nil {
+				return c, err
+			}
+			c.AccessTokenLifetime = dur
+		default:
+			return c, d.Errf("unrecognized client option '%s'", key)
+		}
+	}
+	if c.SecretHash == "" && c.JWKSURI == "" && c.JWKS == nil {
+		return c, d.Errf("client %s: give secret_hash, jwks_uri or jwks", c.ID)
+	}
+	return c, nil
+}
+
+// jwksValue is a JWK Set given in the Caddyfile: the JSON itself (in
+// backquotes), or the name of a file holding it, read now. Either way it
+// must be one to 20 public keys.
+func jwksValue(value string) ([]byte, error) {
+	raw := []byte(value)
+	if !strings.HasPrefix(strings.TrimSpace(value), "{") {
+		var err error
+		if raw, err = os.ReadFile(value); err != nil {
+			return nil, err
+		}
+	}
+	if err := clients.CheckJWKS(raw); err != nil {
+		return nil, err
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, err
+	}
+	return compact.Bytes(), nil
 }
 
 // parseRegistration parses a registration block:

@@ -126,6 +126,10 @@ type Handler struct {
 	// to nobody. Tokens carry the requested scopes the user may have.
 	ScopeGrants []ScopeGrant `json:"scope_grants,omitempty"`
 
+	// Clients are machine clients: programs that get tokens for themselves,
+	// without a user, by the client credentials grant.
+	Clients []MachineClient `json:"clients,omitempty"`
+
 	// AccessTokenLifetime is how long access tokens are valid. It must be
 	// shorter than the key rotation period. Default: 1h.
 	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
@@ -234,6 +238,10 @@ type Allow struct {
 	HostedDomains []string `json:"hosted_domains,omitempty"`
 	// Orgs are GitHub organizations. github only.
 	Orgs []string `json:"orgs,omitempty"`
+	// Clients are configured machine clients by id. Rules about users
+	// (everyone included) never match a machine client, nor these a user.
+	// Without any, every configured client is allowed.
+	Clients []string `json:"clients,omitempty"`
 }
 
 // ScopeGrant grants scopes to the users it matches.
@@ -250,7 +258,7 @@ func (a *Allow) allowList(u *Upstream) (authserver.AllowList, error) {
 		return authserver.AllowList{}, nil
 	}
 	provider := u.Provider
-	l := authserver.AllowList{Everyone: a.Everyone, Orgs: a.Orgs}
+	l := authserver.AllowList{Everyone: a.Everyone, Orgs: a.Orgs, Clients: a.Clients}
 	for _, user := range a.Users {
 		prefix, id, qualified := strings.Cut(user, ":")
 		if qualified && slices.Contains(providers, prefix) {
@@ -481,8 +489,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // provisionExternal sets up external mode: the gate checks the tokens of
 // the external authorization server, and the site has none of its own.
 func (h *Handler) provisionExternal() (*tokens.RemoteVerifier, error) {
-	if h.Upstream != nil || h.Allow != nil || h.Registration != nil {
-		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow and registration do not apply")
+	if h.Upstream != nil || h.Allow != nil || h.Registration != nil || len(h.Clients) > 0 {
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow, registration and client do not apply")
 	}
 	if len(h.AssertionOptional) > 0 {
 		return nil, fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
@@ -614,10 +622,17 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		Audit:           h.logger.Named("audit"),
 		Observer:        observer{},
 	}
-	if !h.DisableClientMetadataDocuments {
+	if as.MachineClients, err = h.machineClients(app.KeyRotation, allow, grants); err != nil {
+		return nil, err
+	}
+	site.MachineClients = as.MachineClients
+	if !h.DisableClientMetadataDocuments || h.needsKeys() {
 		opts := clientMetadataOptions
 		opts.Logger = h.logger.Named("client_metadata")
-		as.Metadata = clients.NewFetcher(opts)
+		as.Keys = clients.NewFetcher(opts)
+	}
+	if !h.DisableClientMetadataDocuments {
+		as.Metadata = as.Keys
 	}
 	if as.AssertionOptional, err = h.assertionOptional(); err != nil {
 		return nil, err

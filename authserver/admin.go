@@ -23,6 +23,9 @@ type Admin struct {
 	// the same stores its endpoints use (Config.State).
 	Issuer string
 	State  *state.Stores
+	// MachineClients are the clients the site's config names
+	// (Config.MachineClients); they are listed, never stored.
+	MachineClients []MachineClient
 }
 
 // ClientInfo describes a registered client for operators; never a secret.
@@ -35,6 +38,11 @@ type ClientInfo struct {
 	GrantTypes   []string `json:"grant_types"`
 	IssuedAt     int64    `json:"client_id_issued_at"`
 	Used         bool     `json:"used"`
+	// Configured marks a machine client of the config, with the scopes
+	// and resource paths it may have (none listed: all).
+	Configured bool     `json:"configured,omitempty"`
+	Scopes     []string `json:"scopes,omitempty"`
+	Resources  []string `json:"resources,omitempty"`
 }
 
 // GrantInfo describes a grant (a login's refresh-token family).
@@ -54,10 +62,14 @@ type GrantInfo struct {
 // ErrNotFound is returned for an unknown client or grant.
 var ErrNotFound = errors.New("not found")
 
-// Clients lists the registered clients.
+// Clients lists the configured machine clients, then the registered ones.
 func (a *Admin) Clients(ctx context.Context) ([]ClientInfo, error) {
 	registered, err := a.State.Clients.List(ctx)
-	out := make([]ClientInfo, 0, len(registered))
+	out := make([]ClientInfo, 0, len(a.MachineClients)+len(registered))
+	for _, mc := range a.MachineClients {
+		out = append(out, ClientInfo{Issuer: a.Issuer, ClientID: mc.ID, RedirectURIs: []string{}, AuthMethod: mc.authMethod(),
+			GrantTypes: []string{clients.GrantClientCredentials}, Configured: true, Scopes: mc.Scopes, Resources: mc.Resources})
+	}
 	for _, c := range registered {
 		out = append(out, ClientInfo{Issuer: a.Issuer, ClientID: c.ClientID, ClientName: c.ClientName, RedirectURIs: c.RedirectURIs,
 			AuthMethod: c.TokenEndpointAuthMethod, GrantTypes: c.GrantTypes, IssuedAt: c.IssuedAt, Used: c.Used})

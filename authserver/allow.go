@@ -36,6 +36,9 @@ type AllowList struct {
 	HostedDomains []string
 	// Orgs are GitHub organizations, compared case-insensitively.
 	Orgs []string
+	// Clients are configured machine clients by client_id. They are not
+	// users: only these entries match them, and these match no user.
+	Clients []string
 }
 
 // ScopeGrant grants scopes to the users an allow list matches.
@@ -147,6 +150,27 @@ func (a *policy) grantedScopes(requested []string, u *state.User) []string {
 		}
 	}
 	return out
+}
+
+// admitClient applies the allow and grant_scope rules to a configured
+// machine client, at every token request: ok is false when allow rules
+// name clients but not this one (without such rules, configuring a client
+// admits it), else scopes are those of requested the client may have.
+// When grant_scope rules exist, a client gets only scopes granted to it by
+// name: rules about users, everyone included, never match a client.
+func (a *policy) admitClient(clientID string, requested []string) (scopes []string, ok bool) {
+	if len(a.allow.Clients) > 0 && !slices.Contains(a.allow.Clients, clientID) {
+		return nil, false
+	}
+	if len(a.grants) == 0 {
+		return requested, true
+	}
+	granted := func(sc string) bool {
+		return slices.ContainsFunc(a.grants, func(g ScopeGrant) bool {
+			return slices.Contains(g.Scopes, sc) && slices.Contains(g.To.Clients, clientID)
+		})
+	}
+	return slices.DeleteFunc(slices.Clone(requested), func(sc string) bool { return !granted(sc) }), true
 }
 
 // namesLogin reports whether any rule names the GitHub login.

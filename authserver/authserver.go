@@ -52,6 +52,12 @@ type Config struct {
 	ScopeGrants []ScopeGrant
 	// Metadata fetches Client ID Metadata Documents; nil disables them.
 	Metadata *clients.Fetcher
+	// MachineClients are the clients configured for the client credentials
+	// grant.
+	MachineClients []MachineClient
+	// Keys fetches the key sets of private_key_jwt clients: set when
+	// Metadata is or a machine client has keys; nil refuses assertions.
+	Keys *clients.Fetcher
 	// AssertionOptional names the metadata-document clients (client_id
 	// URLs, or hosts of client_ids) that declare private_key_jwt but may
 	// leave out their assertion, and are then treated as public clients.
@@ -120,8 +126,12 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	cfg.Issuer = issuer
+	machines, err := newMachineClients(cfg.MachineClients, cfg.Resources)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{issuerPath: issuerPath(issuer), routes: make(map[string]route)}
-	for _, rt := range newRoutes(&cfg, s.issuerPath) {
+	for _, rt := range newRoutes(&cfg, s.issuerPath, machines) {
 		s.routes[rt.path] = rt
 	}
 	return s, nil

@@ -20,12 +20,15 @@ var (
 	errClientUnreadable = errors.New("the client could not be read from the state store")
 )
 
-// clientDirectory finds the client a client_id names: a registered one, or
-// one described by the metadata document its client_id points to.
+// clientDirectory finds the client a client_id names: a configured one, a
+// registered one, or one described by the metadata document its client_id
+// points to. Their ids never collide (clients.CheckConfiguredID).
 type clientDirectory struct {
 	clients *state.Clients
 	// metadata is nil when metadata-document clients are disabled.
 	metadata *clients.Fetcher
+	// machines are the configured machine clients.
+	machines map[string]*machineClient
 }
 
 // lookup returns the client clientID names, unless an operator blocked it
@@ -39,6 +42,9 @@ func (d *clientDirectory) lookup(ctx context.Context, clientID string) (*clients
 		return nil, fmt.Errorf("%w: %w", errClientUnreadable, err)
 	case blocked:
 		return nil, errBlockedClient
+	}
+	if m := d.machines[clientID]; m != nil {
+		return m.client.Clone(), nil
 	}
 	if clients.IsMetadataURL(clientID) {
 		if d.metadata == nil {

@@ -118,9 +118,9 @@ type clientAuthenticator struct {
 	// secretFailures throttles failed secrets per client and source.
 	secretFailures *RateLimiter
 	sources        sources
-	// metadata fetches the keys of metadata-document clients; nil when
-	// they are disabled. usedAssertions remembers spent assertions.
-	metadata       *clients.Fetcher
+	// keys fetches the keys of private_key_jwt clients (Config.Keys).
+	// usedAssertions remembers spent assertions.
+	keys           *clients.Fetcher
 	usedAssertions clients.UsedAssertions
 	log            *events
 }
@@ -160,6 +160,12 @@ func (a *clientAuthenticator) authenticate(r *http.Request, params map[string]st
 		return nil, invalidClient
 	}
 	registered := client.TokenEndpointAuthMethod
+	if client.Configured && authStrength(creds.method) == 1 && authStrength(registered) == 1 {
+		// A configured client's secret may come either way: the MCP
+		// client credentials extension sends it in the body, and the
+		// metadata it reads names client_secret_basic.
+		registered = creds.method
+	}
 	if creds.method != registered {
 		if registered == clients.AuthMethodPrivateKeyJWT && creds.method == clients.AuthMethodNone && a.mayOmitAssertion(client) {
 			a.log.debug("client sent no assertion; accepted as a public client", zap.String("client_id", client.ClientID))
@@ -211,10 +217,10 @@ func (a *clientAuthenticator) checkSecret(r *http.Request, client *clients.Clien
 
 // checkAssertion verifies a private_key_jwt client assertion (RFC 7523).
 func (a *clientAuthenticator) checkAssertion(r *http.Request, client *clients.Client, assertion, endpoint string) *oauth.Error {
-	if a.metadata == nil {
+	if a.keys == nil {
 		return oauth.NewError(http.StatusUnauthorized, oauth.InvalidClient, "client authentication failed")
 	}
-	err := clients.VerifyAssertion(r.Context(), assertion, client, a.assertionAudiences(endpoint), a.metadata.Keys(client), a.usedAssertions, time.Now())
+	err := clients.VerifyAssertion(r.Context(), assertion, client, a.assertionAudiences(endpoint), a.keys.Keys(client), a.usedAssertions, time.Now())
 	var aerr *clients.AssertionError
 	switch {
 	case errors.As(err, &aerr):

@@ -73,13 +73,18 @@ func serverMetadata(cfg *Config) ServerMetadata {
 	m.AuthorizationResponseIss = true
 	m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
 	m.IntrospectionAuthMethodsSupported = []string{"client_secret_basic", "client_secret_post"}
-	if cfg.Metadata != nil {
+	if len(cfg.MachineClients) > 0 {
+		// The client credentials extension requires client_secret_basic
+		// or private_key_jwt, and the algorithms for the latter.
+		m.GrantTypesSupported = append(m.GrantTypesSupported, clients.GrantClientCredentials)
+	}
+	if cfg.Keys != nil {
 		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, "private_key_jwt")
 		m.RevocationAuthMethodsSupported = m.TokenEndpointAuthMethodsSupported
 		m.IntrospectionAuthMethodsSupported = append(m.IntrospectionAuthMethodsSupported, "private_key_jwt")
 		m.TokenEndpointAuthSigningAlgs = clients.AssertionAlgorithms
-		m.ClientIDMetadataDocument = true
 	}
+	m.ClientIDMetadataDocument = cfg.Metadata != nil
 	return m
 }
 

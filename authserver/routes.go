@@ -37,17 +37,17 @@ type route struct {
 
 // newRoutes builds every endpoint of the server from cfg, each with the
 // dependencies it uses, and lists it with its path.
-func newRoutes(cfg *Config, issuerPath string) []route {
+func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClient) []route {
 	log := &events{logger: cfg.Logger, audit: cfg.Audit, observer: cfg.Observer}
 	stores := cfg.State
 	resources := &resourceSet{origin: originOf(cfg.Issuer), list: cfg.Resources}
 	src := sources{clientIP: cfg.ClientIP, ipv4Prefix: cfg.SourceIPv4Prefix}
 	browser := browserCookie{name: cookieName(cfg.Issuer), secure: strings.HasPrefix(cfg.Issuer, "https://")}
-	directory := &clientDirectory{clients: stores.Clients, metadata: cfg.Metadata}
+	directory := &clientDirectory{clients: stores.Clients, metadata: cfg.Metadata, machines: machines}
 	rules := &policy{upstream: cfg.UpstreamIdentity, allow: cfg.Allow, grants: cfg.ScopeGrants}
 	auth := &clientAuthenticator{
 		issuer: cfg.Issuer, directory: directory, assertionOptional: cfg.AssertionOptional,
-		secretFailures: cfg.SecretFailureLimit, sources: src, metadata: cfg.Metadata, usedAssertions: stores.Clients, log: log,
+		secretFailures: cfg.SecretFailureLimit, sources: src, keys: cfg.Keys, usedAssertions: stores.Clients, log: log,
 	}
 	mint := &minter{
 		issuer: cfg.Issuer, ring: cfg.Ring, revocations: stores.Revocations, grants: stores.Grants,
@@ -60,6 +60,17 @@ func newRoutes(cfg *Config, issuerPath string) []route {
 		logins: stores.Logins, users: stores.Users, codes: stores.Codes, profileLifetime: cfg.RefreshTokenLifetime, log: log,
 	}
 	metadata := document(serverMetadata(cfg))
+	grants := map[string]grantHandler{
+		clients.GrantAuthorizationCode: &authorizationCodeGrant{
+			codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+		},
+		clients.GrantRefreshToken: &refreshTokenGrant{
+			grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+		},
+	}
+	if len(machines) > 0 {
+		grants[clients.GrantClientCredentials] = &clientCredentialsGrant{machines: machines, resources: resources, policy: rules, mint: mint, log: log}
+	}
 
 	return []route{
 		{"/.well-known/oauth-authorization-server" + issuerPath, "metadata", metadata},
@@ -85,16 +96,8 @@ func newRoutes(cfg *Config, issuerPath string) []route {
 			issuer: cfg.Issuer, passwords: cfg.Passwords, logins: stores.Logins, browser: browser, sources: src, signin: signin, log: log,
 		}},
 		{issuerPath + pathToken, "token", &tokenEndpoint{
-			issuer: cfg.Issuer, auth: auth, clients: stores.Clients, log: log,
+			issuer: cfg.Issuer, auth: auth, clients: stores.Clients, grants: grants, log: log,
 			proofs: &tokenProofs{endpoint: cfg.Issuer + pathToken, verifier: &dpop.Verifier{Replay: stores.Proofs, Nonces: cfg.DPoPNonces}},
-			grants: map[string]grantHandler{
-				clients.GrantAuthorizationCode: &authorizationCodeGrant{
-					codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
-				},
-				clients.GrantRefreshToken: &refreshTokenGrant{
-					grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
-				},
-			},
 		}},
 		{issuerPath + pathRevoke, "revoke", &revocationEndpoint{
 			issuer: cfg.Issuer, auth: auth, lookup: lookup, grants: stores.Grants, revocations: stores.Revocations, log: log,

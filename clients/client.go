@@ -27,6 +27,9 @@ const (
 const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
+	// GrantClientCredentials is only for configured clients (see
+	// CheckConfiguredID): nobody may register it.
+	GrantClientCredentials = "client_credentials"
 	ResponseTypeCode       = "code"
 )
 
@@ -64,6 +67,10 @@ type Client struct {
 	// Used is true once the client obtained a token; unused dynamically
 	// registered clients expire.
 	Used bool `json:"used,omitempty"`
+	// Configured is true for a client the operator configured rather than
+	// one that registered; such clients live in the config, never in the
+	// store.
+	Configured bool `json:"-"`
 }
 
 // IsPublic reports whether the client has no credentials of its own and

@@ -84,7 +84,7 @@ func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration) (
 	if present(fields, "jwks") && present(fields, "jwks_uri") {
 		return nil, "", badMetadata("jwks and jwks_uri must not both be present")
 	}
-	c.ClientID = randomString(16)
+	c.ClientID = randomString(registeredIDBytes)
 	c.IssuedAt = now.Unix()
 	if !c.IsPublic() {
 		secret = randomString(32)
