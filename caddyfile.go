@@ -37,8 +37,11 @@ func init() {
 //		issuer          <url>
 //		resource        <path> [{
 //			scopes <scope...>
+//			grant_all_scopes [on|off]
 //		}]
 //		scopes          <scope...>
+//		scope           <scope> <description>
+//		grant_all_scopes [on|off]
 //		require_scope   <path> <scope...>
 //		tool_scope      <tool> <scope...>
 //		scope_includes  <scope> <narrower scope...>
@@ -99,9 +102,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
+	// described holds where each scope description was given, so that
+	// one of a scope the site does not use is reported at its line.
+	var described []caddyfile.Token
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes", "client"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes", "client", "scope"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -138,6 +144,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if res.Scopes = d.RemainingArgs(); len(res.Scopes) == 0 {
 						return d.ArgErr()
 					}
+				case "grant_all_scopes":
+					if res.GrantAllScopes != nil {
+						return d.Err("grant_all_scopes already specified")
+					}
+					on, err := parseOnOff(d)
+					if err != nil {
+						return err
+					}
+					res.GrantAllScopes = &on
 				default:
 					return d.Errf("unrecognized resource option '%s'", d.Val())
 				}
@@ -147,6 +162,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Scopes = d.RemainingArgs(); len(h.Scopes) == 0 {
 				return d.ArgErr()
 			}
+		case "scope":
+			// scope <scope> <description>
+			usage := `scope <scope> "<description>": a scope and what it allows, in quotes`
+			if !d.NextArg() {
+				return d.Err(usage)
+			}
+			name := d.Token()
+			args := d.RemainingArgs()
+			if len(args) != 1 || args[0] == "" {
+				return d.Err(usage)
+			}
+			if _, dup := h.ScopeDescriptions[name.Text]; dup {
+				return d.Errf("scope %q described twice", name.Text)
+			}
+			if h.ScopeDescriptions == nil {
+				h.ScopeDescriptions = map[string]string{}
+			}
+			h.ScopeDescriptions[name.Text] = args[0]
+			described = append(described, name)
+		case "grant_all_scopes":
+			on, err := parseOnOff(d)
+			if err != nil {
+				return err
+			}
+			h.GrantAllScopes = on
 		case "require_scope":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -357,7 +397,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if len(h.Resources) > 0 && len(h.Scopes) > 0 {
 		return d.Err("with resources declared, set scopes inside each resource block")
 	}
+	known := h.knownScopes(h.declaredResources())
+	for _, tok := range described {
+		if sc := tok.Text; !slices.Contains(known, sc) {
+			return fmt.Errorf("scope %q is not a scope of this site (its resources, require_scope, tool_scope, grant_scope, scope_includes, or openid, profile, email), at %s:%d", sc, tok.File, tok.Line)
+		}
+	}
 	return nil
+}
+
+// parseOnOff parses the optional on|off argument of a flag; the flag
+// alone means on.
+func parseOnOff(d *caddyfile.Dispenser) (bool, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 0:
+		return true, nil
+	case len(args) == 1 && args[0] == "on":
+		return true, nil
+	case len(args) == 1 && args[0] == "off":
+		return false, nil
+	}
+	return false, d.Errf("%s takes on or off, or nothing for on", opt)
 }
 
 // parseUpstream parses an upstream block:

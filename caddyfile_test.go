@@ -519,6 +519,68 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"wrong argument count"},
 		},
 		{
+			name:      "scope without description",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscopes mcp:tools\n\t\tscope mcp:tools\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{`scope <scope> "<description>"`},
+		},
+		{
+			name:      "scope with an empty description",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscopes mcp:tools\n\t\tscope mcp:tools \"\"\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{`scope <scope> "<description>"`},
+		},
+		{
+			name:      "scope description in words not quoted",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscopes mcp:tools\n\t\tscope mcp:tools Use the tools\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"in quotes"},
+		},
+		{
+			name:      "scope described twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscopes mcp:tools\n\t\tscope mcp:tools \"a\"\n\t\tscope mcp:tools \"b\"\n\t}\n}\n",
+			line:      "Caddyfile:5",
+			want:      []string{`scope "mcp:tools" described twice`},
+		},
+		{
+			// Named at its own line although it is only known to be
+			// unknown once the whole block is read.
+			name:      "description of a scope the site does not use",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscope mcp:tool \"Use the tools\"\n\t\tscopes mcp:tools\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{`scope "mcp:tool" is not a scope of this site`},
+		},
+		{
+			name:      "description of offline_access",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tscopes mcp:tools\n\t\tscope offline_access \"Stay signed in\"\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{`scope "offline_access" is not a scope of this site`},
+		},
+		{
+			name:      "grant_all_scopes maybe",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tgrant_all_scopes maybe\n\t}\n}\n",
+			line:      "Caddyfile:3",
+			want:      []string{"grant_all_scopes takes on or off"},
+		},
+		{
+			name:      "grant_all_scopes twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tgrant_all_scopes\n\t\tgrant_all_scopes off\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"grant_all_scopes already specified"},
+		},
+		{
+			name:      "resource grant_all_scopes twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tresource /mcp {\n\t\t\tgrant_all_scopes\n\t\t\tgrant_all_scopes on\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:5",
+			want:      []string{"grant_all_scopes already specified"},
+		},
+		{
+			name:      "resource grant_all_scopes with two values",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tresource /mcp {\n\t\t\tgrant_all_scopes on off\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"grant_all_scopes takes on or off"},
+		},
+		{
 			name:      "assertion_optional with a wildcard",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tassertion_optional *.chatgpt.com\n\t}\n}\n",
 			line:      "Caddyfile:3",

@@ -67,6 +67,19 @@ type Handler struct {
 	// for more. Other requests and all responses pass untouched.
 	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
 
+	// GrantAllScopes makes every resource that does not decide otherwise
+	// grant up front, at each authorization and refresh, every scope the
+	// user may have for it (its scopes and those of require_scopes and
+	// tool_scopes, within ScopeGrants), whatever the client asks for. For
+	// clients that cannot step up after a 403 insufficient_scope; the
+	// price is that every token carries all the user's permissions.
+	GrantAllScopes bool `json:"grant_all_scopes,omitempty"`
+
+	// ScopeDescriptions say on the consent page what scopes allow, by
+	// scope: {"mcp:tools": "Use the tools"}. The scope's name is shown
+	// alongside. Every key must be a scope the site uses.
+	ScopeDescriptions map[string]string `json:"scope_descriptions,omitempty"`
+
 	// ScopeIncludes declares scope hierarchies: a token with a key scope
 	// also meets requirements for the scopes it lists, for example
 	// {"admin": ["mcp:write", "mcp:read"]}. It applies transitively.
@@ -209,6 +222,8 @@ type Resource struct {
 	// Scopes are advertised in the resource's metadata and asked for in its
 	// challenges.
 	Scopes []string `json:"scopes,omitempty"`
+	// GrantAllScopes overrides the site's GrantAllScopes for this resource.
+	GrantAllScopes *bool `json:"grant_all_scopes,omitempty"`
 }
 
 // Allow lists who may finish a login; a user matching any entry may. Rules
@@ -383,14 +398,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Issuer == "" {
 		return fmt.Errorf("issuer is required")
 	}
-	var declared []gate.ResourceConfig
-	if len(h.Resources) == 0 {
-		declared = []gate.ResourceConfig{{Scopes: h.Scopes}}
-	} else if len(h.Scopes) > 0 {
+	if len(h.Resources) > 0 && len(h.Scopes) > 0 {
 		return fmt.Errorf("scopes: set them per resource when resources are declared")
 	}
-	for _, r := range h.Resources {
-		declared = append(declared, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes})
+	declared := h.declaredResources()
+	if err := h.checkScopes(declared); err != nil {
+		return err
 	}
 	gc := gate.Config{
 		Realm:             h.Realm,
@@ -494,6 +507,9 @@ func (h *Handler) provisionExternal() (*tokens.RemoteVerifier, error) {
 	}
 	if len(h.AssertionOptional) > 0 {
 		return nil, fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
+	}
+	if h.grantsAllScopes() || len(h.ScopeDescriptions) > 0 {
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, which issues the tokens and asks the consent, grant_all_scopes and scope descriptions do not apply")
 	}
 	// Issuers compare as exact strings (RFC 8414 section 3.3): the
 	// operator's spelling is used as is, once checked.
@@ -604,6 +620,8 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		UpstreamIdentity:     h.Upstream.identity(),
 		Allow:                allow,
 		ScopeGrants:          grants,
+		StepUpScopes:         h.stepUpScopes(),
+		ScopeDescriptions:    h.ScopeDescriptions,
 		AccessTokenLifetime:  time.Duration(h.AccessTokenLifetime),
 		RefreshTokenLifetime: time.Duration(h.RefreshTokenLifetime),
 		RefreshTokenIdle:     time.Duration(h.RefreshTokenIdle),

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -30,7 +29,9 @@ type authorizeEndpoint struct {
 	browser   browserCookie
 	consent   *consentMemory
 	signin    *signInFlow
-	log       *events
+	// descriptions are what the consent page says of scopes.
+	descriptions map[string]string
+	log          *events
 }
 
 // ServeHTTP handles GET /authorize (OAuth 2.1 section 4.1.1). The
@@ -135,7 +136,7 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		CodeChallenge: challenge,
 		Nonce:         params["nonce"],
 		Resource:      res.URL,
-		Scopes:        grantableScopes(res, params["scope"]),
+		Scopes:        e.resources.requestedScopes(res, params["scope"]),
 		DPoPJKT:       params["dpop_jkt"],
 		Browser:       state.Hash(e.browser.id(w, r)),
 		CSRF:          randomToken(),
@@ -174,7 +175,7 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"Loopback":     loopback,
 		"Resource":     res.URL,
 		"ResourceHost": hostOf(res.URL),
-		"Scopes":       req.Scopes,
+		"Scopes":       describeScopes(req.Scopes, e.descriptions),
 		"Action":       e.issuer + pathConsent,
 		"Request":      id,
 		"CSRF":         req.CSRF,
@@ -235,24 +236,16 @@ func parseAuthorizationQuery(rawQuery string) (q *authorizationQuery, problem st
 	return q, ""
 }
 
-// grantableScopes returns the scopes to grant for a request: the requested
-// ones the resource or OpenID Connect offers, in the configured order.
-// Unknown scopes are dropped, not an error, as clients often ask for
-// everything they saw advertised, or for scopes of other servers
-// (offline_access); a request that names none of the resource's scopes
-// gets its default ones, so the token is good for the resource.
-func grantableScopes(res *gate.Resource, requested string) []string {
-	asked := strings.Fields(requested)
-	if !slices.ContainsFunc(asked, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
-		asked = append(asked, res.Scopes...)
+// scopeLine is a scope as the consent page shows it: the operator's
+// description, if any, with the scope's name alongside.
+type scopeLine struct{ Name, Description string }
+
+func describeScopes(scopes []string, descriptions map[string]string) []scopeLine {
+	lines := make([]scopeLine, len(scopes))
+	for i, sc := range scopes {
+		lines[i] = scopeLine{Name: sc, Description: descriptions[sc]}
 	}
-	var out []string
-	for _, sc := range slices.Concat(res.Scopes, oidcScopes) {
-		if slices.Contains(asked, sc) && !slices.Contains(out, sc) {
-			out = append(out, sc)
-		}
-	}
-	return out
+	return lines
 }
 
 // redirectHost returns the host a redirect URI sends the browser to, or the

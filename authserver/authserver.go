@@ -30,6 +30,14 @@ type Config struct {
 	// Resources are the protected resources tokens are issued for; the
 	// first is the default.
 	Resources gate.Resources
+	// StepUpScopes are the scopes the gate's rules (require_scope,
+	// tool_scope) may ask a token for besides its resource's own. A
+	// client refused for lack of one asks for it, so they are granted for
+	// every resource like the resource's own, within the ScopeGrants.
+	StepUpScopes []string
+	// ScopeDescriptions are what the consent page says of scopes, by
+	// scope; a scope without one is shown as its name.
+	ScopeDescriptions map[string]string
 	// Ring signs tokens; Verifier checks the access tokens presented back
 	// (the gate's, so both share one cache).
 	Ring     *tokens.KeyRing

@@ -11,11 +11,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -73,11 +73,17 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		if now.Unix() >= g.ExpiresAt {
 			return nil, invalidGrant
 		}
-		scopes := g.Scopes
-		if requested, ok := params["scope"]; ok {
+		// A resource that grants every scope up front gives the user, at
+		// each refresh too, the scopes today's rules allow.
+		held := g.Scopes
+		if res := h.resources.byURL(g.Resource); res != nil {
+			held = gate.Union(g.Scopes, h.resources.upFront(res))
+		}
+		scopes := held
+		if requested, ok := refreshScopes(params); ok {
 			scopes = nil
-			for _, sc := range strings.Fields(requested) {
-				if !slices.Contains(g.Scopes, sc) {
+			for _, sc := range requested {
+				if !slices.Contains(held, sc) {
 					return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidScope, "a requested scope exceeds the grant")
 				}
 				if !slices.Contains(scopes, sc) {
@@ -87,7 +93,7 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		}
 		// The rules may have changed since the login (a config reload):
 		// apply today's to the identity recorded then.
-		permitted, allowed := h.policy.admit(&g.User, g.Scopes)
+		permitted, allowed := h.policy.admit(&g.User, held)
 		if !allowed {
 			_, _ = h.grants.Revoke(ctx, g.ID)
 			h.log.record(ctx, "refresh refused: the user is no longer allowed; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
@@ -117,7 +123,7 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 			return nil, invalidGrant
 		}
 
-		if len(permitted) < len(g.Scopes) {
+		if slices.ContainsFunc(g.Scopes, func(sc string) bool { return !slices.Contains(permitted, sc) }) {
 			// The grant's live access tokens carry the withdrawn scopes.
 			for _, t := range g.AccessTokenIDs {
 				if err := h.revocations.DenyAccessToken(ctx, t.ID, t.ExpiresAt); err != nil {

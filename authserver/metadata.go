@@ -60,7 +60,11 @@ func serverMetadata(cfg *Config) ServerMetadata {
 			}
 		}
 	}
+	// offline_access is advertised, as MCP clients that want a refresh
+	// token may then ask for it (SEP-2207); it is never one of a
+	// resource's scopes.
 	m.ScopesSupported = append(m.ScopesSupported, oidcScopes...)
+	m.ScopesSupported = append(m.ScopesSupported, OfflineAccess)
 	m.ResponseTypesSupported = []string{"code"}
 	m.ResponseModesSupported = []string{"query"}
 	m.GrantTypesSupported = []string{"authorization_code", "refresh_token"}

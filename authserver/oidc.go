@@ -11,6 +11,9 @@ import (
 // resources' own: openid (an ID token), profile and email (claims).
 var oidcScopes = []string{"openid", "profile", "email"}
 
+// OIDCScopes returns the OpenID Connect scopes the server grants.
+func OIDCScopes() []string { return slices.Clone(oidcScopes) }
+
 // idTokenClaims are the claims of an OpenID Connect ID token.
 type idTokenClaims struct {
 	Issuer   string `json:"iss"`

@@ -14,6 +14,9 @@ type resourceSet struct {
 	// origin is the issuer's; list the resources, the first the default.
 	origin string
 	list   gate.Resources
+	// stepUp are the scopes the gate's rules may ask a token for besides
+	// its resource's own (Config.StepUpScopes).
+	stepUp []string
 }
 
 // resolve maps RFC 8707 resource indicators to the protected

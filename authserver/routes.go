@@ -40,7 +40,7 @@ type route struct {
 func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClient) []route {
 	log := &events{logger: cfg.Logger, audit: cfg.Audit, observer: cfg.Observer}
 	stores := cfg.State
-	resources := &resourceSet{origin: originOf(cfg.Issuer), list: cfg.Resources}
+	resources := &resourceSet{origin: originOf(cfg.Issuer), list: cfg.Resources, stepUp: cfg.StepUpScopes}
 	src := sources{clientIP: cfg.ClientIP, ipv4Prefix: cfg.SourceIPv4Prefix}
 	browser := browserCookie{name: cookieName(cfg.Issuer), secure: strings.HasPrefix(cfg.Issuer, "https://")}
 	directory := &clientDirectory{clients: stores.Clients, metadata: cfg.Metadata, machines: machines}
@@ -84,7 +84,7 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 		}},
 		{issuerPath + pathAuthorize, "authorize", &authorizeEndpoint{
 			issuer: cfg.Issuer, limit: cfg.AuthorizeLimit, sources: src, directory: directory, resources: resources,
-			logins: stores.Logins, browser: browser, consent: consent, signin: signin, log: log,
+			logins: stores.Logins, browser: browser, consent: consent, signin: signin, descriptions: cfg.ScopeDescriptions, log: log,
 		}},
 		{issuerPath + pathConsent, "consent", &consentEndpoint{
 			issuer: cfg.Issuer, logins: stores.Logins, browser: browser, consent: consent, signin: signin, log: log,

@@ -221,7 +221,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	}
 	if missing := missingScopes(have, toolNeed); len(missing) > 0 {
 		// All scopes the call needs, in one challenge, so the client can step up.
-		return refuse(http.StatusForbidden, oauth.InsufficientScope, "the tool needs a scope the token lacks", union(need, toolNeed))
+		return refuse(http.StatusForbidden, oauth.InsufficientScope, "the tool needs a scope the token lacks", Union(need, toolNeed))
 	}
 	d.Claims = claims
 	return d

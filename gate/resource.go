@@ -17,6 +17,10 @@ type Resource struct {
 	// Scopes are the scopes advertised for the resource and asked for in
 	// challenges when a route requires nothing more specific.
 	Scopes []string
+	// GrantAllScopes makes the authorization server grant, at every
+	// authorization and refresh, every scope of the resource the user may
+	// have, whatever the client asks: for clients that cannot step up.
+	GrantAllScopes bool
 	// MetadataURL is the absolute URL of the resource's metadata document.
 	MetadataURL string
 	// MetadataPath is MetadataURL's path, where the document is served.
@@ -29,8 +33,9 @@ type Resource struct {
 // ResourceConfig declares a protected resource.
 type ResourceConfig struct {
 	// Path is the resource's URL path; "" or "/" is the whole origin.
-	Path   string
-	Scopes []string
+	Path           string
+	Scopes         []string
+	GrantAllScopes bool
 }
 
 // Resources are the protected resources of one origin in declaration
@@ -59,12 +64,13 @@ func NewResources(origin string, declared []ResourceConfig) (Resources, error) {
 		seen[strings.ToLower(p)] = true
 		wellKnown := "/.well-known/oauth-protected-resource" + p
 		rs = append(rs, &Resource{
-			URL:          origin + p,
-			Path:         p,
-			Scopes:       rc.Scopes,
-			MetadataURL:  origin + wellKnown,
-			MetadataPath: wellKnown,
-			matchPath:    strings.ToLower(p),
+			URL:            origin + p,
+			Path:           p,
+			Scopes:         rc.Scopes,
+			GrantAllScopes: rc.GrantAllScopes,
+			MetadataURL:    origin + wellKnown,
+			MetadataPath:   wellKnown,
+			matchPath:      strings.ToLower(p),
 		})
 	}
 	return rs, nil

@@ -81,7 +81,8 @@ func missingScopes(have, need []string) []string {
 	return missing
 }
 
-func union(a, b []string) []string {
+// Union returns the scopes of a, then those of b not in a.
+func Union(a, b []string) []string {
 	out := slices.Clone(a)
 	for _, s := range b {
 		if !slices.Contains(out, s) {

@@ -71,7 +71,7 @@ func (g *Gate) toolScopesNeeded(r *http.Request) ([]string, error) {
 			need = scopes
 			continue
 		}
-		need = union(need, scopes)
+		need = Union(need, scopes)
 	}
 	return need, nil
 }
