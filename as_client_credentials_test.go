@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -407,5 +409,54 @@ func TestClientCredentialsListedByAdmin(t *testing.T) {
 	}
 	if strings.Contains(string(body), clients.HashSecret(e.secret)) || strings.Contains(string(body), "secret_hash") {
 		t.Errorf("the listing shows a secret or its hash: %s", body)
+	}
+}
+
+// An operator ends a machine client's tokens as a user's: by its id as
+// the subject, or by deleting the client.
+func TestClientCredentialsRevokedByOperator(t *testing.T) {
+	e := startMachineClients(t, "")
+	agent := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth("agent-1", e.secret)}}
+	newToken := func() string {
+		_, _, m := e.Token(t, clientCredentials(), agent)
+		at, _ := m["access_token"].(string)
+		if at == "" || e.mcpStatus(t, at) != 200 {
+			t.Fatalf("no working token: %v", m)
+		}
+		return at
+	}
+	for _, path := range []string{"/mcp_auth/grants?sub=agent-1", "/mcp_auth/clients/agent-1"} {
+		at := newToken()
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+adminAddr+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !regexp.MustCompile(`"revoked":[1-9]`).Match(body) {
+			t.Errorf("DELETE %s: %d %s", path, resp.StatusCode, body)
+		}
+		if got := e.mcpStatus(t, at); got != 401 {
+			t.Errorf("after DELETE %s the token gets %d", path, got)
+		}
+	}
+}
+
+// README's Caddyfile for an agent adapts, its secret_hash included.
+func TestClientCredentialsReadmeCaddyfile(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## An agent without a user (client credentials)")
+	_, block, found := strings.Cut(section, "```caddyfile\n")
+	block, _, closed := strings.Cut(block, "```")
+	if !found || !closed {
+		t.Fatal("README has no Caddyfile for an agent")
+	}
+	h := adaptHandlerConfig(t, adaptMustAdapt(t, block))
+	if len(h.Clients) != 2 || h.Clients[0].SecretHash == "" || h.Clients[1].JWKSURI == "" {
+		t.Errorf("clients %+v", h.Clients)
 	}
 }

@@ -37,7 +37,7 @@ func init() {
 // passed through to the backend), removes inbound headers that mimic
 // identity headers, and sets these placeholders for `header_up`:
 //
-//	{http.auth.user.id}     the token's subject
+//	{http.auth.user.id}     the token's subject (a machine client's own id)
 //	{http.auth.user.email}  the user's email, when known
 //	{http.auth.client_id}   the OAuth client the token was issued to
 //	{http.auth.scopes}      the granted scopes, space-separated

@@ -180,3 +180,16 @@ func TestMachineClientsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A machine client that proves a DPoP key gets a DPoP token bound to it,
+// as with every grant (RFC 9449 section 5).
+func TestClientCredentialsWithProof(t *testing.T) {
+	as := machineServer(t, []MachineClient{{ID: "a.1", SecretHash: clients.HashSecret("a-secret")}}, nil)
+	key := oauthtest.NewDPoPKey(t)
+	header := tokenProof(t, key, "")
+	header.Set("Authorization", "Basic "+oauthtest.BasicAuth("a.1", "a-secret"))
+	ts := as.Exchange(t, url.Values{"grant_type": {"client_credentials"}}, header)
+	if ts.TokenType != "DPoP" || boundTo(t, ts.Access) != key.JKT || ts.Refresh != "" {
+		t.Fatalf("token_type %q bound to %q (refresh %q), want DPoP bound to %q", ts.TokenType, boundTo(t, ts.Access), ts.Refresh, key.JKT)
+	}
+}

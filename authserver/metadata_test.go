@@ -3,8 +3,10 @@ package authserver
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
@@ -56,5 +58,45 @@ func TestMetadataNamesTheEndpoints(t *testing.T) {
 	}
 	if m.ClientIDMetadataDocument || len(m.TokenEndpointAuthSigningAlgs) > 0 {
 		t.Errorf("metadata documents advertised without a fetcher: %+v", m)
+	}
+}
+
+// Machine clients add client_credentials; keys for private_key_jwt add
+// the method and its algorithms, without claiming metadata documents.
+func TestMetadataOfMachineClients(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keys      bool
+		grants    []string
+		keyMethod bool
+	}{
+		{"none", false, []string{"authorization_code", "refresh_token"}, false},
+		{"with a secret", false, []string{"authorization_code", "refresh_token", "client_credentials"}, false},
+		{"with keys", true, []string{"authorization_code", "refresh_token", "client_credentials"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, storagetest.Badger(t))
+			if tc.name != "none" {
+				cfg.MachineClients = []MachineClient{{ID: "a.1", SecretHash: clients.HashSecret("s")}}
+			}
+			if tc.keys {
+				cfg.Keys = clients.NewFetcher(clients.FetcherOptions{})
+			}
+			as := serve(t, newServer(t, cfg))
+			_, _, body := oauthtest.Get(t, as.HTTP, as.URL+"/.well-known/oauth-authorization-server", nil)
+			var m ServerMetadata
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(m.GrantTypesSupported, tc.grants) || !slices.Contains(m.TokenEndpointAuthMethodsSupported, "client_secret_basic") {
+				t.Errorf("grants %v, methods %v", m.GrantTypesSupported, m.TokenEndpointAuthMethodsSupported)
+			}
+			if slices.Contains(m.TokenEndpointAuthMethodsSupported, "private_key_jwt") != tc.keyMethod || (len(m.TokenEndpointAuthSigningAlgs) > 0) != tc.keyMethod {
+				t.Errorf("private_key_jwt advertised: %v %v, want %v", m.TokenEndpointAuthMethodsSupported, m.TokenEndpointAuthSigningAlgs, tc.keyMethod)
+			}
+			if m.ClientIDMetadataDocument {
+				t.Error("metadata documents advertised without them")
+			}
+		})
 	}
 }

@@ -64,7 +64,7 @@ func (e *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case grantType == "":
 		oerr = oauth.NewError(http.StatusBadRequest, oauth.InvalidRequest, "grant_type is required")
 	default:
-		oerr = oauth.NewError(http.StatusBadRequest, oauth.UnsupportedGrantType, "supported grant types are authorization_code and refresh_token")
+		oerr = oauth.NewError(http.StatusBadRequest, oauth.UnsupportedGrantType, "the server does not support this grant type")
 	}
 	if oerr != nil {
 		e.log.debug("token request refused", zap.String("client_id", client.ClientID), zap.String("error", string(oerr.Code)), zap.String("reason", oerr.Description))
