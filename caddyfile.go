@@ -59,6 +59,10 @@ func init() {
 //			resources   <path...>
 //			access_token_lifetime <duration>
 //		}
+//		enterprise_idp  <issuer> [{
+//			jwks_uri <url>
+//			clients  <client_id...>
+//		}]
 //		access_token_lifetime  <duration>
 //		refresh_token_lifetime <duration>
 //		refresh_token_idle     <duration>
@@ -107,7 +111,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	var described []caddyfile.Token
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes", "client", "scope"}, opt) {
+		if seen[opt] && !slices.Contains([]string{"resource", "require_scope", "allow", "introspection_client", "assertion_optional", "tool_scope", "grant_scope", "scope_includes", "client", "scope", "enterprise_idp"}, opt) {
 			return d.Errf("%s already specified", opt)
 		}
 		seen[opt] = true
@@ -228,6 +232,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Clients = append(h.Clients, c)
+		case "enterprise_idp":
+			idp, err := parseEnterpriseIdP(d)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(h.EnterpriseIdPs, func(o EnterpriseIdP) bool { return o.Issuer == idp.Issuer }) {
+				return d.Errf("enterprise_idp %s already specified", idp.Issuer)
+			}
+			h.EnterpriseIdPs = append(h.EnterpriseIdPs, idp)
 		case "access_token_lifetime", "refresh_token_lifetime", "refresh_token_idle", "remember_consent":
 			dur, err := parseDuration(d)
 			if err != nil {

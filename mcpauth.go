@@ -106,6 +106,10 @@ type Handler struct {
 	// Upstream is the identity provider users log in with.
 	Upstream *Upstream `json:"upstream,omitempty"`
 
+	// EnterpriseIdPs are enterprise identity providers whose identity
+	// assertion grants (ID-JAG) clients may exchange for access tokens.
+	EnterpriseIdPs []EnterpriseIdP `json:"enterprise_idps,omitempty"`
+
 	// AuthorizationServer switches the site to external mode: instead of
 	// being an authorization server itself, it accepts the access tokens of
 	// this external one (its issuer URL), found through RFC 8414 or OpenID
@@ -234,7 +238,8 @@ type Allow struct {
 	Everyone bool `json:"everyone,omitempty"`
 	// Users are users' stable ids as `<provider>:<id>`, the sub of their
 	// tokens: `github:583231` (the numeric id), `google:<sub>`,
-	// `oidc:<sub>`, `users:alice`. A bare name is a built-in user
+	// `oidc:<sub>`, `users:alice`, or `<issuer>#<sub>` for a user of an
+	// enterprise identity provider. A bare name is a built-in user
 	// (users); a GitHub login (github), pinned to the account that first
 	// logs in with it and refused for any other, since renamed logins can
 	// be registered again by anyone; or an OIDC preferred_username (oidc,
@@ -267,14 +272,19 @@ type ScopeGrant struct {
 }
 
 // allowList checks the config form of an allow list against the provider
-// users log in with and converts it.
-func (a *Allow) allowList(u *Upstream) (authserver.AllowList, error) {
+// users log in with and the issuers of the enterprise identity providers,
+// and converts it.
+func (a *Allow) allowList(u *Upstream, enterprise []string) (authserver.AllowList, error) {
 	if a == nil {
 		return authserver.AllowList{}, nil
 	}
 	provider := u.Provider
 	l := authserver.AllowList{Everyone: a.Everyone, Orgs: a.Orgs, Clients: a.Clients}
 	for _, user := range a.Users {
+		if slices.ContainsFunc(enterprise, func(iss string) bool { return len(user) > len(iss)+1 && strings.HasPrefix(user, iss+"#") }) {
+			l.Subjects = append(l.Subjects, user) // an enterprise user, <issuer>#<sub>
+			continue
+		}
 		prefix, id, qualified := strings.Cut(user, ":")
 		if qualified && slices.Contains(providers, prefix) {
 			switch {
@@ -324,7 +334,7 @@ func (a *Allow) allowList(u *Upstream) (authserver.AllowList, error) {
 		l.HostedDomains = append(l.HostedDomains, canonical)
 	}
 	switch {
-	case len(a.Emails) > 0 && provider == "users":
+	case len(a.Emails) > 0 && provider == "users" && len(enterprise) == 0:
 		return l, fmt.Errorf("emails: built-in users have no email addresses; name them in users")
 	case len(l.EmailDomains) > 0 && provider == "github":
 		// GitHub verified the address once; it does not know whether its
@@ -502,8 +512,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // provisionExternal sets up external mode: the gate checks the tokens of
 // the external authorization server, and the site has none of its own.
 func (h *Handler) provisionExternal() (*tokens.RemoteVerifier, error) {
-	if h.Upstream != nil || h.Allow != nil || h.Registration != nil || len(h.Clients) > 0 {
-		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow, registration and client do not apply")
+	if h.Upstream != nil || h.Allow != nil || h.Registration != nil || len(h.Clients) > 0 || len(h.EnterpriseIdPs) > 0 {
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow, registration, client and enterprise_idp do not apply")
 	}
 	if len(h.AssertionOptional) > 0 {
 		return nil, fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
@@ -554,7 +564,8 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		return nil, fmt.Errorf("refresh_token_lifetime (%s) must not be shorter than access_token_lifetime (%s)",
 			time.Duration(h.RefreshTokenLifetime), time.Duration(h.AccessTokenLifetime))
 	}
-	allow, err := h.Allow.allowList(h.Upstream)
+	enterprise := h.enterpriseIssuers()
+	allow, err := h.Allow.allowList(h.Upstream, enterprise)
 	if err != nil {
 		return nil, fmt.Errorf("allow %v", err)
 	}
@@ -564,7 +575,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		if len(g.Scopes) == 0 {
 			return nil, fmt.Errorf("scope_grants: each grant names at least one scope")
 		}
-		to, err := g.To.allowList(h.Upstream)
+		to, err := g.To.allowList(h.Upstream, enterprise)
 		if err != nil {
 			return nil, fmt.Errorf("scope_grants %v: %v", g.Scopes, err)
 		}
@@ -651,6 +662,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 	}
 	if !h.DisableClientMetadataDocuments {
 		as.Metadata = as.Keys
+	}
+	if as.EnterpriseIdPs, err = h.enterpriseIdPs(); err != nil {
+		return nil, err
 	}
 	if as.AssertionOptional, err = h.assertionOptional(); err != nil {
 		return nil, err

@@ -114,17 +114,21 @@ func CanonicalDomain(s string) (string, bool) {
 type policy struct {
 	// upstream is Config.UpstreamIdentity.
 	upstream string
-	allow    AllowList
-	grants   []ScopeGrant
+	// enterprise are the identities of the enterprise identity providers
+	// (EnterpriseIdP.Upstream), which vouch for users too.
+	enterprise []string
+	allow      AllowList
+	grants     []ScopeGrant
 }
 
 // admit applies the current allow and grant_scope rules to a user, at
 // login and again at every refresh: ok is false when the user may not use
 // the server (any more), else scopes are those of requested the user may
 // have. A user another upstream vouched for is refused: its ids mean
-// nothing to the configured one, which this server trusts instead.
+// nothing to the configured one, which this server trusts instead, or to
+// the enterprise identity providers it trusts too.
 func (a *policy) admit(u *state.User, requested []string) (scopes []string, ok bool) {
-	if u.Upstream != a.upstream || !a.allow.Allows(u) {
+	if (u.Upstream != a.upstream && !slices.Contains(a.enterprise, u.Upstream)) || !a.allow.Allows(u) {
 		return nil, false
 	}
 	return a.grantedScopes(requested, u), true

@@ -58,6 +58,10 @@ type Config struct {
 	// ScopeGrants, when any are set, decide which resource scopes each
 	// user may be granted; a scope no grant names is granted to nobody.
 	ScopeGrants []ScopeGrant
+	// EnterpriseIdPs are the enterprise identity providers whose identity
+	// assertion grants (ID-JAG) the token endpoint redeems; users they
+	// assert go through Allow and ScopeGrants like users who log in.
+	EnterpriseIdPs []EnterpriseIdP
 	// Metadata fetches Client ID Metadata Documents; nil disables them.
 	Metadata *clients.Fetcher
 	// MachineClients are the clients configured for the client credentials

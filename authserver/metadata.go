@@ -39,6 +39,10 @@ type ServerMetadata struct {
 	AuthorizationResponseIss bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 	// ClientIDMetadataDocument: client_ids may be metadata document URLs.
 	ClientIDMetadataDocument bool `json:"client_id_metadata_document_supported,omitempty"`
+	// AuthorizationGrantProfiles are the profiles of the jwt-bearer grant
+	// accepted: identity assertion grants (ID-JAG) of enterprise identity
+	// providers.
+	AuthorizationGrantProfiles []string `json:"authorization_grant_profiles_supported,omitempty"`
 }
 
 // serverMetadata is the metadata of the server cfg describes.
@@ -81,6 +85,10 @@ func serverMetadata(cfg *Config) ServerMetadata {
 		// The client credentials extension requires client_secret_basic
 		// or private_key_jwt, and the algorithms for the latter.
 		m.GrantTypesSupported = append(m.GrantTypesSupported, clients.GrantClientCredentials)
+	}
+	if len(cfg.EnterpriseIdPs) > 0 {
+		m.GrantTypesSupported = append(m.GrantTypesSupported, GrantJWTBearer)
+		m.AuthorizationGrantProfiles = []string{IDJAGProfile}
 	}
 	if cfg.Keys != nil {
 		m.TokenEndpointAuthMethodsSupported = append(m.TokenEndpointAuthMethodsSupported, "private_key_jwt")

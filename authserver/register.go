@@ -30,7 +30,10 @@ type registrationEndpoint struct {
 	sources        sources
 	clients        *state.Clients
 	unusedLifetime time.Duration
-	log            *events
+	// offeredGrants are grant types clients may register besides
+	// authorization_code and refresh_token.
+	offeredGrants []string
+	log           *events
 }
 
 // ServeHTTP handles POST /register, dynamic client registration
@@ -67,7 +70,7 @@ func (e *registrationEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	now := time.Now()
-	client, secret, err := clients.NewRegistration(body, now, 0)
+	client, secret, err := clients.NewRegistration(body, now, 0, e.offeredGrants...)
 	if err != nil {
 		var oerr *oauth.Error
 		if errors.As(err, &oerr) {

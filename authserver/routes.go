@@ -45,6 +45,9 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 	browser := browserCookie{name: cookieName(cfg.Issuer), secure: strings.HasPrefix(cfg.Issuer, "https://")}
 	directory := &clientDirectory{clients: stores.Clients, metadata: cfg.Metadata, machines: machines}
 	rules := &policy{upstream: cfg.UpstreamIdentity, allow: cfg.Allow, grants: cfg.ScopeGrants}
+	for _, idp := range cfg.EnterpriseIdPs {
+		rules.enterprise = append(rules.enterprise, idp.Upstream())
+	}
 	auth := &clientAuthenticator{
 		issuer: cfg.Issuer, directory: directory, assertionOptional: cfg.AssertionOptional,
 		secretFailures: cfg.SecretFailureLimit, sources: src, keys: cfg.Keys, usedAssertions: stores.Clients, log: log,
@@ -71,6 +74,13 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 	if len(machines) > 0 {
 		grants[clients.GrantClientCredentials] = &clientCredentialsGrant{machines: machines, resources: resources, policy: rules, mint: mint, log: log}
 	}
+	var offeredGrants []string
+	if len(cfg.EnterpriseIdPs) > 0 {
+		offeredGrants = append(offeredGrants, GrantJWTBearer)
+		grants[GrantJWTBearer] = &jwtBearerGrant{
+			issuer: cfg.Issuer, idps: cfg.EnterpriseIdPs, used: stores.Clients, resources: resources, policy: rules, mint: mint, log: log,
+		}
+	}
 
 	return []route{
 		{"/.well-known/oauth-authorization-server" + issuerPath, "metadata", metadata},
@@ -80,7 +90,7 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 		{issuerPath + pathJWKS, "jwks", &jwksEndpoint{ring: cfg.Ring}},
 		{issuerPath + pathRegister, "register", &registrationEndpoint{
 			issuer: cfg.Issuer, initialAccessToken: cfg.RegistrationToken, perSource: cfg.RegistrationLimit, perHour: cfg.RegistrationsPerHour,
-			sources: src, clients: stores.Clients, unusedLifetime: cfg.UnusedClientLifetime, log: log,
+			sources: src, clients: stores.Clients, unusedLifetime: cfg.UnusedClientLifetime, offeredGrants: offeredGrants, log: log,
 		}},
 		{issuerPath + pathAuthorize, "authorize", &authorizeEndpoint{
 			issuer: cfg.Issuer, limit: cfg.AuthorizeLimit, sources: src, directory: directory, resources: resources,

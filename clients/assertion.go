@@ -2,11 +2,9 @@ package clients
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -86,15 +84,8 @@ func KeyRefreshRequested(ctx context.Context) bool {
 // checks that the assertion really is that client's (iss == sub == its
 // client_id, signed with its key).
 func AssertionSubject(assertion string) string {
-	if len(assertion) > maxAssertionLength || strings.Count(assertion, ".") != 2 || !tokens.IsCompactJWSText(assertion) {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(assertion, ".")[1])
-	if err != nil {
-		return ""
-	}
-	claims, err := decodeClaims(payload)
-	if err != nil {
+	var claims assertionClaims
+	if !tokens.UnverifiedClaims(assertion, maxAssertionLength, assertionClaimNames, &claims) {
 		return ""
 	}
 	return claims.Subject

@@ -273,7 +273,7 @@ func parseDocument(clientID string, body []byte) (*Client, error) {
 		return nil, metadataErr(nil, "client metadata document must not contain a client secret")
 	}
 	dropUnofferedGrants(fields)
-	c, rerr := parseMetadata(fields, cimdAuthMethods, AuthMethodNone)
+	c, rerr := parseMetadata(fields, cimdAuthMethods, AuthMethodNone, nil)
 	if rerr != nil {
 		return nil, metadataErr(rerr, "invalid client metadata document: %s", rerr.Description)
 	}

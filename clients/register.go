@@ -65,9 +65,13 @@ var dcrAuthMethods = []string{AuthMethodNone, AuthMethodClientSecretBasic, AuthM
 // public (Claude Code, VS Code, Cursor, the Inspector, mcp-remote) all send
 // "none" explicitly, and the ones that omit it (ChatGPT) authenticate with
 // Basic. Secrets expire after secretLifetime, or never if it is zero.
+// offered are the grant types the server offers besides the
+// authorization code and refresh token grants (the jwt-bearer grant, with
+// enterprise identity providers configured); clients may register them
+// too.
 //
 // Errors are *oauth.Error, ready to send.
-func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration) (client *Client, secret string, err error) {
+func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration, offered ...string) (client *Client, secret string, err error) {
 	if len(body) > MaxRegistrationBytes {
 		return nil, "", badMetadata("registration request is too large")
 	}
@@ -75,7 +79,7 @@ func NewRegistration(body []byte, now time.Time, secretLifetime time.Duration) (
 	if rerr != nil {
 		return nil, "", rerr
 	}
-	c, rerr := parseMetadata(fields, dcrAuthMethods, AuthMethodClientSecretBasic)
+	c, rerr := parseMetadata(fields, dcrAuthMethods, AuthMethodClientSecretBasic, offered)
 	if rerr != nil {
 		return nil, "", rerr
 	}
@@ -203,8 +207,9 @@ func present(fields map[string]json.RawMessage, name string) bool {
 // requests and metadata documents (RFC 7591 section 2) and returns a client
 // with everything but its identity and credentials filled in. methods are
 // the allowed token_endpoint_auth_method values, defaultMethod applies when
-// the member is omitted.
-func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultMethod string) (*Client, *oauth.Error) {
+// the member is omitted; offered are grant types allowed besides
+// authorization_code and refresh_token.
+func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultMethod string, offered []string) (*Client, *oauth.Error) {
 	c := new(Client)
 	var rerr *oauth.Error
 
@@ -233,7 +238,7 @@ func parseMetadata(fields map[string]json.RawMessage, methods []string, defaultM
 		return nil, rerr
 	}
 
-	if c.GrantTypes, rerr = grantTypes(fields); rerr != nil {
+	if c.GrantTypes, rerr = grantTypes(fields, offered); rerr != nil {
 		return nil, rerr
 	}
 	if c.ResponseTypes, rerr = responseTypes(fields); rerr != nil {
@@ -316,8 +321,9 @@ func applicationType(fields map[string]json.RawMessage, redirectURIs []string) (
 }
 
 // grantTypes returns the registered grant types, defaulting to
-// authorization_code (RFC 7591 section 2).
-func grantTypes(fields map[string]json.RawMessage) ([]string, *oauth.Error) {
+// authorization_code (RFC 7591 section 2); offered are allowed besides
+// authorization_code and refresh_token.
+func grantTypes(fields map[string]json.RawMessage, offered []string) ([]string, *oauth.Error) {
 	list, ok := stringArray(fields, "grant_types")
 	if !ok {
 		return nil, badMetadata("grant_types must be an array of strings")
@@ -327,10 +333,10 @@ func grantTypes(fields map[string]json.RawMessage) ([]string, *oauth.Error) {
 	}
 	var out []string
 	for _, g := range list {
-		switch g {
-		case GrantAuthorizationCode, GrantRefreshToken:
+		switch {
+		case g == GrantAuthorizationCode, g == GrantRefreshToken, slices.Contains(offered, g):
 			out = append(out, g)
-		case "urn:ietf:params:oauth:grant-type:device_code":
+		case g == "urn:ietf:params:oauth:grant-type:device_code":
 			// VS Code registers the device grant next to the code grant
 			// when the server's metadata does not list grant_types. RFC
 			// 7591 section 2 lets the server drop what it will not honour,
@@ -338,7 +344,7 @@ func grantTypes(fields map[string]json.RawMessage) ([]string, *oauth.Error) {
 		default:
 			// implicit and password are gone in OAuth 2.1;
 			// client_credentials has no user for an MCP server to act for.
-			return nil, badMetadata("grant_types may only contain authorization_code and refresh_token")
+			return nil, badMetadata("grant_types may only contain %s", strings.Join(append([]string{GrantAuthorizationCode, GrantRefreshToken}, offered...), ", "))
 		}
 	}
 	return dedupe(out), nil

@@ -119,7 +119,21 @@ func (c *Clients) CountRegistration(ctx context.Context, hour time.Time) (int64,
 // for ttl and reports whether it was not used before. The jti is hashed:
 // it is client-chosen and may be long or unprintable.
 func (c *Clients) UseAssertion(ctx context.Context, clientID, jti string, ttl time.Duration) (bool, error) {
-	switch err := c.store.Create(ctx, keyAssertionJTI+clientID+"/"+Hash(jti), []byte{1}, ttl); {
+	return c.useOnce(ctx, keyAssertionJTI+clientID+"/"+Hash(jti), ttl)
+}
+
+// UseIdentityAssertion records the jti of an identity assertion grant
+// (ID-JAG) of the identity provider issuer as used for ttl and reports
+// whether it was not used before: an ID-JAG is redeemed once, by whichever
+// client and instance presents it first.
+func (c *Clients) UseIdentityAssertion(ctx context.Context, issuer, jti string, ttl time.Duration) (bool, error) {
+	return c.useOnce(ctx, keyIdentityAssertionJTI+Hash(issuer)+"/"+Hash(jti), ttl)
+}
+
+// useOnce creates the marker key for ttl and reports whether it was not
+// there: of concurrent callers, exactly one is told so.
+func (c *Clients) useOnce(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	switch err := c.store.Create(ctx, key, []byte{1}, ttl); {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, storage.ErrConflict):

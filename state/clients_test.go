@@ -88,3 +88,27 @@ func TestClientAssertionUsedOnce(t *testing.T) {
 		t.Errorf("jti record: %v", err)
 	}
 }
+
+// An identity assertion grant's jti is used once per identity provider,
+// whichever client presents it, and apart from client assertions' jtis.
+func TestIdentityAssertionUsedOnce(t *testing.T) {
+	db := storagetest.Badger(t)
+	c := openStores(t, db).Clients
+	ctx := context.Background()
+	idpA, idpB := "https://a.example", "https://b.example"
+	if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
+		t.Fatalf("first use: %v %v", fresh, err)
+	}
+	if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || fresh {
+		t.Errorf("second use: %v %v, want used", fresh, err)
+	}
+	if fresh, err := c.UseIdentityAssertion(ctx, idpB, "j1", time.Minute); err != nil || !fresh {
+		t.Errorf("another provider's jti: %v %v, want fresh", fresh, err)
+	}
+	if fresh, err := c.UseAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
+		t.Errorf("a client assertion with the same jti: %v %v, want fresh", fresh, err)
+	}
+	if _, err := db.Get(ctx, "id-jag-jti/"+Hash(idpA)+"/"+Hash("j1")); err != nil {
+		t.Errorf("jti record: %v", err)
+	}
+}

@@ -32,6 +32,10 @@ const (
 	// keyAssertionJTI holds, per client, the Hash of each jti of a client
 	// assertion used, until the assertion expires.
 	keyAssertionJTI = "assertion-jti/"
+	// keyIdentityAssertionJTI holds, per enterprise identity provider (the
+	// Hash of its issuer), the Hash of each jti of an identity assertion
+	// grant redeemed, until the grant expires.
+	keyIdentityAssertionJTI = "id-jag-jti/"
 	// keyLoginPin binds a GitHub login (lowercased) to the subject that
 	// first logged in with it; it never expires.
 	keyLoginPin = "login-pin/github/"

@@ -31,13 +31,17 @@ type RemoteConfig struct {
 	// case-insensitively and with an optional "application/" prefix. The
 	// empty string accepts tokens without typ (Okta).
 	AcceptedTypes []string
+	// JWKSURI, when set, is where the server publishes its keys, and its
+	// metadata is not discovered.
+	JWKSURI string
 	// HTTPClient talks to the authorization server.
 	HTTPClient *http.Client
 }
 
-// remoteAlgorithms are the signature algorithms accepted from an external
-// authorization server: asymmetric only.
-var remoteAlgorithms = []jwa.SignatureAlgorithm{
+// RemoteAlgorithms are the signature algorithms accepted from an external
+// authorization server or identity provider: asymmetric only, as their
+// keys are public.
+var RemoteAlgorithms = []jwa.SignatureAlgorithm{
 	jwa.RS256(), jwa.RS384(), jwa.RS512(), jwa.PS256(), jwa.PS384(), jwa.PS512(),
 	jwa.ES256(), jwa.ES384(), jwa.ES512(), jwa.EdDSA(),
 }
@@ -151,6 +155,9 @@ func (v *RemoteVerifier) Verify(ctx context.Context, token, audience string) (*A
 // at most remoteFetchWait, so an unreachable server makes requests fail
 // quickly rather than pile up.
 func (v *RemoteVerifier) metadata(ctx context.Context) (*remoteMetadata, error) {
+	if v.cfg.JWKSURI != "" {
+		return &remoteMetadata{Issuer: v.cfg.Issuer, JWKSURI: v.cfg.JWKSURI}, nil
+	}
 	if known := v.meta.State(); known.Have {
 		return known.Value, nil
 	}
@@ -264,18 +271,9 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteCl
 	}
 	payload, err := VerifyJWS(ctx, token, JWSRules{
 		MaxLength:  MaxTokenLength,
-		Algorithms: remoteAlgorithms,
+		Algorithms: RemoteAlgorithms,
 		Type:       v.typeAccepted,
-		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
-			key, err := remoteKey(ctx, v.keys, kid)
-			if err != nil {
-				return nil, err // an *InvalidTokenError, or the server could not be reached
-			}
-			if !KeyAllows(key, alg) {
-				return nil, invalid("token algorithm does not match its key")
-			}
-			return []any{key}, nil
-		},
+		Keys:       v.SigningKeys,
 	})
 	var jerr *JWSError
 	if errors.As(err, &jerr) {
@@ -298,6 +296,31 @@ func (v *RemoteVerifier) verifyJWT(ctx context.Context, token string) (*remoteCl
 		return nil, invalid("token lacks required claims")
 	}
 	return &raw, nil
+}
+
+// SigningKeys returns the server's published key named kid, for
+// JWSRules.Keys, once it is known to fit alg: for the server's access
+// tokens, and for other tokens its keys sign (an enterprise identity
+// provider's identity assertions). An unknown kid makes the keys be
+// fetched again, within KeySet's limits. Errors are *InvalidTokenError
+// when no published key fits, and others when the keys could not be
+// fetched.
+func (v *RemoteVerifier) SigningKeys(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
+	meta, err := v.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if meta.JWKSURI == "" {
+		return nil, invalid("the server publishes no keys")
+	}
+	key, err := remoteKey(ctx, v.keys, kid)
+	if err != nil {
+		return nil, err // an *InvalidTokenError, or the server could not be reached
+	}
+	if !KeyAllows(key, alg) {
+		return nil, invalid("token algorithm does not match its key")
+	}
+	return []any{key}, nil
 }
 
 // remoteKey returns the server's key named kid. Errors are

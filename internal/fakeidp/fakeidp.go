@@ -115,6 +115,17 @@ func publicJWKS(key *rsa.PrivateKey, kid string) ([]byte, error) {
 	return json.Marshal(set)
 }
 
+// serveKeySet answers with the JWKS document publishing key under kid.
+func serveKeySet(w http.ResponseWriter, key *rsa.PrivateKey, kid string) {
+	body, err := publicJWKS(key, kid)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
 // randomString returns n random base64url characters' worth of bytes.
 func randomString(nbytes int) string {
 	b := make([]byte, nbytes)

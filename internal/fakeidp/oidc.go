@@ -526,11 +526,5 @@ func (o *OIDC) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 	o.srv.mu.Lock()
 	key, kid := o.key, o.kid
 	o.srv.mu.Unlock()
-	body, err := publicJWKS(key, kid)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(body)
+	serveKeySet(w, key, kid)
 }
