@@ -15,6 +15,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 const (
@@ -369,7 +371,7 @@ func TestVerifyAssertionKeyRotation(t *testing.T) {
 		return doc(u, map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwksURL})
 	}, "")
 	f := ds.fetcher(FetcherOptions{})
-	clock := &fakeClock{t: testNow}
+	clock := oauthtest.NewClock(testNow)
 	f.now = clock.Now
 	c, err := f.Client(context.Background(), url)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 func TestIsMetadataURL(t *testing.T) {
@@ -418,7 +419,7 @@ func TestFetcherCache(t *testing.T) {
 			ds := newDocServer(t)
 			url := ds.serveJSON("/client.json", func(u string) []byte { return doc(u, nil) }, tc.cacheControl)
 			f := ds.fetcher(tc.opts)
-			clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			clock := oauthtest.NewClock(time.Unix(1_800_000_000, 0))
 			f.now = clock.Now
 			for i, s := range tc.steps {
 				clock.Advance(s.advance)
@@ -483,7 +484,7 @@ func TestFetcherNegativeCachesNetworkFailures(t *testing.T) {
 		}
 	})
 	f := ds.fetcher(FetcherOptions{FailureCache: 30 * time.Second})
-	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	clock := oauthtest.NewClock(time.Unix(1_800_000_000, 0))
 	f.now = clock.Now
 
 	for i, want := range []struct {
@@ -763,7 +764,7 @@ func TestFetcherServesLastGoodCopy(t *testing.T) {
 			logs, observed := observer.New(zap.WarnLevel)
 			f := ds.fetcher(FetcherOptions{MinCache: time.Second, FailureCache: 30 * time.Second, StaleIfError: time.Hour,
 				Timeout: 300 * time.Millisecond, Logger: zap.New(logs)})
-			clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			clock := oauthtest.NewClock(time.Unix(1_800_000_000, 0))
 			f.now = clock.Now
 			if _, err := f.Client(context.Background(), url); err != nil {
 				t.Fatal(err)

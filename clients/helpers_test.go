@@ -140,24 +140,6 @@ func (u *usedAssertions) usedBy(clientID, jti string) bool {
 	return u.used[[2]string{clientID, jti}]
 }
 
-// fakeClock is a settable clock for cache expiry tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // docServer is a TLS server on 127.0.0.1 that counts requests per path.
 type docServer struct {
 	*httptest.Server

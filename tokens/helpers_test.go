@@ -9,12 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -23,28 +23,10 @@ const (
 	testAudience = "https://mcp.example.com/mcp"
 )
 
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
 // newFakeClock starts at a whole second, so second-granular claims (exp, nbf,
 // iat) compare exactly against it.
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Now().Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *oauthtest.Clock {
+	return oauthtest.NewClock(time.Now().Truncate(time.Second))
 }
 
 // openStore opens a real Badger store in a fresh temporary directory.
@@ -78,7 +60,7 @@ func newRing(t testing.TB, store storage.Store, cfg KeyRingConfig) *KeyRing {
 
 // newClockRing does what NewKeyRing does, but on clk's time from the very
 // first Maintain, so that everything the ring plans is on the fake timeline.
-func newClockRing(t testing.TB, store storage.Store, cfg KeyRingConfig, clk *fakeClock) *KeyRing {
+func newClockRing(t testing.TB, store storage.Store, cfg KeyRingConfig, clk *oauthtest.Clock) *KeyRing {
 	t.Helper()
 	if cfg.Algorithm == "" {
 		cfg.Algorithm = "ES256"

@@ -12,11 +12,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // verifyEnv is an ES256 ring on a fake clock with a verifier for testIssuer.
 type verifyEnv struct {
-	clk *fakeClock
+	clk *oauthtest.Clock
 	kr  *KeyRing
 	v   *Verifier
 	kid string

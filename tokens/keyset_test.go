@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 // testKeySet is a JWK Set with one P-256 public key per kid.
@@ -37,7 +39,7 @@ func testKeySet(t testing.TB, kids ...string) jwk.Set {
 // counted and, while gate is set, wait for it to close.
 type countingKeySet struct {
 	*KeySet
-	clock   *fakeClock
+	clock   *oauthtest.Clock
 	fetches atomic.Int32
 	set     atomic.Pointer[jwk.Set]
 	gate    atomic.Pointer[chan struct{}]
