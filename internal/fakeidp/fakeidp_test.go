@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
 const redirectURI = "https://as.example.com/cb"
@@ -36,26 +38,6 @@ func oidcCode(t *testing.T, o *OIDC, verifier string) string {
 		t.Fatalf("redirect = %s", loc)
 	}
 	return loc.Query().Get("code")
-}
-
-func postForm(t *testing.T, u string, form url.Values, basic *[2]string) (int, map[string]any) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if basic != nil {
-		req.SetBasicAuth(url.QueryEscape(basic[0]), url.QueryEscape(basic[1]))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("decoding %s response: %v", u, err)
-	}
-	return resp.StatusCode, body
 }
 
 func TestOIDCAuthorize(t *testing.T) {
@@ -107,13 +89,14 @@ func TestOIDCToken(t *testing.T) {
 	form := func(code string) url.Values {
 		return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}
 	}
-	creds := &[2]string{o.ClientID, o.ClientSecret}
+	idp := &oauthtest.Server{URL: o.URL, HTTP: http.DefaultClient}
+	creds := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(o.ClientID, o.ClientSecret)}}
 
 	// Both authentication methods at once is an error.
 	f := form(oidcCode(t, o, verifier))
 	f.Set("client_id", o.ClientID)
 	f.Set("client_secret", o.ClientSecret)
-	if status, body := postForm(t, o.URL+o.Paths.Token, f, creds); status != http.StatusBadRequest || body["error"] != "invalid_request" {
+	if status, _, body := idp.PostForm(t, o.Paths.Token, f, creds); status != http.StatusBadRequest || body["error"] != "invalid_request" {
 		t.Errorf("two auth methods: %d %v", status, body)
 	}
 
@@ -122,11 +105,11 @@ func TestOIDCToken(t *testing.T) {
 	f = form(code)
 	f.Set("client_id", o.ClientID)
 	f.Set("client_secret", o.ClientSecret)
-	status, body := postForm(t, o.URL+o.Paths.Token, f, nil)
+	status, _, body := idp.PostForm(t, o.Paths.Token, f, nil)
 	if status != http.StatusOK || body["id_token"] == nil || body["token_type"] != "Bearer" {
 		t.Fatalf("client_secret_post: %d %v", status, body)
 	}
-	if status, body := postForm(t, o.URL+o.Paths.Token, f, nil); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	if status, _, body := idp.PostForm(t, o.Paths.Token, f, nil); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("reused code: %d %v", status, body)
 	}
 
@@ -148,10 +131,10 @@ func TestOIDCToken(t *testing.T) {
 	// Wrong verifier, wrong secret.
 	f = form(oidcCode(t, o, verifier))
 	f.Set("code_verifier", oauth2.GenerateVerifier())
-	if status, body := postForm(t, o.URL+o.Paths.Token, f, creds); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	if status, _, body := idp.PostForm(t, o.Paths.Token, f, creds); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("wrong verifier: %d %v", status, body)
 	}
-	if status, body := postForm(t, o.URL+o.Paths.Token, form(oidcCode(t, o, verifier)), &[2]string{o.ClientID, "x"}); status != http.StatusUnauthorized || body["error"] != "invalid_client" {
+	if status, _, body := idp.PostForm(t, o.Paths.Token, form(oidcCode(t, o, verifier)), http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth(o.ClientID, "x")}}); status != http.StatusUnauthorized || body["error"] != "invalid_client" {
 		t.Errorf("wrong secret: %d %v", status, body)
 	}
 }
