@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their figures to BENCHMARKS.md.
 # Usage: scripts/bench.sh [count]   (default count: 8; medians are reported)
+# BENCH_GRANTS lists the counts of stored grants the token endpoint's store
+# work is measured at (default "1000 100000 1000000"). Filling Badger with
+# 1 million grants, one synced write after another, takes most of the
+# running time: about 45 minutes at the ~370 grants/s of a busy 2-core VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-8}
+grants=${BENCH_GRANTS:-1000 100000 1000000}
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+store_raw=$(mktemp)
+trap 'rm -f "$raw" "$store_raw"' EXIT
 
 go test -run '^$' -bench 'BenchmarkVerify|BenchmarkMintAccessToken' -benchmem -count "$count" ./tokens/ | tee -a "$raw"
 go test -run '^$' -bench 'BenchmarkGateVsReverseProxy' -benchmem -count "$count" . | grep -v '^{' | tee -a "$raw"
+# Once: each run fills the stores anew.
+MCP_AUTH_BENCH_GRANTS=$grants go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
 
 # Median ns/op per benchmark, in first-seen order.
 medians=$(awk '/^Benchmark/ {
@@ -41,6 +49,30 @@ if [ -z "$ratios" ]; then
 	echo "no BenchmarkGateVsReverseProxy pairs found" >&2
 	exit 1
 fi
+# Token endpoint store work per second, per store and operation, at each
+# count of stored grants (BenchmarkTokenStore/<store>/grants=<n>/<operation>):
+# "store operation rate-at-first ... rate-at-last last/first".
+store_rates=$(awk '
+$1 ~ /^BenchmarkTokenStore\// {
+	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op)
+	for (f = 2; f < NF; f++) if ($(f + 1) ~ /\/s$/) rate = $f
+	if (!((store, op) in seen)) { seen[store, op] = 1; rows[++k] = store SUBSEP op }
+	if (!(n in counted)) { counted[n] = 1; counts[++c] = n }
+	r[store, op, n] = rate
+}
+END {
+	printf "counts"; for (j = 1; j <= c; j++) printf " %s", counts[j]; print ""
+	for (i = 1; i <= k; i++) {
+		split(rows[i], so, SUBSEP); printf "%s %s", so[1], so[2]
+		for (j = 1; j <= c; j++) printf " %.0f", r[so[1], so[2], counts[j]]
+		printf " %.2f\n", r[so[1], so[2], counts[c]] / r[so[1], so[2], counts[1]]
+	}
+}' "$store_raw")
+if [ "$(wc -l <<<"$store_rates")" -lt 2 ]; then
+	echo "no BenchmarkTokenStore results found" >&2
+	exit 1
+fi
+
 # The A/B section written by scripts/bench-ab.sh is kept.
 ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHMARKS.md 2>/dev/null || true)
 
@@ -64,10 +96,24 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo "  in-process Caddy, over loopback HTTP/1.1 with keep-alive; plain reverse_proxy forwards the"
 	echo "  Authorization header, the gate verifies and removes it."
 	echo
+	echo "## Token endpoint store work (testing.B)"
+	echo
+	echo "\`BenchmarkTokenStore\` (state/throughput_bench_test.go): what a code exchange and a refresh rotation ask of the store"
+	echo "(signing aside), per second, from GOMAXPROCS goroutines at once, over Badger with its synced writes and over a real"
+	echo "redis-server, with the store first filled with other users' grants up to each count (\`MCP_AUTH_BENCH_GRANTS=\"$grants\"\`,"
+	echo "one run). Throughput should not depend on the count (target: the last over the first within 10%)."
+	echo
+	awk 'NR == 1 {
+		printf "| store | operation |"; for (f = 2; f <= NF; f++) printf " %s grants |", $f; printf " %s/%s |\n", $NF, $2
+		printf "|---|---|"; for (f = 2; f <= NF + 1; f++) printf "---:|"; print ""
+		next
+	}
+	{ sub(/_/, " ", $2); printf "| %s | %ss/s |", $1, $2; for (f = 3; f < NF; f++) printf " %s |", $f; printf " %s |\n", $NF }' <<<"$store_rates"
+	echo
 	echo "## Raw output"
 	echo
 	echo '```'
-	grep '^Benchmark' "$raw"
+	grep -h '^Benchmark' "$raw" "$store_raw"
 	echo '```'
 	if [ -n "$ab_section" ]; then
 		echo

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,48 +18,62 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
-// The token endpoint's store work, per second: a code exchange and a
-// refresh rotation do what the authorization server asks of the stores
-// for them (signing aside), over Badger with its synced writes and over a
-// real redis-server, with 1 thousand and 100 thousand grants already
-// stored; set MCP_AUTH_BENCH_1M=1 for 1 million as well. Throughput should
-// not depend on how many grants are stored.
+// BenchmarkTokenStore measures the token endpoint's store work, per
+// second: a code exchange and a refresh rotation do what the
+// authorization server asks of the stores for them (signing aside), over
+// Badger with its synced writes and over a real redis-server, with 1
+// thousand and 100 thousand grants already stored, or the counts listed
+// in MCP_AUTH_BENCH_GRANTS (scripts/bench.sh sets "1000 100000 1000000").
+// Throughput should not depend on how many grants are stored. Each store
+// is filled once, up to each count in turn, and both operations run at
+// each count.
+func BenchmarkTokenStore(b *testing.B) {
+	counts := benchGrantCounts(b)
+	for _, kind := range []string{"badger", "redis"} {
+		b.Run(kind, func(b *testing.B) {
+			var store storage.Store
+			if kind == "badger" {
+				store = storagetest.Badger(b)
+			} else {
+				r, err := storage.OpenRedis(b.Context(), redistest.Start(b), "", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = r.Close() })
+				store = r
+			}
+			stores := openBenchStores(b, store)
+			stored := 0
+			for _, n := range counts {
+				prefillGrants(b, stores, stored, n)
+				stored = n
+				b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
+					b.Run("code_exchange", func(b *testing.B) { benchCodeExchange(b, stores) })
+					b.Run("refresh_rotation", func(b *testing.B) { benchRefreshRotation(b, stores) })
+				})
+			}
+		})
+	}
+}
 
 const benchGrantLifetime = 30 * 24 * time.Hour
 
-// benchGrantCounts are the stored grants each benchmark runs with.
-func benchGrantCounts() []int {
-	counts := []int{1_000, 100_000}
-	if os.Getenv("MCP_AUTH_BENCH_1M") != "" {
-		counts = append(counts, 1_000_000)
+// benchGrantCounts are the counts of stored grants to measure at, in
+// increasing order.
+func benchGrantCounts(b *testing.B) []int {
+	list := os.Getenv("MCP_AUTH_BENCH_GRANTS")
+	if list == "" {
+		return []int{1_000, 100_000}
+	}
+	var counts []int
+	for _, f := range strings.Fields(list) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || (len(counts) > 0 && n < counts[len(counts)-1]) {
+			b.Fatalf("MCP_AUTH_BENCH_GRANTS=%q: want counts of grants in increasing order", list)
+		}
+		counts = append(counts, n)
 	}
 	return counts
-}
-
-// benchStores runs bench for each store and count of stored grants. The
-// store is opened and filled once, in a benchmark that only runs bench as
-// its sub-benchmark "op", which is run again for each b.N.
-func benchStores(b *testing.B, bench func(b *testing.B, stores *Stores)) {
-	for _, kind := range []string{"badger", "redis"} {
-		for _, n := range benchGrantCounts() {
-			b.Run(fmt.Sprintf("%s/grants=%d", kind, n), func(b *testing.B) {
-				var store storage.Store
-				if kind == "badger" {
-					store = storagetest.Badger(b)
-				} else {
-					r, err := storage.OpenRedis(b.Context(), redistest.Start(b), "", nil)
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { _ = r.Close() })
-					store = r
-				}
-				stores := openBenchStores(b, store)
-				prefillGrants(b, stores, n)
-				b.Run("op", func(b *testing.B) { bench(b, stores) })
-			})
-		}
-	}
 }
 
 func openBenchStores(b *testing.B, store storage.Store) *Stores {
@@ -71,18 +86,20 @@ func openBenchStores(b *testing.B, store storage.Store) *Stores {
 	return stores
 }
 
-// prefillGrants stores n grants of other users, many at once: concurrent
-// writes share Badger's syncs and Redis's round trips.
-func prefillGrants(b *testing.B, stores *Stores, n int) {
+// prefillGrants stores the grants of other users numbered from+1 to to,
+// many at once: concurrent writes share Badger's syncs and Redis's round
+// trips.
+func prefillGrants(b *testing.B, stores *Stores, from, to int) {
 	const workers = 64
 	var next atomic.Int64
+	next.Store(int64(from))
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+			for i := next.Add(1); i <= int64(to); i = next.Add(1) {
 				if err := stores.Grants.Create(context.Background(), benchGrant("prefill-"+strconv.FormatInt(i, 10)), benchGrantLifetime, benchGrantLifetime); err != nil {
 					errs <- err
 					return
@@ -110,31 +127,29 @@ var benchID atomic.Int64
 
 func newBenchID(kind string) string { return kind + "-" + strconv.FormatInt(benchID.Add(1), 10) }
 
-func BenchmarkCodeExchange(b *testing.B) {
-	benchStores(b, func(b *testing.B, stores *Stores) {
-		ctx := context.Background()
-		// Issuing the codes is /authorize's work, done beforehand.
-		codes := make(chan string, b.N)
-		for range b.N {
-			code := newBenchID("code")
-			if err := stores.Codes.Issue(ctx, code, &Code{User: User{Subject: "users:alice"}, IssuedAt: time.Now().UnixNano()}); err != nil {
-				b.Fatal(err)
-			}
-			codes <- code
+func benchCodeExchange(b *testing.B, stores *Stores) {
+	ctx := context.Background()
+	// Issuing the codes is /authorize's work, done beforehand.
+	codes := make(chan string, b.N)
+	for range b.N {
+		code := newBenchID("code")
+		if err := stores.Codes.Issue(ctx, code, &Code{User: User{Subject: "users:alice"}, IssuedAt: time.Now().UnixNano()}); err != nil {
+			b.Fatal(err)
 		}
-		close(codes)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if err := exchangeCode(ctx, stores, <-codes); err != nil {
-					b.Error(err)
-					return
-				}
+		codes <- code
+	}
+	close(codes)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := exchangeCode(ctx, stores, <-codes); err != nil {
+				b.Error(err)
+				return
 			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+		}
 	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
 }
 
 // exchangeCode is the store work of redeeming code for an access token
@@ -161,30 +176,28 @@ func exchangeCode(ctx context.Context, stores *Stores, code string) error {
 	return stores.Codes.RememberRedemption(ctx, code, &Redemption{ClientID: "client-1", GrantID: grant.ID, AccessToken: at})
 }
 
-func BenchmarkRefreshRotation(b *testing.B) {
-	benchStores(b, func(b *testing.B, stores *Stores) {
-		ctx := context.Background()
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			// Each goroutine is a client refreshing its own grant.
-			id := newBenchID("grant")
-			if err := stores.Grants.Create(ctx, benchGrant(id), benchGrantLifetime, benchGrantLifetime); err != nil {
+func benchRefreshRotation(b *testing.B, stores *Stores) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine is a client refreshing its own grant.
+		id := newBenchID("grant")
+		if err := stores.Grants.Create(ctx, benchGrant(id), benchGrantLifetime, benchGrantLifetime); err != nil {
+			b.Error(err)
+			return
+		}
+		refresh := "refresh-" + id
+		for pb.Next() {
+			next, err := rotateRefresh(ctx, stores, refresh)
+			if err != nil {
 				b.Error(err)
 				return
 			}
-			refresh := "refresh-" + id
-			for pb.Next() {
-				next, err := rotateRefresh(ctx, stores, refresh)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				refresh = next
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
+			refresh = next
+		}
 	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
 }
 
 // rotateRefresh is the store work of a refresh: the grant looked up by
