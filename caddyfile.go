@@ -38,7 +38,12 @@ func init() {
 //		resource        <path> [{
 //			scopes <scope...>
 //			grant_all_scopes [on|off]
+//			require_dpop
 //		}]
+//		require_dpop
+//		dpop {
+//			nonce
+//		}
 //		scopes          <scope...>
 //		scope           <scope> <description>
 //		grant_all_scopes [on|off]
@@ -157,6 +162,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						return err
 					}
 					res.GrantAllScopes = &on
+				case "require_dpop":
+					if res.RequireDPoP {
+						return d.Err("require_dpop already specified")
+					}
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					res.RequireDPoP = true
 				default:
 					return d.Errf("unrecognized resource option '%s'", d.Val())
 				}
@@ -191,6 +204,30 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.GrantAllScopes = on
+		case "require_dpop":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.RequireDPoP = true
+		case "dpop":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.DPoP = new(DPoP)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "nonce":
+					if h.DPoP.Nonce {
+						return d.Err("nonce already specified")
+					}
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					h.DPoP.Nonce = true
+				default:
+					return d.Errf("unrecognized dpop option '%s'", d.Val())
+				}
+			}
 		case "require_scope":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

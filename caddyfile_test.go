@@ -399,6 +399,24 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 	}{
 		// Site directive.
 		{
+			name:      "require_dpop with an argument",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tresource /mcp {\n\t\t\trequire_dpop yes\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"wrong argument count"},
+		},
+		{
+			name:      "unknown dpop option",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tdpop {\n\t\t\tnonces\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"unrecognized dpop option 'nonces'"},
+		},
+		{
+			name:      "dpop twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tdpop\n\t\tdpop {\n\t\t\tnonce\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:4",
+			want:      []string{"dpop already specified"},
+		},
+		{
 			name:      "unknown upstream provider",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream facebook {\n\t\t}\n\t}\n}\n",
 			line:      "Caddyfile:3",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -55,6 +56,15 @@ type Handler struct {
 	// Scopes are advertised for the site's origin when it is the protected
 	// resource, and asked for in its challenges.
 	Scopes []string `json:"scopes,omitempty"`
+
+	// RequireDPoP makes the site's origin, when it is the protected
+	// resource, accept only DPoP-bound tokens (RFC 9449): bearer tokens
+	// are refused. With resources declared, set it per resource.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
+
+	// DPoP configures sender-constrained tokens. Clients that send DPoP
+	// proofs get DPoP-bound tokens without it.
+	DPoP *DPoP `json:"dpop,omitempty"`
 
 	// RequireScopes lists scopes that requests to matching paths need;
 	// a token without them gets 403 insufficient_scope.
@@ -228,6 +238,20 @@ type Resource struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// GrantAllScopes overrides the site's GrantAllScopes for this resource.
 	GrantAllScopes *bool `json:"grant_all_scopes,omitempty"`
+	// RequireDPoP refuses bearer tokens at this resource: only DPoP-bound
+	// tokens, each request with a proof, are accepted.
+	RequireDPoP bool `json:"require_dpop,omitempty"`
+}
+
+// DPoP configures DPoP (RFC 9449) for the site.
+type DPoP struct {
+	// Nonce requires server nonces in proofs (RFC 9449 section 8), at the
+	// token endpoint and the protected resources: a proof must carry a
+	// nonce the server gave out within the last 5 minutes, which bounds
+	// how long a proof made in advance is good for, whatever the client's
+	// clock. It costs clients a round trip for their first request and
+	// whenever their nonce gets old.
+	Nonce bool `json:"nonce,omitempty"`
 }
 
 // Allow lists who may finish a login; a user matching any entry may. Rules
@@ -411,6 +435,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.Resources) > 0 && len(h.Scopes) > 0 {
 		return fmt.Errorf("scopes: set them per resource when resources are declared")
 	}
+	if len(h.Resources) > 0 && h.RequireDPoP {
+		return fmt.Errorf("require_dpop: set it per resource when resources are declared")
+	}
 	declared := h.declaredResources()
 	if err := h.checkScopes(declared); err != nil {
 		return err
@@ -422,6 +449,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		PassAuthorization: h.PassAuthorization,
 		StripHeaders:      append(slices.Clone(defaultStripHeaders), h.StripHeaders...),
 		ForeignSession:    func() { metrics.gateRefused["foreign_session"].Inc() },
+		RequestScheme:     requestScheme,
 		Logger:            h.logger,
 	}
 	for _, rs := range h.RequireScopes {
@@ -484,6 +512,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	gc.Sessions = state.NewSessions(app.store, issuer)
+	if gc.DPoP, err = h.provisionDPoP(ctx, app, issuer); err != nil {
+		return err
+	}
 	h.cors = gate.CORS{AllowedOrigins: h.AllowedOrigins}
 	if as != nil {
 		// The authorization server and the gate check its tokens with one
@@ -492,6 +523,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		gc.Verifier = tokens.NewVerifier(app.ring, issuer)
 		gc.Revocations = as.State.Revocations
 		as.Issuer, as.Realm, as.Resources, as.Ring, as.Verifier = issuer, gc.Realm, gc.Resources, app.ring, gc.Verifier
+		as.DPoPNonces = gc.DPoP.Nonces
 		if h.as, err = authserver.New(*as); err != nil {
 			return err
 		}
@@ -507,6 +539,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.gate, err = gate.New(gc)
 	return err
+}
+
+// gateProofsPerSpan bounds the DPoP proofs a gate remembers: this many
+// per span of a proof's acceptance (2.5 minutes), some 3,000 proofs a
+// second, in some 16 MB at most. More are refused with a 503 until the span
+// turns over, rather than let a replay through.
+const gateProofsPerSpan = 1 << 19
+
+// provisionDPoP returns the verifier of the proofs sent with DPoP-bound
+// tokens, with the site's nonces if they are on.
+func (h *Handler) provisionDPoP(ctx caddy.Context, app *App, issuer string) (*dpop.Verifier, error) {
+	v := &dpop.Verifier{}
+	// In memory: a round trip to the store per request would cost more
+	// than the signature check. A proof replayed to another instance
+	// within its iat window passes there once; see docs/security.md.
+	v.Replay = dpop.NewMemoryReplay(v.Span(), gateProofsPerSpan)
+	if h.DPoP != nil && h.DPoP.Nonce {
+		key, err := state.DPoPNonceKey(ctx, app.store)
+		if err != nil {
+			return nil, fmt.Errorf("dpop: loading the nonce key: %v", err)
+		}
+		v.Nonces = dpop.NewNonces(key, issuer)
+	}
+	return v, nil
+}
+
+// requestScheme is the scheme the client used: https over TLS, else what
+// a trusted proxy says in X-Forwarded-Proto (Caddy's trusted_proxies).
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if proto := r.Header.Values("X-Forwarded-Proto"); len(proto) == 1 && (proto[0] == "https" || proto[0] == "http") {
+			return proto[0]
+		}
+	}
+	return "http"
 }
 
 // provisionExternal sets up external mode: the gate checks the tokens of
@@ -753,6 +823,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	d := h.gate.Decide(r)
+	if d.Nonce != "" {
+		w.Header().Set(dpop.NonceHeader, d.Nonce)
+	}
 	if d.Claims == nil {
 		return h.refuse(w, d)
 	}

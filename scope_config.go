@@ -13,7 +13,7 @@ import (
 // site's origin as the one resource.
 func (h *Handler) declaredResources() []gate.ResourceConfig {
 	if len(h.Resources) == 0 {
-		return []gate.ResourceConfig{{Scopes: h.Scopes, GrantAllScopes: h.GrantAllScopes}}
+		return []gate.ResourceConfig{{Scopes: h.Scopes, GrantAllScopes: h.GrantAllScopes, RequireDPoP: h.RequireDPoP}}
 	}
 	var declared []gate.ResourceConfig
 	for _, r := range h.Resources {
@@ -21,7 +21,7 @@ func (h *Handler) declaredResources() []gate.ResourceConfig {
 		if r.GrantAllScopes != nil {
 			grantAll = *r.GrantAllScopes
 		}
-		declared = append(declared, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes, GrantAllScopes: grantAll})
+		declared = append(declared, gate.ResourceConfig{Path: r.Path, Scopes: r.Scopes, GrantAllScopes: grantAll, RequireDPoP: r.RequireDPoP})
 	}
 	return declared
 }

@@ -28,9 +28,7 @@ func NormalizeURL(raw string) (string, bool) {
 	default:
 		return "", false
 	}
-	if strings.HasSuffix(host, ":") {
-		host = strings.TrimSuffix(host, ":") // an empty port is the default one
-	}
+	host = strings.TrimSuffix(host, ":") // an empty port is the default one
 	if host == "" {
 		return "", false
 	}

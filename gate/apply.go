@@ -24,7 +24,7 @@ func (e *ApplyError) Error() string { return e.Err.Error() }
 func (e *ApplyError) Unwrap() error { return e.Err }
 
 // Apply prepares a request that Decide allowed (d.Claims is set) for the
-// backend: it removes the client's Authorization header (unless
+// backend: it removes the client's Authorization and DPoP headers (unless
 // PassAuthorization) and the StripHeaders, checks that the request's MCP
 // session belongs to the token's user, and adds the identity token. It
 // returns the response writer to give the backend, which binds the session
@@ -32,7 +32,9 @@ func (e *ApplyError) Unwrap() error { return e.Err }
 // the user. Errors are *ApplyError.
 func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.ResponseWriter, error) {
 	if !g.cfg.PassAuthorization {
+		// The proof goes with the token: it is made for this hop only.
 		delete(r.Header, "Authorization")
+		delete(r.Header, "Dpop")
 	}
 	for _, name := range g.stripHeaders {
 		delete(r.Header, name)

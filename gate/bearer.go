@@ -17,6 +17,17 @@ func BearerToken(header string) (string, bool) {
 	return token, token != ""
 }
 
+// DPoPToken extracts the token of a "DPoP" Authorization header (RFC 9449
+// section 7.1); the scheme is case-insensitive.
+func DPoPToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "DPoP") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
+}
+
 // isToken68 reports whether s has the b64token syntax of RFC 6750 section 2.1.
 func isToken68(s string) bool {
 	body := strings.TrimRight(s, "=")

@@ -11,8 +11,8 @@ import (
 // response headers it must be able to read (the MCP transports' and RFC
 // 9728's), listed once for every endpoint.
 const (
-	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
-	corsExposeHeaders = "WWW-Authenticate, Mcp-Session-Id, Mcp-Protocol-Version"
+	corsAllowHeaders  = "Authorization, DPoP, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+	corsExposeHeaders = "WWW-Authenticate, DPoP-Nonce, Mcp-Session-Id, Mcp-Protocol-Version"
 	corsAllowMethods  = "GET, POST, DELETE, OPTIONS"
 )
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
@@ -14,6 +15,9 @@ type ResourceMetadata struct {
 	AuthorizationServers   []string `json:"authorization_servers"`
 	ScopesSupported        []string `json:"scopes_supported,omitempty"`
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	// RFC 9728 section 2, for DPoP (RFC 9449).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	DPoPRequired    bool     `json:"dpop_bound_access_tokens_required,omitempty"`
 }
 
 // Metadata returns the protected resource metadata of res.
@@ -23,6 +27,8 @@ func (g *Gate) Metadata(res *Resource) ResourceMetadata {
 		AuthorizationServers:   []string{g.cfg.AuthorizationServer},
 		ScopesSupported:        res.Scopes,
 		BearerMethodsSupported: []string{"header"},
+		DPoPSigningAlgs:        dpop.Algorithms,
+		DPoPRequired:           res.RequireDPoP,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -70,6 +71,12 @@ type Config struct {
 	// ForeignSession, if set, is called for each request refused because
 	// its MCP session belongs to another user, for metrics.
 	ForeignSession func()
+	// DPoP checks the proofs of DPoP-bound tokens; nil refuses them.
+	DPoP *dpop.Verifier
+	// RequestScheme returns the scheme the client used for r, which a
+	// proof's htu names: Caddy knows which proxies to believe; nil means
+	// https with TLS, else http.
+	RequestScheme func(r *http.Request) string
 	// Logger reports failures to bind sessions; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -125,6 +132,9 @@ type Decision struct {
 	// SessionID is the request's MCP session id (Mcp-Session-Id), checked
 	// for syntax; "" for none.
 	SessionID string
+	// Nonce, when DPoP nonces are on, is a fresh one for the client, to be
+	// sent as DPoP-Nonce.
+	Nonce string
 }
 
 var errAmbiguousResource = errors.New("the request path is outside every resource and as close to several of them")
@@ -142,7 +152,7 @@ func (g *Gate) Decide(r *http.Request) Decision {
 			res = g.cfg.Resources[0]
 		}
 		return Decision{Resource: res, Status: http.StatusBadRequest, Reason: err.Error(),
-			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil), Code: oauth.InvalidRequest}
+			Challenge: g.challenge(res, oauth.InvalidRequest, err.Error(), nil, false), Code: oauth.InvalidRequest}
 	}
 	res := g.cfg.Resources.For(reqPath)
 	if res == nil {
@@ -151,10 +161,11 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	}
 	need := g.requiredScopes(reqPath)
 	d := Decision{Resource: res}
+	dpopScheme := false
 
 	refuse := func(status int, code oauth.ErrorCode, description string, scopes []string) Decision {
 		d.Status, d.Reason, d.Code = status, description, code
-		d.Challenge = g.challenge(res, code, description, scopes)
+		d.Challenge = g.challenge(res, code, description, scopes, dpopScheme)
 		return d
 	}
 	challengeScopes := need
@@ -171,7 +182,10 @@ func (g *Gate) Decide(r *http.Request) Decision {
 	}
 	token, ok := "", false
 	if len(values) == 1 {
-		token, ok = BearerToken(values[0])
+		if token, ok = BearerToken(values[0]); !ok {
+			token, ok = DPoPToken(values[0])
+			dpopScheme = ok
+		}
 	}
 	if !ok {
 		return refuse(http.StatusUnauthorized, "", "no bearer token", challengeScopes)
@@ -201,6 +215,13 @@ func (g *Gate) Decide(r *http.Request) Decision {
 		case revoked:
 			return refuse(http.StatusUnauthorized, oauth.InvalidToken, "token has been revoked", challengeScopes)
 		}
+	}
+	if refused := g.checkBinding(r, &d, res, token, claims, dpopScheme); refused != nil {
+		if refused.code == "" { // not the client's fault: no challenge
+			d.Status, d.Reason = refused.status, refused.reason
+			return d
+		}
+		return refuse(refused.status, refused.code, refused.reason, challengeScopes)
 	}
 	have := g.effectiveScopes(claims.Scopes())
 	if missing := missingScopes(have, need); len(missing) > 0 {

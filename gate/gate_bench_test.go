@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -27,8 +29,8 @@ const benchBody = `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name
 // benchGate returns a gate whose /mcp needs mcp:tools and whose "search"
 // tool needs mcp:search, with some revocations and alice's session bound,
 // its stores, a request to it as a client in alice's session sends it
-// (Body to be set), and the request's body.
-func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Request, []byte) {
+// (Body to be set), the request's body, and the ring that signed its token.
+func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Request, []byte, *tokens.KeyRing) {
 	ring, db := newRing(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	stores, err := state.Open(ctx, db, 0, time.Hour, zap.NewNop())
@@ -71,11 +73,11 @@ func benchGate(b *testing.B) (*Gate, *state.Stores, *state.Sessions, *http.Reque
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Mcp-Session-Id", benchSession)
 	req.ContentLength = int64(len(body))
-	return g, stores, sessions, req, body
+	return g, stores, sessions, req, body, ring
 }
 
 func BenchmarkDeniedTokensRevoked(b *testing.B) {
-	_, stores, _, _, _ := benchGate(b)
+	_, stores, _, _, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if revoked, err := stores.Revocations.Revoked("not-revoked"); err != nil || revoked {
@@ -85,7 +87,7 @@ func BenchmarkDeniedTokensRevoked(b *testing.B) {
 }
 
 func BenchmarkSessionOwnedBy(b *testing.B) {
-	_, _, sessions, _, _ := benchGate(b)
+	_, _, sessions, _, _, _ := benchGate(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if owned, _, err := sessions.OwnedBy(b.Context(), benchSession, "users:alice"); err != nil || !owned {
@@ -98,7 +100,7 @@ func BenchmarkSessionOwnedBy(b *testing.B) {
 // revocation, scopes, the tools/call body) and Apply (headers, the
 // session's owner).
 func BenchmarkGateDecision(b *testing.B) {
-	g, _, _, req, body := benchGate(b)
+	g, _, _, req, body, _ := benchGate(b)
 	token := req.Header.Get("Authorization")
 	w := httptest.NewRecorder()
 	reader := bytes.NewReader(nil)
@@ -128,5 +130,43 @@ func BenchmarkInspectJSONRPC(b *testing.B) {
 		if msgs, err := s.inspectJSONRPC(body); err != nil || string(msgs[0].Name) != "search" {
 			b.Fatal(msgs, err)
 		}
+	}
+}
+
+// BenchmarkGateDecisionDPoP is BenchmarkGateDecision for a DPoP-bound
+// token: each request carries a fresh proof, whose signature, claims and
+// jti the gate checks. Making the proofs is not timed.
+func BenchmarkGateDecisionDPoP(b *testing.B) {
+	g, _, _, req, body, ring := benchGate(b)
+	key := oauthtest.NewDPoPKey(b)
+	token, err := ring.MintAccessToken(tokens.AccessClaims{
+		Issuer: "https://h.example", Subject: "users:alice", Audience: tokens.Audience{"https://h.example/mcp"},
+		ClientID: "client-1", Scope: "mcp:tools mcp:search", Confirmation: &tokens.Confirmation{JKT: key.JKT},
+	}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := &dpop.Verifier{}
+	v.Replay = dpop.NewMemoryReplay(v.Span(), 1<<20)
+	g.cfg.DPoP = v
+	w := httptest.NewRecorder()
+	reader := bytes.NewReader(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		proof := key.Proof(b, oauthtest.ProofClaims{Method: http.MethodPost, URL: "http://h.example/mcp", AccessToken: token})
+		b.StartTimer()
+		reader.Reset(body)
+		req.Body = io.NopCloser(reader)
+		req.Header.Set("Authorization", "DPoP "+token)
+		req.Header.Set("DPoP", proof)
+		d := g.Decide(req)
+		if d.Claims == nil {
+			b.Fatalf("refused: %d %s", d.Status, d.Reason)
+		}
+		if _, err := g.Apply(w, req, d); err != nil {
+			b.Fatal(err)
+		}
+		req.Body.Close()
 	}
 }

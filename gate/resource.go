@@ -25,6 +25,8 @@ type Resource struct {
 	MetadataURL string
 	// MetadataPath is MetadataURL's path, where the document is served.
 	MetadataPath string
+	// RequireDPoP refuses tokens that are not DPoP-bound (RFC 9449).
+	RequireDPoP bool
 	// matchPath is Path lower-cased: requests are matched the way Caddy's
 	// path matcher matches them, ignoring case.
 	matchPath string
@@ -36,6 +38,8 @@ type ResourceConfig struct {
 	Path           string
 	Scopes         []string
 	GrantAllScopes bool
+	// RequireDPoP refuses bearer tokens: only DPoP-bound ones are accepted.
+	RequireDPoP bool
 }
 
 // Resources are the protected resources of one origin in declaration
@@ -70,6 +74,7 @@ func NewResources(origin string, declared []ResourceConfig) (Resources, error) {
 			GrantAllScopes: rc.GrantAllScopes,
 			MetadataURL:    origin + wellKnown,
 			MetadataPath:   wellKnown,
+			RequireDPoP:    rc.RequireDPoP,
 			matchPath:      strings.ToLower(p),
 		})
 	}

@@ -3,8 +3,14 @@ package oauth
 import "strings"
 
 // BearerChallenge is a WWW-Authenticate challenge of the Bearer scheme
-// (RFC 6750 section 3), with RFC 9728 section 5.1's resource_metadata.
+// (RFC 6750 section 3), with RFC 9728 section 5.1's resource_metadata, or
+// of the DPoP scheme, which has the same parameters and algs (RFC 9449
+// section 7.1).
 type BearerChallenge struct {
+	// DPoP makes it a DPoP challenge.
+	DPoP bool
+	// Algs are the DPoP proof algorithms accepted, for a DPoP challenge.
+	Algs []string
 	// Realm is the protection space.
 	Realm string
 	// Code is the error code; "" for a request that had no credentials,
@@ -22,7 +28,11 @@ type BearerChallenge struct {
 // quoted-string.
 func (c BearerChallenge) String() string {
 	var b strings.Builder
-	b.WriteString("Bearer")
+	if c.DPoP {
+		b.WriteString("DPoP")
+	} else {
+		b.WriteString("Bearer")
+	}
 	sep := " "
 	param := func(name, value string) {
 		b.WriteString(sep + name + `="` + quoteSafe(value) + `"`)
@@ -40,6 +50,9 @@ func (c BearerChallenge) String() string {
 	}
 	if len(c.Scopes) > 0 {
 		param("scope", strings.Join(c.Scopes, " "))
+	}
+	if c.DPoP && len(c.Algs) > 0 {
+		param("algs", strings.Join(c.Algs, " "))
 	}
 	return b.String()
 }
