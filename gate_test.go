@@ -231,6 +231,8 @@ func TestGateDiscoveryDocuments(t *testing.T) {
 			"authorization_servers":    []any{iss},
 			"scopes_supported":         []any{"mcp:tools"},
 			"bearer_methods_supported": []any{"header"},
+			// RFC 9728 section 2: DPoP-bound tokens are accepted too.
+			"dpop_signing_alg_values_supported": []any{"ES256", "ES384", "EdDSA", "RS256", "PS256"},
 		}
 		if fmt.Sprint(prm) != fmt.Sprint(want) {
 			t.Errorf("%s = %v, want %v", path, prm, want)
