@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -445,17 +444,7 @@ func TestClientCredentialsRevokedByOperator(t *testing.T) {
 
 // README's Caddyfile for an agent adapts, its secret_hash included.
 func TestClientCredentialsReadmeCaddyfile(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "## An agent without a user (client credentials)")
-	_, block, found := strings.Cut(section, "```caddyfile\n")
-	block, _, closed := strings.Cut(block, "```")
-	if !found || !closed {
-		t.Fatal("README has no Caddyfile for an agent")
-	}
-	h := adaptHandlerConfig(t, adaptMustAdapt(t, block))
+	h := adaptHandlerConfig(t, adaptMustAdapt(t, readmeCaddyfile(t, "## An agent without a user (client credentials)")))
 	if len(h.Clients) != 2 || h.Clients[0].SecretHash == "" || h.Clients[1].JWKSURI == "" {
 		t.Errorf("clients %+v", h.Clients)
 	}

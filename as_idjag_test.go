@@ -374,3 +374,15 @@ func anyStrings(v any) []string {
 	}
 	return out
 }
+
+// README's Caddyfile for enterprise identity providers adapts as it says.
+func TestIDJAGReadmeCaddyfile(t *testing.T) {
+	h := adaptHandlerConfig(t, adaptMustAdapt(t, readmeCaddyfile(t, "## Enterprise IdP (Enterprise-Managed Authorization)")))
+	if len(h.EnterpriseIdPs) != 2 || h.EnterpriseIdPs[0].Issuer != "https://acme.okta.com" ||
+		h.EnterpriseIdPs[1].JWKSURI == "" || len(h.EnterpriseIdPs[1].Clients) != 1 {
+		t.Errorf("enterprise_idps %+v", h.EnterpriseIdPs)
+	}
+	if h.Allow == nil || !slices.Contains(h.Allow.Users, "https://login.partner.example/tenant#u-1042") {
+		t.Errorf("allow %+v: the enterprise user is missing", h.Allow)
+	}
+}

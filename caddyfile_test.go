@@ -1028,3 +1028,19 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 		})
 	}
 }
+
+// readmeCaddyfile returns the first Caddyfile of README's section heading.
+func readmeCaddyfile(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), heading)
+	_, block, found := strings.Cut(section, "```caddyfile\n")
+	block, _, closed := strings.Cut(block, "```")
+	if !found || !closed {
+		t.Fatalf("README has no Caddyfile under %q", heading)
+	}
+	return block
+}

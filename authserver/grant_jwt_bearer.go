@@ -138,9 +138,13 @@ func (h *jwtBearerGrant) grant(ctx context.Context, client *authenticatedClient,
 			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the resource differs from the ID-JAG's")
 		}
 	}
-	scopes, oerr := idJAGScopes(res.Scopes, claims.Scope, params)
+	offered := h.resources.grantable(res)
+	scopes, oerr := idJAGScopes(offered, claims.Scope, params)
 	if oerr != nil {
 		return nil, oerr
+	}
+	if len(scopes) == 0 {
+		scopes = h.resources.requestedScopes(res, "")
 	}
 	user := enterpriseUser(idp, claims)
 	permitted, allowed := h.policy.admit(&user, scopes)
@@ -149,8 +153,8 @@ func (h *jwtBearerGrant) grant(ctx context.Context, client *authenticatedClient,
 			zap.String("sub", user.Subject), zap.String("idp", idp.Issuer))
 		return nil, badIDJAG("the user is not allowed to use this server")
 	}
-	if slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) &&
-		!slices.ContainsFunc(permitted, func(sc string) bool { return slices.Contains(res.Scopes, sc) }) {
+	if slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(offered, sc) }) &&
+		!slices.ContainsFunc(permitted, func(sc string) bool { return slices.Contains(offered, sc) }) {
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidScope, "the user may have none of the requested scopes")
 	}
 
@@ -282,9 +286,9 @@ func unverifiedIssuer(token string) string {
 // idJAGScopes returns the scopes to grant: those the request's scope
 // parameter names, each of which the ID-JAG must grant, or else the
 // ID-JAG's. The identity provider decides what the client may have, so a
-// scope neither the resource nor OpenID Connect offers is an error, not
-// dropped. Without scopes in either, the resource's apply, as for a
-// login.
+// scope neither the resource (offered) nor OpenID Connect offers is an
+// error, not dropped; offline_access is dropped, as no refresh token is
+// issued. None means the resource's default ones, as for a login.
 func idJAGScopes(offered []string, granted *string, params map[string]string) ([]string, *oauth.Error) {
 	var scopes []string
 	if granted != nil {
@@ -293,7 +297,7 @@ func idJAGScopes(offered []string, granted *string, params map[string]string) ([
 	if requested, ok := params["scope"]; ok {
 		asked := strings.Fields(requested)
 		for _, sc := range asked {
-			if granted != nil && !slices.Contains(scopes, sc) {
+			if granted != nil && sc != OfflineAccess && !slices.Contains(scopes, sc) {
 				return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidScope, "a requested scope exceeds the ID-JAG's")
 			}
 		}
@@ -301,15 +305,13 @@ func idJAGScopes(offered []string, granted *string, params map[string]string) ([
 	}
 	var out []string
 	for _, sc := range scopes {
-		if !slices.Contains(offered, sc) && !slices.Contains(oidcScopes, sc) {
+		switch {
+		case sc == OfflineAccess || slices.Contains(out, sc):
+		case !slices.Contains(offered, sc) && !slices.Contains(oidcScopes, sc):
 			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidScope, "the scope "+sc+" is not offered by the resource")
-		}
-		if !slices.Contains(out, sc) {
+		default:
 			out = append(out, sc)
 		}
-	}
-	if len(out) == 0 {
-		out = slices.Clone(offered)
 	}
 	return out, nil
 }

@@ -489,3 +489,21 @@ func TestNewRegistrationApplicationType(t *testing.T) {
 		})
 	}
 }
+
+// A grant type the server offers besides the code and refresh grants may
+// be registered where it is offered, and only there; spelled exactly.
+func TestNewRegistrationOfferedGrants(t *testing.T) {
+	const jwtBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	body := []byte(`{"redirect_uris":["https://client.test/cb"],"grant_types":["authorization_code","` + jwtBearer + `"]}`)
+	if _, _, err := NewRegistration(body, testNow, 0); err == nil {
+		t.Error("a grant not offered was registered")
+	}
+	c, _, err := NewRegistration(body, testNow, 0, jwtBearer)
+	if err != nil || !c.AllowsGrant(jwtBearer) || !c.AllowsGrant(GrantAuthorizationCode) {
+		t.Errorf("offered grant: %v %v", c, err)
+	}
+	upper := []byte(`{"redirect_uris":["https://client.test/cb"],"grant_types":["authorization_code","` + strings.ToUpper(jwtBearer) + `"]}`)
+	if _, _, err := NewRegistration(upper, testNow, 0, jwtBearer); err == nil {
+		t.Error("the grant in another case was registered")
+	}
+}
