@@ -367,6 +367,8 @@ func TestClientCredentialsConfigRefused(t *testing.T) {
 		config string
 		want   []string
 	}{
+		"external mode": {"authorization_server https://idp.example\n\t\tclient a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t}",
+			[]string{"registration and client do not apply"}},
 		"resource not declared": {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t\tresources /other\n\t\t}", []string{"client a.1", `"/other" is not a resource`}},
 		"scope of no resource":  {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t\tscopes mcp:delete\n\t\t}", []string{"client a.1", `"mcp:delete"`}},
 		"allow an unknown client": {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t}\n\t\tallow clients a.2",
@@ -376,7 +378,11 @@ func TestClientCredentialsConfigRefused(t *testing.T) {
 			[]string{"client a.1: access_token_lifetime"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			assertConfigLoads(t, asSite(t, storagePath, logDir, usersUpstream()+"\n\t\t"+tc.config), tc.want)
+			config := tc.config
+			if !strings.HasPrefix(config, "authorization_server") {
+				config = usersUpstream() + "\n\t\t" + config
+			}
+			assertConfigLoads(t, asSite(t, storagePath, logDir, config), tc.want)
 		})
 	}
 }
