@@ -192,6 +192,7 @@ func TestClientCredentialsRefusals(t *testing.T) {
 	}
 	agent := basicAuth("agent-1", e.secret)
 	dcr := e.RegisterClient(t, map[string]any{"client_name": "registered", "redirect_uris": []string{clientRedirect}})
+	public := e.publicClient(t)
 	for _, tc := range []struct {
 		name   string
 		form   url.Values
@@ -205,6 +206,7 @@ func TestClientCredentialsRefusals(t *testing.T) {
 		{"unknown client", clientCredentials(), basicAuth("agent-2", e.secret), 401, "invalid_client"},
 		{"client id of another case", clientCredentials(), basicAuth("Agent-1", e.secret), 401, "invalid_client"},
 		{"registered client", clientCredentials(), basicAuth(dcr.ID, dcr.Secret), 400, "unauthorized_client"},
+		{"public client (TOK-12)", clientCredentials("client_id", public.ID), nil, 400, "unauthorized_client"},
 		{"machine client at the code grant", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, agent, 400, "unauthorized_client"},
 		{"machine client refreshing", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, agent, 400, "unauthorized_client"},
 		{"only scopes it may not have", clientCredentials("scope", "mcp:admin other"), agent, 400, "invalid_scope"},
