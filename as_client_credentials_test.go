@@ -370,7 +370,7 @@ func TestClientCredentialsConfigRefused(t *testing.T) {
 		want   []string
 	}{
 		"external mode": {"authorization_server https://idp.example\n\t\tclient a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t}",
-			[]string{"registration and client do not apply"}},
+			[]string{"with an external authorization server", " client"}},
 		"resource not declared": {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t\tresources /other\n\t\t}", []string{"client a.1", `"/other" is not a resource`}},
 		"scope of no resource":  {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t\tscopes mcp:delete\n\t\t}", []string{"client a.1", `"mcp:delete"`}},
 		"allow an unknown client": {"client a.1 {\n\t\t\tsecret_hash " + hash + "\n\t\t}\n\t\tallow clients a.2",
