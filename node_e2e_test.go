@@ -43,7 +43,7 @@ func e2eNode(t *testing.T) string {
 	if err != nil {
 		missing = append(missing, "node")
 	}
-	for _, m := range []string{"playwright-core", "@modelcontextprotocol/sdk"} {
+	for _, m := range []string{"playwright-core", "@modelcontextprotocol/sdk", "oauth4webapi"} {
 		if _, err := os.Stat(filepath.Join("e2e", "node_modules", m, "package.json")); err != nil {
 			missing = append(missing, "e2e/node_modules/"+m)
 		}
@@ -445,5 +445,67 @@ func TestTypeScriptSDKClient(t *testing.T) {
 	r := res.Refresh
 	if !r.Refreshed || r.SDKOn401.Whoami.User != "users:alice" || r.AuthFunction.Whoami.User != "users:alice" || r.BrowserRuns != 1 {
 		t.Errorf("refresh: %+v", r)
+	}
+}
+
+// dpopClientResult is what e2e/dpop-client.mjs prints.
+type dpopClientResult struct {
+	Requests         []string `json:"requests"`
+	NonceRetries     int      `json:"nonceRetries"`
+	TokenType        string   `json:"tokenType"`
+	RefreshTokenType string   `json:"refreshedTokenType"`
+	JKT              string   `json:"jkt"`
+	Whoami           struct {
+		User string `json:"user"`
+		Auth bool   `json:"authorization_header_present"`
+	} `json:"whoami"`
+	WhoamiAfterRefresh struct {
+		User string `json:"user"`
+	} `json:"whoamiAfterRefresh"`
+	CopiedWithOtherKey string `json:"copiedWithOtherKey"`
+	CopiedAsBearer     int    `json:"copiedAsBearer"`
+}
+
+// TestDPoPClient runs oauth4webapi, an independent RFC 9449 client, through
+// real Caddy: registration, login with dpop_jkt, DPoP-bound tokens, calls to
+// the real MCP backend, a refresh, and the token refused to a client without
+// the key, with server nonces off and on (the library retries once when
+// told use_dpop_nonce).
+func TestDPoPClient(t *testing.T) {
+	node := e2eNode(t)
+	for _, nonces := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nonce=%v", nonces), func(t *testing.T) {
+			storagePath, logDir := t.TempDir(), t.TempDir()
+			config := usersUpstream()
+			if nonces {
+				config += "\n\t\tdpop {\n\t\t\tnonce\n\t\t}"
+			}
+			startCaddy(t, asSite(t, storagePath, logDir, config))
+			var res dpopClientResult
+			runNode(t, node, "dpop-client.mjs", map[string]string{
+				"E2E_SERVER_URL":      siteAddr() + "/mcp",
+				"E2E_CA_CERT":         e2eCACert(),
+				"NODE_EXTRA_CA_CERTS": e2eCACert(),
+				"E2E_REDIRECT_PORT":   fmt.Sprint(freePort()),
+				"E2E_USERNAME":        "alice",
+				"E2E_PASSWORD":        "correct horse",
+			}, &res)
+			if res.TokenType != "dpop" && res.TokenType != "DPoP" || res.RefreshTokenType != res.TokenType || res.JKT == "" {
+				t.Errorf("token types %q, %q; jkt %q", res.TokenType, res.RefreshTokenType, res.JKT)
+			}
+			if res.Whoami.User != "users:alice" || res.Whoami.Auth || res.WhoamiAfterRefresh.User != "users:alice" {
+				t.Errorf("whoami %+v, after refresh %+v", res.Whoami, res.WhoamiAfterRefresh)
+			}
+			if res.CopiedWithOtherKey != "dpop invalid_dpop_proof" || res.CopiedAsBearer != http.StatusUnauthorized {
+				t.Errorf("copied token: with another key %q, as Bearer %d", res.CopiedWithOtherKey, res.CopiedAsBearer)
+			}
+			// Without nonces nothing is retried; with them, the first token
+			// request is told to use one, and every later request, at the
+			// token endpoint and at the resource of the same origin,
+			// carries the latest nonce the library was handed.
+			if want := map[bool]int{false: 0, true: 1}[nonces]; res.NonceRetries != want {
+				t.Errorf("nonce retries %d, want %d: %v", res.NonceRetries, want, res.Requests)
+			}
+		})
 	}
 }
