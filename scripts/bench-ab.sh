@@ -142,7 +142,7 @@ if command -v redis-server >/dev/null; then
 	redis_token=$("$work/benchab" login "http://127.0.0.1:$redis_gated" alice "$password")
 	"$work/benchab" families "http://127.0.0.1:$redis_gated" alice "$password" "$token_conns" >"$work/families.redis"
 else
-	echo "redis-server not found: skipping the Redis row" >&2
+	echo "redis-server not found: skipping the Redis rows" >&2
 fi
 
 session=4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b
@@ -202,8 +202,8 @@ run_token() {
 	fi
 	after=$(cpu_ticks "$1")
 	read -r n rps p50 p75 p90 p99 <<<"$out"
-	awk -v n="$n" -v cpu=$((after - before)) -v hz="$clk_tck" -v rest="$rps" -v lat="$p50 $p75 $p90 $p99" \
-		'BEGIN { printf "%d %.1f %.2f %s\n", n, rest, cpu / hz * 1e6 / n, lat }'
+	awk -v n="$n" -v cpu=$((after - before)) -v hz="$clk_tck" -v rps="$rps" -v lat="$p50 $p75 $p90 $p99" \
+		'BEGIN { printf "%d %.1f %.2f %s\n", n, rps, cpu / hz * 1e6 / n, lat }'
 }
 
 results="$work/results"
