@@ -253,6 +253,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.StripHeaders = d.RemainingArgs(); len(h.StripHeaders) == 0 {
 				return d.ArgErr()
 			}
+		case "upstream_tokens":
+			if h.UpstreamTokens != nil {
+				return d.Err("upstream_tokens already specified")
+			}
+			ut, err := parseUpstreamTokens(d)
+			if err != nil {
+				return err
+			}
+			h.UpstreamTokens = ut
 		case "upstream":
 			u, err := parseUpstream(d)
 			if err != nil {
@@ -520,7 +529,7 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 		seen[key] = true
 		allowed := map[string][]string{
 			"issuer": {"oidc", "google"}, "client_id": {"oidc", "google", "github"}, "client_secret": {"oidc", "google", "github"},
-			"scopes": {"oidc"}, "base_url": {"github"}, "api_url": {"github"}, "trust_preferred_username": {"oidc"},
+			"scopes": {"oidc", "google", "github"}, "base_url": {"github"}, "api_url": {"github"}, "trust_preferred_username": {"oidc"},
 		}
 		if !slices.Contains(allowed[key], u.Provider) {
 			return nil, d.Errf("unrecognized option '%s' for upstream %s", key, u.Provider)
@@ -551,6 +560,41 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 		}
 	}
 	return u, nil
+}
+
+// parseUpstreamTokens parses an upstream_tokens block:
+//
+//	upstream_tokens {
+//		key     <base64 key>
+//		old_key <base64 key>   # repeatable
+//	}
+func parseUpstreamTokens(d *caddyfile.Dispenser) (*UpstreamTokens, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	ut := new(UpstreamTokens)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		args := d.RemainingArgs()
+		if len(args) != 1 {
+			return nil, d.ArgErr()
+		}
+		switch key {
+		case "key":
+			if ut.Key != "" {
+				return nil, d.Err("key already specified")
+			}
+			ut.Key = args[0]
+		case "old_key":
+			ut.OldKeys = append(ut.OldKeys, args[0])
+		default:
+			return nil, d.Errf("unrecognized upstream_tokens option '%s'", key)
+		}
+	}
+	if ut.Key == "" {
+		return nil, d.Err("upstream_tokens: key is required")
+	}
+	return ut, nil
 }
 
 // parseAllow parses `allow users|emails|hosted_domains|orgs|clients <value...>` and

@@ -42,6 +42,8 @@ func init() {
 //	{http.auth.user.email}  the user's email, when known
 //	{http.auth.client_id}   the OAuth client the token was issued to
 //	{http.auth.scopes}      the granted scopes, space-separated
+//	{http.auth.upstream.access_token}  the user's token at the identity
+//	                        provider, with upstream_tokens only
 type Handler struct {
 	// Issuer is the authorization server's issuer identifier: an https URL
 	// (http only for loopback hosts), normally the site's origin. Every
@@ -119,6 +121,10 @@ type Handler struct {
 	// EnterpriseIdPs are enterprise identity providers whose identity
 	// assertion grants (ID-JAG) clients may exchange for access tokens.
 	EnterpriseIdPs []EnterpriseIdP `json:"enterprise_idps,omitempty"`
+
+	// UpstreamTokens keeps users' tokens at the identity provider for the
+	// backend. Off unless set.
+	UpstreamTokens *UpstreamTokens `json:"upstream_tokens,omitempty"`
 
 	// AuthorizationServer switches the site to external mode: instead of
 	// being an authorization server itself, it accepts the access tokens of
@@ -220,10 +226,13 @@ type Handler struct {
 	PassAuthorization bool `json:"pass_authorization,omitempty"`
 
 	// as is the site's authorization server; nil in external mode.
-	as     *authserver.Server
-	gate   *gate.Gate
-	cors   gate.CORS
-	logger *zap.Logger
+	as *authserver.Server
+	// upstreamTokens finds users' tokens at the identity provider; nil
+	// unless UpstreamTokens is set.
+	upstreamTokens *gate.UpstreamTokens
+	gate           *gate.Gate
+	cors           gate.CORS
+	logger         *zap.Logger
 }
 
 // Resource declares a protected resource: an MCP endpoint path on the site.
@@ -522,6 +531,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		gc.AuthorizationServer = issuer
 		gc.Verifier = tokens.NewVerifier(app.ring, issuer)
 		gc.Revocations = as.State.Revocations
+		gc.UpstreamTokens = h.upstreamTokens
 		as.Issuer, as.Realm, as.Resources, as.Ring, as.Verifier = issuer, gc.Realm, gc.Resources, app.ring, gc.Verifier
 		as.DPoPNonces = gc.DPoP.Nonces
 		if h.as, err = authserver.New(*as); err != nil {
@@ -582,8 +592,8 @@ func requestScheme(r *http.Request) string {
 // provisionExternal sets up external mode: the gate checks the tokens of
 // the external authorization server, and the site has none of its own.
 func (h *Handler) provisionExternal() (*tokens.RemoteVerifier, error) {
-	if h.Upstream != nil || h.Allow != nil || h.Registration != nil || len(h.Clients) > 0 || len(h.EnterpriseIdPs) > 0 {
-		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, allow, registration, client and enterprise_idp do not apply")
+	if h.Upstream != nil || h.Allow != nil || h.Registration != nil || len(h.Clients) > 0 || len(h.EnterpriseIdPs) > 0 || h.UpstreamTokens != nil {
+		return nil, fmt.Errorf("authorization_server: with an external authorization server, upstream, upstream_tokens, allow, registration, client and enterprise_idp do not apply")
 	}
 	if len(h.AssertionOptional) > 0 {
 		return nil, fmt.Errorf("authorization_server: with an external authorization server, assertion_optional does not apply")
@@ -652,7 +662,7 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 		grants = append(grants, authserver.ScopeGrant{Scopes: g.Scopes, To: to})
 		wantOrgs = wantOrgs || len(to.Orgs) > 0
 	}
-	redirector, passwords, err := h.Upstream.build(wantOrgs)
+	redirector, passwords, err := h.Upstream.build(wantOrgs, h.UpstreamTokens != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -671,6 +681,11 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 	site, err := app.siteStore(ctx, issuer, time.Duration(h.AccessTokenLifetime))
 	if err != nil {
 		return nil, err
+	}
+	if h.UpstreamTokens != nil {
+		if h.upstreamTokens, err = h.UpstreamTokens.provision(site.State, redirector, h.logger); err != nil {
+			return nil, err
+		}
 	}
 	reg := h.Registration
 	if reg == nil {
@@ -829,12 +844,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if d.Claims == nil {
 		return h.refuse(w, d)
 	}
-	w, err := h.gate.Apply(w, r, d)
+	upstreamToken, err := h.gate.UpstreamToken(r, d)
+	if err == nil {
+		var next http.ResponseWriter
+		if next, err = h.gate.Apply(w, r, d); err == nil {
+			w = next
+		}
+	}
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		var stopped *gate.ApplyError
 		if errors.As(err, &stopped) {
 			status = stopped.Status
+			if stopped.Challenge != "" {
+				w.Header().Set("WWW-Authenticate", stopped.Challenge)
+			}
 		}
 		return caddyhttp.Error(status, err)
 	}
@@ -844,6 +868,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set("http.auth.user.email", d.Claims.Email)
 	repl.Set("http.auth.client_id", d.Claims.ClientID)
 	repl.Set("http.auth.scopes", d.Claims.Scope)
+	if upstreamToken != "" {
+		repl.Set("http.auth.upstream.access_token", upstreamToken)
+	}
 	return next.ServeHTTP(w, r)
 }
 

@@ -32,7 +32,11 @@ type Upstream struct {
 	ClientID     string `json:"client_id,omitempty"`
 	ClientSecret string `json:"client_secret,omitempty"`
 
-	// Scopes requested from an oidc provider. Default: openid email profile.
+	// Scopes requested from an oidc provider (default: openid email
+	// profile), or requested besides those the login needs from github
+	// and google, for backends that use the user's token (see
+	// UpstreamTokens): for example `repo read:org`, or
+	// https://www.googleapis.com/auth/drive.readonly.
 	Scopes []string `json:"scopes,omitempty"`
 
 	// TrustPreferredUsername lets `allow users` and `grant_scope … to
@@ -60,7 +64,7 @@ var upstreamHTTPClient = &http.Client{Timeout: 10 * time.Second}
 // build returns the configured provider: a Redirector or a PasswordChecker.
 // OIDC discovery happens on first use, so Caddy starts even while the
 // provider is unreachable.
-func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordChecker, error) {
+func (u *Upstream) build(wantOrgs, keepTokens bool) (upstream.Redirector, upstream.PasswordChecker, error) {
 	repl := caddy.NewReplacer()
 	clientID := repl.ReplaceAll(u.ClientID, "")
 	clientSecret := repl.ReplaceAll(u.ClientSecret, "")
@@ -90,7 +94,7 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 	case "github":
 		cfg := upstream.GitHubConfig{
 			ClientID: clientID, ClientSecret: clientSecret,
-			BaseURL: u.BaseURL, APIURL: u.APIURL, WantOrgs: wantOrgs,
+			BaseURL: u.BaseURL, APIURL: u.APIURL, WantOrgs: wantOrgs, Scopes: u.Scopes,
 		}
 		if err := cfg.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("upstream github: %v", err)
@@ -100,7 +104,7 @@ func (u *Upstream) build(wantOrgs bool) (upstream.Redirector, upstream.PasswordC
 		if err := needCredentials(); err != nil {
 			return nil, nil, err
 		}
-		cfg := upstream.GoogleConfig{ClientID: clientID, ClientSecret: clientSecret, Issuer: u.Issuer}
+		cfg := upstream.GoogleConfig{ClientID: clientID, ClientSecret: clientSecret, Issuer: u.Issuer, Scopes: u.Scopes, Offline: keepTokens}
 		return newDiscovered("google", discoveryRefresh, func(ctx context.Context) (upstream.Redirector, error) {
 			return upstream.NewGoogle(ctx, cfg, upstreamHTTPClient)
 		}), nil, nil
@@ -210,4 +214,22 @@ func (d *discovered) Exchange(ctx context.Context, code, verifier, nonce, redire
 		return nil, err
 	}
 	return p.Exchange(ctx, code, verifier, nonce, redirectURL)
+}
+
+// Refresh implements upstream.TokenKeeper.
+func (d *discovered) Refresh(ctx context.Context, refreshToken string) (*upstream.Token, error) {
+	p, err := d.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.(upstream.TokenKeeper).Refresh(ctx, refreshToken)
+}
+
+// Revoke implements upstream.TokenKeeper.
+func (d *discovered) Revoke(ctx context.Context, tok *upstream.Token) error {
+	p, err := d.get(ctx)
+	if err != nil {
+		return err
+	}
+	return p.(upstream.TokenKeeper).Revoke(ctx, tok)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
@@ -19,10 +20,12 @@ type authorizationCodeGrant struct {
 	codes       *state.Codes
 	grants      *state.Grants
 	revocations *state.Revocations
-	resources   *resourceSet
-	policy      *policy
-	mint        *minter
-	log         *events
+	// upstreamTokens keeps users' tokens at the identity provider.
+	upstreamTokens *state.UpstreamTokens
+	resources      *resourceSet
+	policy         *policy
+	mint           *minter
+	log            *events
 }
 
 // grant redeems an authorization code (OAuth 2.1 section 4.1.3).
@@ -84,10 +87,13 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 		return nil, invalidGrant
 	}
 	req.Scopes = scopes
-	resp, at, err := h.mint.accessToken(ctx, client.Client, ac.User, res, req.Scopes)
+	resp, at, err := h.mint.accessToken(ctx, client.Client, ac.User, res, req.Scopes, ac.UpstreamToken)
 	used := state.Redemption{ClientID: client.ClientID, CodeChallenge: req.CodeChallenge, AccessToken: at}
 	if err == nil && client.AllowsGrant(clients.GrantRefreshToken) {
-		used.GrantID, resp.RefreshToken, err = h.mint.newGrant(ctx, client, ac.User, res, req.Scopes, at)
+		used.GrantID, resp.RefreshToken, err = h.mint.newGrant(ctx, client, ac.User, res, req.Scopes, at, ac.UpstreamToken)
+	}
+	if err == nil && ac.UpstreamToken != "" {
+		err = h.keepUpstreamToken(ctx, ac.UpstreamToken, used.GrantID != "", at)
 	}
 	if err == nil {
 		resp.IDToken, err = h.mint.idToken(client.ClientID, ac.User, req.Scopes, req.Nonce)
@@ -114,6 +120,22 @@ func (h *authorizationCodeGrant) grant(ctx context.Context, client *authenticate
 	}
 	h.log.tokensIssued("authorization_code", client.ClientID, ac.User.Subject)
 	return resp, nil
+}
+
+// keepUpstreamToken makes the user's token at the identity provider,
+// kept from the login for as long as the code lives, last as long as what
+// the code issued: the grant, or without one the access token.
+func (h *authorizationCodeGrant) keepUpstreamToken(ctx context.Context, id string, withGrant bool, at state.TokenID) error {
+	tok, err := h.upstreamTokens.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("reading the upstream token: %w", err)
+	}
+	next := *tok
+	next.Until = at.ExpiresAt
+	if withGrant {
+		next.Until = time.Now().Add(h.mint.refreshLifetime).Unix()
+	}
+	return h.upstreamTokens.Replace(ctx, tok, &next)
 }
 
 // punishReplay revokes what a code issued when the code is presented again

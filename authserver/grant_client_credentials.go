@@ -61,7 +61,7 @@ func (h *clientCredentialsGrant) grant(ctx context.Context, client *authenticate
 	if m.lifetime > 0 {
 		mint.accessLifetime = m.lifetime
 	}
-	resp, _, err := mint.accessToken(ctx, client.Client, state.User{Subject: client.ClientID}, res, scopes)
+	resp, _, err := mint.accessToken(ctx, client.Client, state.User{Subject: client.ClientID}, res, scopes, "")
 	if err != nil {
 		return nil, oauth.NewError(http.StatusServiceUnavailable, oauth.TemporarilyUnavailable, "the server could not issue tokens").
 			WithCause(fmt.Errorf("issuing tokens: %w", err))

@@ -167,7 +167,7 @@ func (h *jwtBearerGrant) grant(ctx context.Context, client *authenticatedClient,
 		h.log.record(ctx, "identity assertion replayed; refused", zap.String("client_id", client.ClientID), zap.String("idp", idp.Issuer))
 		return nil, badIDJAG("the ID-JAG has already been used")
 	}
-	resp, _, err := h.mint.accessToken(ctx, client.Client, user, res, permitted)
+	resp, _, err := h.mint.accessToken(ctx, client.Client, user, res, permitted, "")
 	if err != nil {
 		return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
 	}

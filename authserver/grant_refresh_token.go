@@ -30,10 +30,12 @@ const refreshGrace = 30 * time.Second
 type refreshTokenGrant struct {
 	grants      *state.Grants
 	revocations *state.Revocations
-	resources   *resourceSet
-	policy      *policy
-	mint        *minter
-	log         *events
+	// upstreamTokens keeps users' tokens at the identity provider.
+	upstreamTokens *state.UpstreamTokens
+	resources      *resourceSet
+	policy         *policy
+	mint           *minter
+	log            *events
 }
 
 // grant handles grant_type=refresh_token (OAuth 2.1 section 4.3). The
@@ -131,7 +133,21 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 				}
 			}
 		}
-		resp, at, err := h.mint.accessToken(ctx, client.Client, g.User, res, scopes)
+		if g.UpstreamToken != "" || h.upstreamTokens.Kept() {
+			// The user's token at the provider is gone (revoked, or it
+			// could not be refreshed), or the grant is older than the
+			// keeping of tokens: the backend cannot act as the user, so
+			// the user must log in again.
+			switch kept, err := h.upstreamTokens.Exists(ctx, g.UpstreamToken); {
+			case err != nil:
+				return nil, unavailable.WithCause(fmt.Errorf("looking up the upstream token: %w", err))
+			case !kept:
+				_, _ = h.grants.Revoke(ctx, g.ID)
+				h.log.record(ctx, "refresh refused: the user's token at the identity provider is gone; grant revoked", zap.String("client_id", client.ClientID), zap.String("sub", g.User.Subject))
+				return nil, invalidGrant
+			}
+		}
+		resp, at, err := h.mint.accessToken(ctx, client.Client, g.User, res, scopes, g.UpstreamToken)
 		if err != nil {
 			return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
 		}

@@ -26,8 +26,9 @@ type minter struct {
 
 // accessToken mints an access token for res and indexes it by user and
 // by client, so that revoking either reaches it. A token request that
-// proved a DPoP key gets a token bound to it.
-func (m *minter) accessToken(ctx context.Context, client *clients.Client, user state.User, res *gate.Resource, scopes []string) (*tokenResponse, state.TokenID, error) {
+// proved a DPoP key gets a token bound to it. upstreamToken is the id of
+// the user's token at the identity provider kept for the backend, if any.
+func (m *minter) accessToken(ctx context.Context, client *clients.Client, user state.User, res *gate.Resource, scopes []string, upstreamToken string) (*tokenResponse, state.TokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := m.accessLifetime
 	now := time.Now()
@@ -49,6 +50,8 @@ func (m *minter) accessToken(ctx context.Context, client *clients.Client, user s
 		Username: user.Username,
 		IssuedAt: now.Unix(),
 		Expiry:   id.ExpiresAt,
+
+		UpstreamTokenID: upstreamToken,
 	}
 	jkt := proofKey(ctx)
 	if jkt != "" {
@@ -62,14 +65,15 @@ func (m *minter) accessToken(ctx context.Context, client *clients.Client, user s
 }
 
 // newGrant starts a refresh-token family and returns its id and first
-// refresh token. The grant remembers how its client authenticated and,
+// refresh token. The grant remembers how its client authenticated, the
+// user's token at the identity provider kept for it, if any, and,
 // for a public client, the DPoP key it proved (RFC 9449 section 5): a
 // confidential client's refresh token is already bound to its credentials.
-func (m *minter) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *gate.Resource, scopes []string, at state.TokenID) (string, string, error) {
+func (m *minter) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *gate.Resource, scopes []string, at state.TokenID, upstreamToken string) (string, string, error) {
 	rt, now := randomToken(), time.Now()
 	g := &state.Grant{
 		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
-		RefreshHash: state.Hash(rt), AccessTokenIDs: []state.TokenID{at},
+		RefreshHash: state.Hash(rt), AccessTokenIDs: []state.TokenID{at}, UpstreamToken: upstreamToken,
 		CreatedAt: now.Unix(), ExpiresAt: now.Add(m.refreshLifetime).Unix(),
 	}
 	if !client.provedCredential() {

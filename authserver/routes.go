@@ -60,15 +60,18 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 	consent := &consentMemory{logins: stores.Logins, lifetime: cfg.RememberConsent, logger: cfg.Logger}
 	signin := &signInFlow{
 		issuer: cfg.Issuer, upstream: cfg.Upstream, passwords: cfg.Passwords, policy: rules,
-		logins: stores.Logins, users: stores.Users, codes: stores.Codes, profileLifetime: cfg.RefreshTokenLifetime, log: log,
+		logins: stores.Logins, users: stores.Users, codes: stores.Codes, upstreamTokens: stores.UpstreamTokens,
+		profileLifetime: cfg.RefreshTokenLifetime, log: log,
 	}
 	metadata := document(serverMetadata(cfg))
 	grants := map[string]grantHandler{
 		clients.GrantAuthorizationCode: &authorizationCodeGrant{
-			codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+			codes: stores.Codes, grants: stores.Grants, revocations: stores.Revocations, upstreamTokens: stores.UpstreamTokens,
+			resources: resources, policy: rules, mint: mint, log: log,
 		},
 		clients.GrantRefreshToken: &refreshTokenGrant{
-			grants: stores.Grants, revocations: stores.Revocations, resources: resources, policy: rules, mint: mint, log: log,
+			grants: stores.Grants, revocations: stores.Revocations, upstreamTokens: stores.UpstreamTokens,
+			resources: resources, policy: rules, mint: mint, log: log,
 		},
 	}
 	if len(machines) > 0 {

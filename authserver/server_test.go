@@ -139,7 +139,7 @@ func basic(c oauthtest.Client) http.Header {
 func accessToken(t testing.TB, s *Server, cfg Config, clientID string, scopes ...string) string {
 	t.Helper()
 	alice := state.User{Subject: "users:alice", Username: "alice", Email: "alice@example.com"}
-	resp, _, err := codeGrant(s).mint.accessToken(context.Background(), &clients.Client{ClientID: clientID}, alice, cfg.Resources[0], scopes)
+	resp, _, err := codeGrant(s).mint.accessToken(context.Background(), &clients.Client{ClientID: clientID}, alice, cfg.Resources[0], scopes, "")
 	if err != nil {
 		t.Fatal(err)
 	}

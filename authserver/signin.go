@@ -2,12 +2,14 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 	"go.uber.org/zap"
 )
@@ -25,6 +27,9 @@ type signInFlow struct {
 	logins    *state.Logins
 	users     *state.Users
 	codes     *state.Codes
+	// upstreamTokens keeps the user's token at the provider, when the
+	// site hands it to backends.
+	upstreamTokens *state.UpstreamTokens
 	// profileLifetime is how long a user's profile is kept: as long as
 	// the grants that may need it.
 	profileLifetime time.Duration
@@ -54,6 +59,26 @@ func (f *signInFlow) start(w http.ResponseWriter, r *http.Request, req state.Req
 	}
 	http.Redirect(w, r, f.upstream.AuthCodeURL(loginState, login.Verifier, login.Nonce, f.issuer+pathCallback), http.StatusSeeOther)
 }
+
+// keepToken stores the user's token at the provider, for as long as
+// the code lives (its redemption extends that), and returns its id.
+func (f *signInFlow) keepToken(ctx context.Context, tok *upstream.Token) (string, error) {
+	if tok == nil {
+		return "", errors.New("the identity provider returned no token")
+	}
+	kept := &state.UpstreamToken{
+		ID: tokens.NewID(), AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Scopes: tok.Scopes,
+		Obtained: time.Now().Unix(), Until: time.Now().Add(upstreamTokenUnredeemed).Unix(),
+	}
+	if !tok.Expiry.IsZero() {
+		kept.Expiry = tok.Expiry.Unix()
+	}
+	return kept.ID, f.upstreamTokens.Save(ctx, kept)
+}
+
+// upstreamTokenUnredeemed is how long a user's token at the provider is
+// kept for a code not yet redeemed: longer than a code lives.
+const upstreamTokenUnredeemed = 5 * time.Minute
 
 // finish applies the allow and grant_scope rules and sends the client
 // its code.
@@ -94,8 +119,16 @@ func (f *signInFlow) finish(w http.ResponseWriter, r *http.Request, req state.Re
 		return
 	}
 	req.Scopes = scopes
+	issued := &state.Code{Request: req, User: user, IssuedAt: time.Now().UnixNano()}
+	if f.upstreamTokens.Kept() {
+		var err error
+		if issued.UpstreamToken, err = f.keepToken(r.Context(), id.Token); err != nil {
+			serverError(w, f.log.logger, "saving the user's token at the identity provider", err)
+			return
+		}
+	}
 	code := randomToken()
-	if err := f.codes.Issue(r.Context(), code, &state.Code{Request: req, User: user, IssuedAt: time.Now().UnixNano()}); err != nil {
+	if err := f.codes.Issue(r.Context(), code, issued); err != nil {
 		serverError(w, f.log.logger, "saving authorization code", err)
 		return
 	}

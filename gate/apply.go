@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 )
 
 // ErrForeignSession refuses a request in an MCP session that another user
@@ -13,11 +15,14 @@ var ErrForeignSession = errors.New("mcp_auth: MCP session belongs to another use
 
 // ApplyError is why Apply stopped a request the token allowed.
 type ApplyError struct {
-	// Status is the HTTP status to answer: 404 for ErrForeignSession, 503
-	// when the session store or the signing keys are out of reach.
+	// Status is the HTTP status to answer: 404 for ErrForeignSession, 401
+	// for ErrUpstreamTokenGone, 503 when the session store, the signing
+	// keys or the identity provider are out of reach.
 	Status int
 	// Err is the cause, for logs.
 	Err error
+	// Challenge is the WWW-Authenticate value of a 401.
+	Challenge string
 }
 
 func (e *ApplyError) Error() string { return e.Err.Error() }
@@ -44,17 +49,17 @@ func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.R
 		owned, isUnbound, err := g.cfg.Sessions.OwnedBy(r.Context(), d.SessionID, d.Claims.Subject)
 		switch {
 		case err != nil:
-			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err)}
+			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("checking the MCP session: %w", err), ""}
 		case !owned:
 			g.countForeignSession()
-			return nil, &ApplyError{http.StatusNotFound, ErrForeignSession}
+			return nil, &ApplyError{http.StatusNotFound, ErrForeignSession, ""}
 		}
 		unbound = isUnbound
 	}
 	if g.cfg.Identity != nil {
 		tok, err := g.cfg.Identity.For(d.Claims)
 		if err != nil {
-			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err)}
+			return nil, &ApplyError{http.StatusServiceUnavailable, fmt.Errorf("signing identity token: %w", err), ""}
 		}
 		r.Header.Set("X-MCP-Identity", tok)
 	}
@@ -64,6 +69,26 @@ func (g *Gate) Apply(w http.ResponseWriter, r *http.Request, d Decision) (http.R
 		w = &sessionBinder{ResponseWriter: w, gate: g, r: r, claim: d.SessionID, sub: d.Claims.Subject}
 	}
 	return w, nil
+}
+
+// UpstreamToken returns the user's token at the identity provider for
+// the backend of a request Decide allowed, or "" when the site does not
+// keep them. Errors are *ApplyError: 401 with an invalid_token challenge
+// when the token is gone, so the client sends the user through login
+// again.
+func (g *Gate) UpstreamToken(r *http.Request, d Decision) (string, error) {
+	if g.cfg.UpstreamTokens == nil {
+		return "", nil
+	}
+	tok, err := g.cfg.UpstreamTokens.For(r.Context(), d.Claims)
+	switch {
+	case errors.Is(err, ErrUpstreamTokenGone):
+		scopes := d.Resource.Scopes
+		return "", &ApplyError{http.StatusUnauthorized, err, g.challenge(d.Resource, oauth.InvalidToken, "the login at the identity provider has ended; log in again", scopes, d.Claims.Confirmation.Thumbprint() != "")}
+	case err != nil:
+		return "", &ApplyError{http.StatusServiceUnavailable, err, ""}
+	}
+	return tok, nil
 }
 
 func (g *Gate) countForeignSession() {

@@ -62,6 +62,9 @@ type Config struct {
 	Sessions Sessions
 	// Identity, if set, adds an X-MCP-Identity token to allowed requests.
 	Identity *IdentityTokens
+	// UpstreamTokens, if set, finds the user's token at the identity
+	// provider for the backend (see Gate.UpstreamToken).
+	UpstreamTokens *UpstreamTokens
 	// PassAuthorization leaves the client's Authorization header on
 	// allowed requests; by default it is removed (no token passthrough).
 	PassAuthorization bool

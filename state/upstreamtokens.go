@@ -28,8 +28,10 @@ type UpstreamToken struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	// Expiry is when the access token expires (Unix seconds); zero if
 	// the provider did not say.
-	Expiry int64    `json:"expiry,omitempty"`
-	Scopes []string `json:"scopes,omitempty"`
+	Expiry int64 `json:"expiry,omitempty"`
+	// Obtained is when the provider issued AccessToken (Unix seconds).
+	Obtained int64    `json:"obtained"`
+	Scopes   []string `json:"scopes,omitempty"`
 	// Until is when the record goes (Unix seconds): the end of the login
 	// or grant it serves.
 	Until int64 `json:"until"`
@@ -119,8 +121,11 @@ func (u *UpstreamTokens) Replace(ctx context.Context, current, next *UpstreamTok
 	return nil
 }
 
-// Exists reports whether the token id is still stored.
+// Exists reports whether the token id is still stored; never for "".
 func (u *UpstreamTokens) Exists(ctx context.Context, id string) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
 	return exists(ctx, u.store, upstreamTokenKey(id))
 }
 

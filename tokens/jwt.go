@@ -41,6 +41,10 @@ type AccessClaims struct {
 	// Confirmation, when present, binds the token to a key: only a client
 	// that proves it holds the key may use it (RFC 7800, RFC 9449 section 6).
 	Confirmation *Confirmation `json:"cnf,omitempty"`
+	// UpstreamTokenID names the record of the user's token at the
+	// identity provider that the gate hands to the backend, when the
+	// site keeps it: an id only the server can look up, never the token.
+	UpstreamTokenID string `json:"upstream_token_id,omitempty"`
 }
 
 // Confirmation is the "cnf" claim of a sender-constrained token.

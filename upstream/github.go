@@ -1,13 +1,17 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -37,6 +41,9 @@ type GitHubConfig struct {
 	APIURL string
 	// WantOrgs requests the read:org scope and fills Identity.Orgs.
 	WantOrgs bool
+	// Scopes are requested besides those the login needs, for backends
+	// that use the user's token, such as repo.
+	Scopes []string
 }
 
 // Validate reports configuration errors that NewGitHub cannot: missing
@@ -76,7 +83,7 @@ func (c GitHubConfig) withDefaults() GitHubConfig {
 
 // GitHub logs users in with GitHub. GitHub is not an OpenID Connect
 // provider: the user is identified through the REST API with the access
-// token, which is then dropped. Identity.Subject is the numeric user id
+// token. Identity.Subject is the numeric user id
 // (logins can be renamed and reused), Username the login, Email the
 // primary email only if verified, and Orgs (with WantOrgs) the logins of
 // the user's organizations in GitHub's spelling. GitHub logins are
@@ -98,6 +105,11 @@ func NewGitHub(cfg GitHubConfig, httpClient *http.Client) *GitHub {
 	scopes := []string{"read:user", "user:email"}
 	if cfg.WantOrgs {
 		scopes = append(scopes, "read:org")
+	}
+	for _, s := range cfg.Scopes {
+		if !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
 	}
 	return &GitHub{
 		cfg: cfg,
@@ -138,10 +150,11 @@ func (g *GitHub) Exchange(ctx context.Context, code, verifier, nonce, redirectUR
 	ctx, cancel := withExchangeTimeout(ctx)
 	defer cancel()
 
-	token, err := g.redeem(ctx, code, verifier, redirectURL)
+	tok, err := g.redeem(ctx, code, verifier, redirectURL)
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
+	token := tok.AccessToken
 
 	var user struct {
 		ID        int64   `json:"id"`
@@ -159,6 +172,7 @@ func (g *GitHub) Exchange(ctx context.Context, code, verifier, nonce, redirectUR
 		Subject:  strconv.FormatInt(user.ID, 10),
 		Username: user.Login,
 		Picture:  user.AvatarURL,
+		Token:    tok,
 	}
 	if user.Name != nil {
 		id.Name = *user.Name
@@ -175,22 +189,69 @@ func (g *GitHub) Exchange(ctx context.Context, code, verifier, nonce, redirectUR
 	return id, nil
 }
 
-// redeem exchanges the code for an access token. GitHub answers errors
-// with 200 and an "error" member, so success is judged by the body.
-func (g *GitHub) redeem(ctx context.Context, code, verifier, redirectURL string) (string, error) {
+// redeem exchanges the code for the user's token.
+func (g *GitHub) redeem(ctx context.Context, code, verifier, redirectURL string) (*Token, error) {
 	form := url.Values{
-		"client_id":     {g.cfg.ClientID},
-		"client_secret": {g.cfg.ClientSecret},
 		"code":          {code},
 		"code_verifier": {verifier},
 	}
 	if redirectURL != "" {
 		form.Set("redirect_uri", redirectURL)
 	}
+	return g.tokenRequest(ctx, form)
+}
+
+// Refresh implements TokenKeeper. Only GitHub apps with expiring user
+// tokens issue refresh tokens.
+func (g *GitHub) Refresh(ctx context.Context, refreshToken string) (*Token, error) {
+	ctx, cancel := withExchangeTimeout(ctx)
+	defer cancel()
+	tok, err := g.tokenRequest(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+	if err != nil {
+		return nil, fmt.Errorf("github: %w", err)
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = refreshToken
+	}
+	return tok, nil
+}
+
+// Revoke implements TokenKeeper: it deletes the token, and not the user's
+// whole authorization of the app, which other grants of the user still
+// use. https://docs.github.com/rest/apps/oauth-applications#delete-an-app-token
+func (g *GitHub) Revoke(ctx context.Context, tok *Token) error {
+	ctx, cancel := withExchangeTimeout(ctx)
+	defer cancel()
+	body, err := json.Marshal(map[string]string{"access_token": tok.AccessToken})
+	if err != nil {
+		return err
+	}
+	endpoint := g.cfg.APIURL + "/applications/" + url.PathEscape(g.cfg.ClientID) + "/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("github: revocation request %s: %v", endpoint, err)
+	}
+	req.SetBasicAuth(g.cfg.ClientID, g.cfg.ClientSecret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", gitHubAPIVersion)
+	// 204 when revoked; 404 when the token is gone already.
+	if err := expectNoContent(g.client, req); err != nil && !isStatus(err, http.StatusNotFound) {
+		return fmt.Errorf("github: %w", err)
+	}
+	return nil
+}
+
+// tokenRequest posts form, with the client's credentials, to the token
+// endpoint and returns the token. GitHub answers errors with 200 and an
+// "error" member, so success is judged by the body.
+func (g *GitHub) tokenRequest(ctx context.Context, form url.Values) (*Token, error) {
+	form.Set("client_id", g.cfg.ClientID)
+	form.Set("client_secret", g.cfg.ClientSecret)
 	tokenURL := g.oauth.Endpoint.TokenURL
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", fmt.Errorf("token request to %s: %v", tokenURL, err)
+		return nil, fmt.Errorf("token request to %s: %v", tokenURL, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// Without it GitHub answers form-encoded.
@@ -199,27 +260,34 @@ func (g *GitHub) redeem(ctx context.Context, code, verifier, redirectURL string)
 	var resp struct {
 		AccessToken      string `json:"access_token"`
 		TokenType        string `json:"token_type"`
+		RefreshToken     string `json:"refresh_token"`
+		ExpiresIn        int64  `json:"expires_in"`
+		Scope            string `json:"scope"`
 		Error            string `json:"error"`
 		ErrorDescription string `json:"error_description"`
 	}
 	if _, err := getJSON(g.client, req, &resp); err != nil {
-		return "", fmt.Errorf("token request: %w", err)
+		return nil, fmt.Errorf("token request: %w", err)
 	}
 	switch {
-	case resp.Error == "bad_verification_code" || resp.Error == "invalid_grant":
-		return "", fmt.Errorf("token endpoint %s: %w: %s", tokenURL, ErrInvalidGrant, sanitize(resp.ErrorDescription))
+	case resp.Error == "bad_verification_code" || resp.Error == "bad_refresh_token" || resp.Error == "invalid_grant":
+		return nil, fmt.Errorf("token endpoint %s: %w: %s", tokenURL, ErrInvalidGrant, sanitize(resp.ErrorDescription))
 	case resp.Error != "":
 		msg := fmt.Sprintf("token endpoint %s returned error %q", tokenURL, sanitize(resp.Error))
 		if resp.ErrorDescription != "" {
 			msg += ": " + sanitize(resp.ErrorDescription)
 		}
-		return "", errors.New(msg)
+		return nil, errors.New(msg)
 	case resp.AccessToken == "":
-		return "", fmt.Errorf("token endpoint %s returned no access_token", tokenURL)
+		return nil, fmt.Errorf("token endpoint %s returned no access_token", tokenURL)
 	case resp.TokenType != "" && !strings.EqualFold(resp.TokenType, "bearer"):
-		return "", fmt.Errorf("token endpoint %s returned token_type %q, want bearer", tokenURL, sanitize(resp.TokenType))
+		return nil, fmt.Errorf("token endpoint %s returned token_type %q, want bearer", tokenURL, sanitize(resp.TokenType))
 	}
-	return resp.AccessToken, nil
+	tok := &Token{AccessToken: resp.AccessToken, RefreshToken: resp.RefreshToken, Scopes: splitScopes(resp.Scope)}
+	if resp.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(resp.ExpiresIn) * time.Second)
+	}
+	return tok, nil
 }
 
 // primaryEmail returns the user's primary email if it is verified, else

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 )
@@ -326,5 +328,65 @@ func TestLinkNext(t *testing.T) {
 		if got := linkNext(header); got != want {
 			t.Errorf("linkNext(%q) = %q, want %q", header, got, want)
 		}
+	}
+}
+
+// A GitHub app with expiring user tokens: the login returns the token
+// with its refresh token and expiry; Refresh rotates both, the old refresh
+// token is refused as invalid_grant; Revoke deletes the token, and its
+// refresh token stops working with it.
+func TestGitHubTokenRefreshAndRevoke(t *testing.T) {
+	idp := fakeidp.NewGitHub(t, octocat)
+	idp.ExpireTokens(8 * time.Hour)
+	cfg := GitHubConfig{ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, BaseURL: idp.BaseURL, APIURL: idp.APIURL, Scopes: []string{"repo", "user:email"}}
+	g := NewGitHub(cfg, nil)
+	p := newLoginParams()
+	u, _ := url.Parse(g.AuthCodeURL(p.state, p.verifier, p.nonce, callbackURL))
+	if got := u.Query().Get("scope"); got != "read:user user:email repo" {
+		t.Errorf("scope = %q, want the login's and the extra ones, once each", got)
+	}
+	id := mustLogin(t, g)
+	tok := id.Token
+	issued := idp.Issued()
+	if tok == nil || len(issued) != 1 || tok.AccessToken != issued[0].AccessToken || tok.RefreshToken != issued[0].RefreshToken {
+		t.Fatalf("login token %+v, issued %+v", tok, issued)
+	}
+	if d := time.Until(tok.Expiry); d < 7*time.Hour || d > 8*time.Hour {
+		t.Errorf("expiry in %s, want 8h", d)
+	}
+	if !slices.Equal(tok.Scopes, []string{"read:user", "user:email", "repo"}) {
+		t.Errorf("scopes %q", tok.Scopes)
+	}
+
+	fresh, err := g.Refresh(t.Context(), tok.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.AccessToken == tok.AccessToken || fresh.RefreshToken == tok.RefreshToken || !idp.Valid(fresh.AccessToken) {
+		t.Errorf("refresh did not rotate: %+v", fresh)
+	}
+	_, err = g.Refresh(t.Context(), tok.RefreshToken)
+	if !errors.Is(err, ErrInvalidGrant) {
+		t.Errorf("refresh with a used refresh token: %v, want ErrInvalidGrant", err)
+	}
+	if strings.Contains(fmt.Sprint(err), tok.RefreshToken) {
+		t.Error("the error names the refresh token")
+	}
+
+	if err := g.Revoke(t.Context(), fresh); err != nil {
+		t.Fatal(err)
+	}
+	if n := idp.Requests(idp.RevocationPath()); n != 1 {
+		t.Errorf("%d revocation requests", n)
+	}
+	if idp.Valid(fresh.AccessToken) {
+		t.Error("token still valid after it was deleted")
+	}
+	if _, err := g.Refresh(t.Context(), fresh.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Errorf("refresh after revocation: %v, want ErrInvalidGrant", err)
+	}
+	// Revoking again finds it gone: not an error.
+	if err := g.Revoke(t.Context(), fresh); err != nil {
+		t.Errorf("second revocation: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -17,6 +18,13 @@ type GoogleConfig struct {
 	ClientSecret string
 	// Issuer is GoogleIssuer if empty. Tests point it at a fake.
 	Issuer string
+	// Scopes are requested besides openid, email and profile, for
+	// backends that use the user's token, such as
+	// https://www.googleapis.com/auth/drive.readonly.
+	Scopes []string
+	// Offline asks for a refresh token, to keep the user's token fresh
+	// for backends.
+	Offline bool
 }
 
 // Google logs users in with Google. It is an OIDC provider with Google's
@@ -35,12 +43,20 @@ func NewGoogle(ctx context.Context, cfg GoogleConfig, httpClient *http.Client) (
 	if issuer == "" {
 		issuer = GoogleIssuer
 	}
-	o, err := newOIDC(ctx, "google", OIDCConfig{
+	oc := OIDCConfig{
 		Issuer:       issuer,
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
-		Scopes:       DefaultOIDCScopes,
-	}, httpClient)
+		Scopes:       slices.Concat(DefaultOIDCScopes, cfg.Scopes),
+	}
+	if cfg.Offline {
+		// Google issues a refresh token only with access_type=offline,
+		// and again for a user who consented before only with
+		// prompt=consent.
+		// https://developers.google.com/identity/protocols/oauth2/web-server#offline
+		oc.AuthParams = map[string]string{"access_type": "offline", "prompt": "consent"}
+	}
+	o, err := newOIDC(ctx, "google", oc, httpClient)
 	if err != nil {
 		return nil, err
 	}
@@ -82,4 +98,16 @@ func (g *Google) AuthCodeURL(state, verifier, nonce, redirectURL string) string 
 // Exchange implements Redirector.
 func (g *Google) Exchange(ctx context.Context, code, verifier, nonce, redirectURL string) (*Identity, error) {
 	return g.oidc.Exchange(ctx, code, verifier, nonce, redirectURL)
+}
+
+// Refresh implements TokenKeeper.
+func (g *Google) Refresh(ctx context.Context, refreshToken string) (*Token, error) {
+	return g.oidc.Refresh(ctx, refreshToken)
+}
+
+// Revoke implements TokenKeeper at https://oauth2.googleapis.com/revoke,
+// from Google's discovery document; it ends the user's whole
+// authorization of the application.
+func (g *Google) Revoke(ctx context.Context, tok *Token) error {
+	return g.oidc.Revoke(ctx, tok)
 }

@@ -136,6 +136,29 @@ func getJSON(client *http.Client, req *http.Request, dst any) (http.Header, erro
 	return resp.Header, nil
 }
 
+// expectNoContent sends req and fails unless the answer is 2xx; the body
+// is read (within maxResponseSize) only for an error's detail.
+func expectNoContent(client *http.Client, req *http.Request) error {
+	where := req.Method + " " + redactURL(req.URL)
+	resp, err := fetch.Do(client, req, maxResponseSize, nil)
+	switch {
+	case errors.As(err, new(*url.Error)):
+		return err
+	case err != nil:
+		return fmt.Errorf("%s: reading response: %w", where, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &statusError{where: where, status: resp.Status, code: resp.StatusCode, detail: errorDetail(resp.Body)}
+	}
+	return nil
+}
+
+// splitScopes splits a granted scope list: space-separated (OAuth) or
+// comma-separated (GitHub).
+func splitScopes(scope string) []string {
+	return strings.FieldsFunc(scope, func(r rune) bool { return r == ' ' || r == ',' })
+}
+
 // statusError is a non-2xx answer from a provider endpoint.
 type statusError struct {
 	where  string

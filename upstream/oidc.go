@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -35,20 +36,25 @@ type OIDCConfig struct {
 	// Scopes to request; DefaultOIDCScopes if empty. "openid" is added if
 	// missing, since without it there is no ID token.
 	Scopes []string
+	// AuthParams are added to the authorization request, such as Google's
+	// access_type=offline, which it needs to issue a refresh token.
+	AuthParams map[string]string
 }
 
 // OIDC logs users in at an OpenID Connect provider with the authorization
 // code flow, PKCE (S256) and a nonce, and identifies them by the verified
 // ID token. It is safe for concurrent use.
 type OIDC struct {
-	name        string   // for errors and Name(): "oidc", or "google" when wrapped
-	issuers     []string // accepted iss values; [0] is the configured issuer
-	clientID    string
-	oauth       oauth2.Config // RedirectURL is set per call on a copy
-	userinfoURL string
-	client      *http.Client
-	keys        *idTokenKeys
-	now         func() time.Time
+	name          string   // for errors and Name(): "oidc", or "google" when wrapped
+	issuers       []string // accepted iss values; [0] is the configured issuer
+	clientID      string
+	oauth         oauth2.Config // RedirectURL is set per call on a copy
+	userinfoURL   string
+	revocationURL string
+	authParams    []oauth2.AuthCodeOption
+	client        *http.Client
+	keys          *idTokenKeys
+	now           func() time.Time
 	// vouch, if set, adjusts the identity to what this provider vouches
 	// for, from the verified ID token's claims (Google: hd).
 	vouch func(*idClaims, *Identity)
@@ -61,6 +67,7 @@ type discoveryDoc struct {
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
 	JWKSURI                           string   `json:"jwks_uri"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 }
 
@@ -117,6 +124,10 @@ func newOIDC(ctx context.Context, name string, cfg OIDCConfig, httpClient *http.
 	if !slices.Contains(scopes, "openid") {
 		scopes = append([]string{"openid"}, scopes...)
 	}
+	var authParams []oauth2.AuthCodeOption
+	for k, v := range cfg.AuthParams {
+		authParams = append(authParams, oauth2.SetAuthURLParam(k, v))
+	}
 	return &OIDC{
 		name:     name,
 		issuers:  []string{doc.Issuer},
@@ -131,10 +142,12 @@ func newOIDC(ctx context.Context, name string, cfg OIDCConfig, httpClient *http.
 			},
 			Scopes: scopes,
 		},
-		userinfoURL: doc.UserinfoEndpoint,
-		client:      client,
-		keys:        newIDTokenKeys(doc.JWKSURI, client),
-		now:         time.Now,
+		userinfoURL:   doc.UserinfoEndpoint,
+		revocationURL: doc.RevocationEndpoint,
+		authParams:    authParams,
+		client:        client,
+		keys:          newIDTokenKeys(doc.JWKSURI, client),
+		now:           time.Now,
 	}, nil
 }
 
@@ -161,8 +174,14 @@ func (d *discoveryDoc) check(issuer, discoveryURL string) error {
 			return fmt.Errorf("discovery document at %s: %w", discoveryURL, err)
 		}
 	}
-	if d.UserinfoEndpoint != "" {
-		if _, err := checkEndpoint("userinfo_endpoint", d.UserinfoEndpoint); err != nil {
+	for _, ep := range []struct{ name, url string }{
+		{"userinfo_endpoint", d.UserinfoEndpoint},
+		{"revocation_endpoint", d.RevocationEndpoint},
+	} {
+		if ep.url == "" {
+			continue
+		}
+		if _, err := checkEndpoint(ep.name, ep.url); err != nil {
 			return fmt.Errorf("discovery document at %s: %w", discoveryURL, err)
 		}
 	}
@@ -197,9 +216,11 @@ func (o *OIDC) Name() string { return o.name }
 func (o *OIDC) AuthCodeURL(state, verifier, nonce, redirectURL string) string {
 	cfg := o.oauth
 	cfg.RedirectURL = redirectURL
-	return cfg.AuthCodeURL(state,
+	opts := append([]oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(verifier),
-		oauth2.SetAuthURLParam("nonce", nonce))
+		oauth2.SetAuthURLParam("nonce", nonce),
+	}, o.authParams...)
+	return cfg.AuthCodeURL(state, opts...)
 }
 
 // Exchange implements Redirector. It redeems code with the PKCE verifier,
@@ -253,7 +274,66 @@ func (o *OIDC) Exchange(ctx context.Context, code, verifier, nonce, redirectURL 
 	if o.vouch != nil {
 		o.vouch(claims, id)
 	}
+	id.Token = providerToken(tok)
 	return id, nil
+}
+
+// providerToken converts an x/oauth2 token.
+func providerToken(tok *oauth2.Token) *Token {
+	out := &Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}
+	if scope, ok := tok.Extra("scope").(string); ok {
+		out.Scopes = splitScopes(scope)
+	}
+	return out
+}
+
+// Refresh implements TokenKeeper.
+func (o *OIDC) Refresh(ctx context.Context, refreshToken string) (*Token, error) {
+	ctx, cancel := withExchangeTimeout(ctx)
+	defer cancel()
+	// An expired token makes the source refresh; it keeps refreshToken
+	// when the provider sends no new one.
+	src := o.oauth.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, o.client), &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
+	tok, err := src.Token()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.name, tokenError(o.oauth.Endpoint.TokenURL, err))
+	}
+	return providerToken(tok), nil
+}
+
+// Revoke implements TokenKeeper with the revocation endpoint of the
+// discovery document (RFC 7009): the refresh token when there is one,
+// which revokes its access tokens too at providers that tie them (Google
+// revokes the whole authorization), else the access token.
+func (o *OIDC) Revoke(ctx context.Context, tok *Token) error {
+	if o.revocationURL == "" {
+		return ErrNoRevocation
+	}
+	ctx, cancel := withExchangeTimeout(ctx)
+	defer cancel()
+	form := url.Values{"token": {tok.AccessToken}, "token_type_hint": {"access_token"}}
+	if tok.RefreshToken != "" {
+		form = url.Values{"token": {tok.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	}
+	if o.oauth.Endpoint.AuthStyle == oauth2.AuthStyleInParams {
+		form.Set("client_id", o.oauth.ClientID)
+		if o.oauth.ClientSecret != "" {
+			form.Set("client_secret", o.oauth.ClientSecret)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.revocationURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("%s: revocation request %s: %v", o.name, o.revocationURL, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if o.oauth.Endpoint.AuthStyle == oauth2.AuthStyleInHeader {
+		// RFC 6749 section 2.3.1: the credentials are form-encoded first.
+		req.SetBasicAuth(url.QueryEscape(o.oauth.ClientID), url.QueryEscape(o.oauth.ClientSecret))
+	}
+	if err := expectNoContent(o.client, req); err != nil {
+		return fmt.Errorf("%s: %w", o.name, err)
+	}
+	return nil
 }
 
 // verifyIDToken checks raw's signature and claims and returns the claims.

@@ -71,9 +71,20 @@ type GitHub struct {
 	srv *server
 
 	// guarded by srv.mu:
-	user   GitHubUser
-	codes  map[string]*githubGrant
-	tokens map[string]*githubGrant // access token → grant
+	user      GitHubUser
+	codes     map[string]*githubGrant
+	tokens    map[string]*githubGrant // access token → grant
+	refreshes map[string]*githubGrant // refresh token → grant
+	expiring  time.Duration           // user tokens' lifetime; 0: they never expire
+	issued    []GitHubToken
+	apiTokens map[string][]string // API path → tokens it was called with
+}
+
+// GitHubToken is a user access token the fake issued.
+type GitHubToken struct {
+	Login        string
+	AccessToken  string
+	RefreshToken string
 }
 
 type githubGrant struct {
@@ -82,6 +93,8 @@ type githubGrant struct {
 	scopes      []string
 	user        GitHubUser
 	expires     time.Time
+	// tokenExpires is when an access token expires (zero: never).
+	tokenExpires time.Time
 }
 
 // NewGitHub starts a fake GitHub that logs in user. It is closed when the
@@ -95,6 +108,8 @@ func NewGitHub(t testing.TB, user GitHubUser) *GitHub {
 		user:         user,
 		codes:        map[string]*githubGrant{},
 		tokens:       map[string]*githubGrant{},
+		refreshes:    map[string]*githubGrant{},
+		apiTokens:    map[string][]string{},
 	}
 	ts := httptest.NewServer(http.HandlerFunc(g.serveHTTP))
 	t.Cleanup(ts.Close)
@@ -108,6 +123,44 @@ func (g *GitHub) SetUser(u GitHubUser) {
 	g.srv.mu.Lock()
 	defer g.srv.mu.Unlock()
 	g.user = u
+}
+
+// ExpireTokens makes the fake behave like a GitHub app with expiring user
+// tokens: access tokens issued from now on expire after lifetime and come
+// with a refresh token (single use, as GitHub's). Zero goes back to
+// tokens that never expire, as an OAuth app's.
+func (g *GitHub) ExpireTokens(lifetime time.Duration) {
+	g.srv.mu.Lock()
+	defer g.srv.mu.Unlock()
+	g.expiring = lifetime
+}
+
+// Issued returns the user access tokens the fake issued, in order.
+func (g *GitHub) Issued() []GitHubToken {
+	g.srv.mu.Lock()
+	defer g.srv.mu.Unlock()
+	return slices.Clone(g.issued)
+}
+
+// APITokens returns the access tokens the API path (such as
+// GitHubAPIPrefix+"/user") was called with, in order, valid or not.
+func (g *GitHub) APITokens(path string) []string {
+	g.srv.mu.Lock()
+	defer g.srv.mu.Unlock()
+	return slices.Clone(g.apiTokens[path])
+}
+
+// Valid reports whether the API accepts accessToken now.
+func (g *GitHub) Valid(accessToken string) bool {
+	g.srv.mu.Lock()
+	defer g.srv.mu.Unlock()
+	grant := g.tokens[accessToken]
+	return grant != nil && (grant.tokenExpires.IsZero() || time.Now().Before(grant.tokenExpires))
+}
+
+// RevocationPath is the path of the endpoint that deletes an app token.
+func (g *GitHub) RevocationPath() string {
+	return GitHubAPIPrefix + "/applications/" + g.ClientID + "/token"
 }
 
 // Deny makes /login/oauth/authorize redirect back with
@@ -147,6 +200,8 @@ func (g *GitHub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveAPI(w, r, g.serveEmails)
 	case GitHubAPIPrefix + "/user/orgs":
 		g.serveAPI(w, r, g.serveOrgs)
+	case g.RevocationPath():
+		g.serveDeleteToken(w, r)
 	default:
 		g.apiError(w, http.StatusNotFound, "Not Found")
 	}
@@ -217,21 +272,21 @@ func (g *GitHub) serveAccessToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wantJSON := strings.Contains(r.Header.Get("Accept"), "application/json")
-	reply := func(v map[string]string) {
+	reply := func(v map[string]any) {
 		if wantJSON {
 			writeJSON(w, http.StatusOK, v)
 			return
 		}
 		form := url.Values{}
 		for k, s := range v {
-			form.Set(k, s)
+			form.Set(k, fmt.Sprint(s))
 		}
 		w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 		_, _ = w.Write([]byte(form.Encode()))
 	}
 	fail := func(code, desc, anchor string) {
 		g.srv.logf("github access_token: %s: %s", code, desc)
-		reply(map[string]string{"error": code, "error_description": desc, "error_uri": githubDocs + "#" + anchor})
+		reply(map[string]any{"error": code, "error_description": desc, "error_uri": githubDocs + "#" + anchor})
 	}
 
 	id, secret := params.Get("client_id"), params.Get("client_secret")
@@ -240,6 +295,18 @@ func (g *GitHub) serveAccessToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if !equal(id, g.ClientID) || !equal(secret, g.ClientSecret) {
 		fail("incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.", "incorrect-client-credentials")
+		return
+	}
+	if params.Get("grant_type") == "refresh_token" {
+		g.srv.mu.Lock()
+		grant := g.refreshes[params.Get("refresh_token")]
+		delete(g.refreshes, params.Get("refresh_token"))
+		g.srv.mu.Unlock()
+		if grant == nil {
+			fail("bad_refresh_token", "The refresh token passed is incorrect or expired.", "bad-refresh-token")
+			return
+		}
+		reply(g.issue(grant))
 		return
 	}
 	code := params.Get("code")
@@ -261,15 +328,66 @@ func (g *GitHub) serveAccessToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	token := "gho_" + randomAlnum(36)
+	reply(g.issue(grant))
+}
+
+// issue issues a user token for a copy of grant, in the shape of the
+// token endpoint's answer: with an expiry and a refresh token when tokens
+// expire (GitHub app user tokens: ghu_, ghr_), without (OAuth app: gho_).
+func (g *GitHub) issue(grant *githubGrant) map[string]any {
 	g.srv.mu.Lock()
-	g.tokens[token] = grant
-	g.srv.mu.Unlock()
-	reply(map[string]string{
-		"access_token": token,
-		"token_type":   "bearer",
-		"scope":        strings.Join(grant.scopes, ","),
-	})
+	defer g.srv.mu.Unlock()
+	issued := *grant
+	out := map[string]any{"token_type": "bearer", "scope": strings.Join(grant.scopes, ",")}
+	tok := GitHubToken{Login: grant.user.Login}
+	if g.expiring == 0 {
+		tok.AccessToken = "gho_" + randomAlnum(36)
+		issued.tokenExpires = time.Time{}
+	} else {
+		tok.AccessToken, tok.RefreshToken = "ghu_"+randomAlnum(36), "ghr_"+randomAlnum(76)
+		out["refresh_token"] = tok.RefreshToken
+		out["expires_in"] = int(g.expiring / time.Second)
+		out["refresh_token_expires_in"] = 15724800
+		issued.tokenExpires = time.Now().Add(g.expiring)
+		g.refreshes[tok.RefreshToken] = &issued
+	}
+	out["access_token"] = tok.AccessToken
+	g.tokens[tok.AccessToken] = &issued
+	g.issued = append(g.issued, tok)
+	return out
+}
+
+// serveDeleteToken deletes an app token: the app authenticates with Basic
+// auth and names the access token, which stops working with the refresh
+// token issued with it. 204, or 404 for an unknown token.
+func (g *GitHub) serveDeleteToken(w http.ResponseWriter, r *http.Request) {
+	id, secret, ok := r.BasicAuth()
+	if r.Method != http.MethodDelete || !ok || !equal(id, g.ClientID) || !equal(secret, g.ClientSecret) {
+		g.apiError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&body); err != nil {
+		g.apiError(w, http.StatusUnprocessableEntity, "Invalid request.")
+		return
+	}
+	g.srv.mu.Lock()
+	defer g.srv.mu.Unlock()
+	grant := g.tokens[body.AccessToken]
+	if grant == nil {
+		g.apiError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	for _, m := range []map[string]*githubGrant{g.tokens, g.refreshes} {
+		for tok, other := range m {
+			if other == grant {
+				delete(m, tok)
+			}
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // tokenParams reads the token request's parameters from a JSON or form
@@ -314,7 +432,11 @@ func (g *GitHub) serveAPI(w http.ResponseWriter, r *http.Request, serve func(htt
 	}
 	g.srv.mu.Lock()
 	grant := g.tokens[tok]
+	g.apiTokens[r.URL.Path] = append(g.apiTokens[r.URL.Path], tok)
 	g.srv.mu.Unlock()
+	if ok && grant != nil && !grant.tokenExpires.IsZero() && time.Now().After(grant.tokenExpires) {
+		grant = nil
+	}
 	if !ok || grant == nil {
 		g.srv.logf("github api %s: bad credentials", r.URL.Path)
 		g.apiError(w, http.StatusUnauthorized, "Bad credentials")
