@@ -391,3 +391,32 @@ func TestUpstreamTokenRefreshAndRevocation(t *testing.T) {
 	}
 	assertNoSecretsLogged(t, e.logDir, secrets...)
 }
+
+// upstream_tokens needs a provider with tokens and a key of the right
+// size; the key may come from the environment.
+func TestUpstreamTokensConfig(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 1, Login: "x"})
+	github := fmt.Sprintf("upstream github {\n\t\t\tclient_id %s\n\t\t\tclient_secret %s\n\t\t\tbase_url %s\n\t\t}\n\t\tallow everyone", gh.ClientID, gh.ClientSecret, gh.BaseURL)
+	key := newSealKey(t)
+	t.Setenv("TEST_UPSTREAM_TOKEN_KEY", key)
+	tokensBlock := func(lines ...string) string {
+		return "\n\t\tupstream_tokens {\n\t\t\t" + strings.Join(lines, "\n\t\t\t") + "\n\t\t}"
+	}
+	cases := []struct {
+		name, auth string
+		wantErr    []string
+	}{
+		{"key from the environment", github + tokensBlock("key {env.TEST_UPSTREAM_TOKEN_KEY}"), nil},
+		{"rotated keys", github + tokensBlock("key "+newSealKey(t), "old_key {env.TEST_UPSTREAM_TOKEN_KEY}"), nil},
+		{"unset variable", github + tokensBlock("key {env.TEST_UPSTREAM_TOKEN_KEY_UNSET}"), []string{"upstream_tokens", "key is empty"}},
+		{"short key", github + tokensBlock("key "+base64.StdEncoding.EncodeToString(make([]byte, 16))), []string{"upstream_tokens", "32 bytes"}},
+		{"not base64", github + tokensBlock("key not-a-key!"), []string{"32 bytes"}},
+		{"same key twice", github + tokensBlock("key "+key, "old_key "+key), []string{"given twice"}},
+		{"built-in users", usersUpstream() + tokensBlock("key "+key), []string{"upstream_tokens", "github, google or oidc"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), tc.auth), tc.wantErr)
+		})
+	}
+}

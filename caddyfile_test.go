@@ -441,6 +441,30 @@ func TestCaddyfileAdaptErrors(t *testing.T) {
 			want:      []string{"wrong argument count"},
 		},
 		{
+			name:      "upstream_tokens without key",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream_tokens {\n\t\t\told_key x\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:5",
+			want:      []string{"upstream_tokens: key is required"},
+		},
+		{
+			name:      "upstream_tokens key twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream_tokens {\n\t\t\tkey a\n\t\t\tkey b\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:5",
+			want:      []string{"key already specified"},
+		},
+		{
+			name:      "upstream_tokens unknown option",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream_tokens {\n\t\t\tkey a\n\t\t\theader X\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:5",
+			want:      []string{"unrecognized upstream_tokens option 'header'"},
+		},
+		{
+			name:      "upstream_tokens twice",
+			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream_tokens {\n\t\t\tkey a\n\t\t}\n\t\tupstream_tokens {\n\t\t\tkey b\n\t\t}\n\t}\n}\n",
+			line:      "Caddyfile:6",
+			want:      []string{"upstream_tokens already specified"},
+		},
+		{
 			name:      "user without hash",
 			caddyfile: "example.com {\n\tmcp_auth {\n\t\tupstream users {\n\t\t\talice\n\t\t}\n\t}\n}\n",
 			line:      "Caddyfile:4",
