@@ -177,6 +177,14 @@ func TestIDJAGExchange(t *testing.T) {
 		t.Errorf("partner token claims %v", at)
 	}
 
+	// The operator revokes the enterprise user by subject: the token stops.
+	if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape(wantSub)); status != http.StatusOK {
+		t.Fatalf("revoking %s: %d %s", wantSub, status, body)
+	}
+	if got := e.mcpStatus(t, access); got != http.StatusUnauthorized {
+		t.Errorf("after revoking the user the token gets %d, want 401", got)
+	}
+
 	// Neither the assertion nor the token reaches a log.
 	if found := logContains(t, e.logDir, assertion, access, e.client.Secret); len(found) > 0 {
 		t.Errorf("secrets in the logs: %v", found)
@@ -276,6 +284,25 @@ func TestIDJAGRefused(t *testing.T) {
 	e.refused(t, "replay", assertion, nil, 400, "invalid_grant")
 	// A re-signed copy with the same jti is the same grant.
 	e.refused(t, "same jti signed again", e.acme.Sign(once), nil, 400, "invalid_grant")
+
+	// Of concurrent presentations of one ID-JAG, exactly one gets a token.
+	raced := e.acme.Sign(good())
+	statuses := make(chan int, 8)
+	for range 8 {
+		go func() {
+			status, _, _ := e.exchange(t, e.client, raced, nil)
+			statuses <- status
+		}()
+	}
+	issued := 0
+	for range 8 {
+		if <-statuses == http.StatusOK {
+			issued++
+		}
+	}
+	if issued != 1 {
+		t.Errorf("one ID-JAG presented 8 times at once gave %d tokens, want 1", issued)
+	}
 
 	// A client must authenticate as it registered, and have registered
 	// the grant; a public client may not use it at all.
@@ -384,5 +411,23 @@ func TestIDJAGReadmeCaddyfile(t *testing.T) {
 	}
 	if h.Allow == nil || !slices.Contains(h.Allow.Users, "https://login.partner.example/tenant#u-1042") {
 		t.Errorf("allow %+v: the enterprise user is missing", h.Allow)
+	}
+}
+
+// A provider whose keys cannot be fetched: the exchange fails as the
+// server's problem (503), not the client's, and nothing is spent.
+func TestIDJAGProviderUnreachable(t *testing.T) {
+	down := fmt.Sprintf("http://127.0.0.1:%d", freePort())
+	e := &idjagEnv{acme: fakeidp.NewEnterprise(t)}
+	e.asEnv = usersAS(t, "enterprise_idp "+down)
+	e.client = e.RegisterClient(t, map[string]any{
+		"client_name": "Enterprise agent", "redirect_uris": []string{clientRedirect},
+		"grant_types": []string{"authorization_code", jwtBearer},
+	})
+	claims := e.claims(e.acme, "00u-frank")
+	claims["iss"] = down
+	m := e.refused(t, "provider down", e.acme.Sign(claims), nil, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if !strings.Contains(fmt.Sprint(m["error_description"]), "keys") {
+		t.Errorf("description %q does not say the keys could not be fetched", m["error_description"])
 	}
 }

@@ -3,10 +3,13 @@ package state
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
@@ -90,25 +93,57 @@ func TestClientAssertionUsedOnce(t *testing.T) {
 }
 
 // An identity assertion grant's jti is used once per identity provider,
-// whichever client presents it, and apart from client assertions' jtis.
+// whichever client presents it, and apart from client assertions' jtis; of
+// concurrent uses, on Badger and on Redis, exactly one is the first.
 func TestIdentityAssertionUsedOnce(t *testing.T) {
-	db := storagetest.Badger(t)
-	c := openStores(t, db).Clients
-	ctx := context.Background()
-	idpA, idpB := "https://a.example", "https://b.example"
-	if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
-		t.Fatalf("first use: %v %v", fresh, err)
-	}
-	if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || fresh {
-		t.Errorf("second use: %v %v, want used", fresh, err)
-	}
-	if fresh, err := c.UseIdentityAssertion(ctx, idpB, "j1", time.Minute); err != nil || !fresh {
-		t.Errorf("another provider's jti: %v %v, want fresh", fresh, err)
-	}
-	if fresh, err := c.UseAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
-		t.Errorf("a client assertion with the same jti: %v %v, want fresh", fresh, err)
-	}
-	if _, err := db.Get(ctx, "id-jag-jti/"+Hash(idpA)+"/"+Hash("j1")); err != nil {
-		t.Errorf("jti record: %v", err)
+	for _, kind := range []string{"badger", "redis"} {
+		t.Run(kind, func(t *testing.T) {
+			var db storage.Store = storagetest.Badger(t)
+			if kind == "redis" {
+				r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = r.Close() })
+				db = r
+			}
+			c := openStores(t, db).Clients
+			ctx := context.Background()
+			idpA, idpB := "https://a.example", "https://b.example"
+			if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
+				t.Fatalf("first use: %v %v", fresh, err)
+			}
+			if fresh, err := c.UseIdentityAssertion(ctx, idpA, "j1", time.Minute); err != nil || fresh {
+				t.Errorf("second use: %v %v, want used", fresh, err)
+			}
+			if fresh, err := c.UseIdentityAssertion(ctx, idpB, "j1", time.Minute); err != nil || !fresh {
+				t.Errorf("another provider's jti: %v %v, want fresh", fresh, err)
+			}
+			if fresh, err := c.UseAssertion(ctx, idpA, "j1", time.Minute); err != nil || !fresh {
+				t.Errorf("a client assertion with the same jti: %v %v, want fresh", fresh, err)
+			}
+			if _, err := db.Get(ctx, "id-jag-jti/"+Hash(idpA)+"/"+Hash("j1")); err != nil {
+				t.Errorf("jti record: %v", err)
+			}
+			var wg sync.WaitGroup
+			var firsts atomic.Int32
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					fresh, err := c.UseIdentityAssertion(ctx, idpA, "raced", time.Minute)
+					if err != nil {
+						t.Error(err)
+					}
+					if fresh {
+						firsts.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := firsts.Load(); n != 1 {
+				t.Errorf("%d concurrent uses were told they were first, want 1", n)
+			}
+		})
 	}
 }
