@@ -91,7 +91,7 @@ func TestAttackRandomDiscoveryPathsGrowMetrics(t *testing.T) {
 	closed := map[string][]string{
 		"endpoint": {"metadata", "resource_metadata", "jwks", "register", "authorize", "consent", "login",
 			"callback", "token", "revoke", "introspect", "userinfo", "not_found"},
-		"grant_type": {"authorization_code", "refresh_token", "client_credentials"},
+		"grant_type": {"authorization_code", "refresh_token", "client_credentials", "jwt_bearer"},
 		"upstream":   {"users", "github", "google", "oidc"},
 		"outcome": {"success", "denied", "failed", "allowed", "no_token", "invalid_token", "insufficient_scope",
 			"origin_denied", "bad_request", "unavailable", "foreign_session"},
