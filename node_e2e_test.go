@@ -35,15 +35,16 @@ import (
 const e2eChromium = "/usr/bin/chromium"
 
 // e2eNode returns the node binary, or skips the test (fails it in CI) when
-// something the Node end-to-end tests need is missing.
-func e2eNode(t *testing.T) string {
+// something the Node end-to-end tests need is missing, or one of the npm
+// modules the test needs besides.
+func e2eNode(t *testing.T, modules ...string) string {
 	t.Helper()
 	var missing []string
 	node, err := exec.LookPath("node")
 	if err != nil {
 		missing = append(missing, "node")
 	}
-	for _, m := range []string{"playwright-core", "@modelcontextprotocol/sdk", "oauth4webapi"} {
+	for _, m := range append([]string{"playwright-core", "@modelcontextprotocol/sdk"}, modules...) {
 		if _, err := os.Stat(filepath.Join("e2e", "node_modules", m, "package.json")); err != nil {
 			missing = append(missing, "e2e/node_modules/"+m)
 		}
@@ -472,7 +473,7 @@ type dpopClientResult struct {
 // the key, with server nonces off and on (the library retries once when
 // told use_dpop_nonce).
 func TestDPoPClient(t *testing.T) {
-	node := e2eNode(t)
+	node := e2eNode(t, "oauth4webapi")
 	for _, nonces := range []bool{false, true} {
 		t.Run(fmt.Sprintf("nonce=%v", nonces), func(t *testing.T) {
 			storagePath, logDir := t.TempDir(), t.TempDir()
