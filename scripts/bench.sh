@@ -14,6 +14,7 @@ store_raw=$(mktemp)
 trap 'rm -f "$raw" "$store_raw"' EXIT
 
 go test -run '^$' -bench 'BenchmarkVerify|BenchmarkMintAccessToken' -benchmem -count "$count" ./tokens/ | tee -a "$raw"
+go test -run '^$' -bench 'BenchmarkGateDecision' -benchmem -count "$count" ./gate/ | tee -a "$raw"
 go test -run '^$' -bench 'BenchmarkGateVsReverseProxy' -benchmem -count "$count" . | grep -v '^{' | tee -a "$raw"
 # Once: each run fills the stores anew.
 MCP_AUTH_BENCH_GRANTS=$grants go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
@@ -95,6 +96,9 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo "- \`BenchmarkGateVsReverseProxy\` sends the same POSTs (no session, with \`Mcp-Session-Id\`, a \`tools/call\`) with the same bearer token, with Badger and with Redis, through one"
 	echo "  in-process Caddy, over loopback HTTP/1.1 with keep-alive; plain reverse_proxy forwards the"
 	echo "  Authorization header, the gate verifies and removes it."
+	echo "- \`BenchmarkGateDecision\` is the gate's own work for a bearer \`tools/call\` in a session (token seen before);"
+	echo "  \`BenchmarkGateDecisionDPoP\` the same with a DPoP-bound token and a fresh proof, whose signature, claims and"
+	echo "  \`jti\` are checked on every request (making the proofs is not timed)."
 	echo
 	echo "## Token endpoint store work (testing.B)"
 	echo
