@@ -22,7 +22,9 @@ import (
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/githubmcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
 // Users' GitHub tokens kept for a backend that calls the GitHub API as
@@ -246,10 +248,10 @@ func whoamiGitHub(t *testing.T, transport mcp.Transport) githubmcp.User {
 }
 
 // githubTokensSite is the test site with GitHub login, upstream tokens
-// kept, and the GitHub-API backend.
-func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, storagePath, logDir string) string {
+// kept, and the GitHub-API backend, after the global options.
+func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, global, logDir string) string {
 	t.Helper()
-	return globalOptions(storagePath, filepath.Join(logDir, "caddy.log")) + fmt.Sprintf(`
+	return global + fmt.Sprintf(`
 %s {
 	log {
 		output file %s
@@ -289,16 +291,53 @@ func githubLogin(t *testing.T, e *asEnv, c oauthtest.Client, gh *fakeidp.GitHub)
 // A GitHub app's expiring user token is refreshed once it is due, once
 // for many concurrent requests; a token that cannot be refreshed sends the
 // client back through login; revoking the grant removes the token and
-// revokes it at GitHub.
+// revokes it at GitHub. On Badger and on Redis, where the stored bytes
+// hold no token either.
 func TestUpstreamTokenRefreshAndRevocation(t *testing.T) {
+	t.Run("badger", func(t *testing.T) {
+		storagePath, logDir := t.TempDir(), t.TempDir()
+		upstreamTokenLifecycle(t, globalOptions(storagePath, filepath.Join(logDir, "caddy.log")), logDir,
+			func() storage.Store { return testStore(t, storagePath) },
+			func(secrets ...string) { assertSealedAtRest(t, storagePath, secrets...) })
+	})
+	t.Run("redis", func(t *testing.T) {
+		url, logDir := redistest.Start(t), t.TempDir()
+		redisStore := func() storage.Store {
+			r, err := storage.OpenRedis(t.Context(), url, storage.DefaultRedisPrefix, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.Close() })
+			return r
+		}
+		upstreamTokenLifecycle(t, redisGlobalOptions(url, "", filepath.Join(logDir, "caddy.log")), logDir,
+			func() storage.Store { return storage.Prefixed(redisStore(), siteKeyPrefix(siteAddr())) },
+			func(secrets ...string) {
+				n := 0
+				if err := redisStore().List(t.Context(), "", func(k string, v []byte) error {
+					n++
+					for _, s := range secrets {
+						if bytes.Contains(v, []byte(s)) || strings.Contains(k, s) {
+							t.Errorf("Redis holds an upstream token in the clear under %s", k)
+						}
+					}
+					return nil
+				}); err != nil || n == 0 {
+					t.Fatalf("listing Redis: %d keys, %v", n, err)
+				}
+			})
+	})
+}
+
+func upstreamTokenLifecycle(t *testing.T, global, logDir string, siteStore func() storage.Store, assertAtRest func(secrets ...string)) {
 	const lifetime = 3 * time.Second
 	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 7, Login: "monalisa"})
 	gh.ExpireTokens(lifetime)
-	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
-	startCaddy(t, githubTokensSite(t, gh, e.storagePath, e.logDir))
+	e := &asEnv{logDir: logDir}
+	startCaddy(t, githubTokensSite(t, gh, global, e.logDir))
 	e.Server = siteServer(t)
 	c := e.publicClient(t)
-	st := testStore(t, e.storagePath)
+	st := siteStore()
 
 	ts := githubLogin(t, e, c, gh)
 	if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["upstream_token_id"] == "" {
@@ -332,7 +371,7 @@ func TestUpstreamTokenRefreshAndRevocation(t *testing.T) {
 		if len(issued) != 2 || lastAPIToken(gh) != issued[1].AccessToken || gh.Valid(first.AccessToken) {
 			t.Errorf("after the refresh the API saw an old token, or none was issued: %d issued", len(issued))
 		}
-		assertSealedAtRest(t, e.storagePath, first.AccessToken, first.RefreshToken, issued[1].AccessToken, issued[1].RefreshToken)
+		assertAtRest(first.AccessToken, first.RefreshToken, issued[1].AccessToken, issued[1].RefreshToken)
 	})
 
 	t.Run("unrefreshable sends the user to log in again", func(t *testing.T) {
