@@ -11,6 +11,12 @@
 # throughput over the mean of those neighbours. Caddy CPU per request is
 # the process's utime+stime over each run divided by its requests.
 #
+# DPoP traffic is measured with a Go load generator (internal/benchab),
+# since wrk cannot sign: each request carries a proof made for it, with a
+# fresh jti, which the gate checks (signature, claims, replay). Plain
+# reverse_proxy gets the same requests, proofs included, from the same
+# generator, so its signing cost falls on both sides alike.
+#
 # The token endpoint is measured the same way against a Caddy `respond`
 # site in the same process, with a Go load generator (internal/benchab):
 # each connection holds its own refresh token family, from its own login,
@@ -117,6 +123,7 @@ start_caddy() {
 start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger" "$badger_respond"
 badger_pid=$caddy_pid
 badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
+"$work/benchab" dpop-login "http://127.0.0.1:$badger_gated" alice "$password" >"$work/dpop.badger"
 "$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$token_conns" >"$work/families.badger"
 
 # Memory: the resident set of the Badger Caddy idle, after its login, and
@@ -206,6 +213,18 @@ run_token() {
 		'BEGIN { printf "%d %.1f %.2f %s\n", n, rps, cpu / hz * 1e6 / n, lat }'
 }
 
+# run_dpop <pid> <conns> <url> <dpop file>: one run of the Go load
+# generator sending DPoP-bound pings with fresh proofs; prints what run prints.
+run_dpop() {
+	local before after out n rps p50 p75 p90 p99
+	before=$(cpu_ticks "$1")
+	out=$("$work/benchab" dpop "$4" "$3" "$secs" "$2") || exit 1
+	after=$(cpu_ticks "$1")
+	read -r n rps p50 p75 p90 p99 <<<"$out"
+	awk -v n="$n" -v cpu=$((after - before)) -v hz="$clk_tck" -v rest="$rps" -v lat="$p50 $p75 $p90 $p99" \
+		'BEGIN { printf "%d %.1f %.2f %s\n", n, rest, cpu / hz * 1e6 / n, lat }'
+}
+
 results="$work/results"
 # ab <row> <pid> <conns> <plain url> <gated url> <script> [runner]: plain,
 # then rounds of gated + plain, each run by runner (default run); records
@@ -243,6 +262,7 @@ if [ -n "$redis_pid" ]; then
 	lua "$work/redis.lua" "$redis_token" "$session" "$ping"
 	ab redis_session "$redis_pid" "$conns" "http://127.0.0.1:$redis_plain/mcp" "http://127.0.0.1:$redis_gated/mcp" "$work/redis.lua"
 fi
+ab dpop_session "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/dpop.badger" run_dpop
 ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
 
 # The token endpoint: refresh rotations against respond in the same Caddy.
@@ -335,8 +355,9 @@ section=$(
 			name["session"] = "POST with `Mcp-Session-Id`, Badger"; target["session"] = "≥ 0.97"
 			name["tools_call"] = "`tools/call` body with `tool_scope`, with session, Badger"; target["tools_call"] = "≥ 0.95"
 			name["redis_session"] = "with session, Redis store"; target["redis_session"] = "≥ 0.95"
+			name["dpop_session"] = "DPoP-bound token, a fresh proof per request (Go load generator), with session, Badger"; target["dpop_session"] = "report"
 		}
-		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | ≤ +5 µs |\n", name[$1], $2, $14, $15, target[$1], $3, $4, $13 }' <<<"$summary"
+		$1 in name { printf "| %s | %.2f (%.2f–%.2f) | %s | %.1f | %.1f | %+.1f | %s |\n", name[$1], $2, $14, $15, target[$1], $3, $4, $13, $1 == "dpop_session" ? "report" : "≤ +5 µs" }' <<<"$summary"
 	echo
 	awk '$1 != "latency_1conn" && $1 !~ /^token_/ { if (lo == "" || $4 < lo) lo = $4; if ($4 > hi) hi = $4 }
 		END { printf "Noise: plain reverse_proxy alone, same request shapes, ranged from %.0f to %.0f µs of CPU per request over these runs; compare each row with the spread of its ratio.\n", lo, hi }' "$results"

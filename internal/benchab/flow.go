@@ -39,7 +39,7 @@ func login(issuer, user, password string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tokens, err := authorize(browser, issuer, clientID, user, password)
+	tokens, err := authorize(browser, issuer, clientID, user, password, nil)
 	if err != nil {
 		return "", err
 	}
@@ -61,7 +61,7 @@ func families(w io.Writer, issuer, user, password string, n int) error {
 	}
 	lines := []string{clientID}
 	for range n {
-		tokens, err := authorize(browser, issuer, clientID, user, password)
+		tokens, err := authorize(browser, issuer, clientID, user, password, nil)
 		if err != nil {
 			return err
 		}
@@ -98,8 +98,9 @@ func registrationRequest(grantTypes []string) map[string]any {
 
 // authorize runs the authorization code flow with PKCE through the
 // consent and login forms as a browser would, redeems the code and
-// returns the token response.
-func authorize(client *http.Client, issuer, clientID, user, password string) (map[string]any, error) {
+// returns the token response. The token request carries tokenHeader, if
+// any (a DPoP proof).
+func authorize(client *http.Client, issuer, clientID, user, password string, tokenHeader http.Header) (map[string]any, error) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	verifier := base64.RawURLEncoding.EncodeToString(b[:])
@@ -138,7 +139,7 @@ func authorize(client *http.Client, issuer, clientID, user, password string) (ma
 			if code == "" {
 				return nil, fmt.Errorf("authorization failed: %s", loc)
 			}
-			return redeem(client, issuer, clientID, code, verifier, resource)
+			return redeem(client, issuer, clientID, code, verifier, resource, tokenHeader)
 		case loc != nil:
 			next = loc.String()
 		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="decision"`):
@@ -165,11 +166,19 @@ func hiddenFields(page string) url.Values {
 	return v
 }
 
-func redeem(client *http.Client, issuer, clientID, code, verifier, resource string) (map[string]any, error) {
-	resp, err := client.PostForm(issuer+"/token", url.Values{
+func redeem(client *http.Client, issuer, clientID, code, verifier, resource string, header http.Header) (map[string]any, error) {
+	req, err := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader(url.Values{
 		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
 		"client_id": {clientID}, "code_verifier": {verifier}, "resource": {resource},
-	})
+	}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}

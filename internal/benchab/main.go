@@ -9,6 +9,8 @@
 //	benchab refresh <file> <token-url> <seconds>  rotate the refresh tokens of a families file, one connection each
 //	benchab replay <file> <url> <seconds>         send the same refresh requests to url, without rotating
 //	benchab register <issuer> <n> <conns>         register n clients over conns connections
+//	benchab dpop-login <issuer> <user> <pass>     print a DPoP-bound access token for <issuer>/mcp and its key
+//	benchab dpop <file> <url> <seconds> <conns>   send DPoP-bound pings in a session, a fresh proof each
 //	benchab ports <n>                             print n free loopback TCP ports
 //	benchab svg <title>                           read "label p50 p75 p90 p99" lines (µs), write SVG
 package main
@@ -58,6 +60,16 @@ func main() {
 			usage()
 		}
 		err = registrations(args[0], count(args[1]), count(args[2]))
+	case "dpop-login":
+		if len(args) != 3 {
+			usage()
+		}
+		err = dpopLogin(os.Stdout, args[0], args[1], args[2])
+	case "dpop":
+		if len(args) != 4 {
+			usage()
+		}
+		err = dpopLoad(args[0], args[1], time.Duration(count(args[2]))*time.Second, count(args[3]))
 	case "ports":
 		if len(args) != 1 {
 			usage()
@@ -88,7 +100,8 @@ func count(arg string) int {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: benchab backend <addr> | login <issuer> <user> <password> | families <issuer> <user> <password> <n>\n"+
-		"  | refresh <file> <token-url> <seconds> | replay <file> <url> <seconds> | register <issuer> <n> <conns> | ports <n> | svg <title>")
+		"  | refresh <file> <token-url> <seconds> | replay <file> <url> <seconds> | register <issuer> <n> <conns>\n"+
+		"  | dpop-login <issuer> <user> <password> | dpop <file> <url> <seconds> <conns> | ports <n> | svg <title>")
 	os.Exit(2)
 }
 

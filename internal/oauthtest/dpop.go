@@ -28,19 +28,33 @@ type DPoPKey struct {
 // NewDPoPKey makes a fresh ES256 DPoP key.
 func NewDPoPKey(t testing.TB) *DPoPKey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := GenerateDPoPKey()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// GenerateDPoPKey makes a fresh ES256 DPoP key.
+func GenerateDPoPKey() (*DPoPKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return DPoPKeyOf(priv)
+}
+
+// DPoPKeyOf is the DPoP key of an existing P-256 private key.
+func DPoPKeyOf(priv *ecdsa.PrivateKey) (*DPoPKey, error) {
 	pub, err := jwk.Import(&priv.PublicKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	thumb, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &DPoPKey{Private: priv, Public: pub, JKT: base64.RawURLEncoding.EncodeToString(thumb)}
+	return &DPoPKey{Private: priv, Public: pub, JKT: base64.RawURLEncoding.EncodeToString(thumb)}, nil
 }
 
 // ProofClaims are the claims of a proof; Proof fills in jti and iat when
@@ -66,6 +80,15 @@ func (k *DPoPKey) Proof(t testing.TB, c ProofClaims) string {
 // typ, alg and jwk (a nil value removes one), for malformed proofs.
 func (k *DPoPKey) ProofWithHeader(t testing.TB, c ProofClaims, header map[string]any) string {
 	t.Helper()
+	proof, err := k.Sign(c, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proof
+}
+
+// Sign is ProofWithHeader for callers without a testing.TB.
+func (k *DPoPKey) Sign(c ProofClaims, header map[string]any) (string, error) {
 	if c.JTI == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
@@ -90,30 +113,27 @@ func (k *DPoPKey) ProofWithHeader(t testing.TB, c ProofClaims, header map[string
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	hdrs := jws.NewHeaders()
-	set := func(name string, v any) {
-		if err := hdrs.Set(name, v); err != nil {
-			t.Fatal(err)
-		}
+	if err := hdrs.Set(jws.TypeKey, "dpop+jwt"); err != nil {
+		return "", err
 	}
-	set(jws.TypeKey, "dpop+jwt")
-	set(jws.JWKKey, k.Public)
+	if err := hdrs.Set(jws.JWKKey, k.Public); err != nil {
+		return "", err
+	}
 	for name, v := range header {
 		if v == nil {
-			if err := hdrs.Remove(name); err != nil {
-				t.Fatal(err)
-			}
-			continue
+			err = hdrs.Remove(name)
+		} else {
+			err = hdrs.Set(name, v)
 		}
-		set(name, v)
+		if err != nil {
+			return "", err
+		}
 	}
 	signed, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), k.Private, jws.WithProtectedHeaders(hdrs)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(signed)
+	return string(signed), err
 }
 
 // ATH is the ath claim for an access token (RFC 9449 section 4.2).
