@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -103,4 +104,57 @@ func TestGoogleDefaultIssuer(t *testing.T) {
 	cancel()
 	_, err := NewGoogle(ctx, GoogleConfig{ClientID: "c", ClientSecret: "s"}, nil)
 	wantErr(t, err, "https://accounts.google.com/.well-known/openid-configuration")
+}
+
+// With Offline, the login asks Google for a refresh token (access_type
+// offline, prompt consent) and the extra scopes; the token it returns
+// refreshes, and Revoke at Google's revocation endpoint ends the refresh
+// token with every access token issued from it.
+func TestGoogleTokenRefreshAndRevoke(t *testing.T) {
+	idp := fakeidp.NewGoogle(t, googleUser)
+	drive := "https://www.googleapis.com/auth/drive.readonly"
+	g, err := NewGoogle(t.Context(), GoogleConfig{ClientID: idp.ClientID, ClientSecret: idp.ClientSecret, Issuer: idp.URL, Scopes: []string{drive}, Offline: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(g.AuthCodeURL("state", "verifier", "nonce", callbackURL))
+	q := u.Query()
+	if q.Get("access_type") != "offline" || q.Get("prompt") != "consent" || q.Get("scope") != "openid email profile "+drive {
+		t.Errorf("auth URL = %s", u)
+	}
+	tok := mustLogin(t, g).Token
+	if tok == nil || !strings.HasPrefix(tok.AccessToken, "ya29.") || tok.RefreshToken == "" || tok.Expiry.IsZero() || !idp.Valid(tok.AccessToken) {
+		t.Fatalf("login token %+v", tok)
+	}
+	fresh, err := g.Refresh(t.Context(), tok.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.AccessToken == tok.AccessToken || fresh.RefreshToken != tok.RefreshToken || !idp.Valid(fresh.AccessToken) {
+		t.Errorf("refreshed %+v: want a new access token and the same refresh token", fresh)
+	}
+	if err := g.Revoke(t.Context(), fresh); err != nil {
+		t.Fatal(err)
+	}
+	if revoked := idp.Revoked(); len(revoked) != 1 || revoked[0] != tok.RefreshToken {
+		t.Errorf("revoked %d tokens, want the refresh token", len(revoked))
+	}
+	if idp.Valid(tok.AccessToken) || idp.Valid(fresh.AccessToken) {
+		t.Error("access tokens still valid after their refresh token was revoked")
+	}
+	if _, err := g.Refresh(t.Context(), tok.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Errorf("refresh after revocation: %v, want ErrInvalidGrant", err)
+	}
+}
+
+// Without Offline, Google issues no refresh token.
+func TestGoogleOnlineHasNoRefreshToken(t *testing.T) {
+	_, g := newGooglePair(t, googleUser)
+	u, _ := url.Parse(g.AuthCodeURL("state", "verifier", "nonce", callbackURL))
+	if u.Query().Has("access_type") {
+		t.Errorf("auth URL %s asks for offline access", u)
+	}
+	if tok := mustLogin(t, g).Token; tok == nil || tok.AccessToken == "" || tok.RefreshToken != "" {
+		t.Errorf("login token %+v, want an access token only", tok)
+	}
 }

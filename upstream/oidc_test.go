@@ -668,3 +668,56 @@ func TestOIDCDeniedAtProvider(t *testing.T) {
 		t.Errorf("redirect = %s", loc)
 	}
 }
+
+// An OIDC provider's revocation_endpoint from discovery revokes the access
+// token when there is no refresh token; without the endpoint, Revoke says
+// there is none.
+func TestOIDCRevoke(t *testing.T) {
+	idp, o := newOIDCPair(t, fakeidp.User{Subject: "u1", Email: "u1@example.com", EmailVerified: true, Name: "U"})
+	tok := mustLogin(t, o).Token
+	if tok == nil || tok.AccessToken == "" || tok.RefreshToken != "" {
+		t.Fatalf("login token %+v: want an access token, and no refresh token without offline_access", tok)
+	}
+	if err := o.Revoke(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if revoked := idp.Revoked(); len(revoked) != 1 || revoked[0] != tok.AccessToken || idp.Valid(tok.AccessToken) {
+		t.Errorf("revoked %d tokens; access token still valid: %v", len(revoked), idp.Valid(tok.AccessToken))
+	}
+
+	bare := fakeidp.NewOIDC(t, fakeidp.User{Subject: "u1"})
+	bare.EditDiscovery(func(doc map[string]any) { delete(doc, "revocation_endpoint") })
+	without, err := NewOIDC(t.Context(), OIDCConfig{Issuer: bare.URL, ClientID: bare.ClientID, ClientSecret: bare.ClientSecret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := without.Revoke(t.Context(), tok); !errors.Is(err, ErrNoRevocation) {
+		t.Errorf("Revoke without an endpoint: %v, want ErrNoRevocation", err)
+	}
+	if bare.Requests(fakeidp.RevocationPath) != 0 {
+		t.Error("a revocation was sent to a provider that publishes no endpoint")
+	}
+}
+
+// offline_access gets an OIDC refresh token, which refreshes; one the
+// provider no longer knows is ErrInvalidGrant.
+func TestOIDCRefresh(t *testing.T) {
+	idp := fakeidp.NewOIDC(t, fakeidp.User{Subject: "u1"})
+	o, err := NewOIDC(t.Context(), OIDCConfig{Issuer: idp.URL, ClientID: idp.ClientID, ClientSecret: idp.ClientSecret,
+		Scopes: []string{"openid", "offline_access"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mustLogin(t, o).Token
+	if tok.RefreshToken == "" {
+		t.Fatalf("no refresh token with offline_access: %+v", tok)
+	}
+	fresh, err := o.Refresh(t.Context(), tok.RefreshToken)
+	if err != nil || fresh.AccessToken == tok.AccessToken || fresh.RefreshToken != tok.RefreshToken || !idp.Valid(fresh.AccessToken) {
+		t.Fatalf("Refresh: %+v %v", fresh, err)
+	}
+	_, err = o.Refresh(t.Context(), "1//unknown")
+	if !errors.Is(err, ErrInvalidGrant) {
+		t.Errorf("unknown refresh token: %v, want ErrInvalidGrant", err)
+	}
+}

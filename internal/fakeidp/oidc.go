@@ -70,7 +70,10 @@ type OIDC struct {
 	key           *rsa.PrivateKey
 	kid           string
 	codes         map[string]*oidcGrant
-	tokens        map[string]User // access token → user
+	tokens        map[string]User       // access token → user
+	refreshes     map[string]*oidcGrant // refresh token → grant
+	issuedFrom    map[string]string     // access token → refresh token
+	revoked       []string
 	editClaims    func(map[string]any)
 	editDiscovery func(map[string]any)
 	signer        func(map[string]any) (string, error)
@@ -84,6 +87,9 @@ type oidcGrant struct {
 	scope       string
 	user        User
 	expires     time.Time
+	// offline asks for a refresh token: the offline_access scope, or
+	// Google's access_type=offline.
+	offline bool
 }
 
 // NewOIDC starts a fake OpenID Connect provider that logs in user. It is
@@ -115,6 +121,8 @@ func newOIDC(t testing.TB, user User, google bool, paths OIDCPaths) *OIDC {
 		user:         user,
 		codes:        map[string]*oidcGrant{},
 		tokens:       map[string]User{},
+		refreshes:    map[string]*oidcGrant{},
+		issuedFrom:   map[string]string{},
 	}
 	o.RotateKey()
 	ts := httptest.NewServer(http.HandlerFunc(o.serveHTTP))
@@ -225,6 +233,8 @@ func (o *OIDC) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		o.serveUserinfo(w, r)
 	case o.Paths.JWKS:
 		o.serveJWKS(w, r)
+	case RevocationPath:
+		o.serveRevoke(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -244,7 +254,8 @@ func (o *OIDC) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"claims_supported":                      []string{"aud", "email", "email_verified", "exp", "iat", "iss", "name", "nonce", "picture", "preferred_username", "sub"},
 		"code_challenge_methods_supported":      []string{"S256"},
-		"grant_types_supported":                 []string{"authorization_code"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+		"revocation_endpoint":                   o.URL + RevocationPath,
 	}
 	if o.google {
 		// Google's document, as served at
@@ -256,7 +267,7 @@ func (o *OIDC) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 			"device_authorization_endpoint":         o.URL + "/device/code",
 			"token_endpoint":                        o.URL + o.Paths.Token,
 			"userinfo_endpoint":                     o.URL + o.Paths.Userinfo,
-			"revocation_endpoint":                   o.URL + "/revoke",
+			"revocation_endpoint":                   o.URL + RevocationPath,
 			"jwks_uri":                              o.URL + o.Paths.JWKS,
 			"response_types_supported":              []string{"code", "token", "id_token", "code token", "code id_token", "token id_token", "code token id_token", "none"},
 			"response_modes_supported":              []string{"query", "fragment", "form_post"},
@@ -334,6 +345,8 @@ func (o *OIDC) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		scope:       q.Get("scope"),
 		user:        user,
 		expires:     time.Now().Add(codeTTL),
+		offline: slices.Contains(strings.Fields(q.Get("scope")), "offline_access") ||
+			(o.google && q.Get("access_type") == "offline"),
 	}
 	o.srv.mu.Unlock()
 	redirectWith(w, r, redirectURI, url.Values{"code": {code}, "state": {state}})
@@ -394,8 +407,23 @@ func (o *OIDC) serveToken(w http.ResponseWriter, r *http.Request) {
 		o.tokenError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
 		return
 	}
+	if f.Get("grant_type") == "refresh_token" {
+		o.srv.mu.Lock()
+		g, rt := o.refreshes[f.Get("refresh_token")], f.Get("refresh_token")
+		o.srv.mu.Unlock()
+		if g == nil {
+			o.tokenError(w, http.StatusBadRequest, "invalid_grant", "Token has been expired or revoked.")
+			return
+		}
+		accessToken := o.newAccessToken(g.user, rt)
+		// Google keeps the refresh token and answers without one.
+		writeJSON(w, http.StatusOK, map[string]any{
+			"access_token": accessToken, "token_type": "Bearer", "expires_in": 3599, "scope": g.scope,
+		})
+		return
+	}
 	if f.Get("grant_type") != "authorization_code" {
-		o.tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code is supported")
+		o.tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code and refresh_token are supported")
 		return
 	}
 
@@ -420,30 +448,109 @@ func (o *OIDC) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	accessToken := randomString(32)
-	if o.google {
-		accessToken = "ya29." + accessToken
+	var refreshToken string
+	if g.offline {
+		refreshToken = "1//" + randomString(48)
+		o.srv.mu.Lock()
+		o.refreshes[refreshToken] = g
+		o.srv.mu.Unlock()
 	}
+	accessToken := o.newAccessToken(g.user, refreshToken)
 	idToken, err := o.idToken(g, accessToken)
 	if err != nil {
 		o.tokenError(w, http.StatusInternalServerError, "server_error", "signing ID token: "+err.Error())
 		return
 	}
-	o.srv.mu.Lock()
-	o.tokens[accessToken] = g.user
-	o.srv.mu.Unlock()
 
 	scope := g.scope
 	if o.google {
 		scope = "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	resp := map[string]any{
 		"access_token": accessToken,
 		"token_type":   "Bearer",
 		"expires_in":   3599,
 		"scope":        scope,
 		"id_token":     idToken,
-	})
+	}
+	if refreshToken != "" {
+		resp["refresh_token"] = refreshToken
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// RevocationPath is the path of the fakes' revocation endpoint (RFC 7009;
+// Google's https://oauth2.googleapis.com/revoke).
+const RevocationPath = "/revoke"
+
+// newAccessToken issues an access token for user, from refreshToken if
+// not "".
+func (o *OIDC) newAccessToken(user User, refreshToken string) string {
+	accessToken := randomString(32)
+	if o.google {
+		accessToken = "ya29." + accessToken
+	}
+	o.srv.mu.Lock()
+	defer o.srv.mu.Unlock()
+	o.tokens[accessToken] = user
+	if refreshToken != "" {
+		o.issuedFrom[accessToken] = refreshToken
+	}
+	return accessToken
+}
+
+// Valid reports whether the provider accepts accessToken now.
+func (o *OIDC) Valid(accessToken string) bool {
+	o.srv.mu.Lock()
+	defer o.srv.mu.Unlock()
+	_, ok := o.tokens[accessToken]
+	return ok
+}
+
+// Revoked returns the tokens revoked at the revocation endpoint, in order.
+func (o *OIDC) Revoked() []string {
+	o.srv.mu.Lock()
+	defer o.srv.mu.Unlock()
+	return slices.Clone(o.revoked)
+}
+
+// serveRevoke revokes a token (RFC 7009): a refresh token with every
+// access token issued from it, as Google does. Unknown tokens are not an
+// error. The client need not authenticate (Google does not ask), but
+// credentials it sends must be right.
+func (o *OIDC) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		o.tokenError(w, http.StatusMethodNotAllowed, "invalid_request", "POST required")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		o.tokenError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	id, secret, basic := r.BasicAuth()
+	if !basic && r.PostForm.Has("client_secret") {
+		id, secret, basic = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), true
+	}
+	if basic && (!equal(id, o.ClientID) || !equal(secret, o.ClientSecret)) {
+		o.tokenError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
+		return
+	}
+	tok := r.PostForm.Get("token")
+	o.srv.mu.Lock()
+	defer o.srv.mu.Unlock()
+	o.revoked = append(o.revoked, tok)
+	delete(o.tokens, tok)
+	if _, ok := o.refreshes[tok]; ok {
+		delete(o.refreshes, tok)
+		for at, rt := range o.issuedFrom {
+			if rt == tok {
+				delete(o.tokens, at)
+				delete(o.issuedFrom, at)
+			}
+		}
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // idToken builds and signs the ID token for a redeemed grant.
