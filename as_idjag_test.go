@@ -431,3 +431,38 @@ func TestIDJAGProviderUnreachable(t *testing.T) {
 		t.Errorf("description %q does not say the keys could not be fetched", m["error_description"])
 	}
 }
+
+// A Client ID Metadata Document client that authenticates with
+// private_key_jwt and lists the jwt-bearer grant redeems ID-JAGs issued to
+// its client_id URL; without its assertion it is refused.
+func TestIDJAGMetadataDocumentClient(t *testing.T) {
+	acme := fakeidp.NewEnterprise(t)
+	key := fakeidp.NewRSAKey(t)
+	jwks := publicJWKS(t, key, "k1")
+	srv, _ := metadataServer(t, map[string]func(string) any{"/agent.json": cimdDoc("/agent.json", func(d map[string]any) {
+		d["token_endpoint_auth_method"] = "private_key_jwt"
+		d["jwks"] = jwks
+		d["grant_types"] = []string{"authorization_code", jwtBearer}
+	})})
+	e := usersAS(t, "enterprise_idp "+acme.URL+"\n\t\tallow emails *@acme.example")
+	c := &pclient{
+		Client: oauthtest.Client{ID: srv.URL + "/agent.json", Redirects: []string{clientRedirect}},
+		method: "private_key_jwt", key: key, kid: "k1", aud: siteAddr() + "/token",
+	}
+	claims := acme.Claims("00u-gina", siteAddr(), c.ID, canonicalResource())
+	claims["email"] = "gina@acme.example"
+	assertion := acme.Sign(claims)
+
+	form := url.Values{"grant_type": {jwtBearer}, "assertion": {assertion}, "client_id": {c.ID}}
+	if status, _, m := e.Token(t, form, nil); status != http.StatusUnauthorized || m["error"] != "invalid_client" {
+		t.Errorf("without its client assertion: %d %v, want 401 invalid_client", status, m)
+	}
+	form = url.Values{"grant_type": {jwtBearer}, "assertion": {assertion}}
+	status, _, m := e.Token(t, form, c.credentials(t, form))
+	if status != http.StatusOK {
+		t.Fatalf("with its client assertion: %d %v", status, m)
+	}
+	if _, at := oauthtest.DecodeJWT(t, fmt.Sprint(m["access_token"])); at["client_id"] != c.ID || at["sub"] != acme.URL+"#00u-gina" {
+		t.Errorf("token claims %v", at)
+	}
+}

@@ -743,6 +743,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 	if !h.DisableClientMetadataDocuments || h.needsKeys() {
 		opts := clientMetadataOptions
 		opts.Logger = h.logger.Named("client_metadata")
+		if len(h.EnterpriseIdPs) > 0 {
+			opts.OfferedGrants = []string{authserver.GrantJWTBearer}
+		}
 		as.Keys = clients.NewFetcher(opts)
 	}
 	if !h.DisableClientMetadataDocuments {

@@ -85,6 +85,10 @@ type FetcherOptions struct {
 	StaleIfError time.Duration
 	// MaxEntries bounds each cache (documents, key sets). Default: 1000.
 	MaxEntries int
+	// OfferedGrants are the grant types the server offers besides
+	// authorization_code and refresh_token (the jwt-bearer grant, with
+	// enterprise identity providers): documents' grant_types keep them.
+	OfferedGrants []string
 	// Logger hears of failed fetches; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -184,7 +188,7 @@ func (f *Fetcher) Client(ctx context.Context, clientID string) (*Client, error) 
 		if err != nil {
 			return nil, f.failureTTL(err), err
 		}
-		c, err := parseDocument(clientID, resp.Body)
+		c, err := parseDocument(clientID, resp.Body, f.opts.OfferedGrants)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -257,8 +261,10 @@ func (f *Fetcher) failureTTL(err error) time.Duration {
 // so the client_secret_* methods are out (draft section 6.1 / CIMD-06).
 var cimdAuthMethods = []string{AuthMethodNone, AuthMethodPrivateKeyJWT}
 
-// parseDocument validates a metadata document fetched from clientID.
-func parseDocument(clientID string, body []byte) (*Client, error) {
+// parseDocument validates a metadata document fetched from clientID, for
+// a server offering the grant types offered besides authorization_code and
+// refresh_token.
+func parseDocument(clientID string, body []byte, offered []string) (*Client, error) {
 	fields, rerr := parseObject(body)
 	if rerr != nil {
 		return nil, metadataErr(nil, "client metadata document is not a JSON object")
@@ -272,8 +278,8 @@ func parseDocument(clientID string, body []byte) (*Client, error) {
 	if present(fields, "client_secret") || present(fields, "client_secret_expires_at") {
 		return nil, metadataErr(nil, "client metadata document must not contain a client secret")
 	}
-	dropUnofferedGrants(fields)
-	c, rerr := parseMetadata(fields, cimdAuthMethods, AuthMethodNone, nil)
+	dropUnofferedGrants(fields, offered)
+	c, rerr := parseMetadata(fields, cimdAuthMethods, AuthMethodNone, offered)
 	if rerr != nil {
 		return nil, metadataErr(rerr, "invalid client metadata document: %s", rerr.Description)
 	}
@@ -316,14 +322,17 @@ func parseDocument(clientID string, body []byte) (*Client, error) {
 // server does not offer. One document serves every server the client
 // talks to, so it lists what the client can do anywhere (VS Code's lists
 // device_code), and its owner cannot answer a refusal from us by changing
-// it, as a registering client can.
-func dropUnofferedGrants(fields map[string]json.RawMessage) {
+// it, as a registering client can. offered are the grant types offered
+// besides authorization_code and refresh_token.
+func dropUnofferedGrants(fields map[string]json.RawMessage, offered []string) {
 	list, ok := stringArray(fields, "grant_types")
 	if !ok || list == nil {
 		return // parseMetadata reports the type error or applies the default
 	}
-	offered := slices.DeleteFunc(list, func(g string) bool { return g != GrantAuthorizationCode && g != GrantRefreshToken })
-	fields["grant_types"], _ = json.Marshal(offered)
+	kept := slices.DeleteFunc(list, func(g string) bool {
+		return g != GrantAuthorizationCode && g != GrantRefreshToken && !slices.Contains(offered, g)
+	})
+	fields["grant_types"], _ = json.Marshal(kept)
 }
 
 // privateMembers are the JWK members (RFC 7518 section 6) that only private

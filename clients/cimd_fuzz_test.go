@@ -27,7 +27,7 @@ func FuzzParseDocument(f *testing.F) {
 	f.Add(id, []byte(`{"Client_ID":"`+id+`","client_name":"x","redirect_uris":["https://client.test/cb"]}`))
 	f.Add(id, doc(id, map[string]any{"redirect_uris": []string{"javascript:alert(1)//"}}))
 	f.Fuzz(func(t *testing.T, clientID string, body []byte) {
-		c, err := parseDocument(clientID, body)
+		c, err := parseDocument(clientID, body, nil)
 		if err != nil {
 			if c != nil {
 				t.Fatal("a refused document returned a client")

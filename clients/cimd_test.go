@@ -860,3 +860,23 @@ func TestFetcherIgnoresGrantsNotOffered(t *testing.T) {
 		t.Error("a document without authorization_code accepted")
 	}
 }
+
+// A grant type the server offers besides the code and refresh grants is
+// kept where it is offered, and dropped elsewhere.
+func TestFetcherKeepsOfferedGrants(t *testing.T) {
+	const jwtBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	ds := newDocServer(t)
+	url := ds.serveJSON("/c.json", func(u string) []byte {
+		return doc(u, map[string]any{"grant_types": []string{"authorization_code", jwtBearer, "client_credentials"}})
+	}, "")
+	c, err := ds.fetcher(FetcherOptions{OfferedGrants: []string{jwtBearer}}).Client(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.GrantTypes, " "); got != "authorization_code "+jwtBearer {
+		t.Errorf("grant_types %q, want authorization_code and the offered jwt-bearer", got)
+	}
+	if c, err := ds.fetcher(FetcherOptions{}).Client(context.Background(), url); err != nil || c.AllowsGrant(jwtBearer) {
+		t.Errorf("where it is not offered: %v %v", c, err)
+	}
+}
