@@ -357,6 +357,29 @@ func TestIDJAGKeyRotation(t *testing.T) {
 	}
 }
 
+// Revoking an enterprise user takes back what its ID-JAGs issued before
+// the revocation, as it does an authorization code: an ID-JAG the client
+// already held (the provider may already have disabled the user) gets no
+// token afterwards, while one the provider issues later still does.
+func TestIDJAGIssuedBeforeRevocation(t *testing.T) {
+	e := startIDJAG(t)
+	sub := e.acme.URL + "#00u-frank"
+	assertion := func() string {
+		c := e.claims(e.acme, "00u-frank")
+		c["email"] = "frank@acme.example"
+		return e.acme.Sign(c)
+	}
+	held := assertion()
+	if status, body := adminRequest(t, http.MethodDelete, "/mcp_auth/grants?sub="+url.QueryEscape(sub)); status != http.StatusOK {
+		t.Fatalf("revoking %s: %d %s", sub, status, body)
+	}
+	e.refused(t, "an ID-JAG issued before the revocation", held, nil, http.StatusBadRequest, "invalid_grant")
+	time.Sleep(1100 * time.Millisecond) // iat counts whole seconds
+	if status, _, m := e.exchange(t, e.client, assertion(), nil); status != http.StatusOK {
+		t.Errorf("an ID-JAG issued after the revocation: %d %v, want 200", status, m)
+	}
+}
+
 // Registration takes the jwt-bearer grant only where a provider is
 // configured.
 func TestIDJAGRegistrationNeedsAProvider(t *testing.T) {

@@ -167,9 +167,25 @@ func (h *jwtBearerGrant) grant(ctx context.Context, client *authenticatedClient,
 		h.log.record(ctx, "identity assertion replayed; refused", zap.String("client_id", client.ClientID), zap.String("idp", idp.Issuer))
 		return nil, badIDJAG("the ID-JAG has already been used")
 	}
-	resp, _, err := h.mint.accessToken(ctx, client.Client, user, res, permitted, "")
+	resp, at, err := h.mint.accessToken(ctx, client.Client, user, res, permitted, "")
 	if err != nil {
 		return nil, unavailable.WithCause(fmt.Errorf("issuing tokens: %w", err))
+	}
+	// As for an authorization code, checked once the token is stored: an
+	// ID-JAG issued before the user or the client was revoked issues
+	// nothing, and a revocation listing their tokens meanwhile either
+	// found this one or is seen here (see state.Revocations.RevokedSince).
+	revoked, markErr := h.mint.revocations.RevokedSince(ctx, user.Subject, client.ClientID, claims.IssuedAt.Time().UnixNano())
+	if markErr != nil || revoked {
+		if err := h.mint.revocations.DenyAccessToken(ctx, at.ID, at.ExpiresAt); err != nil {
+			h.log.logger.Error("taking back a token issued during a revocation", zap.Error(err))
+		}
+		if markErr != nil {
+			return nil, unavailable.WithCause(markErr)
+		}
+		h.log.record(ctx, "identity assertion issued before a revocation of its user or client; nothing issued", zap.String("client_id", client.ClientID),
+			zap.String("sub", user.Subject), zap.String("idp", idp.Issuer))
+		return nil, badIDJAG("the ID-JAG was issued before its user's or client's tokens were revoked")
 	}
 	h.log.record(ctx, "identity assertion exchanged", zap.String("client_id", client.ClientID), zap.String("sub", user.Subject),
 		zap.String("idp", idp.Issuer), zap.String("resource", res.URL), zap.Strings("scopes", permitted))
