@@ -279,12 +279,26 @@ func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, global, logDir string) s
 `, siteAddr(), filepath.Join(logDir, "access.log"), gh.ClientID, gh.ClientSecret, gh.BaseURL, gh.APIURL, newSealKey(t), githubAPIBackend(t, gh))
 }
 
-// githubLogin logs in through the fake GitHub and redeems the code.
+// githubLogin logs in through the fake GitHub and redeems the code. The
+// consent page says, in words, what the backend may do at GitHub as the
+// user.
 func githubLogin(t *testing.T, e *asEnv, c oauthtest.Client, gh *fakeidp.GitHub) oauthtest.TokenSet {
 	t.Helper()
 	p := oauthtest.NewPKCE()
 	q := authParams(c, p)
-	loc := redirectedTo(t, walk(t, newBrowser(t), authorizeURL(q), gh.BaseURL))
+	steps := walk(t, newBrowser(t), authorizeURL(q), gh.BaseURL)
+	consent := ""
+	for _, s := range steps {
+		if strings.Contains(s.Body, `value="approve"`) {
+			consent = s.Body
+		}
+	}
+	for _, want := range []string{"act as you at GitHub", "Read and write all your repositories", ">repo<", "Read your email addresses"} {
+		if !strings.Contains(consent, want) {
+			t.Errorf("the consent page does not say %q", want)
+		}
+	}
+	loc := redirectedTo(t, steps)
 	return e.Exchange(t, codeForm(c, loc.Query().Get("code"), p), nil)
 }
 

@@ -754,6 +754,9 @@ func (h *Handler) provisionAuthServer(ctx caddy.Context, app *App) (*authserver.
 	if as.EnterpriseIdPs, err = h.enterpriseIdPs(); err != nil {
 		return nil, err
 	}
+	if h.UpstreamTokens != nil {
+		as.UpstreamAccess = h.Upstream.access(wantOrgs)
+	}
 	if as.AssertionOptional, err = h.assertionOptional(); err != nil {
 		return nil, err
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/authserver"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/fetch"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
@@ -121,6 +123,32 @@ func (u *Upstream) build(wantOrgs, keepTokens bool) (upstream.Redirector, upstre
 		}), nil, nil
 	}
 	return nil, nil, fmt.Errorf("unknown upstream provider %q (use oidc, google, github or users)", u.Provider)
+}
+
+// access describes, for the consent page, the access to users' accounts
+// at the provider that backends get with upstream_tokens.
+func (u *Upstream) access(wantOrgs bool) *authserver.UpstreamAccess {
+	a := &authserver.UpstreamAccess{Descriptions: map[string]string{}}
+	switch u.Provider {
+	case "github":
+		a.Account = "GitHub"
+		a.Scopes = upstream.GitHubConfig{WantOrgs: wantOrgs, Scopes: u.Scopes}.RequestedScopes()
+	case "google":
+		a.Account = "Google"
+		a.Scopes = upstream.GoogleConfig{Scopes: u.Scopes}.RequestedScopes()
+	default:
+		a.Account = u.Issuer
+		if parsed, err := url.Parse(u.Issuer); err == nil && parsed.Host != "" {
+			a.Account = parsed.Host
+		}
+		a.Scopes = upstream.OIDCConfig{Scopes: u.Scopes}.RequestedScopes()
+	}
+	for _, s := range a.Scopes {
+		if d := upstream.DescribeScope(u.Provider, s); d != "" {
+			a.Descriptions[s] = d
+		}
+	}
+	return a
 }
 
 // identity names the provider and the instance of it (its issuer or base

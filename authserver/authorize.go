@@ -31,7 +31,10 @@ type authorizeEndpoint struct {
 	signin    *signInFlow
 	// descriptions are what the consent page says of scopes.
 	descriptions map[string]string
-	log          *events
+	// upstreamAccess, if set, is what it says of the user's account at
+	// the identity provider that backends use.
+	upstreamAccess *UpstreamAccess
+	log            *events
 }
 
 // ServeHTTP handles GET /authorize (OAuth 2.1 section 4.1.1). The
@@ -165,7 +168,7 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if u, err := url.Parse(redirectURI); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
 		loopback = IsLoopbackHost(strings.ToLower(u.Hostname()))
 	}
-	renderPage(w, http.StatusOK, "consent", map[string]any{
+	page := map[string]any{
 		"Title":        "Authorize " + name,
 		"ClientName":   name,
 		"ClientID":     client.ClientID,
@@ -179,7 +182,12 @@ func (e *authorizeEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"Action":       e.issuer + pathConsent,
 		"Request":      id,
 		"CSRF":         req.CSRF,
-	})
+	}
+	if a := e.upstreamAccess; a != nil {
+		page["UpstreamAccount"] = a.Account
+		page["UpstreamScopes"] = describeScopes(a.Scopes, a.Descriptions)
+	}
+	renderPage(w, http.StatusOK, "consent", page)
 }
 
 // Caps on the request values an authorization request stores for its

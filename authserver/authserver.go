@@ -38,6 +38,9 @@ type Config struct {
 	// ScopeDescriptions are what the consent page says of scopes, by
 	// scope; a scope without one is shown as its name.
 	ScopeDescriptions map[string]string
+	// UpstreamAccess, when the site hands users' tokens at the identity
+	// provider to its backends, is what the consent page says of them.
+	UpstreamAccess *UpstreamAccess
 	// Ring signs tokens; Verifier checks the access tokens presented back
 	// (the gate's, so both share one cache).
 	Ring     *tokens.KeyRing
@@ -117,6 +120,17 @@ type Config struct {
 	Audit  *zap.Logger
 	// Observer, if set, counts events for metrics.
 	Observer Observer
+}
+
+// UpstreamAccess describes the access to the user's account at the
+// identity provider that the backends get.
+type UpstreamAccess struct {
+	// Account names the provider's accounts, such as "GitHub".
+	Account string
+	// Scopes are those requested from the provider; Descriptions say
+	// in words what the known ones allow.
+	Scopes       []string
+	Descriptions map[string]string
 }
 
 // Server is the authorization server of one site: its routes, each bound

@@ -97,7 +97,8 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 		}},
 		{issuerPath + pathAuthorize, "authorize", &authorizeEndpoint{
 			issuer: cfg.Issuer, limit: cfg.AuthorizeLimit, sources: src, directory: directory, resources: resources,
-			logins: stores.Logins, browser: browser, consent: consent, signin: signin, descriptions: cfg.ScopeDescriptions, log: log,
+			logins: stores.Logins, browser: browser, consent: consent, signin: signin, descriptions: cfg.ScopeDescriptions,
+			upstreamAccess: cfg.UpstreamAccess, log: log,
 		}},
 		{issuerPath + pathConsent, "consent", &consentEndpoint{
 			issuer: cfg.Issuer, logins: stores.Logins, browser: browser, consent: consent, signin: signin, log: log,

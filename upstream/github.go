@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,15 +101,7 @@ type GitHub struct {
 // to GitHub; nil means a client with a 30-second timeout.
 func NewGitHub(cfg GitHubConfig, httpClient *http.Client) *GitHub {
 	cfg = cfg.withDefaults()
-	scopes := []string{"read:user", "user:email"}
-	if cfg.WantOrgs {
-		scopes = append(scopes, "read:org")
-	}
-	for _, s := range cfg.Scopes {
-		if !slices.Contains(scopes, s) {
-			scopes = append(scopes, s)
-		}
-	}
+	scopes := cfg.RequestedScopes()
 	return &GitHub{
 		cfg: cfg,
 		oauth: oauth2.Config{

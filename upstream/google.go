@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -39,23 +40,8 @@ type Google struct {
 // NewGoogle fetches Google's discovery document (waiting at most 10
 // seconds) and returns the provider. httpClient is as for NewOIDC.
 func NewGoogle(ctx context.Context, cfg GoogleConfig, httpClient *http.Client) (*Google, error) {
-	issuer := cfg.Issuer
-	if issuer == "" {
-		issuer = GoogleIssuer
-	}
-	oc := OIDCConfig{
-		Issuer:       issuer,
-		ClientID:     cfg.ClientID,
-		ClientSecret: cfg.ClientSecret,
-		Scopes:       slices.Concat(DefaultOIDCScopes, cfg.Scopes),
-	}
-	if cfg.Offline {
-		// Google issues a refresh token only with access_type=offline,
-		// and again for a user who consented before only with
-		// prompt=consent.
-		// https://developers.google.com/identity/protocols/oauth2/web-server#offline
-		oc.AuthParams = map[string]string{"access_type": "offline", "prompt": "consent"}
-	}
+	oc := cfg.oidcConfig()
+	issuer := oc.Issuer
 	o, err := newOIDC(ctx, "google", oc, httpClient)
 	if err != nil {
 		return nil, err
@@ -70,6 +56,29 @@ func NewGoogle(ctx context.Context, cfg GoogleConfig, httpClient *http.Client) (
 	}
 	o.vouch = googleVouch
 	return &Google{oidc: o}, nil
+}
+
+// oidcConfig is the OIDC configuration of a Google login.
+func (cfg GoogleConfig) oidcConfig() OIDCConfig {
+	oc := OIDCConfig{
+		Issuer:       cmp.Or(cfg.Issuer, GoogleIssuer),
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Scopes:       slices.Clone(DefaultOIDCScopes),
+	}
+	for _, s := range cfg.Scopes {
+		if !slices.Contains(oc.Scopes, s) {
+			oc.Scopes = append(oc.Scopes, s)
+		}
+	}
+	if cfg.Offline {
+		// Google issues a refresh token only with access_type=offline,
+		// and again for a user who consented before only with
+		// prompt=consent.
+		// https://developers.google.com/identity/protocols/oauth2/web-server#offline
+		oc.AuthParams = map[string]string{"access_type": "offline", "prompt": "consent"}
+	}
+	return oc
 }
 
 // googleVouch keeps the Workspace domain and drops an email address Google

@@ -117,13 +117,7 @@ func newOIDC(ctx context.Context, name string, cfg OIDCConfig, httpClient *http.
 	if err != nil {
 		return nil, fmt.Errorf("%s: discovery document at %s: %w", name, discoveryURL, err)
 	}
-	scopes := slices.Clone(cfg.Scopes)
-	if len(scopes) == 0 {
-		scopes = slices.Clone(DefaultOIDCScopes)
-	}
-	if !slices.Contains(scopes, "openid") {
-		scopes = append([]string{"openid"}, scopes...)
-	}
+	scopes := cfg.RequestedScopes()
 	var authParams []oauth2.AuthCodeOption
 	for k, v := range cfg.AuthParams {
 		authParams = append(authParams, oauth2.SetAuthURLParam(k, v))
