@@ -220,3 +220,11 @@ func TestDPoPRequiredResource(t *testing.T) {
 		t.Fatalf("metadata %s", raw)
 	}
 }
+
+// require_dpop at the top level applies to the origin resource only: with
+// resources declared, the config names where it applies or does not load.
+func TestDPoPConfigErrors(t *testing.T) {
+	// asSite declares resource /mcp.
+	assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), usersUpstream()+"\n\t\trequire_dpop"), []string{"require_dpop", "per resource"})
+	assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), usersUpstream()+"\n\t\tdpop {\n\t\t\tnonce\n\t\t}"), nil)
+}
