@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -25,6 +26,14 @@ import (
 // yields the same successor: clients that refresh twice at once (several
 // tabs, retries) must not be logged out for it.
 const refreshGrace = 30 * time.Second
+
+// maxLiveAccessTokens bounds the access tokens of one grant that have not
+// expired. The grant lists them all, so that revoking it denies them, and
+// every refresh rewrites that list: a client refreshing in a loop would
+// grow it without end. Real clients refresh when their token is about to
+// expire and hold one or two; one that reaches the bound waits until its
+// oldest token expires, rather than any token being forgotten.
+const maxLiveAccessTokens = 32
 
 // refreshTokenGrant redeems refresh tokens.
 type refreshTokenGrant struct {
@@ -71,7 +80,7 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		if authStrength(client.Method) < authStrength(g.ClientAuth) {
 			return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidGrant, "the grant requires the client to authenticate with "+g.ClientAuth)
 		}
-		now := time.Now()
+		now := h.mint.now()
 		if now.Unix() >= g.ExpiresAt {
 			return nil, invalidGrant
 		}
@@ -133,6 +142,12 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 				}
 			}
 		}
+		live := liveTokenIDs(g.AccessTokenIDs, now)
+		if len(live) >= maxLiveAccessTokens {
+			// Refused before rotating: the refresh token stays good.
+			return nil, &oauth.Error{Status: http.StatusTooManyRequests, Code: oauth.InvalidRequest,
+				Description: "the grant has too many live access tokens; refresh when the oldest expires", RetryAfter: untilOldestExpires(live, now)}
+		}
 		if g.UpstreamToken != "" || h.upstreamTokens.Kept() {
 			// The user's token at the provider is gone (revoked, or it
 			// could not be refreshed), or the grant is older than the
@@ -167,7 +182,7 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		next.RefreshHash = state.Hash(resp.RefreshToken)
 		next.PreviousHash = presented
 		next.PreviousUntil = now.Add(refreshGrace).UnixNano()
-		next.AccessTokenIDs = append(liveTokenIDs(g.AccessTokenIDs, now), at)
+		next.AccessTokenIDs = append(live, at)
 		if next.Successor, err = sealSuccessor(rt, resp); err != nil {
 			return nil, unavailable.WithCause(err)
 		}
@@ -190,6 +205,7 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 	return nil, invalidGrant
 }
 
+// liveTokenIDs are those of ids that have not expired at now.
 func liveTokenIDs(ids []state.TokenID, now time.Time) []state.TokenID {
 	var out []state.TokenID
 	for _, t := range ids {
@@ -198,6 +214,13 @@ func liveTokenIDs(ids []state.TokenID, now time.Time) []state.TokenID {
 		}
 	}
 	return out
+}
+
+// untilOldestExpires is how long until the first of the live tokens ids
+// expires.
+func untilOldestExpires(ids []state.TokenID, now time.Time) time.Duration {
+	oldest := slices.MinFunc(ids, func(a, b state.TokenID) int { return cmp.Compare(a.ExpiresAt, b.ExpiresAt) })
+	return time.Unix(oldest.ExpiresAt, 0).Sub(now)
 }
 
 // sealSuccessor encrypts the response to a refresh with a key derived from

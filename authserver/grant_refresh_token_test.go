@@ -2,9 +2,12 @@ package authserver
 
 import (
 	"context"
+	"net/http"
 	"testing"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
@@ -83,4 +86,81 @@ func TestRefreshTokenReuse(t *testing.T) {
 	if _, oerr := refresh(third.RefreshToken); oerr == nil || oerr.Code != oauth.InvalidGrant {
 		t.Fatalf("the newest token after a reuse: %v, want invalid_grant: the grant is revoked", oerr)
 	}
+}
+
+// A client refreshing in a loop gets at most maxLiveAccessTokens live
+// access tokens from one grant: the refresh beyond is refused with 429
+// and Retry-After until the oldest expires, without rotating, so the same
+// refresh token works then. Revoking the grant denies every live token.
+func TestRefreshBoundsLiveAccessTokens(t *testing.T) {
+	s, stores := codeServer(t, storagetest.Badger(t))
+	clock := oauthtest.NewClock(time.Now().Truncate(time.Second))
+	refreshGrant(s).mint.now = clock.Now
+	client := testClient(clients.AuthMethodNone)
+	first, oerr := issueCode(t, s, stores, client)()
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	issuedAt := clock.Now()
+	refresh := func(rt string) (*tokenResponse, *oauth.Error) {
+		return refreshGrant(s).grant(context.Background(), client, map[string]string{"refresh_token": rt}, nil)
+	}
+	jtis := []string{jtiOf(t, first.AccessToken)}
+	rt := first.RefreshToken
+	for range maxLiveAccessTokens - 1 {
+		clock.Advance(time.Second)
+		resp, oerr := refresh(rt)
+		if oerr != nil {
+			t.Fatalf("refresh %d: %v", len(jtis), oerr)
+		}
+		jtis, rt = append(jtis, jtiOf(t, resp.AccessToken)), resp.RefreshToken
+	}
+
+	clock.Advance(time.Second)
+	resp, oerr := refresh(rt)
+	if oerr == nil || oerr.Status != http.StatusTooManyRequests || oerr.Code != oauth.InvalidRequest {
+		t.Fatalf("refresh beyond %d live tokens: %+v %v, want 429 invalid_request", maxLiveAccessTokens, resp, oerr)
+	}
+	oldestExpires := issuedAt.Add(time.Hour) // the configured access-token lifetime
+	if want := oldestExpires.Sub(clock.Now()); oerr.RetryAfter != want {
+		t.Fatalf("Retry-After %v, want %v: until the oldest token expires", oerr.RetryAfter, want)
+	}
+	clock.Advance(oerr.RetryAfter - time.Second)
+	if _, oerr := refresh(rt); oerr == nil || oerr.Status != http.StatusTooManyRequests {
+		t.Fatalf("a second before the oldest token expires: %v, want 429", oerr)
+	}
+
+	clock.Advance(time.Second)
+	resp, oerr = refresh(rt)
+	if oerr != nil {
+		t.Fatalf("the refused refresh token once the oldest token expired: %v, want it to rotate", oerr)
+	}
+	jtis, rt = append(jtis[1:], jtiOf(t, resp.AccessToken)), resp.RefreshToken
+	if _, oerr := refresh(rt); oerr == nil || oerr.Status != http.StatusTooManyRequests {
+		t.Fatalf("the next refresh: %v, want 429: the grant is at the bound again", oerr)
+	}
+
+	g, err := stores.Grants.ByRefreshToken(context.Background(), rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores.Grants.Revoke(context.Background(), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i, jti := range jtis {
+		if !stores.Revocations.DeniedInStore(context.Background(), jti) {
+			t.Errorf("live token %d of %d is not denied after the grant's revocation", i+1, len(jtis))
+		}
+	}
+}
+
+// jtiOf is the jti of the access token at.
+func jtiOf(t *testing.T, at string) string {
+	t.Helper()
+	_, claims := oauthtest.DecodeJWT(t, at)
+	jti, _ := claims["jti"].(string)
+	if jti == "" {
+		t.Fatalf("access token without a jti: %v", claims)
+	}
+	return jti
 }

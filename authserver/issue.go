@@ -22,6 +22,9 @@ type minter struct {
 	accessLifetime  time.Duration
 	refreshLifetime time.Duration
 	refreshIdle     time.Duration
+
+	// now is the clock tokens and grants are dated by.
+	now func() time.Time
 }
 
 // accessToken mints an access token for res and indexes it by user and
@@ -31,7 +34,7 @@ type minter struct {
 func (m *minter) accessToken(ctx context.Context, client *clients.Client, user state.User, res *gate.Resource, scopes []string, upstreamToken string) (*tokenResponse, state.TokenID, error) {
 	scope := strings.Join(scopes, " ")
 	lifetime := m.accessLifetime
-	now := time.Now()
+	now := m.now()
 	id := state.TokenID{ID: tokens.NewID(), ExpiresAt: now.Add(lifetime).Unix()}
 	// A token that revocation could not find is not issued.
 	if err := m.revocations.IndexAccessToken(ctx, user.Subject, client.ClientID, id); err != nil {
@@ -70,7 +73,7 @@ func (m *minter) accessToken(ctx context.Context, client *clients.Client, user s
 // for a public client, the DPoP key it proved (RFC 9449 section 5): a
 // confidential client's refresh token is already bound to its credentials.
 func (m *minter) newGrant(ctx context.Context, client *authenticatedClient, user state.User, res *gate.Resource, scopes []string, at state.TokenID, upstreamToken string) (string, string, error) {
-	rt, now := randomToken(), time.Now()
+	rt, now := randomToken(), m.now()
 	g := &state.Grant{
 		ID: tokens.NewID(), ClientID: client.ClientID, ClientAuth: client.Method, User: user, Resource: res.URL, Scopes: scopes,
 		RefreshHash: state.Hash(rt), AccessTokenIDs: []state.TokenID{at}, UpstreamToken: upstreamToken,

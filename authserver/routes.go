@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/dpop"
@@ -55,6 +56,7 @@ func newRoutes(cfg *Config, issuerPath string, machines map[string]*machineClien
 	mint := &minter{
 		issuer: cfg.Issuer, ring: cfg.Ring, revocations: stores.Revocations, grants: stores.Grants,
 		accessLifetime: cfg.AccessTokenLifetime, refreshLifetime: cfg.RefreshTokenLifetime, refreshIdle: cfg.RefreshTokenIdle,
+		now: time.Now,
 	}
 	lookup := &tokenLookup{verifier: cfg.Verifier, resources: cfg.Resources, revocations: stores.Revocations, grants: stores.Grants}
 	consent := &consentMemory{logins: stores.Logins, lifetime: cfg.RememberConsent, logger: cfg.Logger}
