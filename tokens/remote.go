@@ -195,9 +195,28 @@ func (v *RemoteVerifier) discover(ctx context.Context) (*remoteMetadata, error) 
 		if m.JWKSURI == "" && m.IntrospectionEndpoint == "" {
 			return nil, fmt.Errorf("metadata at %s has neither jwks_uri nor introspection_endpoint", c)
 		}
+		if err := m.checkSchemes(v.cfg.Issuer); err != nil {
+			return nil, fmt.Errorf("metadata at %s: %w", c, err)
+		}
 		return &m, nil
 	}
 	return nil, fmt.Errorf("discovering authorization server %s: %w", v.cfg.Issuer, lastErr)
+}
+
+// checkSchemes refuses the endpoints of an https issuer's metadata that
+// are not https (OpenID Connect Discovery 1.0 section 3 requires it of
+// jwks_uri): keys fetched over plain http could be swapped on the way, and
+// tokens sent to introspection read. An http issuer is a loopback one.
+func (m *remoteMetadata) checkSchemes(issuer string) error {
+	if u, err := url.Parse(issuer); err != nil || u.Scheme != "https" {
+		return nil
+	}
+	for _, e := range []struct{ name, raw string }{{"jwks_uri", m.JWKSURI}, {"introspection_endpoint", m.IntrospectionEndpoint}} {
+		if u, err := url.Parse(e.raw); e.raw != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+			return fmt.Errorf("%s %q is not an https URL", e.name, e.raw)
+		}
+	}
+	return nil
 }
 
 // maxRemoteResponse bounds a metadata document, key set or introspection
