@@ -79,6 +79,15 @@ func TestDPoPGateRefusesEveryMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokenProof := key.Proof(t, oauthtest.ProofClaims{Method: "POST", URL: siteAddr() + "/token"})
+	callClaims := oauthtest.ProofClaims{Method: "POST", URL: canonicalResource(), AccessToken: at}
+	unsigned, err := key.Unsigned(callClaims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmac, err := key.SignHS256(callClaims, []byte(strings.Repeat("k", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	for _, tc := range []struct {
 		name   string
@@ -96,6 +105,8 @@ func TestDPoPGateRefusesEveryMisuse(t *testing.T) {
 		{"token copied to a client without the key", oauthtest.DPoP(at, callProof(t, thief, at)), "invalid_dpop_proof"},
 		{"private key in the proof", oauthtest.DPoP(at, key.ProofWithHeader(t, oauthtest.ProofClaims{Method: "POST", URL: canonicalResource(), AccessToken: at}, map[string]any{"jwk": privateJWK})), "invalid_dpop_proof"},
 		{"proof made for /token", oauthtest.DPoP(at, tokenProof), "invalid_dpop_proof"},
+		{"alg none", oauthtest.DPoP(at, unsigned), "invalid_dpop_proof"},
+		{"alg HS256", oauthtest.DPoP(at, hmac), "invalid_dpop_proof"},
 		{"no proof", http.Header{"Authorization": {"DPoP " + at}}, "invalid_dpop_proof"},
 		{"two proofs", http.Header{"Authorization": {"DPoP " + at}, "Dpop": {callProof(t, key, at), callProof(t, key, at)}}, "invalid_dpop_proof"},
 		{"bound token sent as Bearer", oauthtest.Bearer(at), "invalid_token"},

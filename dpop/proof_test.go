@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
@@ -147,30 +145,15 @@ func TestVerifyRefusesKeysAndAlgorithmsAProofMayNotUse(t *testing.T) {
 	}
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	p384JWK, _ := jwk.Import(&p384.PublicKey)
-	sign := func(alg jwa.SignatureAlgorithm, signer any, hdr map[string]any) string {
-		t.Helper()
-		hdrs := jws.NewHeaders()
-		for k, v := range hdr {
-			if err := hdrs.Set(k, v); err != nil {
-				t.Fatal(err)
-			}
-		}
-		body := []byte(`{"jti":"` + oauthtest.ATH(time.Now().String()) + `","htm":"POST","htu":"` + target + `","iat":` + itoa(time.Now().Unix()) + `}`)
-		signed, err := jws.Sign(body, jws.WithKey(alg, signer, jws.WithProtectedHeaders(hdrs)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(signed)
-	}
 	cases := map[string]string{
 		"private jwk":          key.ProofWithHeader(t, claims, map[string]any{"jwk": privateJWK}),
 		"no jwk":               key.ProofWithHeader(t, claims, map[string]any{"jwk": nil}),
 		"typ JWT":              key.ProofWithHeader(t, claims, map[string]any{"typ": "JWT"}),
 		"no typ":               key.ProofWithHeader(t, claims, map[string]any{"typ": nil}),
 		"jwk of another key":   key.ProofWithHeader(t, claims, map[string]any{"jwk": p384JWK}),
-		"HS256":                sign(jwa.HS256(), []byte("0123456789abcdef0123456789abcdef"), map[string]any{"typ": "dpop+jwt", "jwk": key.Public}),
+		"HS256":                must(key.SignHS256(claims, []byte("0123456789abcdef0123456789abcdef"))),
 		"RSA key of 1024 bits": weakRSAProof(t, weak),
-		"alg none":             noneProof(key.Public),
+		"alg none":             must(key.Unsigned(claims)),
 	}
 	for name, proof := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -182,14 +165,6 @@ func TestVerifyRefusesKeysAndAlgorithmsAProofMayNotUse(t *testing.T) {
 			t.Log(e.Reason)
 		})
 	}
-}
-
-// noneProof is an unsigned proof: a header with alg none and an empty
-// signature.
-func noneProof(pub jwk.Key) string {
-	hdr, _ := jwkJSON(pub)
-	return b64(`{"typ":"dpop+jwt","alg":"none","jwk":`+hdr+`}`) + "." +
-		b64(`{"jti":"n1","htm":"POST","htu":"`+target+`","iat":`+itoa(time.Now().Unix())+`}`) + "."
 }
 
 func TestProofFromWantsOneHeader(t *testing.T) {
@@ -286,4 +261,11 @@ func weakRSAProof(t *testing.T, k *rsa.PrivateKey) string {
 		t.Fatal(err)
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func must(proof string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return proof
 }

@@ -89,6 +89,58 @@ func (k *DPoPKey) ProofWithHeader(t testing.TB, c ProofClaims, header map[string
 
 // Sign is ProofWithHeader for callers without a testing.TB.
 func (k *DPoPKey) Sign(c ProofClaims, header map[string]any) (string, error) {
+	return k.sign(c, header, jwa.ES256(), k.Private)
+}
+
+// SignHS256 signs a proof with HMAC-SHA-256 keyed with secret, the header
+// still naming the key's public JWK: what a server must never accept.
+func (k *DPoPKey) SignHS256(c ProofClaims, secret []byte) (string, error) {
+	return k.sign(c, nil, jwa.HS256(), secret)
+}
+
+// Unsigned is a proof with alg "none" and an empty signature.
+func (k *DPoPKey) Unsigned(c ProofClaims) (string, error) {
+	jwkJSON, err := json.Marshal(k.Public)
+	if err != nil {
+		return "", err
+	}
+	payload, err := proofPayload(c)
+	if err != nil {
+		return "", err
+	}
+	header := `{"typ":"dpop+jwt","alg":"none","jwk":` + string(jwkJSON) + `}`
+	return base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString(payload) + ".", nil
+}
+
+func (k *DPoPKey) sign(c ProofClaims, header map[string]any, alg jwa.SignatureAlgorithm, key any) (string, error) {
+	payload, err := proofPayload(c)
+	if err != nil {
+		return "", err
+	}
+	hdrs := jws.NewHeaders()
+	if err := hdrs.Set(jws.TypeKey, "dpop+jwt"); err != nil {
+		return "", err
+	}
+	if err := hdrs.Set(jws.JWKKey, k.Public); err != nil {
+		return "", err
+	}
+	for name, v := range header {
+		if v == nil {
+			err = hdrs.Remove(name)
+		} else {
+			err = hdrs.Set(name, v)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	signed, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(hdrs)))
+	return string(signed), err
+}
+
+// proofPayload is the JSON of c's claims, with a fresh jti and the current
+// time for iat where c leaves them out.
+func proofPayload(c ProofClaims) ([]byte, error) {
 	if c.JTI == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
@@ -111,29 +163,7 @@ func (k *DPoPKey) Sign(c ProofClaims, header map[string]any) (string, error) {
 			claims[name] = v
 		}
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	hdrs := jws.NewHeaders()
-	if err := hdrs.Set(jws.TypeKey, "dpop+jwt"); err != nil {
-		return "", err
-	}
-	if err := hdrs.Set(jws.JWKKey, k.Public); err != nil {
-		return "", err
-	}
-	for name, v := range header {
-		if v == nil {
-			err = hdrs.Remove(name)
-		} else {
-			err = hdrs.Set(name, v)
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	signed, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), k.Private, jws.WithProtectedHeaders(hdrs)))
-	return string(signed), err
+	return json.Marshal(claims)
 }
 
 // ATH is the ath claim for an access token (RFC 9449 section 4.2).
