@@ -310,3 +310,55 @@ func TestRefreshReuseAfterGrace(t *testing.T) {
 		t.Errorf("the grant is still stored: %v", keys)
 	}
 }
+
+// A client refreshing in a loop reaches the bound on one grant's live
+// access tokens (32, see docs/security.md): the refresh beyond is refused
+// with 429, a JSON error and Retry-After until the oldest token expires,
+// and leaves the refresh token good. Revoking the refresh token then makes
+// the gate refuse every access token the loop was given.
+func TestRefreshLoopHitsTheLiveTokenBound(t *testing.T) {
+	e := usersAS(t, "")
+	c := e.publicClient(t)
+	first := e.login(t, c, nil)
+	const bound = 32
+	accessTokens, rt := []string{first.Access}, first.Refresh
+	var status int
+	var hdr http.Header
+	var m map[string]any
+	for len(accessTokens) <= bound {
+		status, hdr, m = e.Token(t, refreshForm(c, rt), nil)
+		if status != http.StatusOK {
+			break
+		}
+		accessTokens, rt = append(accessTokens, m["access_token"].(string)), m["refresh_token"].(string)
+	}
+	if status != http.StatusTooManyRequests || m["error"] != "invalid_request" || len(accessTokens) != bound {
+		t.Fatalf("refresh with %d live access tokens: %d %v, want 429 invalid_request with %d", len(accessTokens), status, m["error"], bound)
+	}
+	_, claims := oauthtest.DecodeJWT(t, first.Access)
+	untilOldestExpires := int64(claims["exp"].(float64)) - time.Now().Unix()
+	if retry, err := strconv.ParseInt(hdr.Get("Retry-After"), 10, 64); err != nil || retry < untilOldestExpires-2 || retry > untilOldestExpires+1 {
+		t.Errorf("Retry-After %q, want about %d s: until the oldest access token expires", hdr.Get("Retry-After"), untilOldestExpires)
+	}
+	// Refused without rotating: the token is neither burned nor replaced.
+	if status, m := e.refresh(t, c, rt, nil); status != http.StatusTooManyRequests {
+		t.Errorf("the refused refresh token again: %d %v, want 429 still", status, m)
+	}
+	for i, at := range accessTokens {
+		if status := e.mcpStatus(t, at); status != http.StatusOK {
+			t.Fatalf("access token %d before revocation: %d", i, status)
+		}
+	}
+
+	if status, _, _ := e.PostForm(t, "/revoke", url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}, "client_id": {c.ID}}, nil); status != http.StatusOK {
+		t.Fatalf("revoke: %d", status)
+	}
+	for i, at := range accessTokens {
+		if status := e.mcpStatus(t, at); status != http.StatusUnauthorized {
+			t.Errorf("access token %d of the revoked grant: %d, want 401", i, status)
+		}
+	}
+	if status, m := e.refresh(t, c, rt, nil); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("the refresh token after revocation: %d %v, want invalid_grant", status, m)
+	}
+}
