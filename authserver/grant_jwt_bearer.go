@@ -200,14 +200,13 @@ func (h *jwtBearerGrant) verify(ctx context.Context, assertion string, client *a
 	// The issuer picks the keys, so it is read before the signature is
 	// checked, and trusted only once the signature holds.
 	idp := h.provider(unverifiedIssuer(assertion))
-	var untrusted error = errUntrustedIdP
 	payload, err := tokens.VerifyJWS(ctx, assertion, tokens.JWSRules{
 		MaxLength:  maxIDJAGLength,
 		Algorithms: tokens.RemoteAlgorithms,
 		Type:       func(typ string) bool { return typ == idJAGType },
 		Keys: func(ctx context.Context, kid string, alg jwa.SignatureAlgorithm) ([]any, error) {
 			if idp == nil {
-				return nil, untrusted
+				return nil, errUntrustedIdP
 			}
 			return idp.Keys(ctx, kid, alg)
 		},
@@ -215,15 +214,17 @@ func (h *jwtBearerGrant) verify(ctx context.Context, assertion string, client *a
 	var jerr *tokens.JWSError
 	var invalidKey *tokens.InvalidTokenError
 	switch {
-	case errors.As(err, &jerr) && jerr.Failure == tokens.JWSTypeRejected:
-		return nil, nil, badIDJAG("the assertion is not an ID-JAG: its typ must be " + idJAGType)
-	case errors.As(err, &jerr) && jerr.Failure == tokens.JWSAlgorithmRejected:
-		return nil, nil, badIDJAG("the ID-JAG's algorithm is not allowed")
-	case errors.As(err, &jerr) && jerr.Failure == tokens.JWSSignatureInvalid:
-		return nil, nil, badIDJAG("the ID-JAG's signature is invalid")
-	case err != nil && jerr != nil:
+	case errors.As(err, &jerr):
+		switch jerr.Failure {
+		case tokens.JWSTypeRejected:
+			return nil, nil, badIDJAG("the assertion is not an ID-JAG: its typ must be " + idJAGType)
+		case tokens.JWSAlgorithmRejected:
+			return nil, nil, badIDJAG("the ID-JAG's algorithm is not allowed")
+		case tokens.JWSSignatureInvalid:
+			return nil, nil, badIDJAG("the ID-JAG's signature is invalid")
+		}
 		return nil, nil, badIDJAG("the assertion is not a signed JWT")
-	case errors.Is(err, untrusted):
+	case errors.Is(err, errUntrustedIdP):
 		return nil, nil, badIDJAG("the ID-JAG's issuer is not a trusted identity provider")
 	case errors.As(err, &invalidKey):
 		return nil, nil, badIDJAG("the ID-JAG is not signed by a key of its identity provider")

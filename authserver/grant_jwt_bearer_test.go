@@ -267,3 +267,27 @@ func FuzzJWTBearerGrant(f *testing.F) {
 		}
 	})
 }
+
+// An ID-JAG naming the provider's kid but signed with another key, or
+// naming a kid the provider does not publish, is refused as invalid_grant.
+func TestJWTBearerSignature(t *testing.T) {
+	h := idjagGrant(t, nil)
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(idjagClaims())
+	for kid, want := range map[string]string{"k1": "signature is invalid", "k2": "not signed by a key"} {
+		hdr := jws.NewHeaders()
+		_ = hdr.Set(jws.KeyIDKey, kid)
+		_ = hdr.Set(jws.TypeKey, idJAGType)
+		tok, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), other, jws.WithProtectedHeaders(hdr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, oerr := h.grant(context.Background(), confidential("c1"), map[string]string{"assertion": string(tok)}, nil)
+		if oerr == nil || oerr.Code != oauth.InvalidGrant || !strings.Contains(oerr.Description, want) {
+			t.Errorf("kid %s with another key: %v, want invalid_grant saying %q", kid, oerr, want)
+		}
+	}
+}
