@@ -1,12 +1,15 @@
 package mcpauth
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
@@ -238,4 +241,31 @@ func TestDPoPConfigErrors(t *testing.T) {
 	// asSite declares resource /mcp.
 	assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), usersUpstream()+"\n\t\trequire_dpop"), []string{"require_dpop", "per resource"})
 	assertConfigLoads(t, asSite(t, t.TempDir(), t.TempDir(), usersUpstream()+"\n\t\tdpop {\n\t\t\tnonce\n\t\t}"), nil)
+}
+
+// The scheme a DPoP proof's htu must name is the connection's, or what a
+// proxy in trusted_proxies says in one X-Forwarded-Proto header; an
+// untrusted client cannot choose it.
+func TestDPoPRequestScheme(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		proto   []string
+		want    string
+	}{
+		{"untrusted client claiming https", false, []string{"https"}, "http"},
+		{"trusted proxy", true, []string{"https"}, "https"},
+		{"trusted proxy, two headers", true, []string{"https", "http"}, "http"},
+		{"trusted proxy, another scheme", true, []string{"ftp"}, "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "http://mcp.example.com/mcp", nil)
+			r.Header["X-Forwarded-Proto"] = tc.proto
+			vars := map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted}
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+			if got := requestScheme(r); got != tc.want {
+				t.Fatalf("scheme %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
