@@ -33,8 +33,9 @@ type UpstreamTokens struct {
 	// sharing the store needs it.
 	Key string `json:"key"`
 	// OldKeys still open the tokens sealed before the key was changed; a
-	// token is sealed again with Key when it is refreshed. Tokens no
-	// configured key opens count as gone: their users log in again.
+	// token is sealed again with Key the first time the gate reads it.
+	// Tokens no configured key opens count as gone: they are deleted and
+	// their users log in again.
 	OldKeys []string `json:"old_keys,omitempty"`
 }
 

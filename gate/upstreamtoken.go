@@ -138,11 +138,19 @@ func (u *UpstreamTokens) get(ctx context.Context, id string) (*state.UpstreamTok
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, ErrUpstreamTokenGone
 	case errors.Is(err, state.ErrUnsealable):
-		// Sealed with a key no longer configured: as good as gone.
-		u.logger.Warn("an upstream token does not open with the configured keys; its user must log in again")
+		// Sealed with a key no longer configured: as good as gone, and
+		// removed, so that the grant refreshes nothing either.
+		u.drop(ctx, id, "it does not open with the configured keys")
 		return nil, ErrUpstreamTokenGone
 	case err != nil:
 		return nil, fmt.Errorf("reading the upstream token: %w", err)
+	}
+	if tok.SealedWithOldKey() {
+		// Sealed again with the current key, so the old one can go.
+		again := *tok
+		if err := u.store.Replace(ctx, tok, &again); err == nil {
+			return &again, nil
+		}
 	}
 	return tok, nil
 }

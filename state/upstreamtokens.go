@@ -37,9 +37,14 @@ type UpstreamToken struct {
 	Until int64 `json:"until"`
 
 	// stored is the sealed value the token was read from, which Replace
-	// swaps.
+	// swaps; oldKey says an old key sealed it.
 	stored []byte
+	oldKey bool
 }
+
+// SealedWithOldKey reports whether the token was read sealed with a key
+// other than the current one: Replace seals it again with the current.
+func (t *UpstreamToken) SealedWithOldKey() bool { return t.oldKey }
 
 // ErrNoUpstreamTokens is returned when no sealing key is configured.
 var ErrNoUpstreamTokens = errors.New("state: upstream tokens are not kept")
@@ -94,11 +99,11 @@ func (u *UpstreamTokens) Get(ctx context.Context, id string) (*UpstreamToken, er
 }
 
 func (u *UpstreamTokens) open(id string, raw []byte) (*UpstreamToken, error) {
-	plain, _, err := u.sealer.Open(raw, []byte(upstreamTokenKey(id)))
+	plain, current, err := u.sealer.Open(raw, []byte(upstreamTokenKey(id)))
 	if err != nil {
 		return nil, err
 	}
-	tok := &UpstreamToken{ID: id, stored: raw}
+	tok := &UpstreamToken{ID: id, stored: raw, oldKey: !current}
 	if err := json.Unmarshal(plain, tok); err != nil {
 		return nil, ErrUnsealable
 	}
