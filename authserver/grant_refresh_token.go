@@ -32,7 +32,8 @@ const refreshGrace = 30 * time.Second
 // every refresh rewrites that list: a client refreshing in a loop would
 // grow it without end. Real clients refresh when their token is about to
 // expire and hold one or two; one that reaches the bound waits until its
-// oldest token expires, rather than any token being forgotten.
+// oldest token can no longer be used, rather than any token being
+// forgotten.
 const maxLiveAccessTokens = 32
 
 // refreshTokenGrant redeems refresh tokens.
@@ -205,11 +206,12 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 	return nil, invalidGrant
 }
 
-// liveTokenIDs are those of ids that have not expired at now.
+// liveTokenIDs are those of ids still usable at now, so still to be
+// denied if the grant is revoked.
 func liveTokenIDs(ids []state.TokenID, now time.Time) []state.TokenID {
 	var out []state.TokenID
 	for _, t := range ids {
-		if t.ExpiresAt > now.Unix() {
+		if now.Before(t.UsableUntil()) {
 			out = append(out, t)
 		}
 	}
@@ -217,10 +219,10 @@ func liveTokenIDs(ids []state.TokenID, now time.Time) []state.TokenID {
 }
 
 // untilOldestExpires is how long until the first of the live tokens ids
-// expires.
+// is no longer usable.
 func untilOldestExpires(ids []state.TokenID, now time.Time) time.Duration {
 	oldest := slices.MinFunc(ids, func(a, b state.TokenID) int { return cmp.Compare(a.ExpiresAt, b.ExpiresAt) })
-	return time.Unix(oldest.ExpiresAt, 0).Sub(now)
+	return oldest.UsableUntil().Sub(now)
 }
 
 // sealSuccessor encrypts the response to a refresh with a key derived from

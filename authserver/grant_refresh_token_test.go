@@ -90,8 +90,8 @@ func TestRefreshTokenReuse(t *testing.T) {
 
 // A client refreshing in a loop gets at most maxLiveAccessTokens live
 // access tokens from one grant: the refresh beyond is refused with 429
-// and Retry-After until the oldest expires, without rotating, so the same
-// refresh token works then. Revoking the grant denies every live token.
+// and Retry-After until the oldest can no longer be used, without
+// rotating, so the same refresh token works then. Revoking the grant denies every live token.
 func TestRefreshBoundsLiveAccessTokens(t *testing.T) {
 	s, stores := codeServer(t, storagetest.Badger(t))
 	clock := oauthtest.NewClock(time.Now().Truncate(time.Second))
@@ -121,19 +121,27 @@ func TestRefreshBoundsLiveAccessTokens(t *testing.T) {
 	if oerr == nil || oerr.Status != http.StatusTooManyRequests || oerr.Code != oauth.InvalidRequest {
 		t.Fatalf("refresh beyond %d live tokens: %+v %v, want 429 invalid_request", maxLiveAccessTokens, resp, oerr)
 	}
-	oldestExpires := issuedAt.Add(time.Hour) // the configured access-token lifetime
-	if want := oldestExpires.Sub(clock.Now()); oerr.RetryAfter != want {
-		t.Fatalf("Retry-After %v, want %v: until the oldest token expires", oerr.RetryAfter, want)
+	// The configured access-token lifetime, and the minute of clock skew
+	// verifiers may allow after exp, during which the token must stay
+	// deniable.
+	oldestExpires := issuedAt.Add(time.Hour)
+	oldestUnusable := oldestExpires.Add(time.Minute)
+	if want := oldestUnusable.Sub(clock.Now()); oerr.RetryAfter != want {
+		t.Fatalf("Retry-After %v, want %v: until the oldest token is no longer usable", oerr.RetryAfter, want)
 	}
-	clock.Advance(oerr.RetryAfter - time.Second)
+	clock.Advance(oldestExpires.Add(10 * time.Second).Sub(clock.Now()))
 	if _, oerr := refresh(rt); oerr == nil || oerr.Status != http.StatusTooManyRequests {
-		t.Fatalf("a second before the oldest token expires: %v, want 429", oerr)
+		t.Fatalf("10 s after the oldest token's exp: %v, want 429: a skewed verifier may still take it", oerr)
+	}
+	clock.Advance(oldestUnusable.Add(-time.Second).Sub(clock.Now()))
+	if _, oerr := refresh(rt); oerr == nil || oerr.Status != http.StatusTooManyRequests {
+		t.Fatalf("a second before the oldest token is unusable: %v, want 429", oerr)
 	}
 
 	clock.Advance(time.Second)
 	resp, oerr = refresh(rt)
 	if oerr != nil {
-		t.Fatalf("the refused refresh token once the oldest token expired: %v, want it to rotate", oerr)
+		t.Fatalf("the refused refresh token once the oldest token is unusable: %v, want it to rotate", oerr)
 	}
 	jtis, rt = append(jtis[1:], jtiOf(t, resp.AccessToken)), resp.RefreshToken
 	if _, oerr := refresh(rt); oerr == nil || oerr.Status != http.StatusTooManyRequests {

@@ -67,6 +67,16 @@ type TokenID struct {
 	ExpiresAt int64  `json:"exp"`
 }
 
+// acceptedAfterExpiry is how long after its exp a verifier, allowing for
+// clock skew, may still take an access token.
+const acceptedAfterExpiry = time.Minute
+
+// UsableUntil is when the token can no longer be used anywhere, so needs
+// no denying: its exp, plus the clock skew verifiers allow.
+func (t TokenID) UsableUntil() time.Time {
+	return time.Unix(t.ExpiresAt, 0).Add(acceptedAfterExpiry)
+}
+
 // Errors of Rotate: ErrGrantRotated when a concurrent refresh rotated the
 // grant first, ErrGrantEnded when it expired or was revoked meanwhile.
 var (

@@ -181,3 +181,28 @@ func TestGrantRotationSurvivesALostAnswer(t *testing.T) {
 		})
 	}
 }
+
+// An access token past its exp may still pass a verifier that allows for
+// clock skew: revoking its user, through the index, or its grant denies
+// it still.
+func TestRevocationReachesTokensWithinTheSkewAfterExpiry(t *testing.T) {
+	stores := openStores(t, storagetest.Badger(t))
+	ctx := context.Background()
+	justExpired := time.Now().Add(-10 * time.Second).Unix()
+	if err := stores.Revocations.IndexAccessToken(ctx, "users:alice", "c1", TokenID{ID: "indexed", ExpiresAt: justExpired}); err != nil {
+		t.Fatal(err)
+	}
+	g := newGrant(t, stores.Grants, "rt0")
+	if err := stores.Grants.Rotate(ctx, g, &Grant{ID: g.ID, ClientID: g.ClientID, User: g.User, RefreshHash: Hash("rt1"),
+		AccessTokenIDs: []TokenID{{ID: "listed", ExpiresAt: justExpired}}, ExpiresAt: g.ExpiresAt}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores.RevokeUser(ctx, "users:alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, jti := range []string{"indexed", "listed"} {
+		if !stores.Revocations.DeniedInStore(ctx, jti) {
+			t.Errorf("%s token 10 s past its exp is not denied", jti)
+		}
+	}
+}

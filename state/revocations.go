@@ -12,8 +12,7 @@ import (
 
 // DenyAccessToken makes the gate refuse an access token until it expires.
 func (d *Revocations) DenyAccessToken(ctx context.Context, jti string, expiresAt int64) error {
-	// Denied as long as the verifier, allowing for clock skew, could take it.
-	return d.deny(ctx, jti, expiresAt+int64(time.Minute/time.Second))
+	return d.deny(ctx, jti, TokenID{ID: jti, ExpiresAt: expiresAt}.UsableUntil().Unix())
 }
 
 // DeniedInStore reports whether the store records the access token jti
@@ -42,9 +41,9 @@ func (d *Revocations) IndexAccessToken(ctx context.Context, sub, clientID string
 	if err != nil {
 		return err
 	}
-	ttl, live := ttlUntil(id.ExpiresAt)
+	ttl, live := ttlUntil(id.UsableUntil().Unix())
 	if !live {
-		return nil // an expired token needs no revoking
+		return nil // an unusable token needs no revoking
 	}
 	for _, key := range []string{tokenOfUserPrefix(sub), tokenOfClientPrefix(clientID)} {
 		if err := d.store.Put(ctx, key+id.ID, raw, ttl); err != nil {
