@@ -552,7 +552,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // gateProofsPerSpan bounds the DPoP proofs a gate remembers: this many
-// per span of a proof's acceptance (2.5 minutes), some 3,000 proofs a
+// per span of a proof's acceptance (2 minutes), some 4,000 proofs a
 // second, in some 16 MB at most. More are refused with a 503 until the span
 // turns over, rather than let a replay through.
 const gateProofsPerSpan = 1 << 19
