@@ -489,3 +489,30 @@ func TestIDJAGMetadataDocumentClient(t *testing.T) {
 		t.Errorf("token claims %v", at)
 	}
 }
+
+// An exchange with a DPoP proof gets a token bound to the proof's key, as
+// every grant does: it works with a fresh proof and not as a bearer token.
+func TestIDJAGWithDPoP(t *testing.T) {
+	e := startIDJAG(t)
+	key := oauthtest.NewDPoPKey(t)
+	claims := e.claims(e.acme, "00u-hana")
+	claims["email"] = "hana@acme.example"
+	form := url.Values{"grant_type": {jwtBearer}, "assertion": {e.acme.Sign(claims)}}
+	status, _, m := e.Token(t, form, http.Header{
+		"Authorization": {"Basic " + oauthtest.BasicAuth(e.client.ID, e.client.Secret)},
+		"Dpop":          {key.Proof(t, oauthtest.ProofClaims{Method: "POST", URL: siteAddr() + "/token"})},
+	})
+	if status != http.StatusOK || m["token_type"] != "DPoP" {
+		t.Fatalf("exchange with a proof: %d %v, want a DPoP token", status, m)
+	}
+	at := fmt.Sprint(m["access_token"])
+	if _, claims := oauthtest.DecodeJWT(t, at); fmt.Sprint(claims["cnf"]) != fmt.Sprint(map[string]any{"jkt": key.JKT}) {
+		t.Errorf("cnf = %v, want jkt %s", claims["cnf"], key.JKT)
+	}
+	if status, _ := e.dpopCall(t, oauthtest.DPoP(at, callProof(t, key, at))); status != http.StatusOK {
+		t.Errorf("bound call with a fresh proof: %d", status)
+	}
+	if got := e.mcpStatus(t, at); got != http.StatusUnauthorized {
+		t.Errorf("the bound token as a bearer token: %d, want 401", got)
+	}
+}
