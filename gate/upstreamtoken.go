@@ -90,15 +90,20 @@ func (u *UpstreamTokens) For(ctx context.Context, claims *tokens.AccessClaims) (
 	}
 	// Detached from the request: the waiters share the result, and a
 	// client going away must not cancel a refresh midway.
-	v, err, _ := u.flight.Do(id, func() (any, error) {
+	done := u.flight.DoChan(id, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), upstreamRefreshLock)
 		defer cancel()
 		return u.load(ctx, id)
 	})
-	if err != nil {
-		return "", err
+	select {
+	case res := <-done:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	return v.(string), nil
 }
 
 // Forget drops the token id from the cache.
