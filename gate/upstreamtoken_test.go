@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/upstream"
 )
 
 func upstreamStore(t *testing.T, db storage.Store, keys ...[]byte) *state.UpstreamTokens {
@@ -89,4 +94,72 @@ func TestUpstreamTokenExpiredWithoutRefresh(t *testing.T) {
 	if got, err := found.For(ctx, &tokens.AccessClaims{}); got != "" || err != nil {
 		t.Errorf("access token naming no upstream token: %q %v", got, err)
 	}
+}
+
+// Instances sharing a Redis store refresh a due token once between them:
+// the one that takes the store's lock refreshes at GitHub, the others
+// wait for its result.
+func TestUpstreamTokenRefreshedOnceAcrossInstances(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 7, Login: "monalisa"})
+	gh.ExpireTokens(time.Hour)
+	provider := upstream.NewGitHub(upstream.GitHubConfig{ClientID: gh.ClientID, ClientSecret: gh.ClientSecret, BaseURL: gh.BaseURL, APIURL: gh.APIURL}, nil)
+	verifier := strings.Repeat("v", 43)
+	loc := fakeidp.Authorize(t, provider.AuthCodeURL("state", verifier, "", "http://127.0.0.1/callback"))
+	id, err := provider.Exchange(t.Context(), loc.Query().Get("code"), verifier, "", "http://127.0.0.1/callback")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	url := redistest.Start(t)
+	key := sealKeyForTest()
+	var instances []*UpstreamTokens
+	for range 3 {
+		r, err := storage.OpenRedis(t.Context(), url, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		instances = append(instances, NewUpstreamTokens(upstreamStore(t, r, key), provider, zap.NewNop()))
+	}
+	// Due: obtained an hour ago, expiring now.
+	due := &state.UpstreamToken{ID: "u1", AccessToken: id.Token.AccessToken, RefreshToken: id.Token.RefreshToken,
+		Obtained: time.Now().Add(-time.Hour).Unix(), Expiry: time.Now().Add(time.Second).Unix(), Until: time.Now().Add(time.Hour).Unix()}
+	if err := upstreamStore(t, storeOf(t, url), key).Save(t.Context(), due); err != nil {
+		t.Fatal(err)
+	}
+	before := gh.TokenRequests()
+	var wg sync.WaitGroup
+	got := make(chan string, 12)
+	for _, inst := range instances {
+		for range 4 {
+			wg.Go(func() {
+				tok, err := inst.For(t.Context(), &tokens.AccessClaims{UpstreamTokenID: "u1"})
+				if err != nil {
+					t.Error(err)
+				}
+				got <- tok
+			})
+		}
+	}
+	wg.Wait()
+	close(got)
+	if n := gh.TokenRequests() - before; n != 1 {
+		t.Errorf("%d refreshes at GitHub for 3 instances, want 1", n)
+	}
+	issued := gh.Issued()
+	for tok := range got {
+		if tok != issued[len(issued)-1].AccessToken {
+			t.Errorf("a request got a token other than the refreshed one")
+		}
+	}
+}
+
+func storeOf(t *testing.T, url string) storage.Store {
+	t.Helper()
+	r, err := storage.OpenRedis(t.Context(), url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
 }
