@@ -36,6 +36,12 @@ const outageRequestBound = 5 * time.Second
 // outageLoadClients is how many clients call tools and refresh at once.
 const outageLoadClients = 3
 
+// loadRefreshInterval is the least time between a load client's
+// rotations: a grant holds at most 32 usable access tokens
+// (docs/security.md), and a client rotating faster would be refused with
+// 429 before the test ends. Refreshes that failed are retried sooner.
+const loadRefreshInterval = time.Second
+
 // redisProcessInstance starts a Caddy process on the Redis at redisURL,
 // an authorization server in front of the demo MCP backend at /mcp.
 func redisProcessInstance(t *testing.T, redisURL string) *instance {
@@ -116,9 +122,9 @@ func (l *outageLoad) finish() {
 	l.wg.Wait()
 }
 
-// work calls a tool, and refreshes every third round, until stopped. A
-// refresh answered 503 is tried again with the same refresh token, as a
-// client would.
+// work calls a tool, and refreshes every third round once its last
+// rotation is loadRefreshInterval old, until stopped. A refresh answered
+// 503 is tried again with the same refresh token, as a client would.
 func (l *outageLoad) work(t *testing.T, c *loadClient) {
 	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 	for round := 0; ; round++ {
@@ -135,7 +141,7 @@ func (l *outageLoad) work(t *testing.T, c *loadClient) {
 		if a.status == http.StatusOK && !strings.Contains(a.body, fmt.Sprintf(`"text":"round %d"`, round)) {
 			t.Errorf("tools/call answered 200 without the tool's result: %s", a.body)
 		}
-		if round%3 != 0 {
+		if round%3 != 0 || time.Since(c.acked) < loadRefreshInterval {
 			continue
 		}
 		a = l.send("refresh", http.MethodPost, "/token", form, refreshForm(c.Client, c.refresh).Encode())
