@@ -251,6 +251,13 @@ func whoamiGitHub(t *testing.T, transport mcp.Transport) githubmcp.User {
 // kept, and the GitHub-API backend, after the global options.
 func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, global, logDir string) string {
 	t.Helper()
+	return githubSite(t, gh, global, logDir, "upstream_tokens {\n\t\t\tkey "+newSealKey(t)+"\n\t\t}")
+}
+
+// githubSite is the test site with GitHub login and the GitHub-API
+// backend, with extra in its mcp_auth block, after the global options.
+func githubSite(t *testing.T, gh *fakeidp.GitHub, global, logDir, extra string) string {
+	t.Helper()
 	return global + fmt.Sprintf(`
 %s {
 	log {
@@ -267,16 +274,14 @@ func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, global, logDir string) s
 			api_url %s
 			scopes repo
 		}
-		upstream_tokens {
-			key %s
-		}
+		%s
 		allow everyone
 	}
 	reverse_proxy %s {
 		header_up Authorization "Bearer {http.auth.upstream.access_token}"
 	}
 }
-`, siteAddr(), filepath.Join(logDir, "access.log"), gh.ClientID, gh.ClientSecret, gh.BaseURL, gh.APIURL, newSealKey(t), githubAPIBackend(t, gh))
+`, siteAddr(), filepath.Join(logDir, "access.log"), gh.ClientID, gh.ClientSecret, gh.BaseURL, gh.APIURL, extra, githubAPIBackend(t, gh))
 }
 
 // githubLogin logs in through the fake GitHub and redeems the code. The
@@ -284,8 +289,25 @@ func githubTokensSite(t *testing.T, gh *fakeidp.GitHub, global, logDir string) s
 // user.
 func githubLogin(t *testing.T, e *asEnv, c oauthtest.Client, gh *fakeidp.GitHub) oauthtest.TokenSet {
 	t.Helper()
+	consent, ts := githubConsent(t, e, c, gh, "")
+	for _, want := range []string{"act as you at GitHub", "Read and write all your repositories", ">repo<", "Read your email addresses"} {
+		if !strings.Contains(consent, want) {
+			t.Errorf("the consent page does not say %q", want)
+		}
+	}
+	return ts
+}
+
+// githubConsent logs in through the fake GitHub, asking for scope unless
+// empty, and redeems the code; it returns the consent page approved on
+// the way.
+func githubConsent(t *testing.T, e *asEnv, c oauthtest.Client, gh *fakeidp.GitHub, scope string) (string, oauthtest.TokenSet) {
+	t.Helper()
 	p := oauthtest.NewPKCE()
 	q := authParams(c, p)
+	if scope != "" {
+		q.Set("scope", scope)
+	}
 	steps := walk(t, newBrowser(t), authorizeURL(q), gh.BaseURL)
 	consent := ""
 	for _, s := range steps {
@@ -293,13 +315,74 @@ func githubLogin(t *testing.T, e *asEnv, c oauthtest.Client, gh *fakeidp.GitHub)
 			consent = s.Body
 		}
 	}
-	for _, want := range []string{"act as you at GitHub", "Read and write all your repositories", ">repo<", "Read your email addresses"} {
-		if !strings.Contains(consent, want) {
-			t.Errorf("the consent page does not say %q", want)
-		}
+	if consent == "" {
+		t.Fatal("the login showed no consent page")
 	}
 	loc := redirectedTo(t, steps)
-	return e.Exchange(t, codeForm(c, loc.Query().Get("code"), p), nil)
+	return consent, e.Exchange(t, codeForm(c, loc.Query().Get("code"), p), nil)
+}
+
+// The consent page tells the user what the backend may do at the
+// provider as them only when the site keeps their provider token.
+func TestConsentNamesProviderAccessOnlyWithUpstreamTokens(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 7, Login: "monalisa"})
+	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
+	startCaddy(t, githubSite(t, gh, globalOptions(e.storagePath, filepath.Join(e.logDir, "caddy.log")), e.logDir, ""))
+	e.Server = siteServer(t)
+	consent, ts := githubConsent(t, e, e.publicClient(t), gh, "")
+	if ts.Access == "" {
+		t.Fatal("no access token")
+	}
+	for _, unwanted := range []string{"act as you", "GitHub", "Read and write all your repositories", ">repo<"} {
+		if strings.Contains(consent, unwanted) {
+			t.Errorf("without upstream_tokens, the consent page says %q", unwanted)
+		}
+	}
+	if _, claims := oauthtest.DecodeJWT(t, ts.Access); claims["upstream_token_id"] != nil {
+		t.Errorf("without upstream_tokens, the access token names an upstream token: %v", claims["upstream_token_id"])
+	}
+}
+
+// Introspection and userinfo answers about the tokens of a grant that
+// holds the user's GitHub token show neither that token, nor its refresh
+// token, nor the id of its record: the id is a handle to the token that
+// only the server's own signed tokens should carry.
+func TestUpstreamTokenNotInIntrospectionOrUserinfo(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 7, Login: "monalisa",
+		Emails: []fakeidp.GitHubEmail{{Email: "mona@example.com", Primary: true, Verified: true}}})
+	gh.ExpireTokens(time.Hour)
+	rsSecret := strings.Repeat("r", 24)
+	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
+	startCaddy(t, githubSite(t, gh, globalOptions(e.storagePath, filepath.Join(e.logDir, "caddy.log")), e.logDir,
+		"introspection_client rs "+rsSecret+"\n\t\tupstream_tokens {\n\t\t\tkey "+newSealKey(t)+"\n\t\t}"))
+	e.Server = siteServer(t)
+	_, ts := githubConsent(t, e, e.publicClient(t), gh, "openid profile email mcp:tools")
+	_, claims := oauthtest.DecodeJWT(t, ts.Access)
+	id, _ := claims["upstream_token_id"].(string)
+	issued := gh.Issued()
+	if id == "" || len(issued) != 1 || issued[0].RefreshToken == "" {
+		t.Fatalf("want an access token naming an upstream token and one GitHub token with a refresh token: id %q, issued %d", id, len(issued))
+	}
+	secrets := []string{issued[0].AccessToken, issued[0].RefreshToken, id, "upstream_token"}
+
+	check := func(what string, status int, body []byte, want string) {
+		t.Helper()
+		if status != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("%s: %d %s, want 200 with %s", what, status, body, want)
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(body), s) {
+				t.Errorf("%s shows %.12s…: %s", what, s, body)
+			}
+		}
+	}
+	basic := http.Header{"Authorization": {"Basic " + oauthtest.BasicAuth("rs", rsSecret)}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	for name, tok := range map[string]string{"access": ts.Access, "refresh": ts.Refresh} {
+		status, _, body := oauthtest.Do(t, e.HTTP, http.MethodPost, siteAddr()+"/introspect", basic, []byte(url.Values{"token": {tok}}.Encode()))
+		check("introspection of the "+name+" token", status, body, `"active":true`)
+	}
+	status, _, body := oauthtest.Do(t, e.HTTP, http.MethodGet, siteAddr()+"/userinfo", http.Header{"Authorization": {"Bearer " + ts.Access}}, nil)
+	check("userinfo", status, body, "mona@example.com")
 }
 
 // A GitHub app's expiring user token is refreshed once it is due, once
