@@ -213,13 +213,17 @@ func TestGrantAllScopes(t *testing.T) {
 	if err := callAdd(t, bob.Access); err == nil || !strings.Contains(err.Error(), `error="insufficient_scope"`) {
 		t.Errorf("bob calling add: %v, want 403 insufficient_scope", err)
 	}
-	// A grant made before gets the scopes at its next refresh; asking
-	// for one the rules withhold gets it no more than at authorization.
-	if ts := e.mustRefresh(t, c, before.Refresh, nil); ts.Scope != all || callAdd(t, ts.Access) != nil {
-		t.Errorf("refresh of a grant of mcp:tools: %q, want %q", ts.Scope, all)
+	// A refresh never widens a grant (RFC 6749 section 6): one made
+	// before keeps what the user consented to, asked for or not; asking
+	// for one the rules withheld at authorization is refused too.
+	if status, body := e.refresh(t, c, before.Refresh, url.Values{"scope": {all}}); status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+		t.Errorf("refresh of a grant of mcp:tools asking %q: %d %v, want 400 invalid_scope", all, status, body)
 	}
-	if ts := e.mustRefresh(t, c, bob.Refresh, url.Values{"scope": {"mcp:tools mcp:delete"}}); ts.Scope != "mcp:tools" {
-		t.Errorf("bob refreshing asking mcp:delete got %q, want mcp:tools", ts.Scope)
+	if ts := e.mustRefresh(t, c, before.Refresh, nil); ts.Scope != "mcp:tools" {
+		t.Errorf("refresh of a grant of mcp:tools: %q, want mcp:tools", ts.Scope)
+	}
+	if status, body := e.refresh(t, c, bob.Refresh, url.Values{"scope": {"mcp:tools mcp:delete"}}); status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+		t.Errorf("bob refreshing asking mcp:delete: %d %v, want 400 invalid_scope", status, body)
 	}
 
 	// The rules decide at every refresh: alice loses mcp:delete, and

@@ -80,8 +80,8 @@ type Handler struct {
 	ToolScopes map[string][]string `json:"tool_scopes,omitempty"`
 
 	// GrantAllScopes makes every resource that does not decide otherwise
-	// grant up front, at each authorization and refresh, every scope the
-	// user may have for it (its scopes and those of require_scopes and
+	// grant up front, at each authorization, every scope the user may
+	// have for it (its scopes and those of require_scopes and
 	// tool_scopes, within ScopeGrants), whatever the client asks for. For
 	// clients that cannot step up after a 403 insufficient_scope; the
 	// price is that every token carries all the user's permissions.

@@ -16,7 +16,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/gate"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/oauth"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -85,12 +84,10 @@ func (h *refreshTokenGrant) grant(ctx context.Context, client *authenticatedClie
 		if now.Unix() >= g.ExpiresAt {
 			return nil, invalidGrant
 		}
-		// A resource that grants every scope up front gives the user, at
-		// each refresh too, the scopes today's rules allow.
+		// A refresh grants at most what the user consented to (RFC 6749
+		// section 6), even where the resource now grants every scope up
+		// front: that applies at authorization only.
 		held := g.Scopes
-		if res := h.resources.byURL(g.Resource); res != nil {
-			held = gate.Union(g.Scopes, h.resources.upFront(res))
-		}
 		scopes := held
 		if requested, ok := refreshScopes(params); ok {
 			scopes = nil

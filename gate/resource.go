@@ -18,8 +18,9 @@ type Resource struct {
 	// challenges when a route requires nothing more specific.
 	Scopes []string
 	// GrantAllScopes makes the authorization server grant, at every
-	// authorization and refresh, every scope of the resource the user may
-	// have, whatever the client asks: for clients that cannot step up.
+	// authorization, every scope of the resource the user may have,
+	// whatever the client asks: for clients that cannot step up. A
+	// refresh grants no more than the user consented to.
 	GrantAllScopes bool
 	// MetadataURL is the absolute URL of the resource's metadata document.
 	MetadataURL string
