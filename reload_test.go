@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -99,7 +100,7 @@ func TestUnusableStoreGivesClearError(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{locked, "reload"},
 		{filepath.Join(file, "db"), "not a directory"},
-		{newer, "written with schema version 2 by caddy-mcp-auth v99.0.0"},
+		{newer, fmt.Sprintf("written with schema version %d by caddy-mcp-auth v99.0.0", storage.SchemaVersion+1)},
 	} {
 		cf := globalOptions(tc.path, filepath.Join(t.TempDir(), "caddy.log")) + siteAddr() + " {\n\tmcp_auth {\n\t\t" + usersUpstream() + "\n\t}\n\trespond ok\n}\n"
 		err := caddy.Load(adapt(t, cf), true)

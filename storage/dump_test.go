@@ -107,9 +107,11 @@ func TestImportRefusesNewerAndMalformedDumps(t *testing.T) {
 		return string(h) + "\n"
 	}
 	entry := `{"key":"k","value":"dg=="}` + "\n"
+	newerSchema := fmt.Sprintf("schema version %d, written by caddy-mcp-auth v99.0.0; this build reads schema versions up to %d",
+		storage.SchemaVersion+1, storage.SchemaVersion)
 	for name, tc := range map[string]struct{ dump, want string }{
 		"newer format":    {header(storage.DumpVersion+1, 1) + entry, "format version 2, written by caddy-mcp-auth v99.0.0; this build reads versions up to 1"},
-		"newer schema":    {header(1, storage.SchemaVersion+1) + entry, "schema version 2, written by caddy-mcp-auth v99.0.0; this build reads schema versions up to 1"},
+		"newer schema":    {header(1, storage.SchemaVersion+1) + entry, newerSchema},
 		"no header":       {entry, "not a caddy-mcp-auth-store header"},
 		"empty":           {"", "no header"},
 		"internal key":    {header(1, 1) + `{"key":"\u0000schema","value":"dg=="}` + "\n", "not printable"},
@@ -131,5 +133,29 @@ func TestImportRefusesNewerAndMalformedDumps(t *testing.T) {
 				t.Fatalf("Import: %v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A dump taken from a store of schema version 1, before the record fields
+// of version 2, restores into this build's stores, whose record stays
+// this build's version.
+func TestImportSchemaVersion1Dump(t *testing.T) {
+	ctx := t.Context()
+	dump := `{"format":"caddy-mcp-auth-store","version":1,"schema":1,"written_by":"v1.0.0","exported_at":"` +
+		time.Now().UTC().Format(time.RFC3339) + `"}` + "\n" +
+		`{"key":"site/a/grant/1","value":"eyJpZCI6IjEifQ==","ttl_ms":3600000}` + "\n"
+	badger, err := storage.OpenBadger(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer badger.Close()
+	for _, s := range []storage.Store{badger, openRedis(t, redistest.Start(t), "restored:")} {
+		if n, err := storage.Import(ctx, s, strings.NewReader(dump)); err != nil || n != 1 {
+			t.Fatalf("Import of a version 1 dump = %d, %v", n, err)
+		}
+		if v, err := s.Get(ctx, "site/a/grant/1"); err != nil || string(v) != `{"id":"1"}` {
+			t.Errorf("restored grant = %q, %v", v, err)
+		}
+		assertSchemaRecord(t, s)
 	}
 }

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/version"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 )
 
@@ -47,7 +49,8 @@ func assertNewerRefused(t *testing.T, err error, where string) {
 		t.Fatal("a store written with a newer schema was opened")
 	}
 	msg := err.Error()
-	for _, want := range []string{where, "schema version 2 by caddy-mcp-auth v99.0.0", "reads schema version 1 or older", "restore a backup"} {
+	for _, want := range []string{where, fmt.Sprintf("schema version %d by caddy-mcp-auth v99.0.0", storage.SchemaVersion+1),
+		fmt.Sprintf("reads schema version %d or older", storage.SchemaVersion), "restore a backup"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not say %q", msg, want)
 		}
@@ -66,8 +69,8 @@ func copyFixture(t *testing.T, name string) string {
 }
 
 // testdata/badger-unversioned was written by the release before stores
-// recorded a schema version (see the entries below): this build reads it
-// and records version 1 in it.
+// recorded a schema version (see the entries below), in the layout of
+// version 1: this build reads it and records its own version in it.
 func TestBadgerReadsStoreWithoutSchemaRecord(t *testing.T) {
 	dir := copyFixture(t, "badger-unversioned")
 	want := []string{
@@ -104,7 +107,7 @@ func TestBadgerReadsStoreWithoutSchemaRecord(t *testing.T) {
 	}
 }
 
-// testdata/badger-newer-schema records schema version 2, written by a
+// testdata/badger-newer-schema records schema version 3, written by a
 // future release.
 func TestBadgerRefusesNewerSchema(t *testing.T) {
 	dir := copyFixture(t, "badger-newer-schema")
@@ -154,24 +157,13 @@ func TestRedisReadsStoreWithoutSchemaRecord(t *testing.T) {
 		t.Errorf("List = %q: the schema record is not a Store entry", got)
 	}
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Go(func() {
-			r, err := storage.OpenRedis(ctx, url, "fresh:", nil)
-			if err == nil {
-				err = r.Close()
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("concurrent open of a new store: %v", err)
+	openAtOnce(t, 8, func() error {
+		r, err := storage.OpenRedis(ctx, url, "fresh:", nil)
+		if err == nil {
+			err = r.Close()
 		}
-	}
+		return err
+	})
 }
 
 func TestRedisRefusesNewerSchema(t *testing.T) {
@@ -187,5 +179,154 @@ func TestRedisRefusesNewerSchema(t *testing.T) {
 		t.Errorf("store under another prefix: %v", err)
 	} else {
 		r.Close()
+	}
+}
+
+// version1Schema is the schema record a build of schema version 1 wrote.
+const version1Schema = `{"version":1,"written_by":"v1.0.0"}`
+
+// assertRefusedByVersion1 checks that a build reading only schema version
+// 1 refuses s now, naming both versions.
+func assertRefusedByVersion1(t *testing.T, s storage.Store, where string) {
+	t.Helper()
+	raw, err := s.Get(t.Context(), storage.SchemaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = storage.CompareSchema(raw, where, 1)
+	if err == nil {
+		t.Fatalf("a build of schema version 1 would open the store, whose record is %s", raw)
+	}
+	for _, want := range []string{where, fmt.Sprintf("written with schema version %d by caddy-mcp-auth %s", storage.SchemaVersion, version.Module()),
+		"reads schema version 1 or older"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	// Before the raise, the same build read the record.
+	if err := storage.CompareSchema([]byte(version1Schema), where, 1); err != nil {
+		t.Errorf("a version 1 record refused by a version 1 build: %v", err)
+	}
+}
+
+// openAtOnce runs open n times at once, as n instances opening a store,
+// and fails on any error.
+func openAtOnce(t *testing.T, n int, open func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() { errs <- open() })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("instances opening a store at once: %v", err)
+		}
+	}
+}
+
+// openRaisingSchema runs the schema check of n instances opening s at once.
+func openRaisingSchema(t *testing.T, s storage.Store, n int) {
+	t.Helper()
+	openAtOnce(t, n, func() error { return storage.CheckSchema(t.Context(), s, "store") })
+}
+
+// A Badger store of schema version 1 opened by this build is raised to
+// this build's version, entries untouched, after which a version 1 build
+// refuses it; a store without a record (above) is raised the same way.
+func TestBadgerRaisesVersion1Schema(t *testing.T) {
+	dir := t.TempDir()
+	b, err := storage.OpenBadger(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := b.Put(ctx, storage.SchemaKey, []byte(version1Schema), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, "site/a/grant/1", []byte(`{"id":"1"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Instances opening at once: only one process opens a Badger
+	// directory, so they are checks on one open database.
+	openRaisingSchema(t, b, 8)
+	assertSchemaRecord(t, b)
+	if err := b.Put(ctx, storage.SchemaKey, []byte(version1Schema), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err = storage.OpenBadger(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	assertSchemaRecord(t, b)
+	if v, err := b.Get(ctx, "site/a/grant/1"); err != nil || string(v) != `{"id":"1"}` {
+		t.Errorf("grant after the raise = %q, %v", v, err)
+	}
+	assertRefusedByVersion1(t, b, dir)
+}
+
+// Instances opening a Redis store of schema version 1 at once all open it
+// and leave one record of this build's version, which a version 1 build
+// refuses.
+func TestRedisRaisesVersion1Schema(t *testing.T) {
+	url := redistest.Start(t)
+	ctx := t.Context()
+	raw := rawClient(t, url)
+	if err := raw.Set(ctx, "old:"+storage.SchemaKey, version1Schema, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	openAtOnce(t, 8, func() error {
+		r, err := storage.OpenRedis(ctx, url, "old:", nil)
+		if err == nil {
+			err = r.Close()
+		}
+		return err
+	})
+	s := openRedis(t, url, "old:")
+	assertSchemaRecord(t, s)
+	assertRefusedByVersion1(t, s, `prefix "old:"`)
+
+	// The same through the check alone, so that the instances race on the
+	// record rather than on connecting.
+	if err := raw.Set(ctx, "old:"+storage.SchemaKey, version1Schema, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	openRaisingSchema(t, s, 8)
+	assertSchemaRecord(t, s)
+}
+
+// A build never lowers a record: one of its own version or of a newer one
+// is left as it is.
+func TestSchemaRecordNeverGoesDown(t *testing.T) {
+	b, err := storage.OpenBadger(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	before, err := b.Get(ctx, storage.SchemaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := storage.CheckSchema(ctx, b, "store"); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := b.Get(ctx, storage.SchemaKey); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("record of this build's version rewritten: %s, %v", after, err)
+	}
+	newer := newerSchema(t)
+	if err := b.Put(ctx, storage.SchemaKey, newer, 0); err != nil {
+		t.Fatal(err)
+	}
+	assertNewerRefused(t, storage.CheckSchema(ctx, b, "store"), "store")
+	if after, err := b.Get(ctx, storage.SchemaKey); err != nil || !bytes.Equal(after, newer) {
+		t.Errorf("newer record changed to %s, %v", after, err)
 	}
 }
