@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
@@ -138,4 +140,78 @@ func TestAttackAuthorizationCodeReadFromAccessLog(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Someone who can read Caddy's logs, at debug level too, collects the
+// users' GitHub tokens the backend is given. Caddy's access log records
+// the client's request, never the request to the backend that header_up
+// fills in; Caddy's debug log records the request to the backend with its
+// headers, Authorization redacted (which is why README puts the token
+// there). No GitHub access or refresh token is in any log, through a
+// login, MCP calls and a refresh of the grant.
+func TestAttackUpstreamTokenReadFromLogs(t *testing.T) {
+	gh := fakeidp.NewGitHub(t, fakeidp.GitHubUser{ID: 7, Login: "monalisa"})
+	gh.ExpireTokens(time.Hour)
+	e := &asEnv{storagePath: t.TempDir(), logDir: t.TempDir()}
+	serverLog := filepath.Join(e.logDir, "caddy.log")
+	startCaddy(t, githubTokensSite(t, gh, globalOptions(e.storagePath, serverLog), e.logDir))
+	e.Server = siteServer(t)
+	c := e.publicClient(t)
+	ts := githubLogin(t, e, c, gh)
+	for range 2 {
+		if u, err := githubUser(t, &recordingTransport{token: ts.Access}); err != nil || u.Login != "monalisa" {
+			t.Fatalf("github_user: %+v %v", u, err)
+		}
+	}
+	next := e.mustRefresh(t, c, ts.Refresh, nil)
+	if u, err := githubUser(t, &recordingTransport{token: next.Access}); err != nil || u.Login != "monalisa" {
+		t.Fatalf("github_user after the grant's refresh: %+v %v", u, err)
+	}
+	issued := gh.Issued()
+	if len(issued) != 1 || issued[0].RefreshToken == "" || lastAPIToken(gh) != issued[0].AccessToken {
+		t.Fatalf("want one GitHub token with a refresh token, used at the API: %d issued", len(issued))
+	}
+
+	// The debug log shows the requests to the backend: the check below
+	// reads them, and their Authorization is redacted.
+	roundtrips := 0
+	for _, line := range readLines(t, serverLog) {
+		var entry struct {
+			Msg     string `json:"msg"`
+			Request struct {
+				Headers http.Header `json:"headers"`
+			} `json:"request"`
+		}
+		if json.Unmarshal(line, &entry) != nil || entry.Msg != "upstream roundtrip" {
+			continue
+		}
+		roundtrips++
+		if got := entry.Request.Headers["Authorization"]; len(got) != 1 || got[0] != "REDACTED" {
+			t.Errorf("the debug log shows the backend's Authorization as %q, want it redacted", got)
+		}
+	}
+	if roundtrips == 0 {
+		t.Error("the debug log shows no request to the backend: the check proves nothing")
+	}
+	// The access log records the MCP requests, as the client sent them.
+	mcpEntries := 0
+	for _, line := range readLines(t, filepath.Join(e.logDir, "access.log")) {
+		if bytes.Contains(line, []byte(`"uri":"/mcp"`)) {
+			mcpEntries++
+		}
+	}
+	if mcpEntries == 0 {
+		t.Error("the access log records no MCP request: the check proves nothing")
+	}
+	assertNoSecretsLogged(t, e.logDir, issued[0].AccessToken, issued[0].RefreshToken)
+}
+
+// readLines returns the lines of the file at path.
+func readLines(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSpace(b), []byte("\n"))
 }
