@@ -250,6 +250,14 @@ func TestIDJAGRefused(t *testing.T) {
 		{"expired", with(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), nil, 400, "invalid_grant", "expired"},
 		{"no exp", with(func(c map[string]any) { delete(c, "exp") }), nil, 400, "invalid_grant", "lacks exp"},
 		{"exp a day ahead", with(func(c map[string]any) { c["exp"] = time.Now().Add(24 * time.Hour).Unix() }), nil, 400, "invalid_grant", "too far"},
+		// A revocation is remembered for an hour: an ID-JAG issued before
+		// one must not be taken once it is forgotten.
+		{"living over an hour", with(func(c map[string]any) {
+			c["iat"], c["exp"] = time.Now().Add(-50*time.Minute).Unix(), time.Now().Add(20*time.Minute).Unix()
+		}), nil, 400, "invalid_grant", "longer than a revocation"},
+		{"issued over an hour ago, expired within the skew", with(func(c map[string]any) {
+			c["iat"], c["exp"] = time.Now().Add(-time.Hour-20*time.Second).Unix(), time.Now().Add(-20*time.Second).Unix()
+		}), nil, 400, "invalid_grant", "longer than a revocation"},
 		{"issued in the future", with(func(c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() }), nil, 400, "invalid_grant", "not valid yet"},
 		{"no iat", with(func(c map[string]any) { delete(c, "iat") }), nil, 400, "invalid_grant", "lacks exp or iat"},
 		{"no jti", with(func(c map[string]any) { delete(c, "jti") }), nil, 400, "invalid_grant", "no jti"},

@@ -34,8 +34,10 @@ const (
 	// idJAGSkew is the clock skew tolerated on exp, nbf and iat.
 	idJAGSkew = 30 * time.Second
 	// maxIDJAGLifetime bounds how far ahead exp may be, and so how long
-	// its jti is remembered. Identity providers issue them for minutes.
-	maxIDJAGLifetime = time.Hour
+	// its jti is remembered, and how long after its iat an ID-JAG is
+	// taken: no longer than a revocation's mark, which a redemption
+	// checks with the iat. Identity providers issue them for minutes.
+	maxIDJAGLifetime = state.RevocationMarkLifetime
 )
 
 // EnterpriseIdP is an enterprise identity provider whose identity assertion
@@ -260,6 +262,9 @@ func (h *jwtBearerGrant) verify(ctx context.Context, assertion string, client *a
 		return nil, nil, badIDJAG("the ID-JAG expires too far in the future")
 	default:
 		return nil, nil, badIDJAG("the ID-JAG is not valid yet")
+	}
+	if c.Expiry.Time().Sub(c.IssuedAt.Time()) > maxIDJAGLifetime || rules.Now.Sub(c.IssuedAt.Time()) > maxIDJAGLifetime {
+		return nil, nil, badIDJAG("the ID-JAG lives longer than a revocation is remembered")
 	}
 	switch {
 	case c.ClientID != client.ClientID:

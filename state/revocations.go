@@ -110,16 +110,18 @@ func tokenOfClientPrefix(clientID string) string { return keyTokenOfClient + Has
 // from different clocks: a code issued within their skew before the
 // revocation may survive it.
 
-// revocationMarkLifetime is how long a mark is kept: far longer than a
+// RevocationMarkLifetime is how long a mark is kept: far longer than a
 // code lives and its redemption takes, which is all the mark must outlive.
-const revocationMarkLifetime = time.Hour
+// Any other grant checked with RevokedSince must be refused once it was
+// issued longer ago than this.
+const RevocationMarkLifetime = time.Hour
 
 func revocationMarkOfUser(sub string) string        { return keyRevokedUser + Hash(sub) }
 func revocationMarkOfClient(clientID string) string { return keyRevokedClient + Hash(clientID) }
 
 // mark records under key that a revocation starts now.
 func (d *Revocations) mark(ctx context.Context, key string) error {
-	return d.store.Put(ctx, key, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), revocationMarkLifetime)
+	return d.store.Put(ctx, key, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), RevocationMarkLifetime)
 }
 
 // RevokedSince reports whether the user or the client was revoked at or
