@@ -118,7 +118,7 @@ func TestIDJAGExchange(t *testing.T) {
 	}
 
 	claims := e.claims(e.acme, "00u-carol")
-	claims["email"] = "carol@acme.example"
+	claims["email"], claims["email_verified"] = "carol@acme.example", true
 	claims["scope"] = "mcp:tools mcp:admin"
 	assertion := e.acme.Sign(claims)
 	status, hdr, m := e.exchange(t, e.client, assertion, nil)
@@ -151,14 +151,14 @@ func TestIDJAGExchange(t *testing.T) {
 
 	// The admin gets what the ID-JAG grants and the rules give.
 	admin := e.claims(e.acme, "acme-admin")
-	admin["email"] = "admin@acme.example"
+	admin["email"], admin["email_verified"] = "admin@acme.example", true
 	admin["scope"] = "mcp:tools mcp:admin"
 	if status, _, m := e.exchange(t, e.client, e.acme.Sign(admin), nil); status != http.StatusOK || m["scope"] != "mcp:tools mcp:admin" {
 		t.Errorf("admin exchange: %d %v, want mcp:tools mcp:admin", status, m)
 	}
 	// A request may ask for less than the ID-JAG grants.
 	narrower := e.claims(e.acme, "acme-admin")
-	narrower["email"] = "admin@acme.example"
+	narrower["email"], narrower["email_verified"] = "admin@acme.example", true
 	narrower["scope"] = "mcp:tools mcp:admin"
 	if status, _, m := e.exchange(t, e.client, e.acme.Sign(narrower), url.Values{"scope": {"mcp:tools"}}); status != http.StatusOK || m["scope"] != "mcp:tools" {
 		t.Errorf("narrower request: %d %v, want mcp:tools", status, m)
@@ -200,7 +200,7 @@ func TestIDJAGRefused(t *testing.T) {
 	stranger := fakeidp.NewEnterprise(t)
 	good := func() map[string]any {
 		c := e.claims(e.acme, "00u-dave")
-		c["email"] = "dave@acme.example"
+		c["email"], c["email_verified"] = "dave@acme.example", true
 		return c
 	}
 	with := func(edit func(map[string]any)) string {
@@ -264,6 +264,8 @@ func TestIDJAGRefused(t *testing.T) {
 		{"no sub", with(func(c map[string]any) { delete(c, "sub") }), nil, 400, "invalid_grant", "no sub"},
 		{"user not allowed", with(func(c map[string]any) { c["email"] = "eve@evil.example" }), nil, 400, "invalid_grant", "not allowed"},
 		{"unverified email", with(func(c map[string]any) { c["email_verified"] = false }), nil, 400, "invalid_grant", "not allowed"},
+		{"email not said to be verified", with(func(c map[string]any) { delete(c, "email_verified") }), nil, 400, "invalid_grant", "not allowed"},
+		{"email_verified a string", with(func(c map[string]any) { c["email_verified"] = "true" }), nil, 400, "invalid_grant", "malformed"},
 		{"email with a display name", with(func(c map[string]any) { c["email"] = "Eve <dave@acme.example>" }), nil, 400, "invalid_grant", "not allowed"},
 	}
 	for _, tc := range cases {
@@ -342,14 +344,14 @@ func TestIDJAGRefused(t *testing.T) {
 func TestIDJAGKeyRotation(t *testing.T) {
 	e := startIDJAG(t)
 	first := e.claims(e.acme, "00u-erin")
-	first["email"] = "erin@acme.example"
+	first["email"], first["email_verified"] = "erin@acme.example", true
 	if status, _, m := e.exchange(t, e.client, e.acme.Sign(first), nil); status != http.StatusOK {
 		t.Fatalf("before rotation: %d %v", status, m)
 	}
 	fetched := e.acme.KeyRequests()
 	e.acme.RotateKey()
 	next := e.claims(e.acme, "00u-erin")
-	next["email"] = "erin@acme.example"
+	next["email"], next["email_verified"] = "erin@acme.example", true
 	rotated := e.acme.Sign(next)
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
 		status, _, m := e.exchange(t, e.client, rotated, nil)
@@ -374,7 +376,7 @@ func TestIDJAGIssuedBeforeRevocation(t *testing.T) {
 	sub := e.acme.URL + "#00u-frank"
 	assertion := func() string {
 		c := e.claims(e.acme, "00u-frank")
-		c["email"] = "frank@acme.example"
+		c["email"], c["email_verified"] = "frank@acme.example", true
 		return e.acme.Sign(c)
 	}
 	held := assertion()
@@ -481,7 +483,7 @@ func TestIDJAGMetadataDocumentClient(t *testing.T) {
 		method: "private_key_jwt", key: key, kid: "k1", aud: siteAddr() + "/token",
 	}
 	claims := acme.Claims("00u-gina", siteAddr(), c.ID, canonicalResource())
-	claims["email"] = "gina@acme.example"
+	claims["email"], claims["email_verified"] = "gina@acme.example", true
 	assertion := acme.Sign(claims)
 
 	form := url.Values{"grant_type": {jwtBearer}, "assertion": {assertion}, "client_id": {c.ID}}
@@ -504,7 +506,7 @@ func TestIDJAGWithDPoP(t *testing.T) {
 	e := startIDJAG(t)
 	key := oauthtest.NewDPoPKey(t)
 	claims := e.claims(e.acme, "00u-hana")
-	claims["email"] = "hana@acme.example"
+	claims["email"], claims["email_verified"] = "hana@acme.example", true
 	form := url.Values{"grant_type": {jwtBearer}, "assertion": {e.acme.Sign(claims)}}
 	status, _, m := e.Token(t, form, http.Header{
 		"Authorization": {"Basic " + oauthtest.BasicAuth(e.client.ID, e.client.Secret)},

@@ -339,7 +339,9 @@ func idJAGScopes(offered []string, granted *string, params map[string]string) ([
 }
 
 // enterpriseUser is the user an ID-JAG asserts. Its email is kept only
-// when it is one bare address the provider does not say is unverified.
+// when it is one bare address the provider says is verified, as for an
+// OpenID Connect login: an unverified address proves nothing about the
+// user, and allow rules match on it.
 func enterpriseUser(idp *EnterpriseIdP, c *idJAGClaims) state.User {
 	u := state.User{
 		Subject:  EnterpriseSubject(idp.Issuer, c.Subject),
@@ -347,7 +349,7 @@ func enterpriseUser(idp *EnterpriseIdP, c *idJAGClaims) state.User {
 		AuthTime: time.Now().Unix(),
 		Upstream: idp.Upstream(),
 	}
-	if _, _, ok := CanonicalEmail(c.Email); ok && (c.EmailVerified == nil || *c.EmailVerified) {
+	if _, _, ok := CanonicalEmail(c.Email); ok && c.EmailVerified != nil && *c.EmailVerified {
 		u.Email = c.Email
 	}
 	return u

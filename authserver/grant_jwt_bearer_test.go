@@ -74,7 +74,7 @@ func idjagClaims() map[string]any {
 	now := time.Now()
 	return map[string]any{
 		"iss": testIdP, "sub": "u1", "aud": testIssuer, "client_id": "c1", "resource": testResource,
-		"jti": tokens.NewID(), "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "email": "u1@idp.example",
+		"jti": tokens.NewID(), "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "email": "u1@idp.example", "email_verified": true,
 	}
 }
 
