@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -42,7 +41,7 @@ func (h *clientCredentialsGrant) grant(ctx context.Context, client *authenticate
 		return nil, oauth.NewError(http.StatusBadRequest, oauth.InvalidTarget, "the client may not get tokens for this resource")
 	}
 	offered := m.offered(res)
-	asked := strings.Fields(params["scope"])
+	asked := askedScopes(params["scope"])
 	scopes := offered
 	if len(asked) > 0 {
 		// Scopes the client may not have are dropped, as at /authorize;

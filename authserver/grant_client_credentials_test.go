@@ -54,6 +54,10 @@ func TestClientCredentialsGrant(t *testing.T) {
 		{name: "all it may have", header: reader, form: url.Values{}, status: 200, aud: testResource, scope: "mcp:read", sub: "reader"},
 		{name: "secret in the body", form: url.Values{"client_id": {"reader"}, "client_secret": {"reader-secret"}}, status: 200, aud: testResource, scope: "mcp:read", sub: "reader"},
 		{name: "requested and others dropped", header: reader, form: url.Values{"scope": {"mcp:write mcp:read unknown"}}, status: 200, aud: testResource, scope: "mcp:read", sub: "reader"},
+		// offline_access asks for a refresh token, which this grant never
+		// gives: dropped, as at /authorize, not refused.
+		{name: "offline_access alone", header: reader, form: url.Values{"scope": {"offline_access"}}, status: 200, aud: testResource, scope: "mcp:read", sub: "reader"},
+		{name: "offline_access with a scope", header: reader, form: url.Values{"scope": {"offline_access mcp:read"}}, status: 200, aud: testResource, scope: "mcp:read", sub: "reader"},
 		{name: "another resource", header: reader, form: url.Values{"resource": {testIssuer + "/files"}}, status: 200, aud: testIssuer + "/files", scope: "files:read", sub: "reader"},
 		{name: "the client's default resource", header: files, form: url.Values{}, status: 200, aud: testIssuer + "/files", scope: "files:read", sub: "files.only"},
 		{name: "a resource it may not use", header: files, form: url.Values{"resource": {testResource}}, status: 400, code: oauth.InvalidTarget},

@@ -55,13 +55,18 @@ func (s *resourceSet) requestedScopes(res *gate.Resource, requested string) []st
 	return out
 }
 
+// askedScopes returns the scopes a token request's scope parameter names,
+// less offline_access (see OfflineAccess): clients that repeat their
+// authorization request's scope send it, and it is no scope of a token.
+func askedScopes(requested string) []string {
+	return slices.DeleteFunc(strings.Fields(requested), func(sc string) bool { return sc == OfflineAccess })
+}
+
 // refreshScopes returns the scopes a refresh request names, if it names
-// any, less offline_access: it asks for what a refresh already is, and
-// clients that repeat their authorization request's scope send it. A
-// request naming offline_access alone keeps the grant's scopes.
+// any (see askedScopes). A request naming offline_access alone keeps the
+// grant's scopes.
 func refreshScopes(params map[string]string) (scopes []string, named bool) {
 	requested, named := params["scope"]
-	all := strings.Fields(requested)
-	scopes = slices.DeleteFunc(slices.Clone(all), func(sc string) bool { return sc == OfflineAccess })
-	return scopes, named && (len(scopes) > 0 || len(all) == 0)
+	scopes = askedScopes(requested)
+	return scopes, named && (len(scopes) > 0 || strings.TrimSpace(requested) == "")
 }
