@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -25,9 +28,17 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" valu
 
 // newBrowser returns a client that keeps cookies and stops at redirects,
 // as the login flow follows them itself.
-func newBrowser() *http.Client {
+func newBrowser() *http.Client { return browserFrom(nil) }
+
+// browserFrom is newBrowser with connections from the given local
+// address, or any with nil.
+func browserFrom(local net.IP) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	if local != nil {
+		dialer.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dialer.DialContext},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
@@ -50,17 +61,49 @@ func login(issuer, user, password string) (string, error) {
 	return token, nil
 }
 
+// rotationsPerFamily is how many times the load generator rotates one
+// family before its connection moves on to a fresh one: the authorization
+// server keeps at most 32 usable access tokens per grant, the login's own
+// included, and refuses a refresh beyond that until the oldest expires.
+const rotationsPerFamily = 31
+
+// topUpFamilies appends to file enough families, one login each, that
+// conns connections can make rotations refreshes between them: each
+// connection leaves at most one family partly used.
+func topUpFamilies(file, issuer, user, password string, rotations, conns int) error {
+	pool, err := readFamilies(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	need := conns + (rotations+rotationsPerFamily-1)/rotationsPerFamily - len(pool)
+	if need <= 0 {
+		return nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := families(f, issuer, user, password, need); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // families registers one public client that may refresh and logs in n
 // times with it: each login starts a grant, whose refresh tokens are one
-// family. It writes the client_id, then one refresh token per line.
+// family. It writes one line per family, "client_id refresh_token".
 func families(w io.Writer, issuer, user, password string, n int) error {
 	browser := newBrowser()
 	clientID, err := register(browser, issuer, []string{"authorization_code", "refresh_token"})
 	if err != nil {
 		return err
 	}
-	lines := []string{clientID}
-	for range n {
+	var lines strings.Builder
+	for i := range n {
+		if i%loginsPerSource == 0 {
+			browser = browserFrom(randomLoopback())
+		}
 		tokens, err := authorize(browser, issuer, clientID, user, password, nil)
 		if err != nil {
 			return err
@@ -69,10 +112,42 @@ func families(w io.Writer, issuer, user, password string, n int) error {
 		if refresh == "" {
 			return errors.New("token: no refresh_token in the response")
 		}
-		lines = append(lines, refresh)
+		fmt.Fprintf(&lines, "%s %s\n", clientID, refresh)
 	}
-	_, err = fmt.Fprintln(w, strings.Join(lines, "\n"))
+	_, err = io.WriteString(w, lines.String())
 	return err
+}
+
+// loginsPerSource keeps each source address well under the authorization
+// server's per-source limit on authorization requests (a burst of 60).
+const loginsPerSource = 20
+
+// randomLoopback returns a random address in 127.1.0.0/16, all of which
+// Linux serves as loopback: the logins of one run come from many sources.
+func randomLoopback() net.IP {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return net.IPv4(127, 1, b[0], b[1])
+}
+
+// family is one refresh token family of a families file.
+type family struct{ clientID, refresh string }
+
+// readFamilies reads a file of "client_id refresh_token" lines.
+func readFamilies(file string) ([]family, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var pool []family
+	for line := range strings.Lines(string(raw)) {
+		clientID, refresh, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			return nil, fmt.Errorf("%s: want \"client_id refresh_token\" lines, got %q", file, line)
+		}
+		pool = append(pool, family{clientID, refresh})
+	}
+	return pool, nil
 }
 
 // register registers a public client with the given grant types and

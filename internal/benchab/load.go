@@ -22,34 +22,54 @@ func loadClient(conns int) *http.Client {
 	}}
 }
 
-// tokenLoad drives a token endpoint for d with one connection per refresh
-// token family in file (as written by families): each connection sends
-// refresh requests one after another. With rotate, target is the token
-// endpoint and each answer's refresh token is the next one sent, and the
-// file is rewritten with the last ones; without, target is anything else
-// (Caddy's respond), which gets the same requests and must answer 200. A
-// request is never cut off at the deadline, so no rotation is lost. It
-// prints "requests requests/s p50 p75 p90 p99", latencies in µs.
-func tokenLoad(file, target string, d time.Duration, rotate bool) error {
-	raw, err := os.ReadFile(file)
+// tokenLoad drives a token endpoint for d over conns connections with
+// the refresh token families in file (as written by families): each
+// connection sends refresh requests one after another. With rotate, target
+// is the token endpoint: each answer's refresh token is the next one sent,
+// a connection takes a fresh family after rotationsPerFamily rotations, and
+// the file is rewritten with the families no connection took. Without,
+// target is anything else (Caddy's respond), which gets the requests of the
+// first conns families, unchanged, and must answer 200. A request is never
+// cut off at the deadline, so no rotation is lost. It prints "requests
+// requests/s p50 p75 p90 p99", latencies in µs.
+func tokenLoad(file, target string, d time.Duration, conns int, rotate bool) error {
+	pool, err := readFamilies(file)
 	if err != nil {
 		return err
 	}
-	lines := strings.Fields(string(raw))
-	if len(lines) < 2 {
-		return fmt.Errorf("%s: want a client_id and at least one refresh token", file)
+	if len(pool) < conns {
+		return fmt.Errorf("%s: %d families for %d connections", file, len(pool), conns)
 	}
-	clientID, refresh := lines[0], lines[1:]
-	client := loadClient(len(refresh))
-	latencies := make([][]time.Duration, len(refresh))
-	errs := make([]error, len(refresh))
+	var taken atomic.Int64
+	take := func() (family, bool) {
+		i := taken.Add(1) - 1
+		if i >= int64(len(pool)) {
+			return family{}, false
+		}
+		return pool[i], true
+	}
+	client := loadClient(conns)
+	latencies := make([][]time.Duration, conns)
+	errs := make([]error, conns)
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
-	for i := range refresh {
+	for i := range conns {
 		wg.Go(func() {
+			f, rotations := pool[i], 0
+			if rotate {
+				f, _ = take() // there are at least conns families
+			}
 			for time.Now().Before(deadline) {
-				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh[i]}, "client_id": {clientID}}.Encode()
+				if rotate && rotations == rotationsPerFamily {
+					var ok bool
+					if f, ok = take(); !ok {
+						errs[i] = fmt.Errorf("%s: all %d families used up", file, len(pool))
+						return
+					}
+					rotations = 0
+				}
+				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {f.refresh}, "client_id": {f.clientID}}.Encode()
 				sent := time.Now()
 				resp, err := client.Post(target, "application/x-www-form-urlencoded", strings.NewReader(form))
 				if err != nil {
@@ -71,7 +91,8 @@ func tokenLoad(file, target string, d time.Duration, rotate bool) error {
 						errs[i] = fmt.Errorf("%s: no refresh_token in %s", target, body)
 						return
 					}
-					refresh[i] = answer.RefreshToken
+					f.refresh = answer.RefreshToken
+					rotations++
 				}
 			}
 		})
@@ -79,9 +100,12 @@ func tokenLoad(file, target string, d time.Duration, rotate bool) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if rotate {
-		// Saved even after an error: the tokens that did rotate stay usable.
-		saved := strings.Join(slices.Concat([]string{clientID}, refresh), "\n") + "\n"
-		if err := os.WriteFile(file, []byte(saved), 0o600); err != nil {
+		// Saved even after an error: the families no connection took stay usable.
+		var left strings.Builder
+		for _, f := range pool[min(taken.Load(), int64(len(pool))):] {
+			fmt.Fprintf(&left, "%s %s\n", f.clientID, f.refresh)
+		}
+		if err := os.WriteFile(file, []byte(left.String()), 0o600); err != nil {
 			return err
 		}
 	}

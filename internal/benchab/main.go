@@ -5,9 +5,11 @@
 //
 //	benchab backend <addr>                        answer every request with 200 and a short JSON body
 //	benchab login <issuer> <user> <pass>          print an access token for <issuer>/mcp
-//	benchab families <issuer> <user> <pass> <n>   print a client_id and n refresh tokens, one login each
-//	benchab refresh <file> <token-url> <seconds>  rotate the refresh tokens of a families file, one connection each
-//	benchab replay <file> <url> <seconds>         send the same refresh requests to url, without rotating
+//	benchab families <issuer> <user> <pass> <file> <rotations> <conns>
+//	                                              add refresh token families (one login each) to file, enough for
+//	                                              conns connections to rotate refresh tokens rotations times
+//	benchab refresh <file> <token-url> <seconds> <conns>  rotate the refresh tokens of a families file
+//	benchab replay <file> <url> <seconds> <conns>         send the same refresh requests to url, without rotating
 //	benchab register <issuer> <n> <conns>         register n clients over conns connections
 //	benchab dpop-login <issuer> <user> <pass>     print a DPoP-bound access token for <issuer>/mcp and its key
 //	benchab dpop <file> <url> <seconds> <conns>   send DPoP-bound pings in a session, a fresh proof each
@@ -46,15 +48,15 @@ func main() {
 			fmt.Println(token)
 		}
 	case "families":
+		if len(args) != 6 {
+			usage()
+		}
+		err = topUpFamilies(args[3], args[0], args[1], args[2], atLeast(args[4], 0), count(args[5]))
+	case "refresh", "replay":
 		if len(args) != 4 {
 			usage()
 		}
-		err = families(os.Stdout, args[0], args[1], args[2], count(args[3]))
-	case "refresh", "replay":
-		if len(args) != 3 {
-			usage()
-		}
-		err = tokenLoad(args[0], args[1], time.Duration(count(args[2]))*time.Second, os.Args[1] == "refresh")
+		err = tokenLoad(args[0], args[1], time.Duration(count(args[2]))*time.Second, count(args[3]), os.Args[1] == "refresh")
 	case "register":
 		if len(args) != 3 {
 			usage()
@@ -90,17 +92,20 @@ func main() {
 }
 
 // count parses a positive count argument.
-func count(arg string) int {
+func count(arg string) int { return atLeast(arg, 1) }
+
+// atLeast parses a whole-number argument no smaller than low.
+func atLeast(arg string, low int) int {
 	n, err := strconv.Atoi(arg)
-	if err != nil || n < 1 {
+	if err != nil || n < low {
 		usage()
 	}
 	return n
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchab backend <addr> | login <issuer> <user> <password> | families <issuer> <user> <password> <n>\n"+
-		"  | refresh <file> <token-url> <seconds> | replay <file> <url> <seconds> | register <issuer> <n> <conns>\n"+
+	fmt.Fprintln(os.Stderr, "usage: benchab backend <addr> | login <issuer> <user> <password> | families <issuer> <user> <password> <file> <rotations> <conns>\n"+
+		"  | refresh <file> <token-url> <seconds> <conns> | replay <file> <url> <seconds> <conns> | register <issuer> <n> <conns>\n"+
 		"  | dpop-login <issuer> <user> <password> | dpop <file> <url> <seconds> <conns> | ports <n> | svg <title>")
 	os.Exit(2)
 }
