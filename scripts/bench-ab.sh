@@ -18,12 +18,13 @@
 # generator, so its signing cost falls on both sides alike.
 #
 # The token endpoint is measured the same way against a Caddy `respond`
-# site in the same process, with a Go load generator (internal/benchab):
-# each connection rotates a refresh token family, from its own login, and
-# takes a fresh one before the server's bound on a grant's usable access
-# tokens stops it; `respond` gets the same requests. Before each /token
-# run the families file is topped up for half as many rotations again as
-# the last run made.
+# site in the same process, with a Go load generator (internal/benchab),
+# for refresh rotations and code exchanges: each connection rotates a
+# refresh token family, from its own login, and takes a fresh one before
+# the server's bound on a grant's usable access tokens stops it, or
+# redeems codes, each from its own login; `respond` gets the same
+# requests. Before each /token run, families or codes are made (outside
+# the measurement) for half as many requests again as the last run made.
 #
 # Memory is the Badger Caddy's resident set idle, then after a round of
 # at least $BENCH_AB_REQUESTS gated requests (those of the runs above
@@ -69,8 +70,9 @@ read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_por
 pids+=($!)
 
 password="bench-ab password"
-# A low bcrypt cost: the logins are not measured.
-hash=$("$work/caddy" hash-password --algorithm bcrypt --bcrypt-cost 10 --plaintext "$password")
+# The lowest bcrypt cost: the logins are not measured, and every code
+# exchanged takes one, made in the minute a code lives.
+hash=$("$work/caddy" hash-password --algorithm bcrypt --bcrypt-cost 4 --plaintext "$password")
 
 # caddyfile <plain port> <gated port> <mcp_auth global storage line> <respond port>
 caddyfile() {
@@ -128,6 +130,7 @@ badger_pid=$caddy_pid
 badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
 "$work/benchab" dpop-login "http://127.0.0.1:$badger_gated" alice "$password" >"$work/dpop.badger"
 "$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$work/families.badger" 0 "$token_conns"
+"$work/benchab" codes "http://127.0.0.1:$badger_gated" alice "$password" "$work/codes.badger" "$token_conns"
 
 # Memory: the resident set of the Badger Caddy idle, after its login, and
 # of the same binary serving only the plain site, for comparison.
@@ -151,6 +154,7 @@ if command -v redis-server >/dev/null; then
 	redis_pid=$caddy_pid
 	redis_token=$("$work/benchab" login "http://127.0.0.1:$redis_gated" alice "$password")
 	"$work/benchab" families "http://127.0.0.1:$redis_gated" alice "$password" "$work/families.redis" 0 "$token_conns"
+	"$work/benchab" codes "http://127.0.0.1:$redis_gated" alice "$password" "$work/codes.redis" "$token_conns"
 else
 	echo "redis-server not found: skipping the Redis rows" >&2
 fi
@@ -199,17 +203,25 @@ run() {
 		END { printf "%d %.1f %.2f %.1f %.1f %.1f %.1f\n", n, rps, cpu / hz * 1e6 / n, p50, p75, p90, p99 }' <<<"$out"
 }
 
-# run_token <pid> <conns> <url> <families file>: one run of the Go load
-# generator, rotating the families' refresh tokens at a /token URL, or
-# sending the same requests to another URL; prints what run prints. Before
-# a /token run, the file gets families for 1.5 times the rotations of the
-# last one (at first, for 2000 a second), logged in outside the measurement.
+# run_token <pid> <conns> <url> <families or codes file>: one run of the Go
+# load generator at a /token URL, rotating the families' refresh tokens or
+# redeeming the codes, or sending the same requests to another URL; prints
+# what run prints. Before a /token run, the file gets families or codes for
+# 1.5 times the requests of the last one (at first, 2000 a second); at most
+# max_codes codes, as many as are made well within their minute: a code run
+# that uses them all ends early and its rate is over its own length.
+max_codes=4000
 run_token() {
-	local before after out n rps p50 p75 p90 p99 mode=replay
+	local before after out n rps p50 p75 p90 p99 mode=replay want
 	if [[ $3 == */token ]]; then
-		mode=refresh
-		"$work/benchab" families "${3%/token}" alice "$password" "$4" \
-			"$(awk -v r="$(cat "$4.rate" 2>/dev/null || echo 2000)" -v s="$secs" 'BEGIN { printf "%d", r * s * 1.5 }')" "$2" || exit 1
+		want=$(awk -v r="$(cat "$4.rate" 2>/dev/null || echo 2000)" -v s="$secs" 'BEGIN { printf "%d", r * s * 1.5 }')
+		if [[ $4 == */codes.* ]]; then
+			mode=exchange
+			"$work/benchab" codes "${3%/token}" alice "$password" "$4" "$(( want < max_codes ? want : max_codes ))" || exit 1
+		else
+			mode=refresh
+			"$work/benchab" families "${3%/token}" alice "$password" "$4" "$want" "$2" || exit 1
+		fi
 	fi
 	before=$(cpu_ticks "$1")
 	out=$("$work/benchab" "$mode" "$4" "$3" "$secs" "$2") || exit 1
@@ -272,10 +284,12 @@ fi
 ab dpop_session "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/dpop.badger" run_dpop
 ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
 
-# The token endpoint: refresh rotations against respond in the same Caddy.
-ab token_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/families.badger" run_token
+# The token endpoint: refresh rotations and code exchanges against respond in the same Caddy.
+ab token_refresh_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/families.badger" run_token
+ab token_code_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/codes.badger" run_token
 if [ -n "$redis_pid" ]; then
-	ab token_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/families.redis" run_token
+	ab token_refresh_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/families.redis" run_token
+	ab token_code_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/codes.redis" run_token
 fi
 
 # send <url> <n>: at least n requests of session.lua's shape, in wrk runs
@@ -381,17 +395,19 @@ section=$(
 	echo "![latency percentiles, 1 connection](docs/bench-ab-latency.svg)"
 	echo
 	if grep -q '^token_' "$results"; then
-		echo "Token endpoint: refresh token rotations with the Go load generator (\`benchab refresh\`), $token_conns connections, each rotating"
-		echo "refresh token families (each from its own login), each run between two runs of Caddy \`respond\` in the same process"
-		echo "getting the same requests; median (min–max) of $rounds rounds as above. Badger writes are synced."
-		echo "A client rotates about once per access token lifetime (1 hour); here each family rotates many times a second, 31 times,"
-		echo "and then its connection takes a fresh one: a grant keeps at most 32 usable access tokens, the login's included, and"
-		echo "refuses a refresh beyond that until the oldest expires. Each rotation reads and writes a grant's record that lists"
-		echo "up to 32 token IDs, where a real client's lists one or two: these figures are a lower bound."
-		echo "Code exchanges are not in this table: every code takes a password login (a bcrypt check), which would be what is measured;"
-		echo "the store work of both grants, with 1 thousand to 1 million stored grants, is in the testing.B table above."
+		echo "Token endpoint, with the Go load generator (\`benchab refresh\`, \`benchab exchange\`), $token_conns connections: refresh"
+		echo "token rotations, each connection rotating refresh token families (each from its own login), and code exchanges, each"
+		echo "code from its own login (logins are made before the run, outside the measurement); each run between two runs of Caddy"
+		echo "\`respond\` in the same process getting the same requests; median (min–max) of $rounds rounds as above. Badger writes"
+		echo "are synced. A client rotates about once per access token lifetime (1 hour); here each family rotates many times a"
+		echo "second, 31 times, and then its connection takes a fresh one: a grant keeps at most 32 usable access tokens, the"
+		echo "login's included, and refuses a refresh beyond that until the oldest expires. Each rotation reads and writes a grant's"
+		echo "record that lists up to 32 token IDs, where a real client's lists one or two: these rotation figures are a lower bound."
+		echo "Codes live a minute, so a code run gets at most $max_codes, as many as are made well within it, and ends early when they are"
+		echo "used up; its rate is over its own length. The store work of both grants, with 1 thousand to 1 million stored grants,"
+		echo "is in the testing.B table above."
 		echo
-		echo "| store | refresh rotations/s | \`respond\` requests/s | ratio | CPU µs/req \`respond\` | CPU µs/req /token | p50 µs | p99 µs |"
+		echo "| grant, store | /token requests/s | \`respond\` requests/s | ratio | CPU µs/req \`respond\` | CPU µs/req /token | p50 µs | p99 µs |"
 		echo "|---|---:|---:|---|---:|---:|---:|---:|"
 		awk '
 			function median(a, n,   i, j, t) {
@@ -402,8 +418,8 @@ section=$(
 			file == 1 && $1 ~ /^token_/ { i = ++n[$1]; g[$1, i] = $3; p[$1, i] = $4 }
 			file == 2 && $1 ~ /^token_/ {
 				for (i = 1; i <= n[$1]; i++) { gs[i] = g[$1, i]; ps[i] = p[$1, i] }
-				store = $1; sub(/^token_/, "", store)
-				printf "| %s | %.0f | %.0f | %.3f (%.3f–%.3f) | %.1f | %.1f | %.0f | %.0f |\n", store, median(gs, n[$1]), median(ps, n[$1]), $2, $14, $15, $3, $4, $9, $12
+				split($1, w, "_")
+				printf "| %s, %s | %.0f | %.0f | %.3f (%.3f–%.3f) | %.1f | %.1f | %.0f | %.0f |\n", w[2] == "code" ? "authorization code" : "refresh token", w[3], median(gs, n[$1]), median(ps, n[$1]), $2, $14, $15, $3, $4, $9, $12
 			}' "$work/rates" - <<<"$summary"
 		echo
 	fi

@@ -17,6 +17,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,87 +69,111 @@ func login(issuer, user, password string) (string, error) {
 // included, and refuses a refresh beyond that until the oldest expires.
 const rotationsPerFamily = 31
 
-// topUpFamilies appends to file enough families, one login each, that
-// conns connections can make rotations refreshes between them: each
-// connection leaves at most one family partly used.
-func topUpFamilies(file, issuer, user, password string, rotations, conns int) error {
-	pool, err := readFamilies(file)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	need := conns + (rotations+rotationsPerFamily-1)/rotationsPerFamily - len(pool)
-	if need <= 0 {
-		return nil
-	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := families(f, issuer, user, password, need); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// families registers one public client that may refresh and logs in n
-// times with it: each login starts a grant, whose refresh tokens are one
-// family. It writes one line per family, "client_id refresh_token".
-func families(w io.Writer, issuer, user, password string, n int) error {
-	browser := newBrowser()
-	clientID, err := register(browser, issuer, []string{"authorization_code", "refresh_token"})
-	if err != nil {
-		return err
-	}
-	var lines strings.Builder
-	for i := range n {
-		if i%loginsPerSource == 0 {
-			browser = browserFrom(randomLoopback())
-		}
-		tokens, err := authorize(browser, issuer, clientID, user, password, nil)
-		if err != nil {
-			return err
-		}
-		refresh, _ := tokens["refresh_token"].(string)
-		if refresh == "" {
-			return errors.New("token: no refresh_token in the response")
-		}
-		fmt.Fprintf(&lines, "%s %s\n", clientID, refresh)
-	}
-	_, err = io.WriteString(w, lines.String())
-	return err
-}
-
 // loginsPerSource keeps each source address well under the authorization
 // server's per-source limit on authorization requests (a burst of 60).
 const loginsPerSource = 20
 
-// randomLoopback returns a random address in 127.1.0.0/16, all of which
-// Linux serves as loopback: the logins of one run come from many sources.
+// Token request files, as families and codes write them and tokenLoad
+// reads them, hold one URL-encoded token request body per line.
+
+// topUpFamilies appends to file enough refresh token families, one login
+// each, that conns connections can make rotations refreshes between them:
+// each connection leaves at most one family partly used.
+func topUpFamilies(file, issuer, user, password string, rotations, conns int) error {
+	bodies, err := readLines(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	need := conns + (rotations+rotationsPerFamily-1)/rotationsPerFamily - len(bodies)
+	if need <= 0 {
+		return nil
+	}
+	return writeTokenRequests(file, os.O_APPEND, issuer, need, func(browser *http.Client, clientID string) (url.Values, error) {
+		tokens, err := authorize(browser, issuer, clientID, user, password, nil)
+		if err != nil {
+			return nil, err
+		}
+		refresh, _ := tokens["refresh_token"].(string)
+		if refresh == "" {
+			return nil, errors.New("token: no refresh_token in the response")
+		}
+		return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {clientID}}, nil
+	}, "authorization_code", "refresh_token")
+}
+
+// codes replaces file with n code exchanges, each code from its own login:
+// codes live a minute, so they are made just before they are used.
+func codes(file, issuer, user, password string, n int) error {
+	return writeTokenRequests(file, os.O_TRUNC, issuer, n, func(browser *http.Client, clientID string) (url.Values, error) {
+		code, verifier, err := authorizationCode(browser, issuer, clientID, user, password)
+		if err != nil {
+			return nil, err
+		}
+		return exchangeForm(issuer, clientID, code, verifier), nil
+	}, "authorization_code")
+}
+
+// writeTokenRequests registers a public client with grantTypes and writes
+// n token requests made by request to file, opened with flag. The logins
+// run on a few connections at once, loginsPerSource from each of many
+// source addresses (random ones in 127.1.0.0/16, all loopback on Linux).
+func writeTokenRequests(file string, flag int, issuer string, n int,
+	request func(browser *http.Client, clientID string) (url.Values, error), grantTypes ...string) error {
+	clientID, err := register(newBrowser(), issuer, grantTypes)
+	if err != nil {
+		return err
+	}
+	const workers = 4
+	bodies := make([]string, n)
+	errs := make([]error, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var browser *http.Client
+			for done := 0; ; done++ {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				if done%loginsPerSource == 0 {
+					browser = browserFrom(randomLoopback())
+				}
+				form, err := request(browser, clientID)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				bodies[i] = form.Encode()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|flag, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(f, strings.Join(bodies, "\n")+"\n")
+	return errors.Join(err, f.Close())
+}
+
+// randomLoopback returns a random address in 127.1.0.0/16.
 func randomLoopback() net.IP {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	return net.IPv4(127, 1, b[0], b[1])
 }
 
-// family is one refresh token family of a families file.
-type family struct{ clientID, refresh string }
-
-// readFamilies reads a file of "client_id refresh_token" lines.
-func readFamilies(file string) ([]family, error) {
+// readLines reads the non-empty lines of file.
+func readLines(file string) ([]string, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	var pool []family
-	for line := range strings.Lines(string(raw)) {
-		clientID, refresh, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok {
-			return nil, fmt.Errorf("%s: want \"client_id refresh_token\" lines, got %q", file, line)
-		}
-		pool = append(pool, family{clientID, refresh})
-	}
-	return pool, nil
+	return strings.Fields(string(raw)), nil
 }
 
 // register registers a public client with the given grant types and
@@ -171,20 +197,29 @@ func registrationRequest(grantTypes []string) map[string]any {
 	}
 }
 
-// authorize runs the authorization code flow with PKCE through the
-// consent and login forms as a browser would, redeems the code and
+// authorize runs the authorization code flow, redeems the code and
 // returns the token response. The token request carries tokenHeader, if
 // any (a DPoP proof).
 func authorize(client *http.Client, issuer, clientID, user, password string, tokenHeader http.Header) (map[string]any, error) {
+	code, verifier, err := authorizationCode(client, issuer, clientID, user, password)
+	if err != nil {
+		return nil, err
+	}
+	return redeem(client, issuer, exchangeForm(issuer, clientID, code, verifier), tokenHeader)
+}
+
+// authorizationCode runs the authorization code flow with PKCE for
+// issuer's /mcp through the login and consent forms as a browser would,
+// and returns the code and its verifier.
+func authorizationCode(client *http.Client, issuer, clientID, user, password string) (code, verifier string, err error) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	verifier := base64.RawURLEncoding.EncodeToString(b[:])
+	verifier = base64.RawURLEncoding.EncodeToString(b[:])
 	sum := sha256.Sum256([]byte(verifier))
-	resource := issuer + "/mcp"
 	next := issuer + "/authorize?" + url.Values{
 		"response_type": {"code"}, "client_id": {clientID}, "redirect_uri": {redirectURI},
 		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
-		"state": {"bench"}, "resource": {resource},
+		"state": {"bench"}, "resource": {issuer + "/mcp"},
 	}.Encode()
 	method, form := http.MethodGet, url.Values(nil)
 	for hops := 0; hops < 10; hops++ {
@@ -194,7 +229,7 @@ func authorize(client *http.Client, issuer, clientID, user, password string, tok
 		}
 		req, err := http.NewRequest(method, next, body)
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		if form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -202,7 +237,7 @@ func authorize(client *http.Client, issuer, clientID, user, password string, tok
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		page, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -210,11 +245,10 @@ func authorize(client *http.Client, issuer, clientID, user, password string, tok
 		loc, _ := resp.Location()
 		switch {
 		case loc != nil && strings.HasPrefix(loc.String(), redirectURI):
-			code := loc.Query().Get("code")
-			if code == "" {
-				return nil, fmt.Errorf("authorization failed: %s", loc)
+			if code = loc.Query().Get("code"); code == "" {
+				return "", "", fmt.Errorf("authorization failed: %s", loc)
 			}
-			return redeem(client, issuer, clientID, code, verifier, resource, tokenHeader)
+			return code, verifier, nil
 		case loc != nil:
 			next = loc.String()
 		case resp.StatusCode == http.StatusOK && strings.Contains(string(page), `name="decision"`):
@@ -227,10 +261,10 @@ func authorize(client *http.Client, issuer, clientID, user, password string, tok
 			form.Set("password", password)
 			method, next = http.MethodPost, issuer+"/authorize/login"
 		default:
-			return nil, fmt.Errorf("%s %s: unexpected %d", req.Method, req.URL.Path, resp.StatusCode)
+			return "", "", fmt.Errorf("%s %s: unexpected %d", req.Method, req.URL.Path, resp.StatusCode)
 		}
 	}
-	return nil, errors.New("too many redirects")
+	return "", "", errors.New("too many redirects")
 }
 
 func hiddenFields(page string) url.Values {
@@ -241,11 +275,17 @@ func hiddenFields(page string) url.Values {
 	return v
 }
 
-func redeem(client *http.Client, issuer, clientID, code, verifier, resource string, header http.Header) (map[string]any, error) {
-	req, err := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader(url.Values{
+// exchangeForm is the token request that redeems code for issuer's /mcp.
+func exchangeForm(issuer, clientID, code, verifier string) url.Values {
+	return url.Values{
 		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
-		"client_id": {clientID}, "code_verifier": {verifier}, "resource": {resource},
-	}.Encode()))
+		"client_id": {clientID}, "code_verifier": {verifier}, "resource": {issuer + "/mcp"},
+	}
+}
+
+// redeem sends form to issuer's token endpoint, with header.
+func redeem(client *http.Client, issuer string, form url.Values, header http.Header) (map[string]any, error) {
+	req, err := http.NewRequest(http.MethodPost, issuer+"/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,31 +23,36 @@ func loadClient(conns int) *http.Client {
 	}}
 }
 
-// tokenLoad drives a token endpoint for d over conns connections with
-// the refresh token families in file (as written by families): each
-// connection sends refresh requests one after another. With rotate, target
-// is the token endpoint: each answer's refresh token is the next one sent,
-// a connection takes a fresh family after rotationsPerFamily rotations, and
-// the file is rewritten with the families no connection took. Without,
-// target is anything else (Caddy's respond), which gets the requests of the
-// first conns families, unchanged, and must answer 200. A request is never
-// cut off at the deadline, so no rotation is lost. It prints "requests
-// requests/s p50 p75 p90 p99", latencies in µs.
-func tokenLoad(file, target string, d time.Duration, conns int, rotate bool) error {
-	pool, err := readFamilies(file)
+// tokenLoad drives a token endpoint, or something to compare it with, for
+// d over conns connections, each sending the requests of a token request
+// file one after another:
+//
+//   - refresh: each answer's refresh token is the next one its connection
+//     sends, and after rotationsPerFamily rotations the connection takes a
+//     family no connection has taken; the file keeps the ones left.
+//   - exchange: each connection takes a code no connection has taken for
+//     each request; a connection stops when none is left, and the rate is
+//     over the time until the last one stopped.
+//   - replay: the file's requests, unchanged, one per connection and
+//     over again, to anything else (Caddy's respond), which must answer 200.
+//
+// A request is never cut off at the deadline, so no rotation is lost. It
+// prints "requests requests/s p50 p75 p90 p99", latencies in µs.
+func tokenLoad(mode, file, target string, d time.Duration, conns int) error {
+	bodies, err := readLines(file)
 	if err != nil {
 		return err
 	}
-	if len(pool) < conns {
-		return fmt.Errorf("%s: %d families for %d connections", file, len(pool), conns)
+	if len(bodies) == 0 || mode != "replay" && len(bodies) < conns {
+		return fmt.Errorf("%s: %d token requests for %d connections", file, len(bodies), conns)
 	}
 	var taken atomic.Int64
-	take := func() (family, bool) {
+	take := func() (string, bool) {
 		i := taken.Add(1) - 1
-		if i >= int64(len(pool)) {
-			return family{}, false
+		if i >= int64(len(bodies)) {
+			return "", false
 		}
-		return pool[i], true
+		return bodies[i], true
 	}
 	client := loadClient(conns)
 	latencies := make([][]time.Duration, conns)
@@ -56,63 +62,65 @@ func tokenLoad(file, target string, d time.Duration, conns int, rotate bool) err
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Go(func() {
-			f, rotations := pool[i], 0
-			if rotate {
-				f, _ = take() // there are at least conns families
+			body, uses := bodies[i%len(bodies)], 0
+			if mode != "replay" {
+				body, _ = take() // there are at least conns
 			}
 			for time.Now().Before(deadline) {
-				if rotate && rotations == rotationsPerFamily {
+				if mode == "refresh" && uses == rotationsPerFamily || mode == "exchange" && uses == 1 {
 					var ok bool
-					if f, ok = take(); !ok {
-						errs[i] = fmt.Errorf("%s: all %d families used up", file, len(pool))
+					if body, ok = take(); !ok && mode == "exchange" {
+						return
+					} else if !ok {
+						errs[i] = fmt.Errorf("%s: all %d refresh token families used up", file, len(bodies))
 						return
 					}
-					rotations = 0
+					uses = 0
 				}
-				form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {f.refresh}, "client_id": {f.clientID}}.Encode()
 				sent := time.Now()
-				resp, err := client.Post(target, "application/x-www-form-urlencoded", strings.NewReader(form))
+				resp, err := client.Post(target, "application/x-www-form-urlencoded", strings.NewReader(body))
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				body, err := io.ReadAll(resp.Body)
+				answer, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				latencies[i] = append(latencies[i], time.Since(sent))
 				if err != nil || resp.StatusCode != http.StatusOK {
-					errs[i] = fmt.Errorf("%s: status %d: %s", target, resp.StatusCode, body)
+					errs[i] = fmt.Errorf("%s: status %d: %s", target, resp.StatusCode, answer)
 					return
 				}
-				if rotate {
-					var answer struct {
-						RefreshToken string `json:"refresh_token"`
-					}
-					if json.Unmarshal(body, &answer) != nil || answer.RefreshToken == "" {
-						errs[i] = fmt.Errorf("%s: no refresh_token in %s", target, body)
-						return
-					}
-					f.refresh = answer.RefreshToken
-					rotations++
+				uses++
+				if mode == "replay" {
+					continue
+				}
+				var tokens struct {
+					AccessToken  string `json:"access_token"`
+					RefreshToken string `json:"refresh_token"`
+				}
+				if json.Unmarshal(answer, &tokens) != nil || tokens.AccessToken == "" || mode == "refresh" && tokens.RefreshToken == "" {
+					errs[i] = fmt.Errorf("%s: no tokens in %s", target, answer)
+					return
+				}
+				if mode == "refresh" {
+					form, _ := url.ParseQuery(body)
+					form.Set("refresh_token", tokens.RefreshToken)
+					body = form.Encode()
 				}
 			}
 		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if rotate {
+	if mode == "refresh" {
 		// Saved even after an error: the families no connection took stay usable.
-		var left strings.Builder
-		for _, f := range pool[min(taken.Load(), int64(len(pool))):] {
-			fmt.Fprintf(&left, "%s %s\n", f.clientID, f.refresh)
-		}
-		if err := os.WriteFile(file, []byte(left.String()), 0o600); err != nil {
+		left := bodies[min(taken.Load(), int64(len(bodies))):]
+		if err := os.WriteFile(file, []byte(strings.Join(left, "\n")+"\n"), 0o600); err != nil {
 			return err
 		}
 	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	all := slices.Concat(latencies...)
 	slices.Sort(all)

@@ -8,8 +8,10 @@
 //	benchab families <issuer> <user> <pass> <file> <rotations> <conns>
 //	                                              add refresh token families (one login each) to file, enough for
 //	                                              conns connections to rotate refresh tokens rotations times
-//	benchab refresh <file> <token-url> <seconds> <conns>  rotate the refresh tokens of a families file
-//	benchab replay <file> <url> <seconds> <conns>         send the same refresh requests to url, without rotating
+//	benchab codes <issuer> <user> <pass> <file> <n>  write n code exchanges (one login each) to file
+//	benchab refresh <file> <token-url> <seconds> <conns>   rotate the refresh tokens of a families file
+//	benchab exchange <file> <token-url> <seconds> <conns>  redeem the codes of a codes file
+//	benchab replay <file> <url> <seconds> <conns>  send a file's token requests to url unchanged
 //	benchab register <issuer> <n> <conns>         register n clients over conns connections
 //	benchab dpop-login <issuer> <user> <pass>     print a DPoP-bound access token for <issuer>/mcp and its key
 //	benchab dpop <file> <url> <seconds> <conns>   send DPoP-bound pings in a session, a fresh proof each
@@ -52,11 +54,16 @@ func main() {
 			usage()
 		}
 		err = topUpFamilies(args[3], args[0], args[1], args[2], atLeast(args[4], 0), count(args[5]))
-	case "refresh", "replay":
+	case "codes":
+		if len(args) != 5 {
+			usage()
+		}
+		err = codes(args[3], args[0], args[1], args[2], count(args[4]))
+	case "refresh", "exchange", "replay":
 		if len(args) != 4 {
 			usage()
 		}
-		err = tokenLoad(args[0], args[1], time.Duration(count(args[2]))*time.Second, count(args[3]), os.Args[1] == "refresh")
+		err = tokenLoad(os.Args[1], args[0], args[1], time.Duration(count(args[2]))*time.Second, count(args[3]))
 	case "register":
 		if len(args) != 3 {
 			usage()
@@ -105,7 +112,7 @@ func atLeast(arg string, low int) int {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: benchab backend <addr> | login <issuer> <user> <password> | families <issuer> <user> <password> <file> <rotations> <conns>\n"+
-		"  | refresh <file> <token-url> <seconds> <conns> | replay <file> <url> <seconds> <conns> | register <issuer> <n> <conns>\n"+
+		"  | codes <issuer> <user> <password> <file> <n> | refresh|exchange|replay <file> <url> <seconds> <conns> | register <issuer> <n> <conns>\n"+
 		"  | dpop-login <issuer> <user> <password> | dpop <file> <url> <seconds> <conns> | ports <n> | svg <title>")
 	os.Exit(2)
 }
