@@ -127,13 +127,9 @@ start_caddy() {
 
 start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger" "$badger_respond"
 badger_pid=$caddy_pid
-badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
-"$work/benchab" dpop-login "http://127.0.0.1:$badger_gated" alice "$password" >"$work/dpop.badger"
-"$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$work/families.badger" 0 "$token_conns"
-"$work/benchab" codes "http://127.0.0.1:$badger_gated" alice "$password" "$work/codes.badger" "$token_conns"
 
-# Memory: the resident set of the Badger Caddy idle, after its login, and
-# of the same binary serving only the plain site, for comparison.
+# Memory: the resident set of the Badger Caddy idle, and of the same
+# binary serving only the plain site, for comparison.
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
 printf '{\n\tadmin off\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
 	"$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
@@ -152,11 +148,20 @@ if command -v redis-server >/dev/null; then
 	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0" "$redis_respond"
 	redis_pid=$caddy_pid
+else
+	echo "redis-server not found: skipping the Redis rows" >&2
+fi
+
+# The logins, once every port is bound: their many connections take
+# ephemeral ports, among which the ports picked above are.
+badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
+"$work/benchab" dpop-login "http://127.0.0.1:$badger_gated" alice "$password" >"$work/dpop.badger"
+"$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$work/families.badger" 0 "$token_conns"
+"$work/benchab" codes "http://127.0.0.1:$badger_gated" alice "$password" "$work/codes.badger" "$token_conns"
+if [ -n "$redis_pid" ]; then
 	redis_token=$("$work/benchab" login "http://127.0.0.1:$redis_gated" alice "$password")
 	"$work/benchab" families "http://127.0.0.1:$redis_gated" alice "$password" "$work/families.redis" 0 "$token_conns"
 	"$work/benchab" codes "http://127.0.0.1:$redis_gated" alice "$password" "$work/codes.redis" "$token_conns"
-else
-	echo "redis-server not found: skipping the Redis rows" >&2
 fi
 
 session=4f1d2c9e-6b7a-4d3e-9a8b-0c1d2e3f4a5b
