@@ -230,8 +230,8 @@ run_token() {
 	fi
 	before=$(cpu_ticks "$1")
 	out=$("$work/benchab" "$mode" "$4" "$3" "$secs" "$2") || exit 1
-	[ "$mode" = replay ] || awk '{ print $2 }' <<<"$out" >"$4.rate"
 	after=$(cpu_ticks "$1")
+	[ "$mode" = replay ] || awk '{ print $2 }' <<<"$out" >"$4.rate"
 	read -r n rps p50 p75 p90 p99 <<<"$out"
 	awk -v n="$n" -v cpu=$((after - before)) -v hz="$clk_tck" -v rps="$rps" -v lat="$p50 $p75 $p90 $p99" \
 		'BEGIN { printf "%d %.1f %.2f %s\n", n, rps, cpu / hz * 1e6 / n, lat }'

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -55,11 +54,10 @@ func dpopLogin(w io.Writer, issuer, user, password string) error {
 // requests (plain reverse_proxy ignores the proof) and must answer 200.
 // It prints what tokenLoad prints.
 func dpopLoad(file, target string, d time.Duration, conns int) error {
-	raw, err := os.ReadFile(file)
+	lines, err := readLines(file)
 	if err != nil {
 		return err
 	}
-	lines := strings.Fields(string(raw))
 	if len(lines) != 2 {
 		return fmt.Errorf("%s: want a token and a key", file)
 	}

@@ -69,10 +69,10 @@ func tokenLoad(mode, file, target string, d time.Duration, conns int) error {
 			for time.Now().Before(deadline) {
 				if mode == "refresh" && uses == rotationsPerFamily || mode == "exchange" && uses == 1 {
 					var ok bool
-					if body, ok = take(); !ok && mode == "exchange" {
-						return
-					} else if !ok {
-						errs[i] = fmt.Errorf("%s: all %d refresh token families used up", file, len(bodies))
+					if body, ok = take(); !ok {
+						if mode == "refresh" {
+							errs[i] = fmt.Errorf("%s: all %d refresh token families used up", file, len(bodies))
+						}
 						return
 					}
 					uses = 0
