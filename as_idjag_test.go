@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/fakeidp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
@@ -450,7 +451,7 @@ func TestIDJAGReadmeCaddyfile(t *testing.T) {
 // A provider whose keys cannot be fetched: the exchange fails as the
 // server's problem (503), not the client's, and nothing is spent.
 func TestIDJAGProviderUnreachable(t *testing.T) {
-	down := fmt.Sprintf("http://127.0.0.1:%d", freePort())
+	down := fmt.Sprintf("http://127.0.0.1:%d", freeport.One())
 	e := &idjagEnv{acme: fakeidp.NewEnterprise(t)}
 	e.asEnv = usersAS(t, "enterprise_idp "+down)
 	e.client = e.RegisterClient(t, map[string]any{

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -42,7 +43,7 @@ func TestHelperCaddyInstance(t *testing.T) {
 // the state in redisURL, and returns the URL of its resource.
 func startOtherInstance(t *testing.T, redisURL string) string {
 	t.Helper()
-	port := freePort()
+	port := freeport.One()
 	caddyfile := fmt.Sprintf(`{
 	admin off
 	log {
@@ -65,7 +66,7 @@ http://127.0.0.1:%d {
 	}
 	respond "ok"
 }
-`, freePort(), freePort(), t.TempDir(), redisURL, port, siteAddr(), usersUpstream())
+`, freeport.One(), freeport.One(), t.TempDir(), redisURL, port, siteAddr(), usersUpstream())
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCaddyInstance$", "-test.timeout=0")
 	cmd.Env = append(os.Environ(), "MCPAUTH_HELPER_CADDYFILE="+caddyfile)
 	out, err := cmd.StdoutPipe()

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -512,7 +513,7 @@ func TestAttackParallelLoginPosts(t *testing.T) {
 
 func TestAttackCookieCrossingBetweenLocalSites(t *testing.T) {
 	storagePath, logDir := t.TempDir(), t.TempDir()
-	portA, portB := freePort(), freePort()
+	portA, portB := freeport.One(), freeport.One()
 	site := func(port int) string {
 		return fmt.Sprintf(`
 http://localhost:%d {

@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
@@ -100,7 +101,7 @@ func TestAttackStoreFailingAtShutdownHangsCaddy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			admin, port := freePort(), freePort()
+			admin, port := freeport.One(), freeport.One()
 			store := filepath.Join(dir, "badger")
 			p := startCaddyProcess(t, dir, badgerProcessSite(dir, admin, port, store))
 			// Something to flush: a registration, on top of the signing keys.
@@ -151,7 +152,7 @@ func redisInstances(t *testing.T, redisURL string, lbPort, n int) []*instance {
 	t.Cleanup(backend.Close)
 	var list []*instance
 	for i := range n {
-		dir, admin, port := t.TempDir(), freePort(), freePort()
+		dir, admin, port := t.TempDir(), freeport.One(), freeport.One()
 		site := processGlobals(dir, admin, "redis "+redisURL) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	header X-Instance %d
@@ -184,7 +185,7 @@ func loadBalancer(t *testing.T, lbPort int, instances []*instance) *instance {
 	}
 	dir := t.TempDir()
 	// Its own mcp_auth app is unused; it only needs a store of its own.
-	site := processGlobals(dir, freePort(), "storage_path "+filepath.Join(dir, "badger")) + fmt.Sprintf(`
+	site := processGlobals(dir, freeport.One(), "storage_path "+filepath.Join(dir, "badger")) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	reverse_proxy %s {
 		lb_policy round_robin
@@ -306,7 +307,7 @@ func loginThrough(t *testing.T, in *instance) (oauthtest.Client, map[string]any)
 // (a revocation, a rotation, a key) holds at the other.
 func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 	redisURL := redistest.Start(t)
-	lbPort := freePort()
+	lbPort := freeport.One()
 	instances := redisInstances(t, redisURL, lbPort, 2)
 	a, b := instances[0], instances[1]
 	lb := loadBalancer(t, lbPort, instances)
@@ -546,7 +547,7 @@ const unlimitedRegistration = `
 // refresh, then runs crashStore, if any, restarts Caddy on the same store
 // and checks what survived, for crashCycles cycles.
 func crashLoop(t *testing.T, storeLine string, crashStore func()) {
-	dir, admin, port := t.TempDir(), freePort(), freePort()
+	dir, admin, port := t.TempDir(), freeport.One(), freeport.One()
 	site := processSite(dir, admin, port, storeLine, unlimitedRegistration, "respond ok")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	in := &instance{base: base, host: strings.TrimPrefix(base, "http://")}

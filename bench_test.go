@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
@@ -57,7 +58,7 @@ func BenchmarkGateVsReverseProxy(b *testing.B) {
 // benchGateVsReverseProxy runs the requests against a Caddy with the
 // global options global; ring opens the key ring that Caddy signs with.
 func benchGateVsReverseProxy(b *testing.B, backend, global string, ring func() *tokens.KeyRing) {
-	plain, gated := freePort(), freePort()
+	plain, gated := freeport.One(), freeport.One()
 	gatedAddr := fmt.Sprintf("http://localhost:%d", gated)
 	startCaddy(b, global+fmt.Sprintf(`
 http://localhost:%d {

@@ -25,6 +25,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/oauth2"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
@@ -40,7 +41,7 @@ func TestConformance(t *testing.T) {
 	node := conformanceNode(t)
 	start := time.Now()
 
-	opPort, everythingPort := freePort(), freePort()
+	opPort, everythingPort := freeport.One(), freeport.One()
 	opClientID, opClientSecret := "caddy-mcp-auth", e2eRandom(24)
 	op := startConformanceServer(t, node, "oidc-provider.mjs", map[string]string{
 		"OIDC_PORT":          fmt.Sprint(opPort),
@@ -297,7 +298,7 @@ var conformanceScenarios = []string{"authorization-server-metadata-endpoint", "a
 // authorization response to the callback.
 func runConformanceSuite(t *testing.T, node, opIssuer string) {
 	start := time.Now()
-	callbackPort := freePort()
+	callbackPort := freeport.One()
 	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/callback", callbackPort)
 	c := mustTLSClient(t)
 	reg, _ := json.Marshal(map[string]any{
@@ -462,7 +463,7 @@ func runTSFlow(t *testing.T, node, opIssuer string) {
 	defer cancel()
 	cmd := conformanceCmd(ctx, node, "ts-flow.mjs", map[string]string{
 		"FLOW_SERVER_URL":    siteAddr() + "/mcp",
-		"FLOW_REDIRECT_PORT": fmt.Sprint(freePort()),
+		"FLOW_REDIRECT_PORT": fmt.Sprint(freeport.One()),
 	})
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

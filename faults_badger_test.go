@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/disktest"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
@@ -84,7 +85,7 @@ func timedRequest(t *testing.T, in *instance, method, path string, header http.H
 func TestFaultBadgerDiskFull(t *testing.T) {
 	disk := disktest.Mount(t, 128<<20)
 	dir, store := t.TempDir(), filepath.Join(disk.Dir, "badger")
-	admin, port := freePort(), freePort()
+	admin, port := freeport.One(), freeport.One()
 	in := badgerFaultInstance(t, dir, store, admin, port)
 	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
 	loginAcknowledged(t, in, acks, 2)
@@ -158,7 +159,7 @@ func TestFaultBadgerDiskFull(t *testing.T) {
 func TestFaultBadgerDiskReadOnly(t *testing.T) {
 	disk := disktest.Mount(t, 128<<20)
 	dir, store := t.TempDir(), filepath.Join(disk.Dir, "badger")
-	admin, port := freePort(), freePort()
+	admin, port := freeport.One(), freeport.One()
 	in := badgerFaultInstance(t, dir, store, admin, port)
 	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
 	loginAcknowledged(t, in, acks, 2)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 )
@@ -48,7 +49,7 @@ func redisProcessInstance(t *testing.T, redisURL string) *instance {
 	t.Helper()
 	backend := httptest.NewServer(demomcp.Handler())
 	t.Cleanup(backend.Close)
-	dir, admin, port := t.TempDir(), freePort(), freePort()
+	dir, admin, port := t.TempDir(), freeport.One(), freeport.One()
 	site := processSite(dir, admin, port, "redis "+redisURL, "", "reverse_proxy "+backend.Listener.Addr().String())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	return &instance{base: base, host: strings.TrimPrefix(base, "http://"), proc: startCaddyProcess(t, dir, site)}

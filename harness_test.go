@@ -28,6 +28,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/tokens"
 )
@@ -58,11 +59,11 @@ func runTests(m *testing.M) int {
 	dataHome = filepath.Join(tmp, "data")
 	_ = os.Setenv("XDG_DATA_HOME", dataHome)
 	_ = os.Setenv("XDG_CONFIG_HOME", filepath.Join(tmp, "config"))
-	adminAddr = fmt.Sprintf("localhost:%d", freePort())
+	adminAddr = fmt.Sprintf("localhost:%d", freeport.One())
 	if err := testCertificate(filepath.Join(dataHome, "caddy", "pki", "authorities", "local")); err != nil {
 		panic(err)
 	}
-	httpsPort, httpPort = freePort(), freePort()
+	httpsPort, httpPort = freeport.One(), freeport.One()
 	return m.Run()
 }
 
@@ -119,15 +120,6 @@ func testCertificate(dir string) error {
 		}
 	}
 	return nil
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // usersUpstream is an upstream block with the test user alice.

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
@@ -221,7 +222,7 @@ func TestBrowserConsentAndLogin(t *testing.T) {
 	startCaddy(t, asSite(t, storagePath, logDir, usersUpstream()))
 	c := mustTLSClient(t)
 	resource := siteAddr() + "/mcp"
-	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort())
+	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/callback", freeport.One())
 
 	// Dynamic client registration with the body MCP Inspector sends.
 	reg, _ := json.Marshal(map[string]any{
@@ -420,7 +421,7 @@ func TestTypeScriptSDKClient(t *testing.T) {
 		"E2E_SERVER_URL":      siteAddr() + "/mcp",
 		"E2E_CA_CERT":         e2eCACert(),
 		"NODE_EXTRA_CA_CERTS": e2eCACert(),
-		"E2E_REDIRECT_PORT":   fmt.Sprint(freePort()),
+		"E2E_REDIRECT_PORT":   fmt.Sprint(freeport.One()),
 		"E2E_USERNAME":        "alice",
 		"E2E_PASSWORD":        "correct horse",
 		"E2E_SCREENSHOT":      e2eScreenshot(t, "consent-ts-client.png"),
@@ -487,7 +488,7 @@ func TestDPoPClient(t *testing.T) {
 				"E2E_SERVER_URL":      siteAddr() + "/mcp",
 				"E2E_CA_CERT":         e2eCACert(),
 				"NODE_EXTRA_CA_CERTS": e2eCACert(),
-				"E2E_REDIRECT_PORT":   fmt.Sprint(freePort()),
+				"E2E_REDIRECT_PORT":   fmt.Sprint(freeport.One()),
 				"E2E_USERNAME":        "alice",
 				"E2E_PASSWORD":        "correct horse",
 			}, &res)

@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/state"
@@ -175,7 +176,7 @@ func withPassword(t *testing.T, url, password string) string {
 
 func TestRedisConfigErrors(t *testing.T) {
 	const password = "hunter2-secret"
-	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort()))
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeport.One()))
 	t.Setenv("MCPAUTH_TEST_UNSET", "")
 	for _, tc := range []struct {
 		name string

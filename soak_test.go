@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/demomcp"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
 )
 
@@ -77,7 +78,7 @@ func TestSoak(t *testing.T) {
 	}
 	backend := httptest.NewServer(demomcp.Handler())
 	t.Cleanup(backend.Close)
-	dir, admin, port := t.TempDir(), freePort(), freePort()
+	dir, admin, port := t.TempDir(), freeport.One(), freeport.One()
 	site := processSite(dir, admin, port, "storage_path "+filepath.Join(dir, "badger"), unlimitedRegistration, "reverse_proxy "+backend.Listener.Addr().String())
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	in := &instance{base: base, host: strings.TrimPrefix(base, "http://"), proc: startCaddyProcess(t, dir, site)}

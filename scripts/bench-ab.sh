@@ -152,8 +152,7 @@ else
 	echo "redis-server not found: skipping the Redis rows" >&2
 fi
 
-# The logins, once every port is bound: their many connections take
-# ephemeral ports, among which the ports picked above are.
+# The logins, once every server is up.
 badger_token=$("$work/benchab" login "http://127.0.0.1:$badger_gated" alice "$password")
 "$work/benchab" dpop-login "http://127.0.0.1:$badger_gated" alice "$password" >"$work/dpop.badger"
 "$work/benchab" families "http://127.0.0.1:$badger_gated" alice "$password" "$work/families.badger" 0 "$token_conns"

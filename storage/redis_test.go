@@ -15,20 +15,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func openRedis(t *testing.T, url, prefix string) *storage.Redis {
 	t.Helper()
@@ -276,7 +267,7 @@ func TestRedisExpiryIsNeverLate(t *testing.T) {
 }
 
 func TestRedisUnreachable(t *testing.T) {
-	port := freePort(t) // nothing listens there
+	port := freeport.One() // nothing listens there
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	const password = "hunter2-secret"
 	start := time.Now()

@@ -22,12 +22,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 )
 
 func main() {
@@ -117,19 +118,14 @@ func usage() {
 	os.Exit(2)
 }
 
-// freePorts prints n distinct free ports, holding them all open until
-// printed so none is given twice.
+// freePorts prints n distinct free ports, outside the range outgoing
+// connections take theirs from (see package freeport).
 func freePorts(n int) error {
-	var ports []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer l.Close()
-		ports = append(ports, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	ports, err := freeport.Pick(n)
+	if err != nil {
+		return err
 	}
-	fmt.Println(strings.Join(ports, " "))
+	fmt.Println(strings.Trim(fmt.Sprint(ports), "[]"))
 	return nil
 }
 

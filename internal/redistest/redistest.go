@@ -24,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 )
 
 // startTimeout bounds how long a server or a topology takes to come up.
@@ -250,7 +252,7 @@ func StartCluster(t testing.TB) string {
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				// The bus would be port+10000, which may be taken or
 				// beyond 65535.
-				"--cluster-port", strconv.Itoa(freePort(t))}
+				"--cluster-port", strconv.Itoa(freeport.One())}
 		}, dialTCP))
 	}
 	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
@@ -307,10 +309,10 @@ func (s *server) kill() {
 // tryStart is tryLaunch, returning the server's process.
 func tryStart(t testing.TB, args func(port int, dir string) []string, dial func(addr string) (net.Conn, error)) (*server, error) {
 	t.Helper()
-	// The port may be taken between freePort and redis-server binding it.
+	// Another process may bind the picked port before redis-server does.
 	var lastErr error
 	for range 3 {
-		port := freePort(t)
+		port := freeport.One()
 		var out bytes.Buffer
 		p, err := run(t, args(port, t.TempDir()), &out)
 		if err != nil {
@@ -420,16 +422,6 @@ func command(addr string, args ...string) (string, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // writeCertificates writes a CA and a certificate for 127.0.0.1 signed by
