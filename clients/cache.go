@@ -144,10 +144,11 @@ func (c *fetchCache[T]) run(ctx context.Context, key string, now time.Time, f *f
 	}
 	f.entry = e
 	c.mu.Unlock()
-	close(f.done)
+	// Said before anyone is answered, so the log never trails the answer.
 	if err != nil && c.onFailure != nil {
 		c.onFailure(key, err, servedUntil)
 	}
+	close(f.done)
 }
 
 // store adds e, making room first if the cache is full: expired entries go,

@@ -73,3 +73,52 @@ func TestRedisOutageLoggedOncePerTransition(t *testing.T) {
 		t.Logf("%s %v", e.Message, e.ContextMap())
 	}
 }
+
+// A store that only listens, as an instance does whose clients all hold
+// cached answers, still says when Redis goes away and comes back: a
+// Sentinel or Cluster client rides out a failover by retrying commands, so
+// its subscription may be the only part that sees it.
+func TestRedisOutageLoggedBySubscription(t *testing.T) {
+	server := redistest.StartRestartable(t)
+	core, logs := observer.New(zap.InfoLevel)
+	r, err := storage.OpenRedis(t.Context(), server.URL, "", zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	listening := make(chan bool, 100)
+	r.Subscribe(t.Context(), "events", func([]byte) {}, func(up bool) {
+		select {
+		case listening <- up:
+		default:
+		}
+	})
+	waitFor := func(want bool) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case up := <-listening:
+				if up == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("the subscription never reported listening=%v", want)
+			}
+		}
+	}
+	waitFor(true)
+	lines := func(snippet string) int { return logs.FilterMessageSnippet(snippet).Len() }
+
+	server.Kill()
+	waitFor(false)
+	if n := lines("Redis unreachable"); n != 1 {
+		t.Errorf("%d lines say Redis is unreachable once the subscription lost it, want 1", n)
+	}
+	server.Restart()
+	waitFor(true)
+	time.Sleep(3 * storage.NotifierHeartbeat) // pongs must not log again
+	if n, m := lines("Redis reachable again"), lines("Redis unreachable"); n != 1 || m != 1 {
+		t.Errorf("after the restart: %d lines say reachable again and %d unreachable, want 1 each", n, m)
+	}
+}

@@ -52,6 +52,9 @@ type Redis struct {
 	client redis.UniversalClient
 	prefix string
 	addr   string // for messages: never holds credentials
+	// reachable hears every command's outcome, and the subscriptions',
+	// which no command hook sees.
+	reachable *reachability
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,7 +108,8 @@ func OpenRedis(ctx context.Context, rawURL string, prefix string, logger *zap.Lo
 		logger = zap.NewNop()
 	}
 	r := &Redis{client: target.client(false), prefix: prefix, addr: addr}
-	r.client.AddHook(&reachability{store: r.String(), logger: logger.Named("redis")})
+	r.reachable = &reachability{store: r.String(), logger: logger.Named("redis")}
+	r.client.AddHook(r.reachable)
 	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
 	if err := checkSchema(ctx, r, r.String()); err != nil {
@@ -605,9 +609,18 @@ func (r *Redis) Subscribe(ctx context.Context, channel string, onMessage func([]
 		defer sub.Close()
 		listening := false
 		for ctx.Err() == nil {
+			start := time.Now()
 			msg, err := sub.ReceiveTimeout(ctx, NotifierHeartbeat/2)
-			if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() && listening {
-				err = sub.Ping(ctx)
+			netErr, _ := errors.AsType[net.Error](err)
+			quiet := listening && netErr != nil && netErr.Timeout()
+			if quiet {
+				err = sub.Ping(ctx) // its pong, or its absence, is news
+			}
+			if !quiet || err != nil {
+				// A Sentinel or Cluster client may ride out a failover
+				// by retrying its commands; the subscription's
+				// connection cannot, and may be the only sign of it.
+				r.reachable.observe(ctx, start, err)
 			}
 			if err != nil {
 				if listening {
