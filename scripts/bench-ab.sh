@@ -30,7 +30,11 @@
 # at least $BENCH_AB_REQUESTS gated requests (those of the runs above
 # count) and $BENCH_AB_REGISTRATIONS client registrations, then after a
 # second round as large, against a third Caddy of the same binary serving
-# only plain reverse_proxy, idle and after as many requests.
+# only plain reverse_proxy, idle and after as many requests. Each figure
+# is split into private memory (RssAnon) and file-backed pages (RssFile:
+# the binary and Badger's memory-mapped files, which the kernel may drop),
+# with the Go heap live after a collection, read from Caddy's admin
+# endpoint (/debug/pprof/heap?gc=1, then /debug/vars).
 #
 # Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5)
 # With the defaults (1 million requests, 100 thousand registrations) it
@@ -64,7 +68,7 @@ fi
 
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/benchab" ./internal/benchab
-read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only badger_respond redis_respond < <("$work/benchab" ports 9)
+read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only badger_respond redis_respond badger_admin plain_admin < <("$work/benchab" ports 11)
 
 "$work/benchab" backend "127.0.0.1:$backend_port" &
 pids+=($!)
@@ -74,11 +78,11 @@ password="bench-ab password"
 # exchanged takes one, made in the minute a code lives.
 hash=$("$work/caddy" hash-password --algorithm bcrypt --bcrypt-cost 4 --plaintext "$password")
 
-# caddyfile <plain port> <gated port> <mcp_auth global storage line> <respond port>
+# caddyfile <plain port> <gated port> <mcp_auth global storage line> <respond port> <admin address or off>
 caddyfile() {
 	cat <<CADDY
 {
-	admin off
+	admin $5
 	persist_config off
 	storage file_system $work/caddy-$1
 	mcp_auth {
@@ -110,9 +114,9 @@ http://127.0.0.1:$4 {
 CADDY
 }
 
-# start_caddy <name> <plain port> <gated port> <storage line> <respond port>: sets caddy_pid.
+# start_caddy <name> <plain port> <gated port> <storage line> <respond port> <admin>: sets caddy_pid.
 start_caddy() {
-	caddyfile "$2" "$3" "$4" "$5" >"$work/Caddyfile.$1"
+	caddyfile "$2" "$3" "$4" "$5" "$6" >"$work/Caddyfile.$1"
 	"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.$1" >"$work/caddy-$1.log" 2>&1 &
 	caddy_pid=$!
 	pids+=("$caddy_pid")
@@ -125,28 +129,40 @@ start_caddy() {
 	exit 1
 }
 
-start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger" "$badger_respond"
+start_caddy badger "$badger_plain" "$badger_gated" "storage_path $work/badger" "$badger_respond" "127.0.0.1:$badger_admin"
 badger_pid=$caddy_pid
 
-# Memory: the resident set of the Badger Caddy idle, and of the same
-# binary serving only the plain site, for comparison.
-rss_mib() { awk '/^VmRSS:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
-printf '{\n\tadmin off\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
-	"$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
+# Memory: the Badger Caddy's, and that of the same binary serving only
+# the plain site, for comparison.
+# memory_of <pid> <admin port>: prints "resident private file-backed live-heap" in MiB.
+memory_of() {
+	curl -fs -o /dev/null "http://127.0.0.1:$2/debug/pprof/heap?gc=1"
+	local heap
+	heap=$(curl -fs "http://127.0.0.1:$2/debug/vars" | grep -o '"HeapAlloc": *[0-9]*' | grep -o '[0-9]*$')
+	awk -v heap="$heap" '/^(VmRSS|RssAnon|RssFile):/ { m[$1] = $2 / 1024 }
+		END { printf "%.1f %.1f %.1f %.1f\n", m["VmRSS:"], m["RssAnon:"], m["RssFile:"], heap / 1048576 }' "/proc/$1/status"
+}
+printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
+	"$plain_admin" "$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
 "$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.plain" >"$work/caddy-plain.log" 2>&1 &
 plain_pid=$!
 pids+=("$plain_pid")
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$plain_only/" && break; sleep 0.1; done
 sleep 1
-rss_plain_idle=$(rss_mib "$plain_pid")
-rss_gated_idle=$(rss_mib "$badger_pid")
+# memory: "round gated-requests registrations plain-requests", then
+# memory_of the plain Caddy and of the Badger Caddy, then the MiB of
+# Badger's files, per round (0: idle).
+memory_line() {
+	echo "$* $(memory_of "$plain_pid" "$plain_admin") $(memory_of "$badger_pid" "$badger_admin") $(du -sk "$work/badger" | awk '{ printf "%.1f", $1 / 1024 }')" >>"$work/memory"
+}
+memory_line 0 0 0 0
 
 redis_pid=
 if command -v redis-server >/dev/null; then
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$work/redis.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0" "$redis_respond"
+	start_caddy redis "$redis_plain" "$redis_gated" "redis redis://127.0.0.1:$redis_port/0" "$redis_respond" off
 	redis_pid=$caddy_pid
 else
 	echo "redis-server not found: skipping the Redis rows" >&2
@@ -331,9 +347,8 @@ memory_round() {
 	wait "$gated"
 	wait "$registered"
 	wait "$plain"
-	echo "$1 $(cat "$work/sent.gated") $(cut -d' ' -f1 "$work/registered") $(cat "$work/sent.plain") $(rss_mib "$plain_pid") $(rss_mib "$badger_pid")" >>"$work/memory"
+	memory_line "$1" "$(cat "$work/sent.gated")" "$(cut -d' ' -f1 "$work/registered")" "$(cat "$work/sent.plain")"
 }
-# memory: "round gated-requests registrations plain-requests rss-plain rss-gated" per round.
 gated_requests=$(awk '$1 != "redis_session" && $1 !~ /^token_/ { n += $NF } END { print n + 0 }' "$work/requests")
 memory_round 1 "$gated_requests"
 memory_round 2 0
@@ -427,17 +442,22 @@ section=$(
 			}' "$work/rates" - <<<"$summary"
 		echo
 	fi
-	echo "Memory (VmRSS of the Caddy process; target: ≤ +30 MiB idle, flat after warm-up). Each round sends, at once, gated requests"
-	echo "(POST with \`Mcp-Session-Id\`) to the Badger Caddy, registers clients with it over $conns connections, and sends as many"
-	echo "plain requests to a Caddy serving only plain reverse_proxy; the first round counts the gated requests of the runs above:"
+	echo "Memory (target: ≤ +30 MiB idle, flat after warm-up). Each round sends, at once, gated requests (POST with"
+	echo "\`Mcp-Session-Id\`) to the Badger Caddy, registers clients with it over $conns connections, and sends as many plain requests"
+	echo "to a Caddy serving only plain reverse_proxy; the first round counts the gated requests of the runs above. Resident is"
+	echo "VmRSS; it is private memory (RssAnon) plus file-backed pages (RssFile: the binary, and Badger's memory-mapped tables and"
+	echo "value log, which grow with what is stored and which the kernel drops under pressure). The live heap is Go's after a"
+	echo "collection."
 	echo
-	echo "| | plain reverse_proxy only | mcp_auth + reverse_proxy (Badger) | added |"
-	echo "|---|---:|---:|---:|"
-	awk -v a="$rss_plain_idle" -v b="$rss_gated_idle" 'BEGIN { printf "| idle | %.1f MiB | %.1f MiB | %+.1f MiB |\n", a, b, b - a }'
+	echo "| | resident, plain only | resident, mcp_auth (Badger) | added | private, plain / mcp_auth | file-backed, plain / mcp_auth | live heap, plain / mcp_auth | Badger files |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	awk -v before="$gated_requests" '
-		$1 == 1 { printf "| after %d gated requests in all and %d registrations (plain: %d requests) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", before + $2, $3, $4, $5, $6, $6 - $5; p = $5; g = $6 }
-		$1 == 2 { printf "| after %d more gated requests and %d more registrations (plain: %d more requests) | %.1f MiB | %.1f MiB | %+.1f MiB |\n", $2, $3, $4, $5, $6, $6 - $5
-			printf "| growth in the second round | %+.1f MiB | %+.1f MiB | |\n", $5 - p, $6 - g }' "$work/memory"
+		function row(what) { printf "| %s | %.1f MiB | %.1f MiB | %+.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f MiB |\n", what, $5, $9, $9 - $5, $6, $10, $7, $11, $8, $12, $13 }
+		$1 == 0 { row("idle") }
+		$1 == 1 { row(sprintf("after %d gated requests in all and %d registrations (plain: %d requests)", before + $2, $3, $4)) }
+		$1 == 2 { row(sprintf("after %d more gated requests and %d more registrations (plain: %d more requests)", $2, $3, $4)) }
+		{ for (i = 5; i <= 13; i++) { d[i] = $i - last[i]; last[i] = $i } }
+		$1 == 2 { printf "| growth in the second round | %+.1f MiB | %+.1f MiB | | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f MiB |\n", d[5], d[9], d[6], d[10], d[7], d[11], d[8], d[12], d[13] }' "$work/memory"
 	echo
 	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo
