@@ -98,7 +98,10 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo "  Authorization header, the gate verifies and removes it."
 	echo "- \`BenchmarkGateDecision\` is the gate's own work for a bearer \`tools/call\` in a session (token seen before);"
 	echo "  \`BenchmarkGateDecisionDPoP\` the same with a DPoP-bound token and a fresh proof, whose signature, claims and"
-	echo "  \`jti\` are checked on every request (making the proofs is not timed)."
+	echo "  \`jti\` are checked on every request (making the proofs is not timed). A token without \`cnf\` costs the bearer path"
+	echo "  one nil check: the verified-token cache holds \`cnf\` with the other claims. A DPoP request costs one ES256 signature"
+	echo "  check of the proof (compare \`BenchmarkVerifyFirstUse/ES256\`), the parsing of its key and thumbprint, and a"
+	echo "  replay-cache insert, with no store round trip; the A/B section's \`dpop_session\` row measures it through Caddy."
 	echo
 	echo "## Token endpoint store work (testing.B)"
 	echo
