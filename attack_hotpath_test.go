@@ -8,11 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/freeport"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/oauthtest"
@@ -215,4 +218,81 @@ func TestAttackCachedSessionServesAnotherUser(t *testing.T) {
 			t.Errorf("alice after %q tried her session: %d", sub, status)
 		}
 	}
+}
+
+// The gate answers from memory on the hot path, Redis included: once a
+// session is bound and its token seen, tool calls in it make no Redis
+// commands (only the periodic revocation reconcile may fall in the
+// window). A store round trip per request would show as one or more
+// commands per call.
+func TestHotPathMakesNoRedisCommands(t *testing.T) {
+	redisURL := redistest.Start(t)
+	logDir := t.TempDir()
+	e := startASWith(t, redisASSite(t, redisGlobalOptions(redisURL, "", filepath.Join(logDir, "caddy.log")), logDir, usersUpstream()), logDir)
+	token := e.login(t, e.publicClient(t), nil).Access
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "hot-path-test", Version: "0"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: canonicalResource(), HTTPClient: e.HTTP, OAuthHandler: staticToken(token)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	call := func() {
+		t.Helper()
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}})
+		if err != nil || res.IsError {
+			t.Fatalf("tool call: %v %+v", err, res)
+		}
+	}
+	for range 3 {
+		call()
+	}
+
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	before := redisCommandCalls(t, rdb)
+	const calls = 300
+	for range calls {
+		call()
+	}
+	after := redisCommandCalls(t, rdb)
+	total, made := 0, []string{}
+	for name, n := range after {
+		if d := n - before[name]; d > 0 && name != "info" {
+			total += d
+			made = append(made, fmt.Sprintf("%s×%d", name, d))
+		}
+	}
+	// A reconcile every few seconds reads a handful of keys; a round
+	// trip per call would be at least one command per call.
+	if total > calls/20 {
+		t.Errorf("%d tool calls in a bound session made %d Redis commands: %v", calls, total, made)
+	}
+}
+
+// redisCommandCalls returns how many times the Redis server has run each
+// command (INFO commandstats).
+func redisCommandCalls(t *testing.T, rdb *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rdb.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		calls, _, _ := strings.Cut(stats, ",")
+		n, err := strconv.Atoi(calls)
+		if err != nil {
+			t.Fatalf("INFO commandstats line %q", line)
+		}
+		counts[name] = n
+	}
+	return counts
 }
