@@ -2,9 +2,10 @@
 # Runs the benchmarks and writes their figures to BENCHMARKS.md.
 # Usage: scripts/bench.sh [count]   (default count: 8; medians are reported)
 # BENCH_GRANTS lists the counts of stored grants the token endpoint's store
-# work is measured at (default "1000 100000 1000000"). Filling Badger with
-# 1 million grants, one synced write after another, takes most of the
-# running time: about 45 minutes at the ~370 grants/s of a busy 2-core VM.
+# work is measured at (default "1000 100000 1000000"); at each, both of its
+# operations run count times, in turn. Filling Badger with 1 million
+# grants takes most of the running time: about 11 minutes on a quiet
+# 2-core VM, 45 on a busy one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-8}
@@ -17,7 +18,7 @@ go test -run '^$' -bench 'BenchmarkVerify|BenchmarkMintAccessToken' -benchmem -c
 go test -run '^$' -bench 'BenchmarkGateDecision' -benchmem -count "$count" ./gate/ | tee -a "$raw"
 go test -run '^$' -bench 'BenchmarkGateVsReverseProxy' -benchmem -count "$count" . | grep -v '^{' | tee -a "$raw"
 # Once: each run fills the stores anew.
-MCP_AUTH_BENCH_GRANTS=$grants go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
+MCP_AUTH_BENCH_GRANTS=$grants MCP_AUTH_BENCH_ROUNDS=$count go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
 
 # Median ns/op per benchmark, in first-seen order.
 medians=$(awk '/^Benchmark/ {
@@ -51,22 +52,34 @@ if [ -z "$ratios" ]; then
 	exit 1
 fi
 # Token endpoint store work per second, per store and operation, at each
-# count of stored grants (BenchmarkTokenStore/<store>/grants=<n>/<operation>):
-# "store operation rate-at-first ... rate-at-last last/first".
+# count of stored grants (BenchmarkTokenStore/<store>/grants=<n>/<operation>,
+# its rounds suffixed #01, #02, ...): "store operation cell-at-first ...
+# cell-at-last last/first", a cell being "median (min–max)" of the rounds'
+# rates and the ratio one of medians.
 store_rates=$(awk '
+function median(key, m,   a, b, t, s) {
+	for (a = 1; a <= m; a++) s[a] = rate[key, a]
+	for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (s[b] < s[a]) { t = s[a]; s[a] = s[b]; s[b] = t }
+	lo[key] = s[1]; hi[key] = s[m]
+	return (m % 2) ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
+}
 $1 ~ /^BenchmarkTokenStore\// {
-	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op)
-	for (f = 2; f < NF; f++) if ($(f + 1) ~ /\/s$/) rate = $f
+	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op); sub(/#[0-9]+$/, "", op)
+	for (f = 2; f < NF; f++) if ($(f + 1) ~ /\/s$/) r = $f
 	if (!((store, op) in seen)) { seen[store, op] = 1; rows[++k] = store SUBSEP op }
 	if (!(n in counted)) { counted[n] = 1; counts[++c] = n }
-	r[store, op, n] = rate
+	rate[store, op, n, ++runs[store, op, n]] = r
 }
 END {
 	printf "counts"; for (j = 1; j <= c; j++) printf " %s", counts[j]; print ""
 	for (i = 1; i <= k; i++) {
 		split(rows[i], so, SUBSEP); printf "%s %s", so[1], so[2]
-		for (j = 1; j <= c; j++) printf " %.0f", r[so[1], so[2], counts[j]]
-		printf " %.2f\n", r[so[1], so[2], counts[c]] / r[so[1], so[2], counts[1]]
+		for (j = 1; j <= c; j++) {
+			key = so[1] SUBSEP so[2] SUBSEP counts[j]
+			med[j] = median(key, runs[so[1], so[2], counts[j]])
+			printf " %.0f_(%.0f–%.0f)", med[j], lo[key], hi[key]
+		}
+		printf " %.2f\n", med[c] / med[1]
 	}
 }' "$store_raw")
 if [ "$(wc -l <<<"$store_rates")" -lt 2 ]; then
@@ -107,15 +120,16 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo
 	echo "\`BenchmarkTokenStore\` (state/throughput_bench_test.go): what a code exchange and a refresh rotation ask of the store"
 	echo "(signing aside), per second, from GOMAXPROCS goroutines at once, over Badger with its synced writes and over a real"
-	echo "redis-server, with the store first filled with other users' grants up to each count (\`MCP_AUTH_BENCH_GRANTS=\"$grants\"\`,"
-	echo "one run). Throughput should not depend on the count (target: the last over the first within 10%)."
+	echo "redis-server, with the store first filled with other users' grants up to each count (\`MCP_AUTH_BENCH_GRANTS=\"$grants\"\`),"
+	echo "where both operations then run $count times in turn (\`MCP_AUTH_BENCH_ROUNDS=$count\`): median (min–max) of those rounds."
+	echo "Throughput should not depend on the count (target: the last median over the first within 10%)."
 	echo
 	awk 'NR == 1 {
 		printf "| store | operation |"; for (f = 2; f <= NF; f++) printf " %s grants |", $f; printf " %s/%s |\n", $NF, $2
 		printf "|---|---|"; for (f = 2; f <= NF + 1; f++) printf "---:|"; print ""
 		next
 	}
-	{ sub(/_/, " ", $2); printf "| %s | %ss/s |", $1, $2; for (f = 3; f < NF; f++) printf " %s |", $f; printf " %s |\n", $NF }' <<<"$store_rates"
+	{ sub(/_/, " ", $2); printf "| %s | %ss/s |", $1, $2; for (f = 3; f < NF; f++) { sub(/_/, " ", $f); printf " %s |", $f }; printf " %s |\n", $NF }' <<<"$store_rates"
 	echo
 	echo "## Raw output"
 	echo

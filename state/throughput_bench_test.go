@@ -26,9 +26,12 @@ import (
 // in MCP_AUTH_BENCH_GRANTS (scripts/bench.sh sets "1000 100000 1000000").
 // Throughput should not depend on how many grants are stored. Each store
 // is filled once, up to each count in turn, and both operations run at
-// each count.
+// each count, in turn, MCP_AUTH_BENCH_ROUNDS times (default 1): a slow
+// spell of the machine then shows as the spread of one operation's
+// rounds, not as a difference between counts.
 func BenchmarkTokenStore(b *testing.B) {
 	counts := benchGrantCounts(b)
+	rounds := benchRounds(b)
 	for _, kind := range []string{"badger", "redis"} {
 		b.Run(kind, func(b *testing.B) {
 			var store storage.Store
@@ -48,8 +51,10 @@ func BenchmarkTokenStore(b *testing.B) {
 				prefillGrants(b, stores, stored, n)
 				stored = n
 				b.Run(fmt.Sprintf("grants=%d", n), func(b *testing.B) {
-					b.Run("code_exchange", func(b *testing.B) { benchCodeExchange(b, stores) })
-					b.Run("refresh_rotation", func(b *testing.B) { benchRefreshRotation(b, stores) })
+					for range rounds { // the rounds are named code_exchange, code_exchange#01, ...
+						b.Run("code_exchange", func(b *testing.B) { benchCodeExchange(b, stores) })
+						b.Run("refresh_rotation", func(b *testing.B) { benchRefreshRotation(b, stores) })
+					}
 				})
 			}
 		})
@@ -74,6 +79,19 @@ func benchGrantCounts(b *testing.B) []int {
 		counts = append(counts, n)
 	}
 	return counts
+}
+
+// benchRounds is how many times each operation runs at each count.
+func benchRounds(b *testing.B) int {
+	v := os.Getenv("MCP_AUTH_BENCH_ROUNDS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("MCP_AUTH_BENCH_ROUNDS=%q: want a count of at least 1", v)
+	}
+	return n
 }
 
 func openBenchStores(b *testing.B, store storage.Store) *Stores {
