@@ -58,15 +58,23 @@ func startASWith(t *testing.T, caddyfile, logDir string) *asEnv {
 	return e
 }
 
-// redisKeys returns the Redis keys that start with prefix, sorted.
-func redisKeys(t *testing.T, url, prefix string) []string {
+// redisClient is a client of the Redis server at url, closed when the
+// test ends.
+func redisClient(t *testing.T, url string) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := redis.NewClient(opts)
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// redisKeys returns the Redis keys that start with prefix, sorted.
+func redisKeys(t *testing.T, url, prefix string) []string {
+	t.Helper()
+	c := redisClient(t, url)
 	keys, err := c.Keys(t.Context(), prefix+"*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -162,13 +170,7 @@ func TestRedisSharedState(t *testing.T) {
 // the URL with it.
 func withPassword(t *testing.T, url, password string) string {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	if err := c.ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
+	if err := redisClient(t, url).ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
 		t.Fatal(err)
 	}
 	return strings.Replace(url, "redis://", "redis://:"+password+"@", 1)
