@@ -20,8 +20,16 @@ go test -run '^$' -bench 'BenchmarkGateVsReverseProxy' -benchmem -count "$count"
 # Once: each run fills the stores anew.
 MCP_AUTH_BENCH_GRANTS=$grants MCP_AUTH_BENCH_ROUNDS=$count go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
 
+# median(s, m) sorts s[1..m] in place and returns their median; both
+# tables below use it.
+median_awk='
+function median(s, m,   a, b, t) {
+	for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (s[b] < s[a]) { t = s[a]; s[a] = s[b]; s[b] = t }
+	return (m % 2) ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
+}'
+
 # Median ns/op per benchmark, in first-seen order.
-medians=$(awk '/^Benchmark/ {
+medians=$(awk "$median_awk"'/^Benchmark/ {
 	name=$1; sub(/-[0-9]+$/, "", name)
 	if (!(name in n)) order[++k]=name
 	v[name, ++n[name]]=$3; bytes[name]=$5; allocs[name]=$7
@@ -30,8 +38,7 @@ END {
 	for (i=1; i<=k; i++) {
 		name=order[i]; c=n[name]
 		for (a=1; a<=c; a++) s[a]=v[name, a]
-		for (a=1; a<=c; a++) for (b=a+1; b<=c; b++) if (s[b] < s[a]) { t=s[a]; s[a]=s[b]; s[b]=t }
-		med = (c % 2) ? s[(c+1)/2] : (s[c/2] + s[c/2+1]) / 2
+		med = median(s, c)
 		printf "%s %.0f %s %s\n", name, med, bytes[name], allocs[name]
 	}
 }' "$raw")
@@ -56,13 +63,7 @@ fi
 # its rounds suffixed #01, #02, ...): "store operation cell-at-first ...
 # cell-at-last last/first", a cell being "median (min–max)" of the rounds'
 # rates and the ratio one of medians.
-store_rates=$(awk '
-function median(key, m,   a, b, t, s) {
-	for (a = 1; a <= m; a++) s[a] = rate[key, a]
-	for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (s[b] < s[a]) { t = s[a]; s[a] = s[b]; s[b] = t }
-	lo[key] = s[1]; hi[key] = s[m]
-	return (m % 2) ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
-}
+store_rates=$(awk "$median_awk"'
 $1 ~ /^BenchmarkTokenStore\// {
 	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op); sub(/#[0-9]+$/, "", op)
 	for (f = 2; f < NF; f++) if ($(f + 1) ~ /\/s$/) r = $f
@@ -75,9 +76,10 @@ END {
 	for (i = 1; i <= k; i++) {
 		split(rows[i], so, SUBSEP); printf "%s %s", so[1], so[2]
 		for (j = 1; j <= c; j++) {
-			key = so[1] SUBSEP so[2] SUBSEP counts[j]
-			med[j] = median(key, runs[so[1], so[2], counts[j]])
-			printf " %.0f_(%.0f–%.0f)", med[j], lo[key], hi[key]
+			m = runs[so[1], so[2], counts[j]]
+			for (a = 1; a <= m; a++) s[a] = rate[so[1], so[2], counts[j], a]
+			med[j] = median(s, m)
+			printf " %.0f_(%.0f–%.0f)", med[j], s[1], s[m]
 		}
 		printf " %.2f\n", med[c] / med[1]
 	}
