@@ -87,7 +87,7 @@ func TestFaultBadgerDiskFull(t *testing.T) {
 	dir, store := t.TempDir(), filepath.Join(disk.Dir, "badger")
 	admin, port := freeport.One(), freeport.One()
 	in := badgerFaultInstance(t, dir, store, admin, port)
-	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
+	acks := newAcknowledged()
 	loginAcknowledged(t, in, acks, 2)
 	var access, accessClient string
 	for id, rt := range acks.grants {
@@ -161,7 +161,7 @@ func TestFaultBadgerDiskReadOnly(t *testing.T) {
 	dir, store := t.TempDir(), filepath.Join(disk.Dir, "badger")
 	admin, port := freeport.One(), freeport.One()
 	in := badgerFaultInstance(t, dir, store, admin, port)
-	acks := &acknowledged{clients: map[string]bool{}, grants: map[string]string{}}
+	acks := newAcknowledged()
 	loginAcknowledged(t, in, acks, 2)
 
 	if err := disk.Remount(true); err == nil {
