@@ -68,6 +68,22 @@ fi
 
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/benchab" ./internal/benchab
+
+# Caddy runs on the upper half of the CPUs, everything else (this script
+# and what it starts: the load generators, the backend, redis-server) on
+# the lower half, so Caddy never waits for a core wrk holds and its CPU
+# per request is its own work, not contention; Caddy's GOMAXPROCS follows.
+on_caddy=()
+cpus=$(nproc)
+if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then
+	half=$((cpus / 2))
+	load_cpus="0-$((half - 1))" caddy_cpus="$half-$((cpus - 1))"
+	taskset -pc "$load_cpus" $$ >/dev/null
+	on_caddy=(taskset -c "$caddy_cpus")
+	pinning="Caddy on CPUs $caddy_cpus, the load generators, backend and Redis on CPUs $load_cpus"
+else
+	pinning="not pinned to CPUs (taskset missing or 1 CPU)"
+fi
 read -r backend_port badger_plain badger_gated redis_plain redis_gated redis_port plain_only badger_respond redis_respond badger_admin plain_admin < <("$work/benchab" ports 11)
 
 "$work/benchab" backend "127.0.0.1:$backend_port" &
@@ -117,7 +133,7 @@ CADDY
 # start_caddy <name> <plain port> <gated port> <storage line> <respond port> <admin>: sets caddy_pid.
 start_caddy() {
 	caddyfile "$2" "$3" "$4" "$5" "$6" >"$work/Caddyfile.$1"
-	"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.$1" >"$work/caddy-$1.log" 2>&1 &
+	"${on_caddy[@]}" "$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.$1" >"$work/caddy-$1.log" 2>&1 &
 	caddy_pid=$!
 	pids+=("$caddy_pid")
 	for _ in $(seq 100); do
@@ -144,7 +160,7 @@ memory_of() {
 }
 printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
 	"$plain_admin" "$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
-"$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.plain" >"$work/caddy-plain.log" 2>&1 &
+"${on_caddy[@]}" "$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.plain" >"$work/caddy-plain.log" 2>&1 &
 plain_pid=$!
 pids+=("$plain_pid")
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$plain_only/" && break; sleep 0.1; done
@@ -381,8 +397,8 @@ awk '$1 == "latency_1conn" { print "plain", $5, $6, $7, $8; print "mcp_auth", $9
 section=$(
 	echo "## A/B against plain reverse_proxy (wrk)"
 	echo
-	echo "Written by \`scripts/bench-ab.sh $rounds $secs\` on $(date -u +%Y-%m-%d) ($(go version | cut -d' ' -f3), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(redis-server --version 2>/dev/null | cut -d' ' -f1-3))."
-	echo "wrk, HTTP/1.1 keep-alive, $conns connections (2 threads), ${secs} s per run, a trivial Go backend, a token from a real login;"
+	echo "Written by \`scripts/bench-ab.sh $rounds $secs\` on $(date -u +%Y-%m-%d) ($(go version | cut -d' ' -f3), $cpus cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(redis-server --version 2>/dev/null | cut -d' ' -f1-3))."
+	echo "wrk, HTTP/1.1 keep-alive, $conns connections (2 threads), ${secs} s per run, a trivial Go backend, a token from a real login; $pinning;"
 	echo "each gated run is between two plain reverse_proxy runs in the same Caddy and its ratio is its throughput over their mean;"
 	echo "$rounds interleaved rounds, median (min–max). CPU is Caddy's utime+stime per request, median over the rounds;"
 	echo "*added* is the median of each round's gated CPU minus its neighbours' mean."
