@@ -2,8 +2,9 @@
 # Runs the benchmarks and writes their figures to BENCHMARKS.md.
 # Usage: scripts/bench.sh [count]   (default count: 8; medians are reported)
 # BENCH_GRANTS lists the counts of stored grants the token endpoint's store
-# work is measured at (default "1000 100000 1000000"); at each, both of its
-# operations run count times, in turn. Filling Badger with 1 million
+# work is measured at (default "1000 100000 1000000"): each count has a
+# store filled to it, and both operations run at every count in turn,
+# count times. Filling Badger with 1 million
 # grants takes most of the running time: about 11 minutes on a quiet
 # 2-core VM, 45 on a busy one.
 set -euo pipefail
@@ -17,7 +18,7 @@ trap 'rm -f "$raw" "$store_raw"' EXIT
 go test -run '^$' -bench 'BenchmarkVerify|BenchmarkMintAccessToken' -benchmem -count "$count" ./tokens/ | tee -a "$raw"
 go test -run '^$' -bench 'BenchmarkGateDecision' -benchmem -count "$count" ./gate/ | tee -a "$raw"
 go test -run '^$' -bench 'BenchmarkGateVsReverseProxy' -benchmem -count "$count" . | grep -v '^{' | tee -a "$raw"
-# Once: each run fills the stores anew.
+# Once: it fills a store for each count of grants, then runs its rounds.
 MCP_AUTH_BENCH_GRANTS=$grants MCP_AUTH_BENCH_ROUNDS=$count go test -run '^$' -bench 'BenchmarkTokenStore' -benchmem -timeout 6h ./state/ | grep -v '^{' | tee -a "$store_raw"
 
 # median(s, m) sorts s[1..m] in place and returns their median; both
@@ -60,12 +61,12 @@ if [ -z "$ratios" ]; then
 fi
 # Token endpoint store work per second, per store and operation, at each
 # count of stored grants (BenchmarkTokenStore/<store>/grants=<n>/<operation>,
-# its rounds suffixed #01, #02, ...): "store operation cell-at-first ...
+# its rounds' counts suffixed #01, #02, ...): "store operation cell-at-first ...
 # cell-at-last last/first", a cell being "median (min–max)" of the rounds'
 # rates and the ratio one of medians.
 store_rates=$(awk "$median_awk"'
 $1 ~ /^BenchmarkTokenStore\// {
-	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op); sub(/#[0-9]+$/, "", op)
+	split($1, part, "/"); store = part[2]; n = part[3]; sub(/^grants=/, "", n); sub(/#[0-9]+$/, "", n); op = part[4]; sub(/-[0-9]+$/, "", op)
 	for (f = 2; f < NF; f++) if ($(f + 1) ~ /\/s$/) r = $f
 	if (!((store, op) in seen)) { seen[store, op] = 1; rows[++k] = store SUBSEP op }
 	if (!(n in counted)) { counted[n] = 1; counts[++c] = n }
@@ -122,8 +123,9 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo
 	echo "\`BenchmarkTokenStore\` (state/throughput_bench_test.go): what a code exchange and a refresh rotation ask of the store"
 	echo "(signing aside), per second, from GOMAXPROCS goroutines at once, over Badger with its synced writes and over a real"
-	echo "redis-server, with the store first filled with other users' grants up to each count (\`MCP_AUTH_BENCH_GRANTS=\"$grants\"\`),"
-	echo "where both operations then run $count times in turn (\`MCP_AUTH_BENCH_ROUNDS=$count\`): median (min–max) of those rounds."
+	echo "redis-server, with a store for each count, first filled with other users' grants (\`MCP_AUTH_BENCH_GRANTS=\"$grants\"\`);"
+	echo "then both operations run at every count in turn, $count times (\`MCP_AUTH_BENCH_ROUNDS=$count\`), so a slow spell of the machine"
+	echo "or the compactions that follow the largest fill fall on every count alike: median (min–max) of those rounds."
 	echo "Throughput should not depend on the count (target: the last median over the first within 10%)."
 	echo
 	awk 'NR == 1 {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/clients"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
@@ -96,17 +95,9 @@ func TestClientAssertionUsedOnce(t *testing.T) {
 // whichever client presents it, and apart from client assertions' jtis; of
 // concurrent uses, on Badger and on Redis, exactly one is the first.
 func TestIdentityAssertionUsedOnce(t *testing.T) {
-	for _, kind := range []string{"badger", "redis"} {
+	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			var db storage.Store = storagetest.Badger(t)
-			if kind == "redis" {
-				r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = r.Close() })
-				db = r
-			}
+			db := openStore(t, kind)
 			c := openStores(t, db).Clients
 			ctx := context.Background()
 			idpA, idpB := "https://a.example", "https://b.example"

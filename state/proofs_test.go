@@ -6,10 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
 
 // A DPoP proof is used once per key, across every instance sharing the
@@ -17,17 +13,9 @@ import (
 // Redis, exactly one is the first. The nonce key is made once and then the
 // same for every instance.
 func TestDPoPProofUsedOnceAcrossInstances(t *testing.T) {
-	for _, kind := range []string{"badger", "redis"} {
+	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			var db storage.Store = storagetest.Badger(t)
-			if kind == "redis" {
-				r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = r.Close() })
-				db = r
-			}
+			db := openStore(t, kind)
 			// Two instances: each opens its own stores over the shared one.
 			a, b := openStores(t, db).Proofs, openStores(t, db).Proofs
 			ctx := context.Background()

@@ -7,8 +7,28 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
+	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
+
+// storeKinds are the stores the state must work on alike.
+var storeKinds = []string{"badger", "redis"}
+
+// openStore opens an empty store of the kind for the test's duration:
+// Badger in a temporary directory, or a redis-server of its own.
+func openStore(t testing.TB, kind string) storage.Store {
+	t.Helper()
+	if kind == "badger" {
+		return storagetest.Badger(t)
+	}
+	r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
 
 // openStores opens the stores of an authorization server over store, for
 // the test's duration.

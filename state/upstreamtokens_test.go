@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-mcp-auth/caddy-mcp-auth/internal/redistest"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage"
 	"github.com/caddy-mcp-auth/caddy-mcp-auth/storage/storagetest"
 )
@@ -31,21 +30,6 @@ func newSealer(t testing.TB, current []byte, old ...[]byte) *Sealer {
 	return s
 }
 
-// backends are the stores upstream tokens must work on alike.
-func backends(t *testing.T) map[string]func(*testing.T) storage.Store {
-	return map[string]func(*testing.T) storage.Store{
-		"badger": func(t *testing.T) storage.Store { return storagetest.Badger(t) },
-		"redis": func(t *testing.T) storage.Store {
-			r, err := storage.OpenRedis(t.Context(), redistest.Start(t), "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = r.Close() })
-			return r
-		},
-	}
-}
-
 const (
 	secretAccess  = "gho_AccessTokenThatMustNeverBeStoredInTheClear"
 	secretRefresh = "ghr_RefreshTokenThatMustNeverBeStoredInTheClear"
@@ -60,9 +44,9 @@ func keptToken(id string) *UpstreamToken {
 // another key does not, and an older key configured for opening still
 // does after rotation.
 func TestUpstreamTokensSealedAtRest(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			db := open(t)
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			db := openStore(t, kind)
 			ctx := context.Background()
 			oldKey, newKey := randomSealKey(t), randomSealKey(t)
 			stores := openStores(t, db)
@@ -155,9 +139,9 @@ func TestUpstreamTokenBoundToItsRecord(t *testing.T) {
 // Revoking a grant removes its upstream token, and hands it over once
 // for revocation at the provider.
 func TestGrantRevocationRemovesUpstreamToken(t *testing.T) {
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			db := open(t)
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			db := openStore(t, kind)
 			ctx := context.Background()
 			stores := openStores(t, db)
 			var mu sync.Mutex
