@@ -150,14 +150,20 @@ badger_pid=$caddy_pid
 
 # Memory: the Badger Caddy's, and that of the same binary serving only
 # the plain site, for comparison.
-# memory_of <pid> <admin port>: prints "resident private file-backed live-heap" in MiB.
+# memory_of <pid> <admin port>: prints "resident private file-backed
+# live-heap kept-free" in MiB, kept-free being heap the Go runtime holds
+# free, not yet returned to the OS (HeapIdle - HeapReleased): room for the
+# next collection cycle's garbage, counted in private memory.
 memory_of() {
 	curl -fs -o /dev/null "http://127.0.0.1:$2/debug/pprof/heap?gc=1"
-	local heap
-	heap=$(curl -fs "http://127.0.0.1:$2/debug/vars" | grep -o '"HeapAlloc": *[0-9]*' | grep -o '[0-9]*$')
-	awk -v heap="$heap" '/^(VmRSS|RssAnon|RssFile):/ { m[$1] = $2 / 1024 }
-		END { printf "%.1f %.1f %.1f %.1f\n", m["VmRSS:"], m["RssAnon:"], m["RssFile:"], heap / 1048576 }' "/proc/$1/status"
+	local vars
+	vars=$(curl -fs "http://127.0.0.1:$2/debug/vars")
+	awk -v heap="$(stat_of HeapAlloc)" -v idle="$(stat_of HeapIdle)" -v released="$(stat_of HeapReleased)" \
+		'/^(VmRSS|RssAnon|RssFile):/ { m[$1] = $2 / 1024 }
+		END { printf "%.1f %.1f %.1f %.1f %.1f\n", m["VmRSS:"], m["RssAnon:"], m["RssFile:"], heap / 1048576, (idle - released) / 1048576 }' "/proc/$1/status"
 }
+# stat_of <name>: a memstats figure from $vars, memory_of's /debug/vars.
+stat_of() { grep -o "\"$1\": *[0-9]*" <<<"$vars" | grep -o '[0-9]*$'; }
 printf '{\n\tadmin 127.0.0.1:%s\n\tpersist_config off\n\tstorage file_system %s/caddy-only\n}\nhttp://127.0.0.1:%s {\n\treverse_proxy 127.0.0.1:%s\n}\n' \
 	"$plain_admin" "$work" "$plain_only" "$backend_port" >"$work/Caddyfile.plain"
 "${on_caddy[@]}" "$work/caddy" run --adapter caddyfile --config "$work/Caddyfile.plain" >"$work/caddy-plain.log" 2>&1 &
@@ -463,17 +469,21 @@ section=$(
 	echo "to a Caddy serving only plain reverse_proxy; the first round counts the gated requests of the runs above. Resident is"
 	echo "VmRSS; it is private memory (RssAnon) plus file-backed pages (RssFile: the binary, and Badger's memory-mapped tables and"
 	echo "value log, which grow with what is stored and which the kernel drops under pressure). The live heap is Go's after a"
-	echo "collection."
+	echo "collection; kept free is heap the Go runtime holds free for the garbage of its next cycle, not yet returned to the OS"
+	echo "(HeapIdle − HeapReleased), part of private memory."
 	echo
-	echo "| | resident, plain only | resident, mcp_auth (Badger) | added | private, plain / mcp_auth | file-backed, plain / mcp_auth | live heap, plain / mcp_auth | Badger files |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| | resident, plain only | resident, mcp_auth (Badger) | added | private, plain / mcp_auth | file-backed, plain / mcp_auth | live heap, plain / mcp_auth | heap kept free, plain / mcp_auth | Badger files |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	# Fields: round, gated requests, registrations, plain requests; plain
+	# Caddy's resident, private, file-backed, live heap, kept free ($5-$9);
+	# the Badger Caddy's ($10-$14); Badger's files ($15).
 	awk -v before="$gated_requests" '
-		function row(what) { printf "| %s | %.1f MiB | %.1f MiB | %+.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f MiB |\n", what, $5, $9, $9 - $5, $6, $10, $7, $11, $8, $12, $13 }
+		function row(what) { printf "| %s | %.1f MiB | %.1f MiB | %+.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f MiB |\n", what, $5, $10, $10 - $5, $6, $11, $7, $12, $8, $13, $9, $14, $15 }
 		$1 == 0 { row("idle") }
 		$1 == 1 { row(sprintf("after %d gated requests in all and %d registrations (plain: %d requests)", before + $2, $3, $4)) }
 		$1 == 2 { row(sprintf("after %d more gated requests and %d more registrations (plain: %d more requests)", $2, $3, $4)) }
-		{ for (i = 5; i <= 13; i++) { d[i] = $i - last[i]; last[i] = $i } }
-		$1 == 2 { printf "| growth in the second round | %+.1f MiB | %+.1f MiB | | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f MiB |\n", d[5], d[9], d[6], d[10], d[7], d[11], d[8], d[12], d[13] }' "$work/memory"
+		{ for (i = 5; i <= 15; i++) { d[i] = $i - last[i]; last[i] = $i } }
+		$1 == 2 { printf "| growth in the second round | %+.1f MiB | %+.1f MiB | | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f MiB |\n", d[5], d[10], d[6], d[11], d[7], d[12], d[8], d[13], d[9], d[14], d[15] }' "$work/memory"
 	echo
 	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo
