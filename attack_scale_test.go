@@ -397,23 +397,25 @@ func TestAttackInstanceIgnoresWhatAnotherDecided(t *testing.T) {
 		t.Fatalf("a token of the new key at the other instance: %d", status)
 	}
 
-	// Revoked at one instance, refused at the other within 2 seconds.
+	// Revoked at one instance, refused at the other within the README's
+	// bound of 1 second: no request sent later than that gets through.
 	revocation := url.Values{"token": {access}, "client_id": {c.ID}}
 	if status, _, raw := a.request(t, http.MethodPost, "/revoke", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, revocation.Encode()); status != http.StatusOK {
 		t.Fatalf("revoking at one instance: %d %s", status, raw)
 	}
 	revoked := time.Now()
 	for {
+		sent := time.Now()
 		status, _, _ := b.mcp(t, access, "", oauthtest.MCPInitialize)
 		if status == http.StatusUnauthorized {
+			t.Logf("the other instance refused the revoked token in a request sent %s after the revocation", sent.Sub(revoked).Round(time.Millisecond))
 			break
 		}
-		if time.Since(revoked) > 2*time.Second {
-			t.Fatalf("the other instance still accepts the revoked access token after 2s: %d", status)
+		if sent.Sub(revoked) > time.Second {
+			t.Fatalf("the other instance let the revoked access token through in a request sent %s after the revocation: %d", sent.Sub(revoked).Round(time.Millisecond), status)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("the other instance refused the revoked token %s after the revocation", time.Since(revoked).Round(time.Millisecond))
 }
 
 // adminPost posts to a process Caddy's admin API.
