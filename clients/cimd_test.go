@@ -327,13 +327,7 @@ func TestFetcherRefusesInternalAddresses(t *testing.T) {
 
 func TestFetcherTimeout(t *testing.T) {
 	ds := newDocServer(t)
-	// The handler answers nothing until the test ends, whatever its
-	// request's context says: on a loaded machine that context once ended
-	// before the client's timeout, and the handler's empty 200 arrived
-	// first. Released before the server's Close, which waits for it.
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	url := ds.handle("/client.json", func(w http.ResponseWriter, r *http.Request) { <-release })
+	url := ds.handle("/client.json", untilTestEnds(t, func(http.ResponseWriter) {}))
 	f := ds.fetcher(FetcherOptions{Timeout: 200 * time.Millisecond})
 	start := time.Now()
 	_, err := f.Client(context.Background(), url)
@@ -347,15 +341,11 @@ func TestFetcherTimeout(t *testing.T) {
 
 func TestFetcherTimeoutSlowBody(t *testing.T) {
 	ds := newDocServer(t)
-	url := ds.handle("/client.json", func(w http.ResponseWriter, r *http.Request) {
+	url := ds.handle("/client.json", untilTestEnds(t, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"client_id":`))
 		w.(http.Flusher).Flush()
-		select {
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-	})
+	}))
 	f := ds.fetcher(FetcherOptions{Timeout: 200 * time.Millisecond})
 	if _, err := f.Client(context.Background(), url); err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want a timeout", err)

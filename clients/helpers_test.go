@@ -171,6 +171,20 @@ func newDocServer(t testing.TB) *docServer {
 	return ds
 }
 
+// untilTestEnds is a handler that writes what start writes, then nothing
+// more until the test ends, whatever its request's context says: on a
+// loaded machine that context once ended before the client's timeout, and
+// a handler returning then sent an answer the client took for the
+// server's. It is released before the server's Close, which waits for it.
+func untilTestEnds(t testing.TB, start func(http.ResponseWriter)) http.HandlerFunc {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	return func(w http.ResponseWriter, _ *http.Request) {
+		start(w)
+		<-release
+	}
+}
+
 // handle serves path with h.
 func (ds *docServer) handle(path string, h http.HandlerFunc) string {
 	ds.mu.Lock()
