@@ -25,6 +25,9 @@
 # redeems codes, each from its own login; `respond` gets the same
 # requests. Before each /token run, families or codes are made (outside
 # the measurement) for half as many requests again as the last run made.
+# These rows run fewer, longer rounds ($token_rounds of $token_secs s): a
+# run's logins are made before it, and a ratio of a few percent against
+# `respond` does not need the gate rows' precision.
 #
 # Memory is the Badger Caddy's resident set idle, then after a round of
 # at least $BENCH_AB_REQUESTS gated requests (those of the runs above
@@ -36,19 +39,25 @@
 # with the Go heap live after a collection, read from Caddy's admin
 # endpoint (/debug/pprof/heap?gc=1, then /debug/vars).
 #
-# Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 5 and 5)
-# With the defaults (1 million requests, 100 thousand registrations) it
-# takes about 20 minutes; registrations, at a few hundred a second on
-# Badger, take most of the memory rounds. For a quick check of the script:
+# Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 41 and 1)
+# Many short rounds: a VM's CPU can be a quarter slower for stretches of
+# ten seconds or more, so the three runs of a round, within about 4
+# seconds, mostly share one such stretch, and the median over many rounds
+# sets the rare round that straddles two aside. With the defaults, and 1
+# million requests and 100 thousand registrations for memory, it takes
+# about an hour on a 2-core VM; registrations, at a few hundred a second
+# on Badger, take most of the memory rounds. For a quick check:
 #   BENCH_AB_REQUESTS=20000 BENCH_AB_REGISTRATIONS=500 scripts/bench-ab.sh 1 2
 # Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis rows are skipped without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-5}
-secs=${2:-5}
+rounds=${1:-41}
+secs=${2:-1}
 conns=32
 # Connections of the token endpoint rows, each rotating refresh token families.
 token_conns=16
+token_rounds=9
+token_secs=5
 mem_requests=${BENCH_AB_REQUESTS:-1000000}
 mem_registrations=${BENCH_AB_REGISTRATIONS:-100000}
 
@@ -326,12 +335,14 @@ fi
 ab dpop_session "$badger_pid" "$conns" "$b_plain" "$b_gated" "$work/dpop.badger" run_dpop
 ab latency_1conn "$badger_pid" 1 "$b_plain" "$b_gated" "$work/session.lua"
 
-# The token endpoint: refresh rotations and code exchanges against respond in the same Caddy.
-ab token_refresh_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/families.badger" run_token
-ab token_code_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/codes.badger" run_token
+# The token endpoint: refresh rotations and code exchanges against respond
+# in the same Caddy, each ab call with its own rounds and run length.
+token_ab() { rounds=$token_rounds secs=$token_secs ab "$@"; }
+token_ab token_refresh_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/families.badger" run_token
+token_ab token_code_badger "$badger_pid" "$token_conns" "http://127.0.0.1:$badger_respond/" "http://127.0.0.1:$badger_gated/token" "$work/codes.badger" run_token
 if [ -n "$redis_pid" ]; then
-	ab token_refresh_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/families.redis" run_token
-	ab token_code_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/codes.redis" run_token
+	token_ab token_refresh_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/families.redis" run_token
+	token_ab token_code_redis "$redis_pid" "$token_conns" "http://127.0.0.1:$redis_respond/" "http://127.0.0.1:$redis_gated/token" "$work/codes.redis" run_token
 fi
 
 # send <url> <n>: at least n requests of session.lua's shape, in wrk runs
@@ -439,7 +450,7 @@ section=$(
 		echo "Token endpoint, with the Go load generator (\`benchab refresh\`, \`benchab exchange\`), $token_conns connections: refresh"
 		echo "token rotations, each connection rotating refresh token families (each from its own login), and code exchanges, each"
 		echo "code from its own login (logins are made before the run, outside the measurement); each run between two runs of Caddy"
-		echo "\`respond\` in the same process getting the same requests; median (min–max) of $rounds rounds as above. Badger writes"
+		echo "\`respond\` in the same process getting the same requests; median (min–max) of $token_rounds rounds of $token_secs s. Badger writes"
 		echo "are synced. A client rotates about once per access token lifetime (1 hour); here each family rotates many times a"
 		echo "second, 31 times, and then its connection takes a fresh one: a grant keeps at most 32 usable access tokens, the"
 		echo "login's included, and refuses a refresh beyond that until the oldest expires. Each rotation reads and writes a grant's"

@@ -112,6 +112,8 @@ ab_section=$(awk '/^## A\/B against plain reverse_proxy/ { keep=1 } keep' BENCHM
 	echo "- \`BenchmarkGateVsReverseProxy\` sends the same POSTs (no session, with \`Mcp-Session-Id\`, a \`tools/call\`) with the same bearer token, with Badger and with Redis, through one"
 	echo "  in-process Caddy, over loopback HTTP/1.1 with keep-alive; plain reverse_proxy forwards the"
 	echo "  Authorization header, the gate verifies and removes it."
+	echo "  The load and Caddy share the process and its cores, so these ratios swing by 10–25% from run to run; the A/B"
+	echo "  section below, with Caddy and the load on separate cores and many interleaved rounds, is the measurement of record."
 	echo "- \`BenchmarkGateDecision\` is the gate's own work for a bearer \`tools/call\` in a session (token seen before);"
 	echo "  \`BenchmarkGateDecisionDPoP\` the same with a DPoP-bound token and a fresh proof, whose signature, claims and"
 	echo "  \`jti\` are checked on every request (making the proofs is not timed). A token without \`cnf\` costs the bearer path"
