@@ -31,9 +31,11 @@
 #
 # Memory is the Badger Caddy's resident set idle, then after a round of
 # at least $BENCH_AB_REQUESTS gated requests (those of the runs above
-# count) and $BENCH_AB_REGISTRATIONS client registrations, then after a
-# second round as large, against a third Caddy of the same binary serving
-# only plain reverse_proxy, idle and after as many requests. Each figure
+# count) and $BENCH_AB_REGISTRATIONS client registrations, then after
+# each of two more rounds as large (flat after warm-up: the last round
+# adds nothing but what it stores), against a third Caddy of the same
+# binary serving only plain reverse_proxy, idle and after as many
+# requests. Each figure
 # is split into private memory (RssAnon) and file-backed pages (RssFile:
 # the binary and Badger's memory-mapped files, which the kernel may drop),
 # with the Go heap live after a collection, read from Caddy's admin
@@ -45,7 +47,7 @@
 # seconds, mostly share one such stretch, and the median over many rounds
 # sets the rare round that straddles two aside. With the defaults, and 1
 # million requests and 100 thousand registrations for memory, it takes
-# about an hour on a 2-core VM; registrations, at a few hundred a second
+# about 45 minutes on a 2-core VM; registrations, at a few hundred a second
 # on Badger, take most of the memory rounds. For a quick check:
 #   BENCH_AB_REQUESTS=20000 BENCH_AB_REGISTRATIONS=500 scripts/bench-ab.sh 1 2
 # Needs go, wrk (installed with apt-get if missing) and redis-server (the Redis rows are skipped without it).
@@ -60,6 +62,7 @@ token_rounds=9
 token_secs=5
 mem_requests=${BENCH_AB_REQUESTS:-1000000}
 mem_registrations=${BENCH_AB_REGISTRATIONS:-100000}
+mem_rounds=3
 
 work=$(mktemp -d)
 pids=()
@@ -346,7 +349,9 @@ if [ -n "$redis_pid" ]; then
 fi
 
 # send <url> <n>: at least n requests of session.lua's shape, in wrk runs
-# sized by the rate of the one before; prints how many were sent.
+# sized by the rate of the one before, of at most 30 s: the rate changes
+# when the concurrent registrations end, and a long run would then
+# overshoot; prints how many were sent.
 send() {
 	local sent=0 secs=5 out n
 	while [ "$sent" -lt "$2" ]; do
@@ -358,7 +363,7 @@ send() {
 		fi
 		sent=$((sent + n))
 		secs=$(( (($2 - sent) * secs + n - 1) / n + 1 ))
-		secs=$(( secs < 600 ? secs : 600 ))
+		secs=$(( secs < 30 ? secs : 30 ))
 	done
 	echo "$sent"
 }
@@ -384,7 +389,7 @@ memory_round() {
 }
 gated_requests=$(awk '$1 != "redis_session" && $1 !~ /^token_/ { n += $NF } END { print n + 0 }' "$work/requests")
 memory_round 1 "$gated_requests"
-memory_round 2 0
+for r in $(seq 2 "$mem_rounds"); do memory_round "$r" 0; done
 
 # Per row: median and range of the ratio, median CPU µs/request, median latencies.
 summary=$(awk '
@@ -491,10 +496,10 @@ section=$(
 	awk -v before="$gated_requests" '
 		function row(what) { printf "| %s | %.1f MiB | %.1f MiB | %+.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f / %.1f MiB | %.1f MiB |\n", what, $5, $10, $10 - $5, $6, $11, $7, $12, $8, $13, $9, $14, $15 }
 		$1 == 0 { row("idle") }
-		$1 == 1 { row(sprintf("after %d gated requests in all and %d registrations (plain: %d requests)", before + $2, $3, $4)) }
-		$1 == 2 { row(sprintf("after %d more gated requests and %d more registrations (plain: %d more requests)", $2, $3, $4)) }
+		$1 == 1 { row(sprintf("round 1: after %d gated requests in all and %d registrations (plain: %d requests)", before + $2, $3, $4)) }
+		$1 >= 2 { row(sprintf("round %d: after %d more gated requests and %d more registrations (plain: %d more requests)", $1, $2, $3, $4)) }
 		{ for (i = 5; i <= 15; i++) { d[i] = $i - last[i]; last[i] = $i } }
-		$1 == 2 { printf "| growth in the second round | %+.1f MiB | %+.1f MiB | | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f MiB |\n", d[5], d[10], d[6], d[11], d[7], d[12], d[8], d[13], d[9], d[14], d[15] }' "$work/memory"
+		$1 >= 2 { printf "| growth in round %d | %+.1f MiB | %+.1f MiB | | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f / %+.1f MiB | %+.1f MiB |\n", $1, d[5], d[10], d[6], d[11], d[7], d[12], d[8], d[13], d[9], d[14], d[15] }' "$work/memory"
 	echo
 	echo "Per round (row, round, ratio, CPU µs/req plain and gated, p50 p75 p90 p99 µs plain, then gated, CPU µs/req added):"
 	echo
