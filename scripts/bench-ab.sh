@@ -262,8 +262,9 @@ run() {
 # redeeming the codes, or sending the same requests to another URL; prints
 # what run prints. Before a /token run, the file gets families or codes for
 # 1.5 times the requests of the last one (at first, 2000 a second); at most
-# max_codes codes, as many as are made well within their minute: a code run
-# that uses them all ends early and its rate is over its own length.
+# max_codes codes, as many as are made well within their minute. A run
+# that uses them all (the rate jumped) ends early, and its rate is over
+# its own length.
 max_codes=4000
 run_token() {
 	local before after out n rps p50 p75 p90 p99 mode=replay want

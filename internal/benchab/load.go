@@ -31,8 +31,11 @@ func loadClient(conns int) *http.Client {
 //     sends, and after rotationsPerFamily rotations the connection takes a
 //     family no connection has taken; the file keeps the ones left.
 //   - exchange: each connection takes a code no connection has taken for
-//     each request; a connection stops when none is left, and the rate is
-//     over the time until the last one stopped.
+//     each request.
+//
+// In both, a connection stops when none is left (the run was faster than
+// the families or codes made for it), and the rate is over the time until
+// the last one stopped.
 //   - replay: the file's requests, unchanged, one per connection and
 //     over again, to anything else (Caddy's respond), which must answer 200.
 //
@@ -70,9 +73,6 @@ func tokenLoad(mode, file, target string, d time.Duration, conns int) error {
 				if mode == "refresh" && uses == rotationsPerFamily || mode == "exchange" && uses == 1 {
 					var ok bool
 					if body, ok = take(); !ok {
-						if mode == "refresh" {
-							errs[i] = fmt.Errorf("%s: all %d refresh token families used up", file, len(bodies))
-						}
 						return
 					}
 					uses = 0
