@@ -215,6 +215,7 @@ func startCaddy(t testing.TB, caddyfile string) {
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+	dropIdleSiteConnections() // to the previous test's Caddy, now gone
 	if strings.Contains(caddyfile, siteAddr()) {
 		waitForTLS(t)
 	}
@@ -229,6 +230,14 @@ func reloadCaddy(t testing.TB, caddyfile string) {
 	if status, body := postConfig(t, caddyfile); status != http.StatusOK {
 		t.Fatalf("reload: %d: %s", status, body)
 	}
+	dropIdleSiteConnections()
+}
+
+// dropIdleSiteConnections closes the test clients' idle connections to
+// the sites after a config change, which closes them on the server's
+// side: a POST sent on one just then fails with EOF rather than being
+// retried.
+func dropIdleSiteConnections() {
 	if transport, err := siteTransport(); err == nil {
 		transport.CloseIdleConnections()
 	}
@@ -281,9 +290,7 @@ func tlsClient() (*http.Client, error) {
 }
 
 // siteTransport is the one transport of every test client of the sites, so
-// that reloadCaddy can drop its idle connections: a reload closes them on
-// the server's side, and a POST sent on one just then fails with EOF
-// rather than being retried.
+// that dropIdleSiteConnections can reach all their idle connections.
 var siteTransport = sync.OnceValues(func() (*http.Transport, error) {
 	pem, err := os.ReadFile(filepath.Join(dataHome, "caddy", "pki", "authorities", "local", "root.crt"))
 	if err != nil {
