@@ -35,11 +35,11 @@
 # each of two more rounds as large (flat after warm-up: the last round
 # adds nothing but what it stores), against a third Caddy of the same
 # binary serving only plain reverse_proxy, idle and after as many
-# requests. Each figure
-# is split into private memory (RssAnon) and file-backed pages (RssFile:
-# the binary and Badger's memory-mapped files, which the kernel may drop),
-# with the Go heap live after a collection, read from Caddy's admin
-# endpoint (/debug/pprof/heap?gc=1, then /debug/vars).
+# requests. Each figure is split into private memory (RssAnon) and
+# file-backed pages (RssFile: the binary and Badger's memory-mapped files,
+# which the kernel may drop), with the Go heap live after a collection,
+# read from Caddy's admin endpoint (/debug/pprof/heap?gc=1, then
+# /debug/vars).
 #
 # Usage: scripts/bench-ab.sh [rounds] [seconds per run]   (default 41 and 1)
 # Many short rounds: a VM's CPU can be a quarter slower for stretches of

@@ -4,9 +4,8 @@
 # BENCH_GRANTS lists the counts of stored grants the token endpoint's store
 # work is measured at (default "1000 100000 1000000"): each count has a
 # store filled to it, and both operations run at every count in turn,
-# count times. Filling Badger with 1 million
-# grants takes most of the running time: about 11 minutes on a quiet
-# 2-core VM, 45 on a busy one.
+# count times. Filling Badger with 1 million grants takes most of the
+# running time: about 11 minutes on a quiet 2-core VM, 45 on a busy one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-8}

@@ -32,13 +32,12 @@ func loadClient(conns int) *http.Client {
 //     family no connection has taken; the file keeps the ones left.
 //   - exchange: each connection takes a code no connection has taken for
 //     each request.
-//
-// In both, a connection stops when none is left (the run was faster than
-// the families or codes made for it), and the rate is over the time until
-// the last one stopped.
 //   - replay: the file's requests, unchanged, one per connection and
 //     over again, to anything else (Caddy's respond), which must answer 200.
 //
+// In refresh and exchange, a connection stops when none is left (the run
+// was faster than the families or codes made for it), and the rate is
+// over the time until the last one stopped.
 // A request is never cut off at the deadline, so no rotation is lost. It
 // prints "requests requests/s p50 p75 p90 p99", latencies in µs.
 func tokenLoad(mode, file, target string, d time.Duration, conns int) error {
